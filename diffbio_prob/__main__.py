@@ -1,0 +1,5 @@
+import sys
+
+from diffbio_prob.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Flax NNX operators with the DiffBio operator API."""
