@@ -1,0 +1,710 @@
+"""Transcript quantification by EM and VBEM over equivalence classes, in pure JAX.
+
+Notation (``notes/em.md``): class ``c`` holds transcripts ``T_c`` with per-entry weights ``w_ct`` and
+fragment count ``n_c``; ``a_t`` are expected fragments (salmon's ``NumReads``); ``l_t`` effective
+lengths. The *affinity* of an entry is ``w_ct / l_t`` (or ``w_ct`` itself when the weights already
+contain ``1/l``, as in salmon's ``--dumpEqWeights`` dump).
+
+* **EM** (salmon ``EMUpdate_``, kallisto ``EMAlgorithm.h``): ``a'_t = sum_{c ∋ t} n_c a_t aff_ct /
+  sum_{j ∈ c} a_j aff_cj``; singleton classes give ``n_c`` outright; a class whose denominator is
+  ``<=`` the smallest normal float is skipped (salmon's ``markDegenerateClasses``). The E-step divides by
+  length once; the M-step does not divide again. Temperature ``T`` tempers the responsibilities
+  (``∝ (a_t aff_ct)^(1/T)``); ``T = 1`` is exact EM.
+* **VBEM** (salmon's default, ``VBEMUpdate_``): the same update with ``a`` replaced by ``e_t =
+  exp(digamma(a_t + prior_t) - digamma(sum_j (a_j + prior_j)))`` (0 when ``a_t + prior_t <= 1e-10``);
+  the prior is not added to ``a'``. Prior 0.01 per transcript, or ``1e-5 * l_t`` per nucleotide.
+* **Convergence** (salmon): at least ``min_iter`` (100) map evaluations, then stop once every ``t`` with
+  ``a'_t > 1e-2`` has ``|a'_t - a_t| / a'_t <= 1e-2``, or at ``max_iter`` (10,000); afterwards
+  ``a_t <= 1e-8`` is set to 0.
+* **SQUAREM** (Varadhan & Roland 2008, scheme 3 with the adaptive step bound of the R package
+  ``SQUAREM``): two map evaluations give ``r = F(x) - x`` and ``v = F(F(x)) - 2F(x) + x``; the
+  extrapolation ``x - 2 s r + s^2 v`` (``s = -clip(|r|/|v|, 1, step_max)``) is clipped at 0 and
+  stabilised by one more map evaluation. A step whose objective is below the start's falls back to
+  ``F(F(x))``, so the objective never decreases. The objective is the log-likelihood (EM) or the
+  collapsed evidence lower bound (VBEM), both by-products of the map evaluation.
+
+Equivalence classes are a flat sparse structure (:class:`EquivalenceClasses`): one entry per
+(class, transcript) pair, so an iteration is two gathers and two ``segment_sum`` over entries,
+O(entries). A dense ``(C, T)`` compatibility matrix converts with :func:`from_dense`.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from diffbio_prob.cores import em
+    >>> eqc = em.make_eq_classes([0, 1, 1, 2, 2], [0, 0, 1, 1, 2], counts=[10, 20, 5], n_transcripts=3)
+    >>> res = em.em(eqc, jnp.array([100.0, 200.0, 100.0]), min_iter=1000, rel_tol=1e-12)
+    >>> [round(float(x), 3) for x in res.counts]  # t1 shares every class with a shorter transcript
+    [30.0, 0.0, 5.0]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.scipy.special import digamma, gammaln
+
+__all__ = [
+    "EquivalenceClasses",
+    "EMResult",
+    "QuantOutputs",
+    "make_eq_classes",
+    "from_dense",
+    "validate",
+    "entry_affinities",
+    "prior_vector",
+    "uniform_init",
+    "em_step",
+    "vbem_step",
+    "objective",
+    "class_log_likelihood",
+    "log_likelihood",
+    "vbem_elbo",
+    "converged",
+    "em",
+    "em_unrolled",
+    "quant_outputs",
+    "tpm",
+    "truncate",
+]
+
+Array = jax.Array
+
+# salmon's constants (CollapsedEMOptimizer.cpp, SalmonDefaults.hpp; see notes/em.md §1).
+DIGAMMA_MIN = 1e-10  # digammaMin: e_t = 0 below it (salmon#48, the digamma pole)
+ALPHA_CHECK_CUTOFF = 1e-2  # only a'_t above it take part in the convergence test
+REL_DIFF_TOLERANCE = 1e-2  # relative change that counts as converged
+MIN_ALPHA = 1e-8  # truncateCountVector: a_t <= it is reported as 0
+PER_TRANSCRIPT_PRIOR = 1e-2
+PER_NUCLEOTIDE_PRIOR = 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class EquivalenceClasses:
+    """Equivalence classes as flat entries (one per class-transcript pair).
+
+    Attributes:
+        class_ids: ``Int[Array, "E"]`` class of each entry (0..C-1), non-decreasing.
+        transcript_ids: ``Int[Array, "E"]`` transcript of each entry (0..T-1).
+        weights: ``Float[Array, "E"]`` per-entry weight ``w_ct`` (1 for plain classes); entries of
+            weight 0 are inert (a dense matrix's zeros).
+        counts: ``Float[Array, "C"]`` fragments per class ``n_c``.
+        n_transcripts: ``T`` (static).
+        weights_include_length: ``True`` when ``w_ct`` already contains ``1/l_t`` (salmon's
+            ``--dumpEqWeights`` dump and ``--eqclasses`` input); the E-step then does not divide by
+            length again (static).
+    """
+
+    class_ids: Array
+    transcript_ids: Array
+    weights: Array
+    counts: Array
+    n_transcripts: int = dataclasses.field(metadata={"static": True})
+    weights_include_length: bool = dataclasses.field(default=False, metadata={"static": True})
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.counts.shape[0])
+
+    @property
+    def n_entries(self) -> int:
+        return int(self.class_ids.shape[0])
+
+    def replace(self, **changes) -> "EquivalenceClasses":
+        """A copy with ``changes`` (e.g. resampled ``counts``)."""
+        return dataclasses.replace(self, **changes)
+
+
+jax.tree_util.register_dataclass(
+    EquivalenceClasses,
+    data_fields=["class_ids", "transcript_ids", "weights", "counts"],
+    meta_fields=["n_transcripts", "weights_include_length"],
+)
+
+
+class EMResult(NamedTuple):
+    """Result of :func:`em`.
+
+    Attributes:
+        counts: ``Float[Array, "T"]`` expected fragments per transcript (salmon's NumReads), truncated.
+        n_iterations: iterations run (SQUAREM: extrapolation cycles).
+        n_evaluations: EM/VBEM map evaluations (plain: equal to ``n_iterations``).
+        converged: whether the convergence rule was met before ``max_iter``.
+        objective: log-likelihood (EM) or evidence lower bound (VBEM) at the final, untruncated iterate.
+    """
+
+    counts: Array
+    n_iterations: Array
+    n_evaluations: Array
+    converged: Array
+    objective: Array
+
+
+class QuantOutputs(NamedTuple):
+    """Per-transcript outputs: ``abundances`` (read fractions, sum 1), ``estimated_counts`` (NumReads),
+    ``tpm`` (``1e6 (a_t/l_t) / sum_j a_j/l_j``)."""
+
+    abundances: Array
+    estimated_counts: Array
+    tpm: Array
+
+
+def _is_concrete(*xs) -> bool:
+    return not any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+def make_eq_classes(
+    class_ids,
+    transcript_ids,
+    counts,
+    n_transcripts: int,
+    weights=None,
+    weights_include_length: bool = False,
+) -> EquivalenceClasses:
+    """Build :class:`EquivalenceClasses` from entry arrays (sorted by class if they are concrete).
+
+    Args:
+        class_ids: ``Int[Array, "E"]`` class of each entry (sorted here when concrete; traced ids must
+            already be non-decreasing).
+        transcript_ids: ``Int[Array, "E"]`` transcript of each entry.
+        counts: ``Float[Array, "C"]`` fragments per class.
+        n_transcripts: number of transcripts ``T``.
+        weights: ``Float[Array, "E"]`` optional per-entry weights (default 1).
+        weights_include_length: the weights already contain ``1/l_t``.
+
+    Example:
+        >>> eqc = make_eq_classes([0, 0, 1], [0, 1, 1], counts=[3, 1], n_transcripts=2)
+        >>> eqc.n_classes, eqc.n_entries
+        (2, 3)
+    """
+    dtype = jnp.result_type(float)
+    if weights is None:
+        weights = jnp.ones(np.shape(class_ids), dtype)
+    if _is_concrete(class_ids, transcript_ids, weights):
+        # segment sums run with indices_are_sorted=True: order entries by class (stable) once here.
+        cid = np.asarray(class_ids)
+        if cid.ndim == 1 and cid.size > 1 and np.any(np.diff(cid) < 0):
+            order = np.argsort(cid, kind="stable")
+            class_ids = cid[order]
+            transcript_ids = np.asarray(transcript_ids)[order]
+            weights = np.asarray(weights)[order]
+    return EquivalenceClasses(
+        class_ids=jnp.asarray(class_ids, jnp.int32),
+        transcript_ids=jnp.asarray(transcript_ids, jnp.int32),
+        weights=jnp.asarray(weights, dtype),
+        counts=jnp.asarray(counts, dtype),
+        n_transcripts=int(n_transcripts),
+        weights_include_length=bool(weights_include_length),
+    )
+
+
+def from_dense(compatibility, counts=None, *, sparse: bool | None = None) -> EquivalenceClasses:
+    """Convert a dense ``(C, T)`` compatibility (or weight) matrix to :class:`EquivalenceClasses`.
+
+    Each row is a class (the seed's form: one row per read, count 1 each). With a concrete matrix only
+    its non-zero entries are kept; a traced matrix keeps all ``C*T`` entries (zeros are inert), so the
+    conversion works under ``jit``/``grad`` and gradients reach the matrix's values.
+
+    Args:
+        compatibility: ``Float[Array, "C T"]`` non-negative weights; 0 = incompatible.
+        counts: ``Float[Array, "C"]`` per-row counts (default 1 per row).
+        sparse: keep non-zero entries only (default: when the matrix is concrete).
+
+    Example:
+        >>> eqc = from_dense(jnp.array([[1.0, 1.0], [0.0, 1.0]]))
+        >>> eqc.n_entries, [float(c) for c in eqc.counts]
+        (3, [1.0, 1.0])
+    """
+    n_rows, n_transcripts = jnp.shape(compatibility)
+    dtype = jnp.result_type(float)
+    if counts is None:
+        counts = jnp.ones((n_rows,), dtype)
+    if sparse is None:
+        sparse = _is_concrete(compatibility)
+    if sparse:
+        mat = np.asarray(compatibility)
+        rows, cols = np.nonzero(mat)
+        return make_eq_classes(rows, cols, counts, n_transcripts, weights=mat[rows, cols])
+    rows = jnp.repeat(jnp.arange(n_rows, dtype=jnp.int32), n_transcripts)
+    cols = jnp.tile(jnp.arange(n_transcripts, dtype=jnp.int32), n_rows)
+    return EquivalenceClasses(
+        class_ids=rows,
+        transcript_ids=cols,
+        weights=jnp.reshape(jnp.asarray(compatibility, dtype), (-1,)),
+        counts=jnp.asarray(counts, dtype),
+        n_transcripts=int(n_transcripts),
+    )
+
+
+def validate(eqc: EquivalenceClasses, effective_lengths=None, *, name: str = "equivalence_classes") -> None:
+    """Check a concrete :class:`EquivalenceClasses` (and lengths); raise ``ValueError`` naming the problem.
+
+    Checks: entry arrays of equal length; transcript ids in ``[0, T)``; class ids in ``[0, C)``; every
+    class has an entry of positive weight; weights and counts finite and non-negative; lengths of shape
+    ``(T,)``, finite and positive. Traced arrays are skipped (validate before ``jit``).
+    """
+    arrays = (eqc.class_ids, eqc.transcript_ids, eqc.weights, eqc.counts)
+    if not _is_concrete(*arrays):
+        return
+    cid, tid, w, n = (np.asarray(a) for a in arrays)
+    T, C = eqc.n_transcripts, n.shape[0] if n.ndim == 1 else -1
+    if n.ndim != 1:
+        raise ValueError(f"counts: expected a 1-D array of per-class counts, got shape {n.shape}")
+    if not (cid.shape == tid.shape == w.shape) or cid.ndim != 1:
+        raise ValueError(
+            f"{name}: class ids, transcript ids and weights must be 1-D of equal length, got shapes "
+            f"{cid.shape}, {tid.shape}, {w.shape}"
+        )
+    if T < 1:
+        raise ValueError(f"{name}: n_transcripts must be >= 1, got {T}")
+    if tid.size and (tid.min() < 0 or tid.max() >= T):
+        bad = int(tid[(tid < 0) | (tid >= T)][0])
+        raise ValueError(f"{name}: transcript id {bad} out of range [0, {T})")
+    if cid.size and (cid.min() < 0 or cid.max() >= C):
+        bad = int(cid[(cid < 0) | (cid >= C)][0])
+        raise ValueError(f"{name}: class id {bad} out of range [0, {C}) (counts has {C} entries)")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"{name}: weights must be finite and non-negative")
+    if not np.all(np.isfinite(n)):
+        raise ValueError("counts: must be finite")
+    if np.any(n < 0):
+        raise ValueError(f"counts: must be non-negative, got {float(n[n < 0][0])} for class {int(np.argmax(n < 0))}")
+    live = np.zeros(C, bool)
+    live[cid[w > 0]] = True
+    if not live.all():
+        raise ValueError(f"{name}: class {int(np.argmin(live))} is empty (no transcript with a positive weight)")
+    if effective_lengths is not None and _is_concrete(effective_lengths):
+        lengths = np.asarray(effective_lengths)
+        if lengths.shape != (T,):
+            raise ValueError(f"effective_lengths: expected shape ({T},), got {lengths.shape}")
+        if not np.all(np.isfinite(lengths)) or np.any(lengths <= 0):
+            i = int(np.argmax(~(np.isfinite(lengths) & (lengths > 0))))
+            raise ValueError(f"effective_lengths: must be finite and positive, got {lengths[i]} at index {i}")
+
+
+def entry_affinities(eqc: EquivalenceClasses, effective_lengths: Array) -> Array:
+    """``Float[Array, "E"]`` ``w_ct / l_t`` per entry (``w_ct`` when the weights include the length)."""
+    if eqc.weights_include_length:
+        return eqc.weights
+    return eqc.weights / jnp.asarray(effective_lengths)[eqc.transcript_ids]
+
+
+def prior_vector(n_transcripts: int, effective_lengths=None, prior: float | None = None,
+                 per_nucleotide: bool = False) -> Array:
+    """salmon's VBEM prior: ``prior`` (default 0.01) per transcript, or ``prior * l_t`` (default 1e-5)."""
+    if per_nucleotide:
+        if effective_lengths is None:
+            raise ValueError("effective_lengths: required for a per-nucleotide prior")
+        value = PER_NUCLEOTIDE_PRIOR if prior is None else prior
+        return value * jnp.asarray(effective_lengths, jnp.result_type(float))
+    value = PER_TRANSCRIPT_PRIOR if prior is None else prior
+    return jnp.full((n_transcripts,), value, jnp.result_type(float))
+
+
+def uniform_init(eqc: EquivalenceClasses) -> Array:
+    """salmon's start for small inputs: total fragments spread evenly over the transcripts that appear in
+    a class (others start, and stay, at 0)."""
+    active = jax.ops.segment_sum((eqc.weights > 0).astype(eqc.counts.dtype), eqc.transcript_ids,
+                                 eqc.n_transcripts) > 0
+    total = jnp.sum(eqc.counts)
+    return jnp.where(active, total / jnp.maximum(jnp.sum(active), 1), 0.0)
+
+
+class _Prepared(NamedTuple):
+    """Per-problem constants reused by every map evaluation."""
+
+    affinity: Array  # (E,) w_ct / l_t
+    singleton: Array  # (E,) bool: the entry is the only live member of its class
+    prior: Array  # (T,) VBEM prior (zeros for EM)
+
+
+def _prepare(eqc: EquivalenceClasses, effective_lengths, prior) -> _Prepared:
+    live = eqc.weights > 0
+    sizes = jax.ops.segment_sum(live.astype(jnp.int32), eqc.class_ids, eqc.n_classes, indices_are_sorted=True)
+    singleton = live & (sizes[eqc.class_ids] == 1)
+    return _Prepared(entry_affinities(eqc, effective_lengths), singleton, prior)
+
+
+def _safe_log(x: Array) -> Array:
+    """``log x`` with ``log 0 = -inf`` and zero gradient there (double ``where``)."""
+    pos = x > 0
+    return jnp.where(pos, jnp.log(jnp.where(pos, x, 1.0)), -jnp.inf)
+
+
+def _vb_weights(a: Array, prior: Array) -> Array:
+    """``e_t = exp(digamma(a_t + prior_t) - digamma(sum (a + prior)))``; 0 where ``a_t + prior_t <= 1e-10``."""
+    b = a + prior
+    ok = b > DIGAMMA_MIN
+    log_e = digamma(jnp.where(ok, b, 1.0)) - digamma(jnp.sum(b))
+    return jnp.where(ok, jnp.exp(log_e), 0.0)
+
+
+def _map(eqc: EquivalenceClasses, prep: _Prepared, theta: Array, temperature) -> tuple[Array, Array]:
+    """One E+M step with class weights ``theta`` (``a`` for EM, ``e`` for VBEM).
+
+    Returns ``(a', log_denominators)``: the new expected counts and ``log sum_{j in c} theta_j aff_cj``
+    per class (``-inf`` for a skipped class), from which the objectives follow at no extra cost.
+    """
+    cid, tid, C = eqc.class_ids, eqc.transcript_ids, eqc.n_classes
+    x = theta[tid] * prep.affinity
+    denom = jax.ops.segment_sum(x, cid, C, indices_are_sorted=True)
+    ok = denom > jnp.finfo(denom.dtype).tiny  # salmon skips degenerate classes (<= DBL_MIN)
+    log_denom = _safe_log(jnp.where(ok, denom, 0.0))
+    if isinstance(temperature, (int, float)) and float(temperature) == 1.0:
+        resp = x / jnp.where(ok, denom, 1.0)[cid]
+    else:
+        # Tempered E-step, (theta aff)^(1/T) normalised per class in log space so that small T
+        # neither underflows nor overflows.
+        logits = (_safe_log(theta)[tid] + _safe_log(prep.affinity)) / temperature
+        top = jax.ops.segment_max(logits, cid, C, indices_are_sorted=True)
+        top = jnp.where(jnp.isfinite(top), top, 0.0)
+        p = jnp.where(jnp.isfinite(logits), jnp.exp(logits - top[cid]), 0.0)
+        norm = jax.ops.segment_sum(p, cid, C, indices_are_sorted=True)
+        resp = p / jnp.where(norm > 0, norm, 1.0)[cid]
+    resp = jnp.where(ok[cid], resp, 0.0)
+    resp = jnp.where(prep.singleton, 1.0, resp)  # a singleton class gives n_c outright (salmon)
+    new = jax.ops.segment_sum(eqc.counts[cid] * resp, tid, eqc.n_transcripts)
+    return new, log_denom
+
+
+def _log_lik_from_denominators(counts: Array, log_denom: Array) -> Array:
+    """``sum_c n_c log denom_c``; a class with count 0 contributes 0 even if its denominator is 0."""
+    return jnp.sum(jnp.where(counts > 0, counts * log_denom, 0.0))
+
+
+def _dirichlet_kl(b: Array, prior: Array) -> Array:
+    """``KL(Dir(b) || Dir(prior))``."""
+    B, P = jnp.sum(b), jnp.sum(prior)
+    return (gammaln(B) - jnp.sum(gammaln(b)) - gammaln(P) + jnp.sum(gammaln(prior))
+            + jnp.sum((b - prior) * (digamma(b) - digamma(B))))
+
+
+def _step(eqc, prep, a, algorithm, temperature):
+    """Map evaluation: ``(a', objective(a))``."""
+    if algorithm == "em":
+        new, log_denom = _map(eqc, prep, a, temperature)
+        total = jnp.sum(a)
+        obj = _log_lik_from_denominators(eqc.counts, log_denom) - jnp.sum(eqc.counts) * jnp.log(total)
+        return new, obj
+    e = _vb_weights(a, prep.prior)
+    new, log_denom = _map(eqc, prep, e, temperature)
+    obj = _log_lik_from_denominators(eqc.counts, log_denom) - _dirichlet_kl(a + prep.prior, prep.prior)
+    return new, obj
+
+
+def _objective_only(eqc, prep, a, algorithm):
+    """The objective at ``a`` without the M-step (one gather and one segment sum)."""
+    theta = a if algorithm == "em" else _vb_weights(a, prep.prior)
+    x = theta[eqc.transcript_ids] * prep.affinity
+    denom = jax.ops.segment_sum(x, eqc.class_ids, eqc.n_classes, indices_are_sorted=True)
+    ok = denom > jnp.finfo(denom.dtype).tiny
+    ll = _log_lik_from_denominators(eqc.counts, _safe_log(jnp.where(ok, denom, 0.0)))
+    if algorithm == "em":
+        return ll - jnp.sum(eqc.counts) * jnp.log(jnp.sum(a))
+    return ll - _dirichlet_kl(a + prep.prior, prep.prior)
+
+
+def _check_algorithm(algorithm: str) -> None:
+    if algorithm not in ("em", "vbem"):
+        raise ValueError(f"algorithm: expected 'em' or 'vbem', got {algorithm!r}")
+
+
+def _prior_for(eqc, effective_lengths, algorithm, prior, per_nucleotide_prior):
+    if algorithm == "em":
+        return jnp.zeros((eqc.n_transcripts,), eqc.counts.dtype)
+    return prior_vector(eqc.n_transcripts, effective_lengths, prior, per_nucleotide_prior).astype(eqc.counts.dtype)
+
+
+def em_step(eqc: EquivalenceClasses, effective_lengths: Array, counts: Array, temperature: float = 1.0) -> Array:
+    """One EM iteration: ``Float[Array, "T"]`` expected counts ``a`` -> ``a'``.
+
+    Example:
+        >>> eqc = make_eq_classes([0, 0], [0, 1], counts=[10], n_transcripts=2)
+        >>> [round(float(x), 6) for x in em_step(eqc, jnp.array([1.0, 3.0]), jnp.array([5.0, 5.0]))]
+        [7.5, 2.5]
+    """
+    prep = _prepare(eqc, effective_lengths, jnp.zeros((eqc.n_transcripts,), eqc.counts.dtype))
+    return _step(eqc, prep, jnp.asarray(counts, eqc.counts.dtype), "em", temperature)[0]
+
+
+def vbem_step(eqc: EquivalenceClasses, effective_lengths: Array, counts: Array, prior: float | None = None,
+              per_nucleotide_prior: bool = False, temperature: float = 1.0) -> Array:
+    """One VBEM iteration (salmon's ``VBEMUpdate_``): expected counts ``a`` -> ``a'``."""
+    p = _prior_for(eqc, effective_lengths, "vbem", prior, per_nucleotide_prior)
+    prep = _prepare(eqc, effective_lengths, p)
+    return _step(eqc, prep, jnp.asarray(counts, eqc.counts.dtype), "vbem", temperature)[0]
+
+
+def objective(eqc: EquivalenceClasses, effective_lengths: Array, counts: Array, algorithm: str = "em",
+              prior: float | None = None, per_nucleotide_prior: bool = False) -> Array:
+    """The quantity the iteration increases at expected counts ``a``: the log-likelihood of the read
+    fractions ``a / sum(a)`` (EM, :func:`log_likelihood`) or the collapsed VBEM evidence lower bound
+    (:func:`vbem_elbo`)."""
+    _check_algorithm(algorithm)
+    p = _prior_for(eqc, effective_lengths, algorithm, prior, per_nucleotide_prior)
+    prep = _prepare(eqc, effective_lengths, p)
+    return _step(eqc, prep, jnp.asarray(counts, eqc.counts.dtype), algorithm, 1.0)[1]
+
+
+def class_log_likelihood(eqc: EquivalenceClasses, effective_lengths: Array, abundances: Array) -> Array:
+    """``Float[Array, "C"]`` pointwise ``n_c log sum_{t in c} alpha_t aff_ct`` at read fractions ``alpha``.
+
+    Up to a constant per class that does not depend on ``alpha`` (salmon normalises each class's weights),
+    this is the log-probability of the class's fragments under the mixture over transcripts
+    (Bray et al. 2016, eq. 1). A class with fragments but zero probability gives ``-inf``.
+
+    Example:
+        >>> eqc = make_eq_classes([0, 1], [0, 1], counts=[2, 1], n_transcripts=2)
+        >>> [round(float(x), 4) for x in class_log_likelihood(eqc, jnp.ones(2), jnp.array([0.5, 0.5]))]
+        [-1.3863, -0.6931]
+    """
+    aff = entry_affinities(eqc, effective_lengths)
+    x = jnp.asarray(abundances)[eqc.transcript_ids] * aff
+    denom = jax.ops.segment_sum(x, eqc.class_ids, eqc.n_classes, indices_are_sorted=True)
+    return jnp.where(eqc.counts > 0, eqc.counts * _safe_log(denom), 0.0)
+
+
+def log_likelihood(eqc: EquivalenceClasses, effective_lengths: Array, abundances: Array) -> Array:
+    """Scalar sum of :func:`class_log_likelihood`."""
+    return jnp.sum(class_log_likelihood(eqc, effective_lengths, abundances))
+
+
+def vbem_elbo(eqc: EquivalenceClasses, effective_lengths: Array, counts: Array, prior: float | None = None,
+              per_nucleotide_prior: bool = False) -> Array:
+    """Collapsed evidence lower bound of salmon's VBEM at ``q(theta) = Dirichlet(a + prior)``.
+
+    ``sum_c n_c log sum_t aff_ct exp(E log theta_t) - KL(Dir(a + prior) || Dir(prior))``: the bound
+    maximised over the read assignments for this ``q(theta)``; each VBEM step increases it (coordinate
+    ascent), so it is the VBEM objective that SQUAREM safeguards.
+    """
+    return objective(eqc, effective_lengths, counts, "vbem", prior, per_nucleotide_prior)
+
+
+def converged(old: Array, new: Array, rel_tol=REL_DIFF_TOLERANCE, abs_cutoff=ALPHA_CHECK_CUTOFF) -> Array:
+    """salmon's rule: every ``t`` with ``new_t > abs_cutoff`` has ``|new_t - old_t| / new_t <= rel_tol``."""
+    big = new > abs_cutoff
+    rel = jnp.abs(new - old) / jnp.where(big, new, 1.0)
+    return jnp.all(jnp.where(big, rel <= rel_tol, True))
+
+
+def truncate(counts: Array, cutoff: float = MIN_ALPHA) -> Array:
+    """salmon's ``truncateCountVector``: values ``<= cutoff`` become 0."""
+    return jnp.where(counts > cutoff, counts, 0.0)
+
+
+class _Plain(NamedTuple):
+    a: Array
+    evals: Array
+    conv: Array
+
+
+class _Squarem(NamedTuple):
+    x0: Array  # start of the current cycle (last accepted iterate)
+    x1: Array  # F(x0)
+    x2: Array  # F(x1)
+    obj0: Array  # objective at x0
+    phase: Array  # 0: evaluate F(x0); 1: F(x1); 2: F(extrapolated point)
+    step_max: Array
+    cycles: Array
+    evals: Array
+    conv: Array
+
+
+def _extrapolate(x0, x1, x2, step_max):
+    """SQUAREM's point ``x0 - 2 s r + s^2 v`` (``s = -alpha``), clipped at 0; ``alpha = 1`` gives ``x2``."""
+    r = x1 - x0
+    v = x2 - 2.0 * x1 + x0
+    sr, sv = jnp.sqrt(jnp.sum(r * r)), jnp.sqrt(jnp.sum(v * v))
+    ratio = jnp.where(sv > 0, sr / jnp.where(sv > 0, sv, 1.0), 1.0)
+    alpha = jnp.clip(ratio, 1.0, step_max)
+    return jnp.maximum(x0 + 2.0 * alpha * r + alpha * alpha * v, 0.0), alpha
+
+
+def _em_loop(eqc, prep, init, min_iter, max_iter, rel_tol, abs_cutoff, algorithm, squarem, temperature):
+    """Returns ``(a, n_iterations, n_evaluations, converged)``."""
+    zero = jnp.zeros((), jnp.int32)
+    false = jnp.zeros((), bool)
+    step = lambda x: _step(eqc, prep, x, algorithm, temperature)  # noqa: E731
+
+    if not squarem:
+        def cond(s: _Plain):
+            return (s.evals < min_iter) | ((s.evals < max_iter) & ~s.conv)
+
+        def body(s: _Plain) -> _Plain:
+            new, _ = step(s.a)
+            return _Plain(new, s.evals + 1, converged(s.a, new, rel_tol, abs_cutoff))
+
+        s = lax.while_loop(cond, body, _Plain(init, zero, false))
+        return s.a, s.evals, s.evals, s.conv
+
+    # SQUAREM as a three-phase state machine: one map evaluation per loop turn keeps a single copy of
+    # the map in the compiled program (a third of the compile time of the unrolled cycle).
+    def cond(s: _Squarem):
+        return (s.evals < min_iter) | ((s.evals < max_iter) & ~s.conv)
+
+    def body(s: _Squarem) -> _Squarem:
+        xp, alpha = _extrapolate(s.x0, s.x1, s.x2, s.step_max)
+        inp = jnp.where(s.phase == 0, s.x0, jnp.where(s.phase == 1, s.x1, xp))
+        out, obj = step(inp)
+        # Phase 2: obj(F(xp)) >= obj(xp) (the map is monotone), so obj(xp) >= obj(x0) keeps the cycle
+        # monotone; otherwise fall back to x2 = F(F(x0)).
+        ok = jnp.isfinite(obj) & (obj >= s.obj0)
+        new = jnp.where(ok, out, s.x2)
+        prev = jnp.where(ok, inp, s.x1)
+        grown = jnp.where(alpha >= s.step_max, 4.0 * s.step_max, s.step_max)
+        end = s.phase == 2
+        return _Squarem(
+            x0=jnp.where(end, new, s.x0),
+            x1=jnp.where(s.phase == 0, out, s.x1),
+            x2=jnp.where(s.phase == 1, out, s.x2),
+            obj0=jnp.where(s.phase == 0, obj, s.obj0),
+            phase=jnp.where(end, 0, s.phase + 1),
+            step_max=jnp.where(end, jnp.where(ok, grown, jnp.maximum(1.0, s.step_max / 4.0)), s.step_max),
+            cycles=s.cycles + end.astype(jnp.int32),
+            evals=s.evals + 1,
+            conv=end & converged(prev, new, rel_tol, abs_cutoff),
+        )
+
+    one = jnp.ones((), init.dtype)
+    s = lax.while_loop(cond, body, _Squarem(init, init, init, -jnp.inf * one, zero, one, zero, zero, false))
+    # Stopped mid-cycle (max_iter): the latest plain iterate is the best point reached.
+    a = jnp.where(s.phase == 0, s.x0, jnp.where(s.phase == 1, s.x1, s.x2))
+    return a, s.cycles, s.evals, s.conv
+
+
+def em(
+    eqc: EquivalenceClasses,
+    effective_lengths: Array,
+    *,
+    algorithm: str = "em",
+    prior: float | None = None,
+    per_nucleotide_prior: bool = False,
+    init: Array | None = None,
+    min_iter: int = 100,
+    max_iter: int = 10_000,
+    rel_tol: float = REL_DIFF_TOLERANCE,
+    abs_cutoff: float = ALPHA_CHECK_CUTOFF,
+    squarem: bool = False,
+    temperature: float = 1.0,
+    truncate_below: float = MIN_ALPHA,
+) -> EMResult:
+    """Run EM or VBEM to salmon's convergence rule (``lax.while_loop``; jit-able, vmap-able over counts).
+
+    Args:
+        eqc: the equivalence classes.
+        effective_lengths: ``Float[Array, "T"]`` effective lengths ``l_t`` (> 0).
+        algorithm: ``"em"`` (salmon ``--useEM``, kallisto) or ``"vbem"`` (salmon's default).
+        prior: VBEM prior (default 0.01 per transcript; 1e-5 per nucleotide).
+        per_nucleotide_prior: ``prior_t = prior * l_t`` (salmon ``--perNucleotidePrior``).
+        init: ``Float[Array, "T"]`` starting expected counts (default :func:`uniform_init`).
+        min_iter, max_iter: bounds on map evaluations (salmon: 100 and 10,000; 50 in its bootstraps).
+        rel_tol, abs_cutoff: the convergence rule (see :func:`converged`).
+        squarem: SQUAREM acceleration (each cycle costs three map evaluations).
+        temperature: tempers the E-step responsibilities; 1.0 is exact EM.
+        truncate_below: final values ``<=`` this become 0 (salmon's 1e-8; 0 keeps everything).
+
+    Returns:
+        :class:`EMResult`; ``counts`` are salmon's NumReads.
+
+    Example:
+        >>> eqc = make_eq_classes([0, 1, 1, 2], [0, 0, 1, 1], counts=[10, 20, 30], n_transcripts=2)
+        >>> res = em(eqc, jnp.array([1.0, 1.0]), min_iter=2000, rel_tol=1e-12)
+        >>> [round(float(x), 3) for x in res.counts]
+        [15.0, 45.0]
+    """
+    _check_algorithm(algorithm)
+    effective_lengths = jnp.asarray(effective_lengths, eqc.counts.dtype)
+    p = _prior_for(eqc, effective_lengths, algorithm, prior, per_nucleotide_prior)
+    a0 = uniform_init(eqc) if init is None else jnp.asarray(init, eqc.counts.dtype)
+    return _em_jit(eqc, effective_lengths, p, a0, jnp.asarray(min_iter, jnp.int32), jnp.asarray(max_iter, jnp.int32),
+                   jnp.asarray(rel_tol, eqc.counts.dtype), jnp.asarray(abs_cutoff, eqc.counts.dtype),
+                   jnp.asarray(truncate_below, eqc.counts.dtype), algorithm=algorithm, squarem=bool(squarem),
+                   temperature=float(temperature) if _is_concrete(temperature) else temperature)
+
+
+def _em_impl(eqc, effective_lengths, prior, init, min_iter, max_iter, rel_tol, abs_cutoff, cutoff, *,
+             algorithm, squarem, temperature):
+    prep = _prepare(eqc, effective_lengths, prior)
+    a, cycles, evals, conv = _em_loop(eqc, prep, init, min_iter, max_iter, rel_tol, abs_cutoff, algorithm, squarem,
+                                      temperature)
+    return EMResult(truncate(a, cutoff), cycles, evals, conv, _objective_only(eqc, prep, a, algorithm))
+
+
+_em_jit = jax.jit(_em_impl, static_argnames=("algorithm", "squarem", "temperature"))
+
+
+def em_unrolled(
+    eqc: EquivalenceClasses,
+    effective_lengths: Array,
+    init: Array,
+    n_iterations: int,
+    *,
+    algorithm: str = "em",
+    prior: float | None = None,
+    per_nucleotide_prior: bool = False,
+    temperature: float = 1.0,
+    return_history: bool = False,
+):
+    """A fixed number of EM/VBEM iterations by ``lax.scan``: differentiable in every input.
+
+    Gradients flow to ``init``, ``effective_lengths``, ``eqc.weights`` and ``eqc.counts`` (reverse mode
+    through a ``while_loop`` is not possible, hence this mode).
+
+    Args:
+        eqc, effective_lengths, algorithm, prior, per_nucleotide_prior, temperature: as in :func:`em`.
+        init: ``Float[Array, "T"]`` starting expected counts.
+        n_iterations: number of map evaluations.
+        return_history: also return the objective before each iteration (``Float[Array, "n_iterations"]``).
+
+    Returns:
+        ``Float[Array, "T"]`` expected counts after ``n_iterations`` (untruncated), and the history if asked.
+
+    Example:
+        >>> eqc = make_eq_classes([0, 0, 1], [0, 1, 1], counts=[30, 10], n_transcripts=2)
+        >>> f = lambda l: em_unrolled(eqc, l, jnp.array([20.0, 20.0]), 5)[0]
+        >>> bool(jax.grad(f)(jnp.array([1.0, 2.0]))[1] > 0)
+        True
+    """
+    _check_algorithm(algorithm)
+    effective_lengths = jnp.asarray(effective_lengths, eqc.counts.dtype)
+    p = _prior_for(eqc, effective_lengths, algorithm, prior, per_nucleotide_prior)
+    temperature = float(temperature) if _is_concrete(temperature) else temperature
+    final, history = _unrolled_jit(eqc, effective_lengths, p, jnp.asarray(init, eqc.counts.dtype),
+                                   n_iterations=int(n_iterations), algorithm=algorithm, temperature=temperature)
+    return (final, history) if return_history else final
+
+
+def _unrolled_impl(eqc, effective_lengths, prior, init, *, n_iterations, algorithm, temperature):
+    prep = _prepare(eqc, effective_lengths, prior)
+
+    def body(a, _):
+        return _step(eqc, prep, a, algorithm, temperature)
+
+    return lax.scan(body, init, None, length=n_iterations)
+
+
+_unrolled_jit = jax.jit(_unrolled_impl, static_argnames=("n_iterations", "algorithm", "temperature"))
+
+
+def tpm(counts: Array, effective_lengths: Array) -> Array:
+    """``1e6 (a_t / l_t) / sum_j (a_j / l_j)`` (salmon's TPM from NumReads); all zeros if every ``a`` is 0."""
+    rate = counts / effective_lengths
+    total = jnp.sum(rate)
+    return jnp.where(total > 0, 1e6 * rate / jnp.where(total > 0, total, 1.0), 0.0)
+
+
+def quant_outputs(counts: Array, effective_lengths: Array) -> QuantOutputs:
+    """Read fractions, estimated counts and TPM from expected counts ``a``.
+
+    Example:
+        >>> out = quant_outputs(jnp.array([10.0, 30.0]), jnp.array([100.0, 300.0]))
+        >>> [float(x) for x in out.abundances], [float(x) for x in out.tpm]
+        ([0.25, 0.75], [500000.0, 500000.0])
+    """
+    counts = jnp.asarray(counts)
+    total = jnp.sum(counts)
+    abundances = jnp.where(total > 0, counts / jnp.where(total > 0, total, 1.0), 0.0)
+    return QuantOutputs(abundances, counts, tpm(counts, jnp.asarray(effective_lengths, counts.dtype)))

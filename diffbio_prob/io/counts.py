@@ -1,0 +1,231 @@
+"""Count tables and sample metadata in, DESeq2-shaped result tables out.
+
+Readers accept CSV/TSV files (optionally gzipped; first column = row names), pandas DataFrames and
+AnnData objects. A count table may come genes x samples (DESeq2's and R's habit) or samples x genes
+(AnnData's, PyDESeq2's): :func:`align_counts` finds the orientation by matching sample names
+against the metadata index and refuses to guess when both orientations match. Every error names the
+file or argument and what was expected. Results are written atomically (a crash leaves the old file
+or none, never half a table).
+
+Example:
+    >>> import pandas as pd
+    >>> counts = pd.DataFrame({"s1": [1, 2], "s2": [3, 4]}, index=["g1", "g2"])
+    >>> meta = pd.DataFrame({"condition": ["A", "B"]}, index=["s1", "s2"])
+    >>> aligned, meta2, orientation = align_counts(counts, meta)
+    >>> aligned.shape, orientation
+    ((2, 2), 'genes x samples')
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from diffbio_prob.io.atomic import atomic_write
+
+__all__ = [
+    "read_table",
+    "read_counts",
+    "read_metadata",
+    "align_counts",
+    "from_anndata",
+    "validate_counts",
+    "write_results",
+    "RESULT_COLUMNS",
+]
+
+RESULT_COLUMNS = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
+
+
+def _sep_for(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if name.endswith((".tsv", ".tab", ".txt")):
+        return "\t"
+    if name.endswith(".csv"):
+        return ","
+    return None  # sniff
+
+
+def read_table(path: str | os.PathLike, *, what: str = "table") -> pd.DataFrame:
+    """Read a CSV/TSV (``.csv``, ``.tsv``, ``.txt``, optionally ``.gz``) with row names in column 1.
+
+    Raises:
+        FileNotFoundError: the file does not exist (the message names it).
+        ValueError: the file is empty, unreadable or has no data columns.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} file {str(path)!r} is a directory")
+    sep = _sep_for(path)
+    try:
+        if sep is None:
+            df = pd.read_csv(path, sep=None, engine="python", index_col=0)
+        else:
+            df = pd.read_csv(path, sep=sep, index_col=0)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{what} file {str(path)!r} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{what} file {str(path)!r} is not a readable CSV/TSV table: {exc}") from None
+    if df.shape[1] == 0 or df.shape[0] == 0:
+        raise ValueError(f"{what} file {str(path)!r} has no data (expected row names and columns)")
+    if df.index.has_duplicates:
+        dup = df.index[df.index.duplicated()][0]
+        raise ValueError(f"{what} file {str(path)!r}: duplicated row name {dup!r}")
+    df.index = df.index.astype(str)
+    df.columns = df.columns.astype(str)
+    return df
+
+
+def validate_counts(values: np.ndarray, *, name: str = "counts") -> np.ndarray:
+    """Check a count matrix: numeric, finite, non-negative integers. Returns float64 values.
+
+    Raises:
+        ValueError / TypeError naming ``name`` and the first offending entry.
+    """
+    arr = np.asarray(values)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
+        try:
+            arr = arr.astype(float)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name}: expected numeric counts, found non-numeric entries") from None
+    arr = arr.astype(float)
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D count matrix, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name}: the count matrix is empty")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        i, j = map(int, np.argwhere(bad)[0])
+        raise ValueError(f"{name}: expected finite counts, found {arr[i, j]} at row {i}, column {j}")
+    if (arr < 0).any():
+        i, j = map(int, np.argwhere(arr < 0)[0])
+        raise ValueError(f"{name}: expected non-negative counts, found {arr[i, j]} at row {i}, column {j}")
+    frac = arr != np.round(arr)
+    if frac.any():
+        i, j = map(int, np.argwhere(frac)[0])
+        raise ValueError(
+            f"{name}: expected integer counts (DESeq2 models raw counts), found {arr[i, j]} at row {i}, "
+            f"column {j}"
+        )
+    return arr
+
+
+def read_counts(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a count table file; checks that every entry is a non-negative integer."""
+    df = read_table(path, what="counts")
+    try:
+        values = df.apply(pd.to_numeric, errors="raise").to_numpy(dtype=float)
+    except (ValueError, TypeError):
+        for col in df.columns:
+            bad = pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()
+            if bad.any():
+                raise ValueError(
+                    f"counts file {str(path)!r}: non-numeric entry {df[col][bad].iloc[0]!r} in column "
+                    f"{col!r}"
+                ) from None
+        raise
+    validate_counts(values, name=f"counts file {str(path)!r}")
+    return pd.DataFrame(values, index=df.index, columns=df.columns)
+
+
+def read_metadata(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a sample metadata table (samples in rows, variables in columns)."""
+    return read_table(path, what="metadata")
+
+
+def align_counts(
+    counts: pd.DataFrame, metadata: pd.DataFrame, *, counts_name: str = "counts", metadata_name: str = "metadata"
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Orient a count table as genes x samples with the samples in the metadata's order.
+
+    The samples are matched by name to ``metadata.index``: columns matching means genes x samples,
+    the index matching means samples x genes. Both matching (a square table whose row and column
+    names are both the sample names) is ambiguous and an error, as is neither.
+
+    Returns:
+        ``(counts_genes_x_samples, metadata, orientation)``.
+    """
+    if not isinstance(counts, pd.DataFrame):
+        raise TypeError(f"{counts_name}: expected a pandas DataFrame, got {type(counts).__name__}")
+    if not isinstance(metadata, pd.DataFrame):
+        raise TypeError(f"{metadata_name}: expected a pandas DataFrame, got {type(metadata).__name__}")
+    if metadata.index.has_duplicates:
+        raise ValueError(f"{metadata_name}: duplicated sample names in the index")
+    samples = pd.Index(metadata.index.astype(str))
+    cols = pd.Index(counts.columns.astype(str))
+    rows = pd.Index(counts.index.astype(str))
+    col_match = set(cols) == set(samples) and len(cols) == len(samples)
+    row_match = set(rows) == set(samples) and len(rows) == len(samples)
+    if col_match and row_match:
+        raise ValueError(
+            f"{counts_name}: both the rows and the columns are named after the samples of {metadata_name}; "
+            "cannot tell genes from samples (rename the genes)"
+        )
+    meta = metadata.copy()
+    meta.index = samples
+    if col_match:
+        out = counts.copy()
+        out.columns = cols
+        out = out[samples]
+        orientation = "genes x samples"
+    elif row_match:
+        out = counts.copy()
+        out.index = rows
+        out = out.loc[samples].T
+        orientation = "samples x genes"
+    else:
+        missing_c = sorted(set(samples) - set(cols))[:5]
+        missing_r = sorted(set(samples) - set(rows))[:5]
+        best = "columns" if len(missing_c) <= len(missing_r) else "rows"
+        missing = missing_c if best == "columns" else missing_r
+        extra_src = cols if best == "columns" else rows
+        extra = sorted(set(extra_src) - set(samples))[:5]
+        raise ValueError(
+            f"{counts_name}: its sample names do not match the index of {metadata_name} in either orientation "
+            f"(closest: the {best}; samples missing from {counts_name}: {missing}; names not in "
+            f"{metadata_name}: {extra})"
+        )
+    if out.index.has_duplicates:
+        raise ValueError(f"{counts_name}: duplicated gene name {out.index[out.index.duplicated()][0]!r}")
+    return out, meta, orientation
+
+
+def from_anndata(adata, *, layer: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Counts (genes x samples) and metadata (``adata.obs``) from an AnnData (obs = samples).
+
+    Args:
+        adata: an ``anndata.AnnData`` with raw counts in ``X`` or ``layers[layer]``.
+        layer: layer name (default ``X``).
+    """
+    if not (hasattr(adata, "obs") and hasattr(adata, "var") and hasattr(adata, "X")):
+        raise TypeError(f"adata: expected an AnnData object, got {type(adata).__name__}")
+    if layer is None:
+        x = adata.X
+    else:
+        if layer not in adata.layers:
+            raise ValueError(f"layer: {layer!r} is not a layer of the AnnData (has {list(adata.layers)})")
+        x = adata.layers[layer]
+    if hasattr(x, "toarray"):
+        x = x.toarray()
+    x = np.asarray(x)
+    counts = pd.DataFrame(x.T, index=adata.var_names.astype(str), columns=adata.obs_names.astype(str))
+    return counts, adata.obs.copy()
+
+
+def write_results(results: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a DESeq2-shaped results table as CSV (``NA`` for missing, gene names in column 1), atomically."""
+    path = Path(path)
+    missing = [c for c in RESULT_COLUMNS if c not in results.columns]
+    if missing:
+        raise ValueError(f"results: missing DESeq2 columns {missing}")
+    sep = "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
+    with atomic_write(path, "w", newline="") as fh:
+        results.to_csv(fh, sep=sep, na_rep="NA", float_format="%.17g")
+    return path

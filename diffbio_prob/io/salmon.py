@@ -1,0 +1,413 @@
+"""salmon's files: ``eq_classes.txt(.gz)``, ``quant.sf``, fragment-length distributions, bootstrap draws.
+
+Formats (salmon 1.10, ``doc/source/file_formats.rst``, ``GZipWriter.cpp``; ``notes/em.md`` §4):
+
+* ``eq_classes.txt.gz`` (``--dumpEq``): ``N``, ``M``, ``N`` names (line rank = transcript id), then ``M``
+  lines ``k t_1 .. t_k [w_1 .. w_k] count`` (weights with ``--dumpEqWeights``: normalised per class, with
+  ``1/l`` included). salmon's ``--eqclasses`` input may end with ``name efflen`` lines.
+* ``quant.sf``: ``Name Length EffectiveLength TPM NumReads``.
+* ``aux_info/fld.gz``: 1001 little-endian int32 (observed fragment lengths 0..1000);
+  ``libParams/flenDist.txt``: one line of 1001 probabilities (the smoothed FLD salmon uses).
+* ``aux_info/bootstrap/bootstraps.gz``: raw little-endian float64, ``T`` values per draw, in the order
+  of ``names.tsv.gz`` (one tab-separated line).
+
+Effective length (``DistributionUtils.cpp``; checked against salmon 1.10.1's ``quant.sf`` to 0.015):
+``l = L - mu(L)`` with ``mu(L)`` the FLD mean truncated at ``L`` (``mu(maxLen - 1)`` for ``L >= maxLen``);
+``L`` itself when that is below 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from diffbio_prob.io.atomic import atomic_path, atomic_write
+from diffbio_prob.io.eqclasses import EqClassTable, FormatError, read_all_lines
+
+__all__ = [
+    "read_salmon_eq_classes",
+    "write_salmon_eq_classes",
+    "QuantTable",
+    "read_quant_sf",
+    "write_quant_sf",
+    "read_fld",
+    "salmon_effective_lengths",
+    "read_salmon_bootstraps",
+    "SampleData",
+    "load_sample_data",
+]
+
+
+def _int(path, lineno, text, what, minimum=0):
+    try:
+        value = int(text)
+    except ValueError:
+        raise FormatError(path, lineno, f"expected an integer {what}, got {text!r}") from None
+    if value < minimum:
+        raise FormatError(path, lineno, f"expected {what} >= {minimum}, got {value}")
+    return value
+
+
+def _float(path, lineno, text, what):
+    try:
+        value = float(text)
+    except ValueError:
+        raise FormatError(path, lineno, f"expected a number for {what}, got {text!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise FormatError(path, lineno, f"expected a finite non-negative {what}, got {text!r}")
+    return value
+
+
+def read_salmon_eq_classes(path: str | os.PathLike) -> EqClassTable:
+    """Read salmon's ``eq_classes.txt`` or ``.txt.gz`` (gzip detected from the content).
+
+    Handles the plain (collapsed) dump, the ``--dumpEqWeights`` dump (one line per range-factorised
+    class, so a transcript set can repeat) and salmon's ``--eqclasses`` input with trailing
+    ``name efflen`` lines (returned as ``table.lengths``).
+
+    Example:
+        >>> t = read_salmon_eq_classes("aux_info/eq_classes.txt.gz")   # doctest: +SKIP
+        >>> t.n_transcripts, t.n_classes, t.weights is not None         # doctest: +SKIP
+        (15, 28, True)
+    """
+    lines = read_all_lines(path)
+    n_lines = len(lines)
+    if n_lines < 2:
+        raise FormatError(path, n_lines + 1, "file ends before the header (number of transcripts, number of classes)")
+    n_tx = _int(path, 1, lines[0].strip(), "number of transcripts", 1)
+    n_cls = _int(path, 2, lines[1].strip(), "number of classes", 0)
+    if n_lines < 2 + n_tx:
+        raise FormatError(path, n_lines + 1, f"file ends after {n_lines - 2} of {n_tx} transcript names (truncated?)")
+    names = []
+    for i in range(n_tx):
+        parts = lines[2 + i].split()
+        if len(parts) != 1:
+            raise FormatError(path, 3 + i, f"expected one transcript name, got {lines[2 + i][:80]!r}")
+        names.append(parts[0])
+    if len(set(names)) != n_tx:
+        dup = next(n for n in names if names.count(n) > 1)
+        raise FormatError(path, 3 + names.index(dup), f"duplicate transcript name {dup!r}")
+    start = 2 + n_tx
+    if n_lines < start + n_cls:
+        raise FormatError(
+            path, n_lines + 1, f"file ends after {n_lines - start} of {n_cls} equivalence classes (truncated?)"
+        )
+    class_ids, tids, weights, counts = [], [], [], []
+    weighted = None
+    for j in range(n_cls):
+        lineno = start + j + 1
+        parts = lines[start + j].split()
+        if not parts:
+            raise FormatError(path, lineno, "empty line where an equivalence class was expected")
+        k = _int(path, lineno, parts[0], "class size", 1)
+        if len(parts) == k + 2:
+            has_w = False
+        elif len(parts) == 2 * k + 2:
+            has_w = True
+        else:
+            raise FormatError(
+                path, lineno, f"class of size {k} needs {k + 2} fields (ids, count) or {2 * k + 2} (ids, weights, "
+                f"count), got {len(parts)}"
+            )
+        if weighted is None:
+            weighted = has_w
+        elif weighted != has_w:
+            raise FormatError(path, lineno, "weighted and unweighted classes are mixed in one file")
+        ids = [_int(path, lineno, p, "transcript id") for p in parts[1:1 + k]]
+        bad = [t for t in ids if t >= n_tx]
+        if bad:
+            raise FormatError(path, lineno, f"transcript id {bad[0]} out of range [0, {n_tx})")
+        tids.extend(ids)
+        class_ids.extend([j] * k)
+        if has_w:
+            weights.extend(_float(path, lineno, p, "weight") for p in parts[1 + k:1 + 2 * k])
+        counts.append(_float(path, lineno, parts[-1], "count"))
+    lengths = None
+    tail = [(start + n_cls + i + 1, ln) for i, ln in enumerate(lines[start + n_cls:]) if ln.strip()]
+    if tail:
+        index = {n: i for i, n in enumerate(names)}
+        lengths = np.full(n_tx, np.nan)
+        for lineno, line in tail:
+            parts = line.split()
+            if len(parts) != 2:
+                raise FormatError(path, lineno, f"expected 'name efflen' after the classes, got {line[:80]!r}")
+            if parts[0] not in index:
+                raise FormatError(path, lineno, f"unknown transcript {parts[0]!r}")
+            value = _float(path, lineno, parts[1], "effective length")
+            if value <= 0:
+                raise FormatError(path, lineno, f"effective length must be positive, got {parts[1]!r}")
+            lengths[index[parts[0]]] = value
+        if np.isnan(lengths).any():
+            missing = names[int(np.argmax(np.isnan(lengths)))]
+            raise FormatError(path, None, f"trailing effective lengths miss transcript {missing!r}")
+    return EqClassTable(
+        names=names,
+        class_ids=np.asarray(class_ids, np.int64),
+        transcript_ids=np.asarray(tids, np.int64),
+        weights=np.asarray(weights, float) if weighted else None,
+        counts=np.asarray(counts, float),
+        weights_include_length=bool(weighted),
+        lengths=lengths,
+        source=str(path),
+        format="salmon",
+    )
+
+
+def _fmt(x: float) -> str:
+    """Shortest text that reads back to the same float64 (integers without a decimal point)."""
+    x = float(x)
+    return str(int(x)) if x.is_integer() and abs(x) < 2**53 else repr(x)
+
+
+def write_salmon_eq_classes(path: str | os.PathLike, table: EqClassTable,
+                            effective_lengths: Sequence[float] | None = None) -> Path:
+    """Write ``table`` in salmon's eq-class format, atomically (gzip when ``path`` ends in ``.gz``).
+
+    With weights the file is salmon's ``--dumpEqWeights`` form (what ``salmon quant --eqclasses`` needs);
+    ``effective_lengths`` adds the trailing ``name efflen`` lines that ``--eqclasses`` reads.
+    """
+    path = Path(path)
+    out = [str(table.n_transcripts), str(table.n_classes), *table.names]
+    sizes = table.class_sizes()
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    tids = table.transcript_ids.tolist()
+    w = None if table.weights is None else [_fmt(x) for x in table.weights]
+    counts = [_fmt(c) for c in table.counts]
+    for c in range(table.n_classes):
+        lo, hi = int(bounds[c]), int(bounds[c + 1])
+        fields = [str(hi - lo), *map(str, tids[lo:hi])]
+        if w is not None:
+            fields += w[lo:hi]
+        fields.append(counts[c])
+        out.append("\t".join(fields))
+    if effective_lengths is not None:
+        eff = np.asarray(effective_lengths, float)
+        if eff.shape != (table.n_transcripts,):
+            raise ValueError(f"effective_lengths: expected shape ({table.n_transcripts},), got {eff.shape}")
+        out += [f"{n}\t{_fmt(e)}" for n, e in zip(table.names, eff)]
+    text = "\n".join(out) + "\n"
+    if path.name.endswith(".gz"):
+        with atomic_path(path) as tmp:
+            with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=6) as fh:
+                fh.write(text)
+    else:
+        with atomic_write(path) as fh:
+            fh.write(text)
+    return path
+
+
+@dataclasses.dataclass
+class QuantTable:
+    """A ``quant.sf``: names, ``Length``, ``EffectiveLength``, ``TPM``, ``NumReads``."""
+
+    names: list[str]
+    lengths: np.ndarray
+    effective_lengths: np.ndarray
+    tpm: np.ndarray
+    num_reads: np.ndarray
+    source: str = ""
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(
+            {"Length": self.lengths, "EffectiveLength": self.effective_lengths, "TPM": self.tpm,
+             "NumReads": self.num_reads},
+            index=pd.Index(self.names, name="Name"),
+        )
+
+
+_QUANT_HEADER = ["Name", "Length", "EffectiveLength", "TPM", "NumReads"]
+
+
+def read_quant_sf(path: str | os.PathLike) -> QuantTable:
+    """Read salmon's ``quant.sf`` (header ``Name Length EffectiveLength TPM NumReads``)."""
+    lines = read_all_lines(path)
+    if not lines or lines[0].split() != _QUANT_HEADER:
+        got = lines[0][:80] if lines else ""
+        raise FormatError(path, 1, f"expected the quant.sf header {' '.join(_QUANT_HEADER)!r}, got {got!r}")
+    names, rows = [], []
+    for lineno, line in enumerate(lines[1:], 2):
+        if not line.strip():
+            continue
+        parts = line.split("\t") if "\t" in line else line.split()
+        if len(parts) != 5:
+            raise FormatError(path, lineno, f"expected 5 columns, got {len(parts)}: {line[:80]!r}")
+        names.append(parts[0])
+        rows.append([_float(path, lineno, p, col) for p, col in zip(parts[1:], _QUANT_HEADER[1:])])
+    if not rows:
+        raise FormatError(path, None, "no transcripts")
+    arr = np.asarray(rows, float)
+    return QuantTable(names, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], str(path))
+
+
+def write_quant_sf(path: str | os.PathLike, names: Sequence[str], lengths, effective_lengths, tpm,
+                   num_reads) -> Path:
+    """Write salmon's ``quant.sf`` atomically, in salmon's number formats (``%.3f`` lengths and reads,
+    ``%.6f`` TPM; integer lengths without decimals)."""
+    arrays = [np.asarray(a, float) for a in (lengths, effective_lengths, tpm, num_reads)]
+    for label, a in zip(("lengths", "effective_lengths", "tpm", "num_reads"), arrays):
+        if a.shape != (len(names),):
+            raise ValueError(f"{label}: expected shape ({len(names)},), got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{label}: contains non-finite values")
+    lengths, eff, tpm_, reads = arrays
+    out = ["\t".join(_QUANT_HEADER)]
+    for n, L, e, t, r in zip(names, lengths, eff, tpm_, reads):
+        ltxt = str(int(L)) if float(L).is_integer() else f"{L:.3f}"
+        out.append(f"{n}\t{ltxt}\t{e:.3f}\t{t:.6f}\t{r:.3f}")
+    with atomic_write(path) as fh:
+        fh.write("\n".join(out) + "\n")
+    return Path(path)
+
+
+def read_fld(path: str | os.PathLike, sample: int | None = None) -> np.ndarray:
+    """A fragment-length distribution as masses over lengths ``0, 1, ..`` (format from the content).
+
+    * salmon ``aux_info/fld.gz``: gzip of little-endian int32 counts (1001 values);
+    * salmon ``libParams/flenDist.txt``: one line of probabilities;
+    * kallisto ``flens.txt``: one line of 1000 counts per sample (``sample`` picks one when there are
+      several).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError) as exc:
+            raise FormatError(path, None, f"cannot gunzip ({exc}); the file may be truncated") from exc
+        if b"\x00" in raw:  # binary counts (salmon fld.gz)
+            if len(raw) % 4:
+                raise FormatError(path, None, f"binary FLD of {len(raw)} bytes is not a whole number of int32")
+            masses = np.frombuffer(raw, "<i4").astype(float)
+            if (masses < 0).any():
+                raise FormatError(path, None, "negative fragment-length count")
+            return _check_fld(path, masses)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(path, None, "neither a gzipped int32 FLD nor a text FLD") from None
+    rows = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    if not rows:
+        raise FormatError(path, 1, "empty file, expected a fragment-length distribution")
+    if len(rows) > 1 and sample is None:
+        raise ValueError(f"sample: {path} holds {len(rows)} distributions (one per line); pick one with sample=")
+    idx = 0 if sample is None else int(sample)
+    if not 0 <= idx < len(rows):
+        raise ValueError(f"sample: {path} has {len(rows)} line(s), got sample={sample}")
+    lineno, line = rows[idx]
+    values = np.asarray([_float(path, lineno, p, "fragment-length mass") for p in line.split()], float)
+    return _check_fld(path, values)
+
+
+def _check_fld(path, masses: np.ndarray) -> np.ndarray:
+    if masses.size < 2 or masses.sum() <= 0:
+        raise FormatError(path, None, "fragment-length distribution has no mass")
+    return masses
+
+
+def _conditional_means(masses: np.ndarray) -> np.ndarray:
+    """``mu(i) = sum_{l <= i} l m_l / sum_{l <= i} m_l`` (0 where no mass yet)."""
+    m = np.asarray(masses, float)
+    cum_w = np.cumsum(m)
+    cum_v = np.cumsum(np.arange(m.size) * m)
+    return np.where(cum_w > 0, cum_v / np.where(cum_w > 0, cum_w, 1.0), 0.0)
+
+
+def _check_lengths(lengths) -> np.ndarray:
+    L = np.asarray(lengths, float)
+    if L.ndim != 1 or not np.all(np.isfinite(L)) or np.any(L <= 0):
+        raise ValueError("lengths: expected a 1-D array of positive transcript lengths")
+    return L
+
+
+def salmon_effective_lengths(lengths, masses) -> np.ndarray:
+    """salmon's effective lengths ``L - mu(L)`` (``L`` when below 1), ``mu`` the truncated FLD mean.
+
+    Example:
+        >>> salmon_effective_lengths([1000, 3], [0, 0, 1, 1]).tolist()   # mu = 2.5 (L >= 4 uses mu(3))
+        [997.5, 3.0]
+    """
+    L = _check_lengths(lengths)
+    cm = _conditional_means(masses)
+    n = cm.size
+    idx = np.where(L >= n, n - 1, np.floor(L)).astype(np.int64)
+    eff = L - cm[idx]
+    return np.where(eff < 1.0, L, eff)
+
+
+def read_salmon_bootstraps(aux_dir: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """salmon's ``aux_info/bootstrap`` draws: ``(names, Float[(n_draws, T)])`` (NumReads per draw)."""
+    aux_dir = Path(aux_dir)
+    folder = aux_dir / "bootstrap" if (aux_dir / "bootstrap").is_dir() else aux_dir
+    names_path, draws_path = folder / "names.tsv.gz", folder / "bootstraps.gz"
+    names = [n for n in read_all_lines(names_path)[0].split("\t") if n]
+    if not draws_path.exists():
+        raise FileNotFoundError(f"{draws_path}: no such file")
+    try:
+        raw = gzip.decompress(draws_path.read_bytes())
+    except (EOFError, OSError) as exc:
+        raise FormatError(draws_path, None, f"cannot gunzip ({exc}); the file may be truncated") from exc
+    if len(raw) % (8 * len(names)):
+        raise FormatError(draws_path, None, f"{len(raw)} bytes is not a whole number of draws of {len(names)} float64")
+    return names, np.frombuffer(raw, "<f8").reshape(-1, len(names)).copy()
+
+
+@dataclasses.dataclass
+class SampleData:
+    """salmon's sample data (15 RefSeq transcripts, 10,000 simulated pairs) as shipped with the package.
+
+    Attributes:
+        table: the ``--dumpEqWeights`` equivalence classes of salmon 1.10.1's default (VBEM) run.
+        names: transcript names.
+        lengths: transcript lengths; effective_lengths: salmon's (from the same run's ``quant.sf``).
+        salmon_num_reads: that run's NumReads (VBEM, prior 0.01 per transcript).
+        true_counts: simulated fragments per transcript (sum 10,000).
+    """
+
+    table: EqClassTable
+    names: list[str]
+    lengths: np.ndarray
+    effective_lengths: np.ndarray
+    salmon_num_reads: np.ndarray
+    true_counts: np.ndarray
+
+
+def sample_data_dir() -> Path:
+    """Folder of the packaged sample data."""
+    return Path(str(resources.files("diffbio_prob") / "data" / "salmon_sample"))
+
+
+def load_sample_data() -> SampleData:
+    """Load salmon's sample equivalence classes, effective lengths, salmon's estimate and the truth.
+
+    Example:
+        >>> d = load_sample_data()
+        >>> d.table.n_transcripts, d.table.n_classes, int(d.true_counts.sum())
+        (15, 28, 10000)
+    """
+    folder = sample_data_dir()
+    table = read_salmon_eq_classes(folder / "eq_classes.txt.gz")
+    quant = read_quant_sf(folder / "quant.sf")
+    if quant.names != table.names:
+        raise FormatError(folder / "quant.sf", None, "transcript order differs from eq_classes.txt.gz")
+    truth = {}
+    for lineno, line in enumerate(read_all_lines(folder / "true_counts.tsv")[1:], 2):
+        parts = line.split()
+        truth[parts[0]] = float(parts[2])
+    return SampleData(
+        table=table,
+        names=list(table.names),
+        lengths=quant.lengths,
+        effective_lengths=quant.effective_lengths,
+        salmon_num_reads=quant.num_reads,
+        true_counts=np.asarray([truth[n] for n in table.names]),
+    )

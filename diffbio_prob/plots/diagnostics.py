@@ -1,0 +1,294 @@
+"""MCMC/SVI diagnostics figures drawn with ArviZ 1.x (arviz-plots), returned as matplotlib Figures.
+
+ArviZ 1.x plot functions return a ``PlotCollection``; its figure is ``pc.viz["figure"].item()``. Both
+functions here accept an ``xarray.DataTree`` (``az.from_numpyro``/``az.from_dict``), any object with a
+``to_arviz()`` method (our ``FitResult``), or a plain ``{name: (chain, draw, ...)}`` dict of draws.
+
+Variables with many elements (a coefficient per gene, an abundance per transcript) are cut to their
+first ``max_elements`` entries along each non-sample dimension, and the figure title says so; pass
+``coords`` to choose which entries to show instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["trace_plot", "posterior_plot"]
+
+_SAMPLE_DIMS = ("chain", "draw")
+_STYLE = "arviz-variat"
+
+
+def _as_datatree(data):
+    """DataTree, ``FitResult``-like (``to_arviz()``) or dict of draws -> DataTree with a posterior group."""
+    import arviz as az
+    import xarray as xr
+
+    if hasattr(data, "to_arviz") and callable(data.to_arviz):
+        data = data.to_arviz()
+    if isinstance(data, xr.DataTree):  # checked first: a DataTree is also a Mapping
+        pass
+    elif isinstance(data, xr.Dataset):  # a posterior group on its own
+        data = xr.DataTree.from_dict({"posterior": data})
+    elif isinstance(data, Mapping):
+        if not data:
+            raise ValueError("data: expected draws, got an empty dict")
+        if "posterior" in data:
+            data = az.from_dict(dict(data))
+        else:  # a bare {variable: (chain, draw, ...)} mapping of posterior draws
+            for name, value in data.items():
+                if np.ndim(value) < 2:
+                    raise ValueError(
+                        f"data[{name!r}]: expected draws shaped (chain, draw, ...), "
+                        f"got shape {np.shape(value)}"
+                    )
+            data = az.from_dict({"posterior": {k: np.asarray(v) for k, v in data.items()}})
+    if not isinstance(data, xr.DataTree):
+        raise TypeError(
+            "data: expected an xarray.DataTree, an object with to_arviz() (e.g. a FitResult) or a dict of "
+            f"draws, got {type(data).__name__}"
+        )
+    if "posterior" not in data.children:
+        raise ValueError(f"data: the DataTree has no 'posterior' group (groups: {sorted(data.children)})")
+    return data
+
+
+def _select(dt, var_names, coords, max_elements: int):
+    """Return (DataTree restricted to var_names/coords/max_elements, note about what was cut or None)."""
+    import xarray as xr
+
+    post = dt["posterior"].to_dataset()
+    available = list(post.data_vars)
+    if not available:
+        raise ValueError("data: the posterior group has no variables")
+    if var_names is None:
+        var_names = available
+    elif isinstance(var_names, str):
+        var_names = [var_names]
+    elif not isinstance(var_names, Sequence) or not all(isinstance(v, str) for v in var_names):
+        raise TypeError(f"var_names: expected a name or a list of names, got {var_names!r}")
+    var_names = list(var_names)
+    if not var_names:
+        raise ValueError("var_names: expected at least one variable name, got an empty list")
+    missing = [v for v in var_names if v not in post.data_vars]
+    if missing:
+        raise ValueError(f"var_names: {missing} not in the posterior (available: {available})")
+    if isinstance(max_elements, bool) or not isinstance(max_elements, (int, np.integer)) or max_elements < 1:
+        raise ValueError(f"max_elements: expected a positive integer, got {max_elements!r}")
+    for dim in _SAMPLE_DIMS:
+        if dim not in post.dims:
+            raise ValueError(f"data: the posterior has no {dim!r} dimension (dims: {list(post.dims)})")
+    ds = post[var_names]
+    for name in var_names:
+        values = np.asarray(ds[name].values)
+        if not np.issubdtype(values.dtype, np.number) and values.dtype != np.bool_:
+            raise TypeError(f"data: posterior variable {name!r} has non-numeric dtype {values.dtype}")
+        if not np.isfinite(values).any():
+            raise ValueError(f"data: posterior variable {name!r} has no finite draws")
+    if coords:
+        if not isinstance(coords, Mapping):
+            raise TypeError(f"coords: expected a dict {{dim: values}}, got {type(coords).__name__}")
+        bad = [d for d in coords if d not in ds.dims]
+        if bad:
+            raise ValueError(
+                f"coords: dimensions {bad} not in the selected variables (dims: {list(ds.dims)})"
+            )
+        ds = ds.sel(dict(coords))
+    cut = {dim: size for dim, size in ds.sizes.items() if dim not in _SAMPLE_DIMS and size > max_elements}
+    note = None
+    if cut:
+        ds = ds.isel({dim: slice(0, max_elements) for dim in cut})
+        note = "showing the first {} of {}".format(
+            max_elements, ", ".join(f"{size} along {dim}" for dim, size in cut.items())
+        )
+    groups = {"posterior": ds}
+    if "sample_stats" in dt.children:
+        groups["sample_stats"] = dt["sample_stats"].to_dataset()
+    selection = (dict(coords) if coords else {}, {dim: slice(0, max_elements) for dim in cut})
+    return xr.DataTree.from_dict(groups), note, selection
+
+
+def _n_elements(dt) -> int:
+    post = dt["posterior"].to_dataset()
+    return int(
+        sum(np.prod([s for d, s in post[v].sizes.items() if d not in _SAMPLE_DIMS]) for v in post.data_vars)
+    )
+
+
+def _style_context():
+    import matplotlib.pyplot as plt
+    import matplotlib.style
+
+    # arviz-plots registers its matplotlib styles on import; fall back to matplotlib's default if absent.
+    style = _STYLE if _STYLE in plt.style.available else "default"
+    return matplotlib.style.context(style)
+
+
+def _figure(pc, note: str | None, title: str | None):
+    import matplotlib.pyplot as plt
+
+    fig = pc.viz["figure"].item()
+    # ArviZ draws through pyplot; detach the figure so long workflows do not pile up open figures.
+    plt.close(fig)
+    text = " — ".join(t for t in (title, note) if t)
+    if text:
+        fig.suptitle(text)
+    return fig
+
+
+def trace_plot(data, var_names=None, *, coords=None, max_elements: int = 8, title: str | None = None):
+    """Trace and marginal density of each variable, chains overlaid, divergences marked.
+
+    Wraps ``arviz.plot_trace_dist`` (ArviZ 1.x); divergent draws from ``sample_stats.diverging`` are
+    marked on both columns.
+
+    Args:
+        data: an ``xarray.DataTree`` with a ``posterior`` group, an object with ``to_arviz()`` (a
+            ``FitResult``), a posterior ``xarray.Dataset``, or a ``{name: array (chain, draw, ...)}``
+            dict of posterior draws.
+        var_names: a variable name or list of names (default: all posterior variables).
+        coords: optional ``{dim: values}`` selection, e.g. ``{"gene": ["g1", "g2"]}``.
+        max_elements: at most this many entries per non-sample dimension are drawn (the title says so).
+        title: optional figure title.
+
+    Returns:
+        matplotlib Figure.
+
+    Example:
+        >>> import numpy as np
+        >>> fig = trace_plot({"mu": np.random.default_rng(0).normal(size=(2, 50))})
+        >>> len(fig.axes) >= 2
+        True
+    """
+    import arviz as az
+
+    dt, note, _ = _select(_as_datatree(data), var_names, coords, max_elements)
+    with _style_context(), _no_interactive():
+        pc = az.plot_trace_dist(dt, backend="matplotlib", compact=True)
+    return _figure(pc, note, title)
+
+
+def posterior_plot(
+    data,
+    var_names=None,
+    *,
+    kind: str = "auto",
+    ci_prob: float = 0.94,
+    ref_values: Mapping | None = None,
+    coords=None,
+    max_elements: int = 8,
+    title: str | None = None,
+):
+    """Marginal posteriors with mean and HDI: densities (``kind="dist"``) or a forest (``"forest"``).
+
+    ``kind="auto"`` draws densities for up to 6 scalar elements and a forest beyond. Reference values
+    (e.g. the true parameters of simulated data) are drawn in red: vertical lines on densities, crosses
+    on the forest.
+
+    Args:
+        data: DataTree, ``FitResult``-like or dict of draws (see :func:`trace_plot`).
+        var_names: a variable name or list of names (default: all posterior variables).
+        kind: "auto", "dist" or "forest".
+        ci_prob: HDI probability (the forest also draws the 50% HDI).
+        ref_values: ``{name: value}`` with a scalar or an array shaped like one draw of the variable.
+        coords: optional ``{dim: values}`` selection.
+        max_elements: at most this many entries per non-sample dimension are drawn.
+        title: optional figure title.
+
+    Returns:
+        matplotlib Figure.
+
+    Example:
+        >>> import numpy as np
+        >>> draws = {"theta": np.random.default_rng(0).normal(size=(2, 50, 3))}
+        >>> fig = posterior_plot(draws, kind="forest", ref_values={"theta": [0.0, 0.5, -0.5]})
+    """
+    import arviz as az
+    import arviz_plots as azp
+
+    if kind not in ("auto", "dist", "forest"):
+        raise ValueError(f"kind: expected 'auto', 'dist' or 'forest', got {kind!r}")
+    if isinstance(ci_prob, bool) or not isinstance(ci_prob, (int, float)) or not 0 < ci_prob < 1:
+        raise ValueError(f"ci_prob: expected a probability in (0, 1), got {ci_prob!r}")
+    full = _as_datatree(data)
+    dt, note, selection = _select(full, var_names, coords, max_elements)
+    refs = _reference_dataset(full, dt, selection, ref_values) if ref_values is not None else None
+    if kind == "auto":
+        kind = "dist" if _n_elements(dt) <= 6 else "forest"
+    with _style_context(), _no_interactive():
+        if kind == "dist":
+            pc = az.plot_dist(dt, backend="matplotlib", point_estimate="mean", ci_kind="hdi", ci_prob=ci_prob)
+            if refs is not None:
+                azp.add_lines(pc, values=refs, visuals={"ref_line": {"color": "#D55E00"}})
+        else:
+            probs = sorted({0.5, float(ci_prob)})
+            pc = az.plot_forest(
+                dt, backend="matplotlib", combined=True, ci_kind="hdi", ci_probs=probs, point_estimate="mean"
+            )
+            if refs is not None:
+                _forest_references(pc, refs)
+    return _figure(pc, note, title)
+
+
+def _no_interactive():
+    import matplotlib.pyplot as plt
+
+    return plt.ioff()
+
+
+def _reference_dataset(full, dt, selection, ref_values):
+    """Build a Dataset shaped like one draw of each plotted variable (what ``add_lines`` expects).
+
+    A reference may be a scalar, shaped like one draw of the plotted (cut) variable, or shaped like one
+    draw of the full variable, in which case it is cut by the same coords/max_elements selection.
+    """
+    import xarray as xr
+
+    if not isinstance(ref_values, Mapping):
+        raise TypeError(f"ref_values: expected a dict {{name: value}}, got {type(ref_values).__name__}")
+    post = dt["posterior"].to_dataset()
+    sel, isel = selection
+    out = {}
+    for name, value in ref_values.items():
+        if name not in post.data_vars:
+            raise ValueError(
+                f"ref_values: {name!r} is not among the plotted variables {list(post.data_vars)}"
+            )
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"ref_values[{name!r}]: expected numbers, got {value!r}") from exc
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"ref_values[{name!r}]: contains NaN or infinite values")
+        one = post[name].isel({d: 0 for d in _SAMPLE_DIMS}, drop=True)
+        whole = full["posterior"][name].isel({d: 0 for d in _SAMPLE_DIMS}, drop=True)
+        if arr.ndim == 0 or arr.shape == one.shape:
+            da = xr.DataArray(np.broadcast_to(arr, one.shape).copy(), dims=one.dims, coords=one.coords)
+        elif arr.shape == whole.shape:
+            da = xr.DataArray(arr, dims=whole.dims, coords=whole.coords)
+            da = da.sel({d: v for d, v in sel.items() if d in da.dims})
+            da = da.isel({d: v for d, v in isel.items() if d in da.dims})
+        else:
+            raise ValueError(
+                f"ref_values[{name!r}]: expected a scalar or shape {one.shape} (one plotted draw) or "
+                f"{whole.shape} (one full draw), got {arr.shape}"
+            )
+        out[name] = da
+    return xr.Dataset(out)
+
+
+def _forest_references(pc, refs) -> None:
+    """Mark reference values on a forest plot at the rows of the matching point estimates."""
+    point = pc.viz["point_estimate"]
+    for name in refs.data_vars:
+        artists = point[name]
+        ref = refs[name].transpose(*artists.dims).values
+        for idx in np.ndindex(artists.shape):
+            artist = artists.values[idx]
+            offsets = np.asarray(artist.get_offsets())
+            value = float(ref[idx])
+            artist.axes.scatter(
+                [value], offsets[:, 1][:1], marker="x", color="#D55E00", s=40, zorder=5, linewidths=1.5
+            )

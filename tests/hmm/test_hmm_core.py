@@ -1,0 +1,521 @@
+"""The pure-JAX HMM core against textbook values, brute-force enumeration and hmmlearn."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.special import logsumexp
+
+from diffbio_prob.cores import hmm
+
+# ------------------------------------------------------------------------------------------------
+# helpers: an independent float64 NumPy oracle
+# ------------------------------------------------------------------------------------------------
+
+
+def random_model(rng, k, m, sparse=False):
+    pi = rng.dirichlet(np.ones(k))
+    a = rng.dirichlet(np.ones(k), size=k)
+    if sparse:
+        a[0, 1:] = 0.0  # state 0 only stays
+        a[0, 0] = 1.0
+        a[1, 0] = 0.0  # state 1 never goes to 0
+        a[1] /= a[1].sum()
+    b = rng.dirichlet(np.ones(m), size=k)
+    return pi, a, b
+
+
+def params_of(pi, a):
+    with np.errstate(divide="ignore"):
+        return hmm.HMMParams(jnp.asarray(np.log(pi)), jnp.asarray(np.log(a)))
+
+
+def brute_force(pi, a, ll):
+    """Enumerate every path: log Z, smoothed marginals, summed two-slice marginals, best path."""
+    t_len, k = ll.shape
+    with np.errstate(divide="ignore"):
+        lpi, la = np.log(pi), np.log(a)
+    paths = np.array(list(itertools.product(range(k), repeat=t_len)))
+    lj = lpi[paths[:, 0]] + ll[np.arange(t_len), paths].sum(1)
+    lj = lj + la[paths[:, :-1], paths[:, 1:]].sum(1)
+    log_z = logsumexp(lj)
+    w = np.exp(lj - log_z)
+    gamma = np.zeros((t_len, k))
+    xi = np.zeros((k, k))
+    for t in range(t_len):
+        np.add.at(gamma[t], paths[:, t], w)
+        if t < t_len - 1:
+            np.add.at(xi, (paths[:, t], paths[:, t + 1]), w)
+    best = np.argmax(lj)
+    return log_z, gamma, xi, paths[best], lj[best], paths, w
+
+
+def np_categorical_ll(b, y):
+    ll = np.log(b)[:, np.where(y >= 0, y, 0)].T
+    ll[y < 0] = 0.0
+    return ll
+
+
+# ------------------------------------------------------------------------------------------------
+# textbook values (notes/hmm.md section 8)
+# ------------------------------------------------------------------------------------------------
+UMBRELLA = dict(
+    pi=np.array([0.5, 0.5]),
+    a=np.array([[0.7, 0.3], [0.3, 0.7]]),
+    lik=np.array([[0.9, 0.2], [0.9, 0.2], [0.1, 0.8], [0.9, 0.2], [0.9, 0.2]]),
+)
+
+
+def test_umbrella_wikipedia():
+    p = params_of(UMBRELLA["pi"], UMBRELLA["a"])
+    ll = jnp.log(UMBRELLA["lik"])
+    post = hmm.smoother(p, ll)
+    assert float(post.log_likelihood) == pytest.approx(-3.3725, abs=5e-5)
+    np.testing.assert_allclose(
+        post.smoothed,
+        [[0.8673, 0.1327], [0.8204, 0.1796], [0.3075, 0.6925], [0.8204, 0.1796], [0.8673, 0.1327]],
+        atol=5e-5,
+    )
+    np.testing.assert_allclose(post.transition_counts, [[2.0802, 0.7355], [0.7355, 0.4489]], atol=5e-5)
+    path, lp = hmm.viterbi(p, ll)
+    assert path.tolist() == [0, 0, 1, 0, 0]
+    assert float(lp) == pytest.approx(-4.4590, abs=5e-5)
+
+
+def test_rainy_sunny_wikipedia():
+    p = params_of(np.array([0.6, 0.4]), np.array([[0.7, 0.3], [0.4, 0.6]]))
+    ll = hmm.categorical_log_likelihoods(jnp.log(jnp.array([[0.1, 0.4, 0.5], [0.6, 0.3, 0.1]])), jnp.array([0, 1, 2]))
+    path, lp = hmm.viterbi(p, ll)
+    assert path.tolist() == [1, 0, 0]
+    assert float(jnp.exp(lp)) == pytest.approx(0.01344, abs=1e-8)
+    assert float(hmm.log_likelihood(p, ll)) == pytest.approx(np.log(0.033612), abs=1e-6)
+    np.testing.assert_allclose(
+        hmm.state_posteriors(p, ll),
+        [[0.231703, 0.768297], [0.624063, 0.375937], [0.863977, 0.136023]],
+        atol=1e-6,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# brute force over all K^T paths
+# ------------------------------------------------------------------------------------------------
+def np_forward_backward(pi, a, ll):
+    """Scaled forward-backward in NumPy float64 (the ragged tests' per-sequence oracle)."""
+    t_len, k = ll.shape
+    m = ll.max(1)
+    w = np.exp(ll - m[:, None])
+    alpha, c, pred = np.zeros((t_len, k)), np.zeros(t_len), pi
+    for t in range(t_len):
+        u = pred * w[t]
+        alpha[t], c[t] = u / u.sum(), np.log(u.sum()) + m[t]
+        pred = alpha[t] @ a
+    beta = np.ones((t_len, k))
+    for t in range(t_len - 2, -1, -1):
+        bt = a @ (w[t + 1] * beta[t + 1])
+        beta[t] = bt / bt.max()
+    gamma = alpha * beta
+    gamma /= gamma.sum(1, keepdims=True)
+    xi = np.zeros((k, k))
+    for t in range(t_len - 1):
+        x = alpha[t][:, None] * a * (w[t + 1] * beta[t + 1])[None]
+        xi += x / x.sum()
+    return c.sum(), gamma, xi
+
+
+def test_brute_force_all_marginals():
+    """Three random models (two with hard zeros in A and pi), T = 6, a missing symbol: every
+    quantity equals the enumeration of all 3^6 paths. The models go through one vmapped call."""
+    k, m, t_len = 3, 3, 6
+    rng = np.random.default_rng(0)
+    cases = []
+    for sparse in (False, True, True):
+        pi, a, b = random_model(rng, k, m, sparse)
+        y = rng.integers(0, m, t_len)
+        y[1] = -1  # a missing symbol is marginalised
+        cases.append((pi, a, b, y))
+    cases[2][0][:] = [0.0, 0.3, 0.7]  # pi with a zero as well
+    ps = jax.tree.map(lambda *x: jnp.stack(x), *[params_of(pi, a) for pi, a, _, _ in cases])
+    log_bs = jnp.log(jnp.asarray(np.stack([c[2] for c in cases])))
+    ys = jnp.asarray(np.stack([c[3] for c in cases]))
+    lls = jax.vmap(hmm.categorical_log_likelihoods)(log_bs, ys)
+    post = jax.vmap(hmm.smoother)(ps, lls)
+    lz = jax.vmap(hmm.log_likelihood)(ps, lls)
+    paths, lps = jax.vmap(hmm.viterbi)(ps, lls)
+    betas = jax.vmap(hmm.backward_pass)(ps, lls)
+    for i, (pi, a, b, y) in enumerate(cases):
+        ll = np_categorical_ll(b, y)
+        np.testing.assert_allclose(lls[i], ll, atol=1e-14)
+        log_z, gamma, xi, best, best_lp, _, _ = brute_force(pi, a, ll)
+        assert float(post.log_likelihood[i]) == pytest.approx(log_z, abs=1e-12)
+        assert float(lz[i]) == pytest.approx(log_z, abs=1e-12)
+        np.testing.assert_allclose(post.smoothed[i], gamma, atol=1e-12)
+        np.testing.assert_allclose(post.transition_counts[i], xi, atol=1e-12)
+        np.testing.assert_array_equal(paths[i], best)
+        assert float(lps[i]) == pytest.approx(best_lp, abs=1e-12)
+        np.testing.assert_allclose(post.filtered[i, -1], gamma[-1], atol=1e-12)
+        # backward messages: gamma_t proportional to alpha_t * beta_t
+        g2 = post.filtered[i] * betas[i]
+        np.testing.assert_allclose(g2 / g2.sum(1, keepdims=True), gamma, atol=1e-12)
+        # and the NumPy oracle used by the ragged tests is right too
+        o_lz, o_gamma, o_xi = np_forward_backward(pi, a, ll)
+        assert o_lz == pytest.approx(log_z, abs=1e-12)
+        np.testing.assert_allclose(o_gamma, gamma, atol=1e-12)
+        np.testing.assert_allclose(o_xi, xi, atol=1e-12)
+
+
+def test_missing_symbols_equal_dropped_emission_terms():
+    """A missing step keeps its transition but contributes no emission: compare to brute force with
+    that step's emission row set to 1, and to the all-missing sequence (log Z = 0)."""
+    rng = np.random.default_rng(7)
+    pi, a, b = random_model(rng, 3, 3)
+    y = np.array([2, -1, -1, 0, 1, -1])
+    log_z, gamma, *_ = brute_force(pi, a, np_categorical_ll(b, y))
+    p = params_of(pi, a)
+    log_b = jnp.log(jnp.asarray(b))
+    ll = hmm.categorical_log_likelihoods(log_b, jnp.asarray(y))
+    post = hmm.smoother(p, ll)
+    assert float(post.log_likelihood) == pytest.approx(log_z, abs=1e-12)
+    np.testing.assert_allclose(post.smoothed, gamma, atol=1e-12)
+    all_missing = hmm.smoother(p, hmm.categorical_log_likelihoods(log_b, -jnp.ones(6, int)))
+    assert float(all_missing.log_likelihood) == pytest.approx(0.0, abs=1e-14)
+    # posteriors of an all-missing sequence are the prior marginals pi A^t
+    prior = np.stack([pi @ np.linalg.matrix_power(a, t) for t in range(6)])
+    np.testing.assert_allclose(all_missing.smoothed, prior, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------
+# hmmlearn on random models
+# ------------------------------------------------------------------------------------------------
+def _hmmlearn_model(pi, a, b):
+    from hmmlearn.hmm import CategoricalHMM
+
+    model = CategoricalHMM(n_components=len(pi), n_features=b.shape[1], init_params="")
+    model.startprob_, model.transmat_, model.emissionprob_ = pi, a, b
+    return model
+
+
+def test_against_hmmlearn_random_models():
+    """Random 4-state, 5-symbol models, ragged sequences (300, 57, 1) padded into one vmapped batch:
+    log-likelihood, posteriors and Viterbi equal hmmlearn's per sequence."""
+    k, m = 4, 5
+    lengths = np.array([300, 57, 1])
+    for seed in (0, 1):
+        rng = np.random.default_rng(seed)
+        pi, a, b = random_model(rng, k, m)
+        ys = [rng.integers(0, m, n) for n in lengths]
+        padded = jnp.asarray(np.stack([np.pad(y, (0, 300 - len(y)), constant_values=-1) for y in ys]))
+        p = params_of(pi, a)
+        lls = jax.vmap(hmm.categorical_log_likelihoods, in_axes=(None, 0))(jnp.log(jnp.asarray(b)), padded)
+        post = jax.vmap(hmm.smoother, in_axes=(None, 0, 0))(p, lls, jnp.asarray(lengths))
+        paths, vlps = jax.vmap(hmm.viterbi, in_axes=(None, 0, 0))(p, lls, jnp.asarray(lengths))
+        ref = _hmmlearn_model(pi, a, b)
+        for i, y in enumerate(ys):
+            n = len(y)
+            ref_lp, ref_post = ref.score_samples(y[:, None])
+            assert float(post.log_likelihood[i]) == pytest.approx(ref_lp, rel=1e-12)
+            np.testing.assert_allclose(post.smoothed[i, :n], ref_post, atol=1e-10)
+            ref_vlp, ref_path = ref.decode(y[:, None], algorithm="viterbi")
+            np.testing.assert_array_equal(paths[i, :n], ref_path)
+            assert float(vlps[i]) == pytest.approx(ref_vlp, rel=1e-12)
+        # the concatenated-with-lengths form hmmlearn uses gives the summed log-likelihood
+        total = ref.score(np.concatenate(ys)[:, None], lengths)
+        assert float(post.log_likelihood.sum()) == pytest.approx(total, rel=1e-12)
+
+
+@pytest.mark.float32
+def test_float32_long_sequence_accuracy():
+    """float32 log-likelihood at T = 1e5, K = 8 within 1e-6 relative of hmmlearn's float64."""
+    assert not jax.config.jax_enable_x64
+    rng = np.random.default_rng(0)
+    k, m, t_len = 8, 4, 100_000
+    a = np.full((k, k), 0.02 / (k - 1)) + np.eye(k) * (0.98 - 0.02 / (k - 1))
+    pi = np.full(k, 1.0 / k)
+    b = rng.dirichlet(np.ones(m), size=k)
+    ref = _hmmlearn_model(pi, a, b)
+    x, _ = ref.sample(t_len, random_state=0)
+    y = x[:, 0]
+    # compare on the float32-rounded parameters, so the difference is the algorithm's rounding only
+    pi32, a32, b32 = (x.astype(np.float32).astype(np.float64) for x in (pi, a, b))
+    ref = _hmmlearn_model(pi32 / pi32.sum(), a32 / a32.sum(1, keepdims=True), b32 / b32.sum(1, keepdims=True))
+    ref_lp = ref.score(y[:, None])
+    p = hmm.HMMParams(jnp.log(jnp.asarray(pi, jnp.float32)), jnp.log(jnp.asarray(a, jnp.float32)))
+    ll = hmm.categorical_log_likelihoods(jnp.log(jnp.asarray(b, jnp.float32)), jnp.asarray(y, jnp.int32))
+    lp = jax.jit(hmm.log_likelihood)(p, ll)
+    assert lp.dtype == jnp.float32
+    assert abs(float(lp) - ref_lp) / abs(ref_lp) < 1e-6
+    post = jax.jit(hmm.smoother)(p, ll)
+    assert abs(float(post.log_likelihood) - ref_lp) / abs(ref_lp) < 1e-6
+    assert bool(jnp.all(jnp.isfinite(post.smoothed)))
+    np.testing.assert_allclose(np.asarray(post.smoothed).sum(1), 1.0, atol=1e-5)
+    # Viterbi in float32: same joint log-prob as float64 hmmlearn, path agrees (ties aside)
+    ref_vlp, ref_path = ref.decode(y[:, None], algorithm="viterbi")
+    path, vlp = jax.jit(hmm.viterbi)(p, ll)
+    assert abs(float(vlp) - ref_vlp) / abs(ref_vlp) < 1e-6
+    assert np.mean(np.asarray(path) == ref_path) > 0.999
+
+
+# ------------------------------------------------------------------------------------------------
+# gradients: custom VJP vs finite differences and vs autodiff through the scan
+# ------------------------------------------------------------------------------------------------
+def _autodiff_loglik(log_pi, log_a, ll):
+    """Plain log-space forward recursion (logsumexp each step), differentiated by JAX."""
+
+    def step(la, ll_t):
+        la = jax.scipy.special.logsumexp(la[:, None] + log_a, axis=0) + ll_t
+        return la, None
+
+    la, _ = jax.lax.scan(step, log_pi + ll[0], ll[1:])
+    return jax.scipy.special.logsumexp(la)
+
+
+def test_custom_vjp_matches_autodiff_and_finite_differences():
+    rng = np.random.default_rng(3)
+    k, t_len = 3, 40
+    log_pi = jnp.asarray(rng.normal(size=k))  # unnormalised on purpose: gradients of the free function
+    log_a = jnp.asarray(rng.normal(size=(k, k)))
+    ll = jnp.asarray(rng.normal(size=(t_len, k)) * 2)
+
+    def ours(lp, la, l):
+        return hmm.log_likelihood(hmm.HMMParams(lp, la), l)
+
+    assert float(ours(log_pi, log_a, ll)) == pytest.approx(float(_autodiff_loglik(log_pi, log_a, ll)), rel=1e-13)
+    g = jax.grad(ours, argnums=(0, 1, 2))(log_pi, log_a, ll)
+    g_ref = jax.grad(_autodiff_loglik, argnums=(0, 1, 2))(log_pi, log_a, ll)
+    for x, y in zip(g, g_ref):
+        np.testing.assert_allclose(x, y, atol=1e-11)
+    # central finite differences along random directions
+    for i in range(3):
+        d = [jnp.asarray(rng.normal(size=np.shape(x))) for x in (log_pi, log_a, ll)]
+        h = 1e-5
+        plus = ours(log_pi + h * d[0], log_a + h * d[1], ll + h * d[2])
+        minus = ours(log_pi - h * d[0], log_a - h * d[1], ll - h * d[2])
+        fd = (plus - minus) / (2 * h)
+        analytic = sum(jnp.vdot(gi, di) for gi, di in zip(g, d))
+        assert float(analytic) == pytest.approx(float(fd), rel=1e-7, abs=1e-8)
+
+
+def test_gradient_is_forward_backward():
+    """Eisner's identity: d log Z / d ll = smoothed marginals, d log Z / d log A = sum_t xi_t."""
+    rng = np.random.default_rng(4)
+    pi, a, b = random_model(rng, 3, 4)
+    p = params_of(pi, a)
+    ll = hmm.categorical_log_likelihoods(jnp.log(jnp.asarray(b)), jnp.asarray(rng.integers(0, 4, 30)))
+    g_p, g_ll = jax.grad(hmm.log_likelihood, argnums=(0, 1))(p, ll)
+    post = hmm.smoother(p, ll)
+    np.testing.assert_allclose(g_ll, post.smoothed, atol=1e-13)
+    np.testing.assert_allclose(g_p.log_transition, post.transition_counts, atol=1e-12)
+    np.testing.assert_allclose(g_p.log_initial, post.smoothed[0], atol=1e-13)
+    # second order: autodiff of the smoothed marginals through plain autodiff vs through the core
+    assert np.allclose(post.transition_counts.sum(), 29.0)
+
+
+def test_sparse_transitions_finite_values_and_gradients():
+    rng = np.random.default_rng(5)
+    pi, a, b = random_model(rng, 4, 3, sparse=True)
+    pi[2] = 0.0
+    pi /= pi.sum()
+    y = rng.integers(0, 3, 6)
+    ll_np = np_categorical_ll(b, y)
+    log_z, gamma, xi, *_ = brute_force(pi, a, ll_np)
+    p = params_of(pi, a)
+    log_b = jnp.log(jnp.asarray(b))
+
+    def total(params, log_b):
+        return hmm.log_likelihood(params, hmm.categorical_log_likelihoods(log_b, jnp.asarray(y)))
+
+    val, (gp, gb) = jax.value_and_grad(total, argnums=(0, 1))(p, log_b)
+    assert float(val) == pytest.approx(log_z, abs=1e-12)
+    for g in (gp.log_initial, gp.log_transition, gb):
+        assert bool(jnp.all(jnp.isfinite(g)))
+    np.testing.assert_allclose(gp.log_transition, xi, atol=1e-12)
+    assert float(gp.log_transition[0, 1]) == 0.0  # a hard zero gets zero expected count
+    post = hmm.smoother(p, hmm.categorical_log_likelihoods(log_b, jnp.asarray(y)))
+    np.testing.assert_allclose(post.smoothed, gamma, atol=1e-12)
+    # plain autodiff through the recursion is finite too and agrees
+    ll_y = hmm.categorical_log_likelihoods(log_b, jnp.asarray(y))
+    g_auto = jax.grad(lambda la: _autodiff_loglik(p.log_initial, la, ll_y))(p.log_transition)
+    np.testing.assert_allclose(g_auto, xi, atol=1e-12)
+    # a long sequence in which a state dies out (posterior exactly 0): still finite, rows sum to 1
+    yl = jnp.asarray(rng.integers(0, 3, 2000))
+    post = hmm.smoother(p, hmm.categorical_log_likelihoods(log_b, yl))
+    assert bool(jnp.all(jnp.isfinite(post.smoothed))) and bool(jnp.all(jnp.isfinite(post.transition_counts)))
+    np.testing.assert_allclose(post.smoothed.sum(1), 1.0, atol=1e-12)
+
+
+def test_stability_large_model_large_scale():
+    """dynamax's stress test: T = 10,000, K = 100, log-likelihoods of scale 100 -> no NaN."""
+    rng = np.random.default_rng(6)
+    k, t_len = 100, 10_000
+    p = hmm.HMMParams(
+        jax.nn.log_softmax(jnp.asarray(rng.normal(size=k))), jax.nn.log_softmax(jnp.asarray(rng.normal(size=(k, k))))
+    )
+    ll = jnp.asarray(rng.normal(size=(t_len, k)) * 100)
+    post = jax.jit(hmm.smoother)(p, ll)
+    assert bool(jnp.isfinite(post.log_likelihood))
+    assert bool(jnp.all(jnp.isfinite(post.smoothed)))
+    np.testing.assert_allclose(post.smoothed.sum(1), 1.0, atol=1e-10)
+    assert float(post.transition_counts.sum()) == pytest.approx(t_len - 1, rel=1e-10)
+    _, vlp = jax.jit(hmm.viterbi)(p, ll)
+    assert bool(jnp.isfinite(vlp)) and float(vlp) <= float(post.log_likelihood)
+
+
+# ------------------------------------------------------------------------------------------------
+# ragged batches
+# ------------------------------------------------------------------------------------------------
+def test_ragged_batch_equals_per_sequence_and_has_finite_gradients():
+    """Padded batch through vmap with lengths: per-sequence values equal the unpadded NumPy oracle,
+    padding rows are zero/-1, gradients are finite and equal the summed expected counts."""
+    rng = np.random.default_rng(8)
+    k, m, t_max = 3, 4, 12
+    pi, a, b = random_model(rng, k, m)
+    p = params_of(pi, a)
+    log_b = jnp.log(jnp.asarray(b))
+    lengths = np.array([12, 5, 1, 9])
+    y = rng.integers(0, m, (4, t_max))
+    y[0, 3] = -1  # a missing symbol inside a sequence
+    # padding filled with valid symbols on purpose: `lengths`, not the values, must cut them off
+    ys, lens = jnp.asarray(y), jnp.asarray(lengths)
+
+    def batch(params, log_b):
+        ll = jax.vmap(hmm.categorical_log_likelihoods, in_axes=(None, 0))(log_b, ys)
+        return jax.vmap(hmm.log_likelihood, in_axes=(None, 0, 0))(params, ll, lens)
+
+    vals = batch(p, log_b)
+    g_p, g_b = jax.grad(lambda pp, bb: batch(pp, bb).sum(), argnums=(0, 1))(p, log_b)
+    lls = jax.vmap(hmm.categorical_log_likelihoods, in_axes=(None, 0))(log_b, ys)
+    post = jax.vmap(hmm.smoother, in_axes=(None, 0, 0))(p, lls, lens)
+    paths, vlps = jax.vmap(hmm.viterbi, in_axes=(None, 0, 0))(p, lls, lens)
+    e_init, e_trans, e_emit = np.zeros(k), np.zeros((k, k)), np.zeros((k, m))
+    for i, n in enumerate(lengths):
+        yi = y[i, :n]
+        ll = np_categorical_ll(b, yi)
+        o_lz, o_gamma, o_xi = np_forward_backward(pi, a, ll)
+        assert float(vals[i]) == pytest.approx(o_lz, abs=1e-12)
+        assert float(post.log_likelihood[i]) == pytest.approx(o_lz, abs=1e-12)
+        np.testing.assert_allclose(post.smoothed[i, :n], o_gamma, atol=1e-12)
+        assert float(jnp.abs(post.smoothed[i, n:]).sum()) == 0.0
+        np.testing.assert_allclose(post.transition_counts[i], o_xi, atol=1e-12)
+        assert (np.asarray(paths[i, n:]) == -1).all()
+        if n <= 6:  # Viterbi against enumeration where it is cheap
+            _, _, _, best, best_lp, _, _ = brute_force(pi, a, ll)
+            np.testing.assert_array_equal(paths[i, :n], best)
+            assert float(vlps[i]) == pytest.approx(best_lp, abs=1e-12)
+        e_init += o_gamma[0]
+        e_trans += o_xi
+        for t, s in enumerate(yi):
+            if s >= 0:
+                e_emit[:, s] += o_gamma[t]
+    for g in (g_p.log_initial, g_p.log_transition, g_b):
+        assert bool(jnp.all(jnp.isfinite(g)))
+    np.testing.assert_allclose(g_p.log_initial, e_init, atol=1e-11)
+    np.testing.assert_allclose(g_p.log_transition, e_trans, atol=1e-11)
+    np.testing.assert_allclose(g_b, e_emit, atol=1e-11)
+
+
+def test_nan_padding_gives_finite_gradients_dynamax_99():
+    """Gaussian emissions padded with NaN: value and gradient equal the unpadded ones (no NaN)."""
+    rng = np.random.default_rng(9)
+    p = hmm.HMMParams(jnp.log(jnp.array([0.5, 0.5])), jnp.log(jnp.array([[0.9, 0.1], [0.2, 0.8]])))
+    y = rng.normal(size=10)
+    y_pad = np.concatenate([y, np.full(6, np.nan)])
+    mean, log_scale = jnp.array([-1.0, 1.0]), jnp.array([0.0, 0.3])
+
+    def f(theta, obs, length):
+        mu, ls, la = theta
+        ll = hmm.gaussian_log_likelihoods(mu, ls, obs)
+        return hmm.log_likelihood(hmm.HMMParams(p.log_initial, la), ll, length)
+
+    theta = (mean, log_scale, p.log_transition)
+    v1, g1 = jax.value_and_grad(f)(theta, jnp.asarray(y_pad), 10)
+    v2, g2 = jax.value_and_grad(f)(theta, jnp.asarray(y), None)
+    assert float(v1) == pytest.approx(float(v2), abs=1e-12)
+    for a_, b_ in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+        assert bool(jnp.all(jnp.isfinite(a_)))
+        np.testing.assert_allclose(a_, b_, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------
+# emission families
+# ------------------------------------------------------------------------------------------------
+def test_emission_families_against_scipy():
+    y = np.array([0, 3, 7, -1])
+    rates = np.array([0.5, 4.0])
+    ll = hmm.poisson_log_likelihoods(jnp.log(jnp.asarray(rates)), jnp.asarray(y))
+    ref = stats.poisson.logpmf(np.maximum(y, 0)[:, None], rates[None])
+    ref[y < 0] = 0.0
+    np.testing.assert_allclose(ll, ref, atol=1e-12)
+    llf = hmm.poisson_log_likelihoods(jnp.log(jnp.asarray(rates)), jnp.array([0.0, 3.0, 7.0, np.nan]))
+    np.testing.assert_allclose(llf, ref, atol=1e-12)
+
+    x = np.array([[0.3, np.nan], [np.nan, np.nan], [-1.0, 2.0]])
+    mu = np.array([[0.0, 1.0], [2.0, -1.0]])
+    sd = np.array([[1.0, 0.5], [2.0, 1.5]])
+    ll = hmm.gaussian_log_likelihoods(jnp.asarray(mu), jnp.log(jnp.asarray(sd)), jnp.asarray(x))
+    terms = stats.norm.logpdf(x[:, None, :], mu[None], sd[None])
+    ref = np.where(np.isnan(terms), 0.0, terms).sum(-1)
+    np.testing.assert_allclose(ll, ref, atol=1e-12)
+    assert np.all(np.asarray(ll[1]) == 0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# sampling
+# ------------------------------------------------------------------------------------------------
+def test_prior_sampling_marginals():
+    pi = np.array([0.2, 0.8])
+    a = np.array([[0.9, 0.1], [0.3, 0.7]])
+    b = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    p = params_of(pi, a)
+    n = 4000
+    keys = jax.random.split(jax.random.key(0), n)
+    z, y = jax.vmap(lambda k: hmm.sample_categorical(k, p, jnp.log(jnp.asarray(b)), 4))(keys)
+    for t in range(4):
+        marg = pi @ np.linalg.matrix_power(a, t)
+        freq = np.bincount(np.asarray(z[:, t]), minlength=2) / n
+        np.testing.assert_allclose(freq, marg, atol=4 * np.sqrt(0.25 / n))
+    obs_marg = (pi @ np.linalg.matrix_power(a, 3)) @ b
+    np.testing.assert_allclose(np.bincount(np.asarray(y[:, 3]), minlength=3) / n, obs_marg, atol=4 * np.sqrt(0.25 / n))
+
+
+def test_posterior_sampling_matches_enumerated_path_posterior():
+    rng = np.random.default_rng(10)
+    pi, a, b = random_model(rng, 2, 3)
+    y = np.array([0, 2, 1, 2])
+    ll_np = np_categorical_ll(b, y)
+    *_, paths, w = brute_force(pi, a, ll_np)
+    p = params_of(pi, a)
+    ll = jnp.asarray(np.concatenate([ll_np, np.zeros((2, 2))]))  # padded by two steps
+    n = 6000
+    keys = jax.random.split(jax.random.key(1), n)
+    draws = np.asarray(jax.vmap(lambda k: hmm.posterior_sample(k, p, ll, 4))(keys))
+    assert (draws[:, 4:] == -1).all()
+    codes = draws[:, :4] @ (2 ** np.arange(3, -1, -1))
+    freq = np.bincount(codes, minlength=16) / n
+    ref = np.zeros(16)
+    ref[paths @ (2 ** np.arange(3, -1, -1))] = w
+    assert np.all(np.abs(freq - ref) <= 4 * np.sqrt(ref * (1 - ref) / n) + 1e-3), (freq, ref)
+
+
+def test_parallel_filter_matches_sequential_with_lengths():
+    rng = np.random.default_rng(11)
+    pi, a, b = random_model(rng, 3, 4, sparse=True)
+    p = params_of(pi, a)
+    y = rng.integers(0, 4, 40)
+    ll = hmm.categorical_log_likelihoods(jnp.log(jnp.asarray(b)), jnp.asarray(y))
+    for length in (40, 23):
+        o_lz, o_gamma, o_xi = np_forward_backward(pi, a, np_categorical_ll(b, y[:length]))
+        seq = hmm.forward_filter(p, ll, length)
+        par = hmm.parallel_smoother(p, ll, length)
+        assert float(par.log_likelihood) == pytest.approx(o_lz, rel=1e-12)
+        np.testing.assert_allclose(par.smoothed[:length], o_gamma, atol=1e-11)
+        np.testing.assert_allclose(par.transition_counts, o_xi, atol=1e-11)
+        np.testing.assert_allclose(par.filtered, seq.filtered, atol=1e-11)
+        pf = hmm.parallel_filter(p, ll, length)
+        np.testing.assert_allclose(pf.log_normalizers, seq.log_normalizers, atol=1e-10)
+        assert float(hmm.log_likelihood(p, ll, length, method="parallel")) == pytest.approx(o_lz, rel=1e-12)
+    with pytest.raises(ValueError, match="method"):
+        hmm.log_likelihood(p, ll, method="magic")
