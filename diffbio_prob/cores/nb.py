@@ -49,6 +49,7 @@ __all__ = [
     "irls_fit",
     "wald_covariance",
     "hat_diagonals",
+    "wald_covariance_and_hat",
     "fit_beta_newton",
     "cr_log_posterior",
     "cr_log_posterior_grad",
@@ -363,6 +364,7 @@ class IRLSResult(NamedTuple):
     n_iter: jax.Array  # (G,) int, == max_iter when not converged (DESeq2's convention)
     deviance: jax.Array  # (G,) deviance at the last iterate (floored mean), as fitBeta returns it
     mu: jax.Array  # (G, N) last mean, floored at min_mu (used for weights/SE/hat values)
+    log_likelihood: jax.Array  # (G,) log-likelihood at the unfloored mean s exp(X beta) (DESeq2 logLike)
 
 
 def irls_fit(
@@ -468,7 +470,8 @@ def irls_fit(
     if max_iter > 0:
         state = lax.while_loop(cond, body, state)
     _, beta, mu, _, n_iter, _, dev_last = state
-    return IRLSResult(beta=beta, n_iter=n_iter, deviance=dev_last, mu=mu)
+    loglik = -0.5 * deviance(offset * jnp.exp(beta @ design.T))
+    return IRLSResult(beta=beta, n_iter=n_iter, deviance=dev_last, mu=mu, log_likelihood=loglik)
 
 
 def wald_covariance(design, mu, alpha, ridge):
@@ -486,17 +489,21 @@ def wald_covariance(design, mu, alpha, ridge):
     Returns:
         ``Float[Array, "G P P"]``.
     """
-    w = mu / (1.0 + alpha[:, None] * mu)
-    xtwx = weighted_gram(design, w)
-    inv = spd_inverse(xtwx + jnp.diag(ridge))
-    return inv @ xtwx @ inv
+    return wald_covariance_and_hat(design, mu, alpha, ridge)[0]
 
 
 def hat_diagonals(design, mu, alpha, ridge):
     """Diagonal of ``W^1/2 X (X'WX + Lambda)^-1 X' W^1/2`` per gene: ``Float[Array, "G N"]``."""
+    return wald_covariance_and_hat(design, mu, alpha, ridge)[1]
+
+
+def wald_covariance_and_hat(design, mu, alpha, ridge):
+    """:func:`wald_covariance` and :func:`hat_diagonals` from one factorisation (DESeq2 ``fitBeta``)."""
     w = mu / (1.0 + alpha[:, None] * mu)
-    inv = spd_inverse(weighted_gram(design, w) + jnp.diag(ridge))
-    return w * jnp.einsum("np,gpq,nq->gn", design, inv, design)
+    xtwx = weighted_gram(design, w)
+    inv = spd_inverse(xtwx + jnp.diag(ridge))
+    hat = w * jnp.einsum("np,gpq,nq->gn", design, inv, design)
+    return inv @ xtwx @ inv, hat
 
 
 def fit_beta_newton(
@@ -657,6 +664,14 @@ def _cr_parts(log_alpha, counts, mu, design, want_grad: bool, want_hess: bool):
     return out
 
 
+def _prior_terms(log_alpha, prior_mean, prior_var, use_prior):
+    """Normal prior on log alpha and its two derivatives, times 0/1 ``use_prior`` (may be traced)."""
+    w = jnp.asarray(use_prior, log_alpha.dtype)
+    mean = jnp.zeros_like(log_alpha) if prior_mean is None else prior_mean
+    dev = log_alpha - mean
+    return -w * 0.5 * dev * dev / prior_var, -w * dev / prior_var, -w / prior_var * jnp.ones_like(dev)
+
+
 def cr_log_posterior(log_alpha, counts, mu, design, prior_mean=None, prior_var=1.0, use_prior=False):
     """Cox-Reid adjusted profile log-likelihood of ``log alpha``, plus an optional normal prior.
 
@@ -678,10 +693,7 @@ def cr_log_posterior(log_alpha, counts, mu, design, prior_mean=None, prior_var=1
         ``Float[Array, "G"]``.
     """
     parts = _cr_parts(log_alpha, counts, mu, design, False, False)
-    lp = parts["ll"] + parts["cr"]
-    if use_prior:
-        lp = lp - 0.5 * (log_alpha - prior_mean) ** 2 / prior_var
-    return lp
+    return parts["ll"] + parts["cr"] + _prior_terms(log_alpha, prior_mean, prior_var, use_prior)[0]
 
 
 def cr_log_posterior_grad(
@@ -689,10 +701,7 @@ def cr_log_posterior_grad(
 ):
     """Derivative of :func:`cr_log_posterior` with respect to ``log alpha`` (DESeq2 ``dlog_posterior``)."""
     parts = _cr_parts(log_alpha, counts, mu, design, True, False)
-    d = parts["dll"] + parts["dcr"]
-    if use_prior:
-        d = d - (log_alpha - prior_mean) / prior_var
-    return d
+    return parts["dll"] + parts["dcr"] + _prior_terms(log_alpha, prior_mean, prior_var, use_prior)[1]
 
 
 def cr_log_posterior_hess(
@@ -700,10 +709,7 @@ def cr_log_posterior_hess(
 ):
     """Second derivative of :func:`cr_log_posterior` in ``log alpha`` (DESeq2 ``d2log_posterior``)."""
     parts = _cr_parts(log_alpha, counts, mu, design, True, True)
-    d2 = parts["d2ll"] + parts["d2cr"]
-    if use_prior:
-        d2 = d2 - 1.0 / prior_var
-    return d2
+    return parts["d2ll"] + parts["d2cr"] + _prior_terms(log_alpha, prior_mean, prior_var, use_prior)[2]
 
 
 class DispersionFit(NamedTuple):
@@ -718,16 +724,6 @@ class DispersionFit(NamedTuple):
     last_change: jax.Array
 
 
-def _lp_and_grad(log_alpha, counts, mu, design, prior_mean, prior_var, use_prior):
-    parts = _cr_parts(log_alpha, counts, mu, design, True, False)
-    lp = parts["ll"] + parts["cr"]
-    dlp = parts["dll"] + parts["dcr"]
-    if use_prior:
-        lp = lp - 0.5 * (log_alpha - prior_mean) ** 2 / prior_var
-        dlp = dlp - (log_alpha - prior_mean) / prior_var
-    return lp, dlp
-
-
 def fit_dispersion_line_search(
     counts,
     mu,
@@ -736,7 +732,7 @@ def fit_dispersion_line_search(
     prior_mean,
     prior_var,
     *,
-    use_prior: bool,
+    use_prior,
     min_log_alpha: float,
     kappa_0: float = 1.0,
     tol: float = 1e-6,
@@ -759,7 +755,7 @@ def fit_dispersion_line_search(
         log_alpha_init: ``Float[Array, "G"]`` starting values.
         prior_mean: ``Float[Array, "G"]`` prior means of ``log alpha`` (ignored unless ``use_prior``).
         prior_var: prior variance.
-        use_prior: MAP (True) or MLE (False).
+        use_prior: MAP (True) or MLE (False); may be a traced boolean.
         min_log_alpha: stop once ``log alpha`` goes below this (DESeq2: ``log(minDisp / 10)``).
         kappa_0, tol, max_iter, epsilon: DESeq2's ``kappa_0``, ``dispTol``, ``maxit`` and Armijo
             constant.
@@ -771,22 +767,32 @@ def fit_dispersion_line_search(
     dtype = counts.dtype
     g = counts.shape[0]
     prior_mean = jnp.broadcast_to(jnp.asarray(prior_mean, dtype), (g,))
+    prior_w = jnp.asarray(use_prior, dtype)  # 0/1: adding 0 * prior leaves DESeq2's MLE unchanged
 
     def lp_grad(a):
-        return _lp_and_grad(a, counts, mu, design, prior_mean, prior_var, use_prior)
+        parts = _cr_parts(a, counts, mu, design, True, False)
+        dev = a - prior_mean
+        lp = parts["ll"] + parts["cr"] - prior_w * (0.5 * dev * dev / prior_var)
+        dlp = parts["dll"] + parts["dcr"] - prior_w * (dev / prior_var)
+        return lp, dlp
 
     a0 = jnp.asarray(log_alpha_init, dtype)
-    lp0, dlp0 = lp_grad(a0)
 
+    # One evaluation site: pass t = 0 evaluates the starting point, later passes the proposals
+    # (halves the code XLA compiles).
     def body(state):
-        t, a, lp, dlp, kappa, n_iter, n_acc, done, change = state
-        active = ~done
+        t, a, lp, dlp, kappa, n_iter, n_acc, done, change, lp0 = state
+        first = t == 0
+        active = ~done & ~first
         n_iter = jnp.where(active, n_iter + 1, n_iter)
         a_prop = a + kappa * dlp
-        kappa = jnp.where(a_prop < -30.0, (-30.0 - a) / dlp, kappa)
-        kappa = jnp.where(a_prop > 10.0, (10.0 - a) / dlp, kappa)
-        a_try = a + kappa * dlp
+        kappa = jnp.where(active & (a_prop < -30.0), (-30.0 - a) / dlp, kappa)
+        kappa = jnp.where(active & (a_prop > 10.0), (10.0 - a) / dlp, kappa)
+        a_try = jnp.where(first, a, a + kappa * dlp)
         lp_try, dlp_try = lp_grad(a_try)
+        lp0 = jnp.where(first, lp_try, lp0)
+        lp = jnp.where(first, lp_try, lp)
+        dlp = jnp.where(first, dlp_try, dlp)
         theta_kappa = -lp_try
         theta_hat = -lp - kappa * epsilon * dlp * dlp
         accept = active & (theta_kappa <= theta_hat)
@@ -805,25 +811,27 @@ def fit_dispersion_line_search(
         kappa_acc = jnp.where(n_acc % 5 == 0, kappa_acc / 2.0, kappa_acc)
         kappa = jnp.where(cont, kappa_acc, jnp.where(reject, kappa / 2.0, kappa))
         done = done | (accept & (small | below)) | (n_iter >= max_iter)
-        return t + 1, a, lp, dlp, kappa, n_iter, n_acc, done, change
+        return t + 1, a, lp, dlp, kappa, n_iter, n_acc, done, change, lp0
 
     def cond(state):
-        t, *_, done, _ = state
-        return (t < max_iter) & ~jnp.all(done)
+        t, *_, done, _, _ = state
+        return (t <= max_iter) & ~jnp.all(done)
 
     zeros_i = jnp.zeros(g, jnp.int32)
+    zeros = jnp.zeros(g, dtype)
     state = (
         0,
         a0,
-        lp0,
-        dlp0,
+        zeros,
+        zeros,
         jnp.full(g, kappa_0, dtype),
         zeros_i,
         zeros_i,
         jnp.zeros(g, bool),
         jnp.full(g, -1.0, dtype),
+        zeros,
     )
-    _, a, lp, dlp, _, n_iter, n_acc, _, change = lax.while_loop(cond, body, state)
+    _, a, lp, dlp, _, n_iter, n_acc, _, change, lp0 = lax.while_loop(cond, body, state)
     return DispersionFit(
         log_alpha=a,
         n_iter=n_iter,
@@ -894,12 +902,8 @@ def fit_dispersion_newton(
 
     def parts(a):
         p = _cr_parts(a, counts, mu, design, True, True)
-        lp, d1, d2 = p["ll"] + p["cr"], p["dll"] + p["dcr"], p["d2ll"] + p["d2cr"]
-        if use_prior:
-            lp = lp - 0.5 * (a - prior_mean) ** 2 / prior_var
-            d1 = d1 - (a - prior_mean) / prior_var
-            d2 = d2 - 1.0 / prior_var
-        return lp, d1, d2
+        q0, q1, q2 = _prior_terms(a, prior_mean, prior_var, use_prior)
+        return p["ll"] + p["cr"] + q0, p["dll"] + p["dcr"] + q1, p["d2ll"] + p["d2cr"] + q2
 
     a0 = jnp.clip(jnp.asarray(log_alpha_init, dtype), lower, upper)
     lp0, d10, d20 = parts(a0)

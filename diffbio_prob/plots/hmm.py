@@ -89,6 +89,7 @@ def posterior_track_plot(
     *,
     state_names=None,
     title: str | None = None,
+    max_points: int = 4000,
 ) -> Figure:
     """Posterior probability of each hidden state along the sequence, stacked to one.
 
@@ -105,6 +106,9 @@ def posterior_track_plot(
         observations: optional ``(T,)`` integer symbols or real values.
         state_names: optional S names for the legend (default "state 0", ...).
         title: optional title.
+        max_points: longer sequences have their posteriors averaged over windows of
+            ``ceil(T / max_points)`` positions before stacking (a figure is a few thousand pixels wide;
+            averaged rows still sum to one); the title says so. Ribbons and observations are not binned.
 
     Returns:
         matplotlib Figure.
@@ -116,6 +120,8 @@ def posterior_track_plot(
     """
     post = _check_posteriors(state_posteriors)
     length, num_states = post.shape
+    if isinstance(max_points, bool) or not isinstance(max_points, (int, np.integer)) or max_points < 2:
+        raise ValueError(f"max_points: expected an integer >= 2, got {max_points!r}")
     truth = _check_path(true_states, "true_states", length, num_states)
     viterbi = _check_path(viterbi_path, "viterbi_path", length, num_states)
     obs = _check_observations(observations, length)
@@ -149,8 +155,16 @@ def posterior_track_plot(
         row += 1
 
     ax = axes[row]
+    window = -(-length // max_points)
+    if window > 1:
+        # Average whole windows; the last, shorter window is averaged over its own length.
+        starts = np.arange(0, length, window)
+        shown = np.add.reduceat(post, starts, axis=0) / np.diff(np.append(starts, length))[:, None]
+        centres = starts + (np.minimum(starts + window, length) - 1 - starts) / 2.0
+    else:
+        shown, centres = post, t
     for s, poly in enumerate(
-        ax.stackplot(t, post.T, colors=colors, step="mid" if length <= 400 else None, linewidth=0)
+        ax.stackplot(centres, shown.T, colors=colors, step="mid" if len(centres) <= 400 else None, linewidth=0)
     ):
         poly.set_gid(f"posterior-{s}")
     ax.set_ylim(0.0, 1.0)
@@ -183,6 +197,8 @@ def posterior_track_plot(
     axes[-1].set_xlabel("position")
 
     parts = [title] if title else []
+    if window > 1:
+        parts.append(f"posteriors averaged over windows of {window:,} positions")
     if truth is not None:
         acc = [f"posterior argmax {np.mean(post.argmax(axis=1) == truth):.1%}"]
         if viterbi is not None:

@@ -129,11 +129,9 @@ def _k_irls(counts, log_sf, alpha, beta_init, design, ridge, *, min_mu, tol, max
     res = core.irls_fit(
         counts, design, log_sf, alpha, beta_init, ridge, min_mu=min_mu, tol=tol, max_iter=max_iter
     )
-    sigma = core.wald_covariance(design, res.mu, alpha, ridge)
-    hat = core.hat_diagonals(design, res.mu, alpha, ridge)
+    sigma, hat = core.wald_covariance_and_hat(design, res.mu, alpha, ridge)
     mu_raw = core.glm_mean(design, res.beta, log_sf)
-    loglik = core.nb_log_likelihood(counts, mu_raw, alpha)
-    return res.beta, res.n_iter, sigma, hat, mu_raw, loglik
+    return res.beta, res.n_iter, sigma, hat, mu_raw, res.log_likelihood
 
 
 @partial(jax.jit, static_argnames=("min_mu",))
@@ -145,9 +143,9 @@ def _k_beta_newton(counts, log_sf, alpha, beta_init, design, ridge, *, min_mu):
     return beta, conv, sigma, mu_raw, loglik
 
 
-@partial(jax.jit, static_argnames=("use_prior", "min_log_alpha", "kappa_0", "tol", "max_iter"))
+@partial(jax.jit, static_argnames=("min_log_alpha", "kappa_0", "tol", "max_iter"))
 def _k_line_search(
-    counts, mu, log_alpha0, prior_mean, design, prior_var, *, use_prior, min_log_alpha, kappa_0, tol, max_iter
+    counts, mu, log_alpha0, prior_mean, design, prior_var, use_prior, *, min_log_alpha, kappa_0, tol, max_iter
 ):
     return core.fit_dispersion_line_search(
         counts,
@@ -164,15 +162,15 @@ def _k_line_search(
     )
 
 
-@partial(jax.jit, static_argnames=("use_prior", "lower", "upper"))
-def _k_disp_newton(counts, mu, log_alpha0, prior_mean, design, prior_var, *, use_prior, lower, upper):
+@partial(jax.jit, static_argnames=("lower", "upper"))
+def _k_disp_newton(counts, mu, log_alpha0, prior_mean, design, prior_var, use_prior, *, lower, upper):
     return core.fit_dispersion_newton(
         counts, mu, design, log_alpha0, prior_mean, prior_var, use_prior=use_prior, lower=lower, upper=upper
     )
 
 
-@partial(jax.jit, static_argnames=("use_prior",))
-def _k_grid(counts, mu, prior_mean, design, prior_var, grid, *, use_prior):
+@jax.jit
+def _k_grid(counts, mu, prior_mean, design, prior_var, grid, use_prior):
     return core.fit_dispersion_grid(counts, mu, design, prior_mean, prior_var, use_prior=use_prior, grid=grid)
 
 
@@ -382,9 +380,8 @@ def _fit_disp(counts, mu, design, log_alpha0, prior_mean, prior_var, use_prior, 
         fit = _run_genes(
             _k_disp_newton,
             (counts, mu, log_alpha0, prior_mean),
-            (design, float(prior_var)),
+            (design, float(prior_var), bool(use_prior)),
             shard=shard,
-            use_prior=use_prior,
             lower=math.log(opts.min_disp),
             upper=math.log(max(10.0, m)),
         )
@@ -392,9 +389,8 @@ def _fit_disp(counts, mu, design, log_alpha0, prior_mean, prior_var, use_prior, 
         fit = _run_genes(
             _k_line_search,
             (counts, mu, log_alpha0, prior_mean),
-            (design, float(prior_var)),
+            (design, float(prior_var), bool(use_prior)),
             shard=shard,
-            use_prior=use_prior,
             min_log_alpha=math.log(opts.min_disp / 10.0),
             kappa_0=opts.kappa_0,
             tol=opts.disp_tol,
@@ -409,7 +405,7 @@ def _grid(counts, mu, design, prior_mean, prior_var, use_prior, opts, shard):
     m = counts.shape[1]
     grid = np.linspace(math.log(1e-8), math.log(max(10.0, m)), 20)
     la = _run_genes(
-        _k_grid, (counts, mu, prior_mean), (design, float(prior_var), grid), shard=shard, use_prior=use_prior
+        _k_grid, (counts, mu, prior_mean), (design, float(prior_var), grid, bool(use_prior)), shard=shard
     )
     return np.exp(la)
 

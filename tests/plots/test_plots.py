@@ -240,6 +240,19 @@ def test_posterior_track_plot_real_observations_with_gaps():
     _png(fig)
 
 
+def test_posterior_track_plot_averages_long_sequences_in_windows():
+    rng = np.random.default_rng(4)
+    post = rng.dirichlet([1.0, 1.0], 1005)
+    fig = posterior_track_plot(post, max_points=100)  # windows of ceil(1005 / 100) = 11 positions
+    assert fig.get_suptitle() == "posteriors averaged over windows of 11 positions"
+    means = [post[i : i + 11, 0].mean() for i in range(0, 1005, 11)]  # the last window has 4 positions
+    assert len(means) == 92
+    drawn = _by_gid(fig, "posterior-0").get_paths()[0].vertices[:, 1]
+    np.testing.assert_allclose(np.unique(np.round(drawn[drawn > 0], 12)), np.unique(np.round(means, 12)))
+    with pytest.raises(ValueError, match="max_points"):
+        posterior_track_plot(post, max_points=1)
+
+
 @pytest.mark.parametrize(
     "change, exc, match",
     [
