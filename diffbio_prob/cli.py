@@ -70,6 +70,153 @@ def _run_demo(args) -> int:
 # --- end of demo -------------------------------------------------------------------------------
 
 
+# --- hmm ---------------------------------------------------------------------------------------
+def _add_hmm(sub) -> None:
+    p = sub.add_parser(
+        "hmm",
+        help="fit a discrete HMM to symbol sequences and decode them (posteriors + Viterbi)",
+        formatter_class=_formatter,
+        description="Fit a categorical hidden Markov model to sequences (FASTA, or plain text with one "
+        "sequence per line: characters, or whitespace-separated integers with -1 for missing) by "
+        "Baum-Welch EM, gradient ascent or NUTS, then write per-position state posteriors, the Viterbi "
+        "path of every sequence and the fitted parameters into --out. States are ordered by their "
+        "probability of emitting the alphabet's last symbol.",
+        epilog=textwrap.dedent(
+            """\
+            examples:
+              diffbio-prob hmm --input reads.fa --states 2 --alphabet ACGT --out hmm_out
+              diffbio-prob hmm --input rolls.txt --states 2 --fit nuts --out casino --seed 1
+              diffbio-prob hmm --input genome.fa --states 3 --alphabet ACGT --missing N --format csv --out gc
+            outputs (in --out):
+              posteriors.tsv   one row per position: sequence, position, symbol, viterbi_state, p_state0..
+              viterbi.tsv      one row per sequence: length, log_likelihood, viterbi_log_prob, viterbi_path
+              parameters.json  initial/transition/emission probabilities, alphabet, log-likelihood
+              posterior_summary.tsv, posterior.nc   (--fit nuts) ArviZ summary and netCDF draws
+            """
+        ),
+    )
+    p.add_argument("--input", required=True, metavar="FILE", help="FASTA or plain-text sequence file")
+    p.add_argument("--states", required=True, type=int, metavar="K", help="number of hidden states")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument("--alphabet", default=None, help="symbols in order, e.g. ACGT (default: the characters found)")
+    p.add_argument("--missing", default="", metavar="CHARS", help="characters meaning a missing observation, e.g. N")
+    p.add_argument("--fit", choices=("em", "gradient", "nuts"), default="em", help="fitting method (default em)")
+    p.add_argument("--format", choices=("tsv", "csv"), default="tsv", help="table format (default tsv)")
+    p.add_argument("--iters", type=int, default=200, help="EM iterations per restart (default 200)")
+    p.add_argument("--restarts", type=int, default=3, help="EM random restarts (default 3)")
+    p.add_argument("--num-warmup", type=int, default=500, help="NUTS warmup draws per chain (default 500)")
+    p.add_argument("--num-samples", type=int, default=500, help="NUTS draws per chain (default 500)")
+    p.add_argument("--chains", type=int, default=2, help="NUTS chains (default 2)")
+    _common(p)
+    p.set_defaults(run=_run_hmm)
+
+
+def _run_hmm(args) -> int:
+    from diffbio_prob.workflows.hmm import run_hmm
+
+    if args.states < 1:
+        raise UsageError(f"--states: expected a positive integer, got {args.states}")
+    for flag, value in (("--iters", args.iters), ("--restarts", args.restarts), ("--num-samples", args.num_samples),
+                        ("--chains", args.chains)):
+        if value < 1:
+            raise UsageError(f"{flag}: expected a positive integer, got {value}")
+    if args.num_warmup < 0:
+        raise UsageError(f"--num-warmup: expected a non-negative integer, got {args.num_warmup}")
+    run_hmm(
+        args.input, args.states, args.out, alphabet=args.alphabet, missing=args.missing, fit=args.fit,
+        fmt=args.format, seed=args.seed, num_iters=args.iters, restarts=args.restarts,
+        num_warmup=args.num_warmup, num_samples=args.num_samples, num_chains=args.chains, quiet=args.quiet,
+    )
+    return 0
+
+
+# --- end of hmm --------------------------------------------------------------------------------
+
+
+# --- quant -------------------------------------------------------------------------------------
+def _add_quant(sub) -> None:
+    p = sub.add_parser(
+        "quant",
+        help="salmon-style transcript quantification from equivalence classes (EM/VBEM)",
+        formatter_class=_formatter,
+        description="Quantify transcripts from equivalence classes by EM or VBEM with salmon's rules, write "
+        "salmon's quant.sf, and optionally the posterior of the counts (NUTS, SVI or bootstrap). The input "
+        "format is detected from the content: salmon eq_classes.txt(.gz) (with or without --dumpEqWeights), "
+        "or kallisto matrix.ec/pseudoalignments.ec with --ec-counts.",
+        epilog=textwrap.dedent(
+            """\
+            examples:
+              diffbio-prob quant --eq-classes aux_info/eq_classes.txt.gz --lengths quant.sf --out my/quant.sf
+              diffbio-prob quant --eq-classes eq.txt.gz --lengths quant.sf --algorithm em --squarem --out q.sf
+              diffbio-prob quant --eq-classes pseudoalignments.ec --ec-counts pseudoalignments.tsv \\
+                  --transcripts transcripts.txt --lengths lengths.tsv --fld flens.txt \\
+                  --length-formula kallisto --out quant.sf
+              diffbio-prob quant --eq-classes eq.txt.gz --lengths quant.sf --posterior nuts --out q.sf
+            """
+        ),
+    )
+    p.add_argument("--eq-classes", required=True, metavar="FILE",
+                   help="salmon eq_classes.txt(.gz) or kallisto .ec file")
+    p.add_argument("--ec-counts", metavar="FILE", help="kallisto pseudoalignments.tsv (ec_id<TAB>count)")
+    p.add_argument("--transcripts", metavar="FILE", help="kallisto transcripts.txt (names, one per line)")
+    p.add_argument("--lengths", metavar="FILE",
+                   help="effective lengths: salmon quant.sf, kallisto abundance.tsv or name<TAB>efflen; with --fld, "
+                   "transcript lengths (table or FASTA). Optional when the eq-class file ends with name/efflen lines")
+    p.add_argument("--fld", metavar="FILE",
+                   help="fragment-length distribution (salmon fld.gz / flenDist.txt, kallisto flens.txt)")
+    p.add_argument("--length-formula", choices=("salmon", "kallisto"), default="salmon",
+                   help="effective length with --fld: salmon L - mu(L), kallisto L - mu(L) + 1 (default salmon)")
+    p.add_argument("--algorithm", choices=("em", "vbem"), default="vbem",
+                   help="vbem (salmon's default) or em (salmon --useEM, kallisto)")
+    p.add_argument("--prior", type=float, default=None,
+                   help="VBEM prior (default 0.01 per transcript, 1e-5 per nucleotide)")
+    p.add_argument("--per-nucleotide-prior", action="store_true", help="prior scaled by effective length")
+    p.add_argument("--squarem", action="store_true", help="SQUAREM acceleration")
+    p.add_argument("--min-iter", type=int, default=100, help="minimum iterations (salmon: 100)")
+    p.add_argument("--posterior", choices=("nuts", "svi", "bootstrap"),
+                   help="also estimate the posterior of the counts (per-transcript mean, sd, 95%% interval)")
+    p.add_argument("--num-samples", type=int, default=None,
+                   help="posterior draws (default: NUTS 500 per chain, SVI 1000, bootstrap 30)")
+    p.add_argument("--posterior-out", metavar="FILE", help="posterior table (default: OUT with .posterior.tsv)")
+    p.add_argument("--out", required=True, metavar="FILE", help="output quant.sf")
+    _common(p)
+    p.set_defaults(run=_run_quant)
+
+
+def _run_quant(args) -> int:
+    from diffbio_prob.workflows.quant import run_quant
+
+    if args.min_iter < 0:
+        raise UsageError(f"--min-iter: expected a non-negative integer, got {args.min_iter}")
+    if args.num_samples is not None and args.num_samples < 1:
+        raise UsageError(f"--num-samples: expected a positive integer, got {args.num_samples}")
+    if args.prior is not None and not args.prior > 0:
+        raise UsageError(f"--prior: expected a positive number, got {args.prior}")
+    run_quant(
+        args.eq_classes,
+        args.out,
+        lengths=args.lengths,
+        ec_counts=args.ec_counts,
+        transcripts=args.transcripts,
+        fld=args.fld,
+        length_formula=args.length_formula,
+        algorithm=args.algorithm,
+        prior=args.prior,
+        per_nucleotide_prior=args.per_nucleotide_prior,
+        squarem=args.squarem,
+        min_iter=args.min_iter,
+        posterior_method=args.posterior,
+        num_samples=args.num_samples,
+        posterior_out=args.posterior_out,
+        seed=args.seed,
+        quiet=args.quiet,
+    )
+    return 0
+
+
+# --- end of quant ------------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="diffbio-prob",

@@ -382,15 +382,19 @@ def _dirichlet_kl(b: Array, prior: Array) -> Array:
             + jnp.sum((b - prior) * (digamma(b) - digamma(B))))
 
 
-def _step(eqc, prep, a, algorithm, temperature):
-    """Map evaluation: ``(a', objective(a))``."""
+def _step(eqc, prep, a, algorithm, temperature, with_objective=True):
+    """Map evaluation: ``(a', objective(a))`` (objective ``None`` when not asked: it costs compile time)."""
     if algorithm == "em":
         new, log_denom = _map(eqc, prep, a, temperature)
+        if not with_objective:
+            return new, None
         total = jnp.sum(a)
         obj = _log_lik_from_denominators(eqc.counts, log_denom) - jnp.sum(eqc.counts) * jnp.log(total)
         return new, obj
     e = _vb_weights(a, prep.prior)
     new, log_denom = _map(eqc, prep, e, temperature)
+    if not with_objective:
+        return new, None
     obj = _log_lik_from_denominators(eqc.counts, log_denom) - _dirichlet_kl(a + prep.prior, prep.prior)
     return new, obj
 
@@ -534,7 +538,7 @@ def _em_loop(eqc, prep, init, min_iter, max_iter, rel_tol, abs_cutoff, algorithm
             return (s.evals < min_iter) | ((s.evals < max_iter) & ~s.conv)
 
         def body(s: _Plain) -> _Plain:
-            new, _ = step(s.a)
+            new, _ = _step(eqc, prep, s.a, algorithm, temperature, with_objective=False)
             return _Plain(new, s.evals + 1, converged(s.a, new, rel_tol, abs_cutoff))
 
         s = lax.while_loop(cond, body, _Plain(init, zero, false))
@@ -673,20 +677,21 @@ def em_unrolled(
     p = _prior_for(eqc, effective_lengths, algorithm, prior, per_nucleotide_prior)
     temperature = float(temperature) if _is_concrete(temperature) else temperature
     final, history = _unrolled_jit(eqc, effective_lengths, p, jnp.asarray(init, eqc.counts.dtype),
-                                   n_iterations=int(n_iterations), algorithm=algorithm, temperature=temperature)
+                                   n_iterations=int(n_iterations), algorithm=algorithm, temperature=temperature,
+                                   history=bool(return_history))
     return (final, history) if return_history else final
 
 
-def _unrolled_impl(eqc, effective_lengths, prior, init, *, n_iterations, algorithm, temperature):
+def _unrolled_impl(eqc, effective_lengths, prior, init, *, n_iterations, algorithm, temperature, history):
     prep = _prepare(eqc, effective_lengths, prior)
 
     def body(a, _):
-        return _step(eqc, prep, a, algorithm, temperature)
+        return _step(eqc, prep, a, algorithm, temperature, with_objective=history)
 
     return lax.scan(body, init, None, length=n_iterations)
 
 
-_unrolled_jit = jax.jit(_unrolled_impl, static_argnames=("n_iterations", "algorithm", "temperature"))
+_unrolled_jit = jax.jit(_unrolled_impl, static_argnames=("n_iterations", "algorithm", "temperature", "history"))
 
 
 def tpm(counts: Array, effective_lengths: Array) -> Array:

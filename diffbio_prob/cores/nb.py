@@ -40,6 +40,8 @@ __all__ = [
     "nb_log_likelihood",
     "nb_deviance",
     "glm_mean",
+    "nb_glm_mean",
+    "nb_glm_log_likelihood",
     "spd_cholesky",
     "spd_solve",
     "spd_logdet",
@@ -232,6 +234,43 @@ def glm_mean(design, coef, log_offset):
         [[1.0, 2.0]]
     """
     return jnp.exp(coef @ design.T + log_offset)
+
+
+def nb_glm_mean(design, log_size_factors, coef):
+    """Sample-major GLM mean ``s_n exp(x_n' beta_g)`` (the operator's and the model's layout).
+
+    Args:
+        design: ``Float[Array, "N C"]`` (or ``"C"`` for one sample).
+        log_size_factors: ``Float[Array, "N"]`` (or scalar).
+        coef: ``Float[Array, "C G"]`` natural-log coefficients.
+
+    Returns:
+        ``Float[Array, "N G"]`` (or ``"G"``).
+    """
+    return jnp.exp(design @ coef + jnp.asarray(log_size_factors)[..., None])
+
+
+def nb_glm_log_likelihood(counts, design, log_size_factors, coef, size):
+    """Pointwise NB-GLM log-likelihood, the one function the NNX operator and the NumPyro model share.
+
+    Args:
+        counts: ``Float[Array, "N G"]`` (or ``"G"`` for one sample).
+        design: ``Float[Array, "N C"]`` (or ``"C"``).
+        log_size_factors: ``Float[Array, "N"]`` (or scalar).
+        coef: ``Float[Array, "C G"]``.
+        size: ``Float[Array, "G"]`` NB sizes ``r = 1 / alpha``.
+
+    Returns:
+        ``Float[Array, "N G"]`` (or ``"G"``) of ``log NB(y; mu, r)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> ll = nb_glm_log_likelihood(jnp.ones((2, 3)), jnp.ones((2, 1)), jnp.zeros(2), jnp.zeros((1, 3)),
+        ...                            jnp.ones(3))
+        >>> ll.shape
+        (2, 3)
+    """
+    return nb_log_pmf(counts, nb_glm_mean(design, log_size_factors, coef), size)
 
 
 def nb_log_likelihood(counts, mean, alpha):
@@ -738,6 +777,7 @@ def fit_dispersion_line_search(
     tol: float = 1e-6,
     max_iter: int = 100,
     epsilon: float = 1e-4,
+    compact: tuple[int, int] | None = None,
 ):
     """DESeq2's dispersion line search (``fitDisp``), all genes at once.
 
@@ -759,6 +799,8 @@ def fit_dispersion_line_search(
         min_log_alpha: stop once ``log alpha`` goes below this (DESeq2: ``log(minDisp / 10)``).
         kappa_0, tol, max_iter, epsilon: DESeq2's ``kappa_0``, ``dispTol``, ``maxit`` and Armijo
             constant.
+        compact: ``(k, chunk)`` to iterate all genes ``k`` times, then the unfinished ones in chunks
+            of ``chunk`` (same results, less work on large problems); ``None`` for one batch.
 
     Returns:
         :class:`DispersionFit` (``n_iter == max_iter`` means not converged).
@@ -769,27 +811,23 @@ def fit_dispersion_line_search(
     prior_mean = jnp.broadcast_to(jnp.asarray(prior_mean, dtype), (g,))
     prior_w = jnp.asarray(use_prior, dtype)  # 0/1: adding 0 * prior leaves DESeq2's MLE unchanged
 
-    def lp_grad(a):
-        parts = _cr_parts(a, counts, mu, design, True, False)
-        dev = a - prior_mean
-        lp = parts["ll"] + parts["cr"] - prior_w * (0.5 * dev * dev / prior_var)
-        dlp = parts["dll"] + parts["dcr"] - prior_w * (dev / prior_var)
-        return lp, dlp
-
-    a0 = jnp.asarray(log_alpha_init, dtype)
-
-    # One evaluation site: pass t = 0 evaluates the starting point, later passes the proposals
-    # (halves the code XLA compiles).
-    def body(state):
-        t, a, lp, dlp, kappa, n_iter, n_acc, done, change, lp0 = state
-        first = t == 0
-        active = ~done & ~first
+    def step(data, st):
+        """One pass of DESeq2's loop for every gene of ``data`` (a row subset of the problem)."""
+        cnt, m, pm = data
+        a, lp, dlp, kappa, n_iter, n_acc, done, change, lp0, started = st
+        # One evaluation site: a gene's first pass evaluates its starting point, later passes
+        # the proposal (halves the code XLA compiles).
+        first = ~started
+        active = ~done & started
         n_iter = jnp.where(active, n_iter + 1, n_iter)
         a_prop = a + kappa * dlp
         kappa = jnp.where(active & (a_prop < -30.0), (-30.0 - a) / dlp, kappa)
         kappa = jnp.where(active & (a_prop > 10.0), (10.0 - a) / dlp, kappa)
         a_try = jnp.where(first, a, a + kappa * dlp)
-        lp_try, dlp_try = lp_grad(a_try)
+        parts = _cr_parts(a_try, cnt, m, design, True, False)
+        dev = a_try - pm
+        lp_try = parts["ll"] + parts["cr"] - prior_w * (0.5 * dev * dev / prior_var)
+        dlp_try = parts["dll"] + parts["dcr"] - prior_w * (dev / prior_var)
         lp0 = jnp.where(first, lp_try, lp0)
         lp = jnp.where(first, lp_try, lp)
         dlp = jnp.where(first, dlp_try, dlp)
@@ -811,27 +849,25 @@ def fit_dispersion_line_search(
         kappa_acc = jnp.where(n_acc % 5 == 0, kappa_acc / 2.0, kappa_acc)
         kappa = jnp.where(cont, kappa_acc, jnp.where(reject, kappa / 2.0, kappa))
         done = done | (accept & (small | below)) | (n_iter >= max_iter)
-        return t + 1, a, lp, dlp, kappa, n_iter, n_acc, done, change, lp0
-
-    def cond(state):
-        t, *_, done, _, _ = state
-        return (t <= max_iter) & ~jnp.all(done)
+        return a, lp, dlp, kappa, n_iter, n_acc, done, change, lp0, jnp.ones_like(started)
 
     zeros_i = jnp.zeros(g, jnp.int32)
     zeros = jnp.zeros(g, dtype)
-    state = (
-        0,
-        a0,
+    falses = jnp.zeros(g, bool)
+    st = (
+        jnp.asarray(log_alpha_init, dtype),
         zeros,
         zeros,
         jnp.full(g, kappa_0, dtype),
         zeros_i,
         zeros_i,
-        jnp.zeros(g, bool),
+        falses,
         jnp.full(g, -1.0, dtype),
         zeros,
+        falses,
     )
-    _, a, lp, dlp, _, n_iter, n_acc, _, change, lp0 = lax.while_loop(cond, body, state)
+    st = _masked_loop(step, (counts, mu, prior_mean), st, done_index=6, max_steps=max_iter + 1, compact=compact)
+    a, lp, dlp, _, n_iter, n_acc, _, change, lp0, _ = st
     return DispersionFit(
         log_alpha=a,
         n_iter=n_iter,
@@ -841,6 +877,55 @@ def fit_dispersion_line_search(
         last_dlp=dlp,
         last_change=change,
     )
+
+
+def _masked_loop(step, data, state, *, done_index: int, max_steps: int, compact):
+    """Run ``state = step(data, state)`` until every row is done, optionally compacting.
+
+    Rows (genes) are independent; ``step`` must leave done rows unchanged. Without compaction the
+    whole batch iterates until its slowest row finishes. With ``compact = (k, chunk)``, the batch
+    runs ``k`` passes, then the unfinished rows are gathered ``chunk`` at a time into a small batch
+    that runs to completion and is scattered back: work follows each row's own iteration count
+    instead of the maximum (DESeq2's line search: median ~12, maximum ~30 on 10,000 genes).
+    """
+
+    def run(data_, st, steps):
+        def body(carry):
+            t, s = carry
+            return t + 1, step(data_, s)
+
+        def cond(carry):
+            t, s = carry
+            return (t < steps) & ~jnp.all(s[done_index])
+
+        return lax.while_loop(cond, body, (0, st))[1]
+
+    if compact is None:
+        return run(data, state, max_steps)
+    k, chunk = compact
+    g = state[done_index].shape[0]
+    chunk = int(min(chunk, g))
+    state = run(data, state, k)
+
+    def outer_body(st):
+        done = st[done_index]
+        (idx,) = jnp.nonzero(~done, size=chunk, fill_value=g)
+        valid = idx < g
+        idx_c = jnp.minimum(idx, g - 1)
+        sub_data = tuple(x[idx_c] for x in data)
+        sub = tuple(x[idx_c] for x in st)
+        sub = tuple(
+            jnp.where(valid, x, True) if i == done_index else x for i, x in enumerate(sub)
+        )
+        sub = run(sub_data, sub, max_steps)
+        # invalid slots point at row g-1 with done=True: drop them from the scatter
+        tgt = jnp.where(valid, idx, g)
+        return tuple(x.at[tgt].set(y, mode="drop") for x, y in zip(st, sub))
+
+    def outer_cond(st):
+        return ~jnp.all(st[done_index])
+
+    return lax.while_loop(outer_cond, outer_body, state)
 
 
 def fit_dispersion_grid(counts, mu, design, prior_mean, prior_var, *, use_prior: bool, grid):

@@ -10,6 +10,7 @@ from importlib import import_module
 _MODULES = {
     "DiscreteHMM": "hmm",
     "hmm_model": "hmm",
+    "relabel_states": "hmm",
     "nb_glm_model": "nb_glm",
     "em_model": "em",
 }

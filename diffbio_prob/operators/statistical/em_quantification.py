@@ -140,17 +140,17 @@ class DifferentiableEMQuantifier(OperatorModule):
             raise ValueError(f"data: 'effective_lengths' (T,) is required; got keys {sorted(data)}")
         T = self.n_transcripts
         lengths = data["effective_lengths"]
-        if jnp.shape(lengths) != (T,):
-            raise ValueError(f"effective_lengths: expected shape ({T},), got {jnp.shape(lengths)}")
+        if np.shape(lengths) != (T,):
+            raise ValueError(f"effective_lengths: expected shape ({T},), got {np.shape(lengths)}")
         counts = data.get("counts")
         if has_c:
             compat = data["compatibility"]
-            shape = jnp.shape(compat)
+            shape = np.shape(compat)
             if len(shape) != 2 or shape[1] != T:
                 raise ValueError(f"compatibility: expected shape (R, {T}) (reads x transcripts), got {shape}")
-            if counts is not None and jnp.shape(counts) != (shape[0],):
+            if counts is not None and np.shape(counts) != (shape[0],):
                 raise ValueError(f"counts: expected shape ({shape[0]},) (one per compatibility row), got "
-                                 f"{jnp.shape(counts)}")
+                                 f"{np.shape(counts)}")
             self._check_dense("compatibility", compat)
             eqc = core.from_dense(compat, counts)
         else:
@@ -182,28 +182,28 @@ class DifferentiableEMQuantifier(OperatorModule):
                 raise ValueError(f"equivalence_classes: built for {classes.n_transcripts} transcripts, the operator "
                                  f"has n_transcripts={T}")
             if counts is not None:
-                if jnp.shape(counts) != (classes.n_classes,):
-                    raise ValueError(f"counts: expected shape ({classes.n_classes},), got {jnp.shape(counts)}")
+                if np.shape(counts) != (classes.n_classes,):
+                    raise ValueError(f"counts: expected shape ({classes.n_classes},), got {np.shape(counts)}")
                 classes = classes.replace(counts=jnp.asarray(counts, classes.counts.dtype))
             return classes
         if counts is None:
             raise ValueError("counts: required with 'equivalence_classes' (fragments per class)")
         if isinstance(classes, (list, tuple)) and all(isinstance(c, (list, tuple, np.ndarray)) for c in classes):
-            if jnp.shape(counts) != (len(classes),):
-                raise ValueError(f"counts: expected shape ({len(classes)},), got {jnp.shape(counts)}")
+            if np.shape(counts) != (len(classes),):
+                raise ValueError(f"counts: expected shape ({len(classes)},), got {np.shape(counts)}")
             cid = np.concatenate([np.full(len(c), i) for i, c in enumerate(classes)]) if classes else np.zeros(0, int)
             tid = np.concatenate([np.asarray(c, np.int64) for c in classes]) if classes else np.zeros(0, int)
             if any(len(c) == 0 for c in classes):
                 raise ValueError(f"equivalence_classes: class {[len(c) for c in classes].index(0)} is empty")
             return core.make_eq_classes(cid, tid, counts, T)
-        shape = jnp.shape(classes)
+        shape = np.shape(classes)
         if len(shape) != 2 or shape[1] != T:
             raise ValueError(
                 f"equivalence_classes: expected an EquivalenceClasses, a list of transcript-id lists or a (C, {T}) "
                 f"matrix, got shape {shape}"
             )
-        if jnp.shape(counts) != (shape[0],):
-            raise ValueError(f"counts: expected shape ({shape[0]},), got {jnp.shape(counts)}")
+        if np.shape(counts) != (shape[0],):
+            raise ValueError(f"counts: expected shape ({shape[0]},), got {np.shape(counts)}")
         self._check_dense("equivalence_classes", classes)
         return core.from_dense(classes, counts)
 

@@ -1,0 +1,406 @@
+"""Differentiable discrete HMM (DiffBio's ``DifferentiableHMM``) on the shared HMM core.
+
+The seed's API and defaults: logits parameters for the initial distribution, the transition matrix and
+the emission matrix, normalised by ``log_softmax(logits / temperature)``. All math lives in
+:mod:`diffbio_prob.cores.hmm` (float32-accurate forward pass, forward-backward gradient, Viterbi), and
+the NumPyro twin :func:`diffbio_prob.models.hmm_model` calls the same functions, so for equal parameters
+both give the same log-likelihood.
+
+What the seed left out and this operator adds: batches of ragged sequences (``lengths`` or a prefix
+``mask``), missing symbols (``-1``, marginalised), ``learnable_*`` flags that really freeze parameters
+(``FrozenParam``: no gradient, no optimizer update), Viterbi decoding, sampling, and input validation
+before anything is traced.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> hmm = DifferentiableHMM(HMMConfig(num_states=3, num_emissions=4), rngs=nnx.Rngs(42))
+    >>> out, state, meta = hmm.apply({"observations": jnp.array([0, 1, 2, 3])}, {}, None)
+    >>> out["state_posteriors"].shape, out["posteriors"] is out["state_posteriors"]
+    ((4, 3), True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from diffbio_prob.cores import hmm as core
+from diffbio_prob.operators.base import FrozenParam, OperatorConfig, OperatorModule
+
+__all__ = ["HMMConfig", "DifferentiableHMM"]
+
+# Site names of diffbio_prob.models.hmm.hmm_model (kept here as plain strings: operators never import
+# models).
+_SITES = ("initial_probs", "transition_probs", "emission_probs")
+
+
+@dataclasses.dataclass(frozen=True)
+class HMMConfig(OperatorConfig):
+    """Configuration of :class:`DifferentiableHMM` (the seed's fields and defaults).
+
+    Attributes:
+        num_states: number of hidden states ``S``.
+        num_emissions: number of symbols ``M`` (4 for DNA).
+        temperature: every logits array is divided by it before the softmax, ``p = softmax(logits / T)``:
+            T > 1 flattens the initial, transition and emission distributions, T < 1 sharpens them.
+            The loaded/saved probabilities are those after tempering.
+        learnable_transitions: the transition logits are an ``nnx.Param`` (else a ``FrozenParam``).
+        learnable_emissions: the emission logits are an ``nnx.Param`` (else a ``FrozenParam``).
+    """
+
+    num_states: int = 3
+    num_emissions: int = 4
+    temperature: float = 1.0
+    learnable_transitions: bool = True
+    learnable_emissions: bool = True
+
+    def __post_init__(self):
+        for name in ("num_states", "num_emissions"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float, np.floating, np.integer)):
+            raise TypeError(f"temperature: expected a positive number, got {type(t).__name__}")
+        if not (math.isfinite(float(t)) and float(t) > 0):
+            raise ValueError(f"temperature: expected a positive finite number, got {t!r}")
+        for name in ("learnable_transitions", "learnable_emissions"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name}: expected a bool, got {getattr(self, name)!r}")
+
+
+def _is_tracer(x) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+class DifferentiableHMM(OperatorModule):
+    """Discrete HMM with categorical emissions, trainable by gradient.
+
+    Parameters (logits, shape in brackets): ``log_initial_params`` (S), ``log_transition_params`` (S, S),
+    ``log_emission_params`` (S, M), initialised as N(0, 0.1^2) like the seed. The initial logits are
+    always an ``nnx.Param``; the others are ``FrozenParam`` when their ``learnable_*`` flag is False.
+
+    ``apply`` input keys: ``observations`` (T,) or (B, T) int symbols in ``0..M-1`` (``-1`` = missing),
+    optional ``lengths`` (B,) (or a scalar for one sequence) or ``mask`` (same shape as observations,
+    True on a prefix of each row). Output keys added: ``log_likelihood`` (scalar or (B,)),
+    ``state_posteriors`` and ``posteriors`` (the same array, (T, S) or (B, T, S), zero on padding).
+
+    Args:
+        config: :class:`HMMConfig`.
+        rngs: ``nnx.Rngs`` for the initial logits (seed 0 when ``None``).
+        name: optional display name.
+
+    Example:
+        >>> hmm = DifferentiableHMM(HMMConfig(num_states=2, num_emissions=3))
+        >>> batch = {"observations": jnp.array([[0, 1, 2], [2, 2, -1]]), "lengths": jnp.array([3, 2])}
+        >>> hmm.apply(batch, {}, None)[0]["log_likelihood"].shape
+        (2,)
+    """
+
+    def __init__(self, config: HMMConfig, *, rngs: nnx.Rngs | None = None, name: str | None = None):
+        if not isinstance(config, HMMConfig):
+            raise TypeError(f"config: expected an HMMConfig, got {type(config).__name__}")
+        super().__init__(config, rngs=rngs, name=name)
+        rngs = rngs if rngs is not None else nnx.Rngs(0)
+        k_trans, k_emit, k_init = jax.random.split(rngs.params(), 3)
+        s, m = config.num_states, config.num_emissions
+        trans_cls = nnx.Param if config.learnable_transitions else FrozenParam
+        emit_cls = nnx.Param if config.learnable_emissions else FrozenParam
+        self.log_transition_params = trans_cls(jax.random.normal(k_trans, (s, s)) * 0.1)
+        self.log_emission_params = emit_cls(jax.random.normal(k_emit, (s, m)) * 0.1)
+        self.log_initial_params = nnx.Param(jax.random.normal(k_init, (s,)) * 0.1)
+
+    # ------------------------------------------------------------------------------------------
+    # parameters (the seed's accessors)
+    # ------------------------------------------------------------------------------------------
+    def get_log_transition_matrix(self) -> jax.Array:
+        """``Float[Array, "S S"]`` log p(z_{t+1} = j | z_t = i) = log_softmax(logits / temperature)."""
+        return jax.nn.log_softmax(self.log_transition_params[...] / self.config.temperature, axis=1)
+
+    def get_log_emission_matrix(self) -> jax.Array:
+        """``Float[Array, "S M"]`` log p(y = m | z = k)."""
+        return jax.nn.log_softmax(self.log_emission_params[...] / self.config.temperature, axis=1)
+
+    def get_log_initial_distribution(self) -> jax.Array:
+        """``Float[Array, "S"]`` log p(z_1 = k)."""
+        return jax.nn.log_softmax(self.log_initial_params[...] / self.config.temperature)
+
+    def hmm_params(self) -> core.HMMParams:
+        """The core's parameter pytree (log initial, log transition)."""
+        return core.HMMParams(self.get_log_initial_distribution(), self.get_log_transition_matrix())
+
+    # ------------------------------------------------------------------------------------------
+    # validation (before any tracing)
+    # ------------------------------------------------------------------------------------------
+    def _prepare(self, data: Any) -> tuple[jax.Array, jax.Array | None, bool]:
+        """Validate ``data``; returns ``(observations (B, T), lengths (B,) or None, batched)``."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"data: expected a dict with key 'observations', got {type(data).__name__}")
+        if "observations" not in data:
+            raise ValueError(f"data: missing key 'observations' (got keys {sorted(map(str, data))})")
+        obs = self._check_observations(data["observations"])
+        batched = obs.ndim == 2
+        obs2 = obs if batched else obs[None]
+        if data.get("lengths") is not None and data.get("mask") is not None:
+            raise ValueError("data: give either 'lengths' or 'mask', not both")
+        lengths = None
+        if data.get("lengths") is not None:
+            lengths = self._check_lengths(data["lengths"], obs2.shape, batched)
+        elif data.get("mask") is not None:
+            lengths = self._mask_to_lengths(data["mask"], obs.shape, batched)
+        return obs2, lengths, batched
+
+    def _check_observations(self, obs: Any):
+        m = self.config.num_emissions
+        if _is_tracer(obs):
+            if not jnp.issubdtype(obs.dtype, jnp.integer):
+                raise TypeError(f"observations: expected integer symbols, got dtype {obs.dtype}")
+            if obs.ndim not in (1, 2):
+                raise ValueError(f"observations: expected shape (T,) or (B, T), got shape {obs.shape}")
+            if 0 in obs.shape:
+                raise ValueError(f"observations: empty sequence (shape {obs.shape})")
+            return obs
+        if isinstance(obs, (str, bytes)) or (not hasattr(obs, "shape") and not isinstance(obs, (list, tuple))):
+            raise TypeError(f"observations: expected an integer array, got {type(obs).__name__}")
+        arr = np.asarray(obs)
+        if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+            raise TypeError(f"observations: expected integer symbols, got dtype {arr.dtype}")
+        if arr.ndim not in (1, 2):
+            raise ValueError(f"observations: expected shape (T,) or (B, T), got shape {arr.shape}")
+        if arr.size == 0:
+            raise ValueError(f"observations: empty sequence (shape {arr.shape})")
+        if np.issubdtype(arr.dtype, np.floating):
+            if np.isnan(arr).any():
+                raise ValueError("observations: contains NaN; encode a missing symbol as -1")
+            raise TypeError(f"observations: expected integer symbols, got dtype {arr.dtype} (cast with .astype(int))")
+        bad = (arr < -1) | (arr >= m)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"observations: symbols must be in 0..{m - 1} (num_emissions={m}) or -1 for missing; "
+                f"found {int(arr[where])} at index {where if len(where) > 1 else where[0]}"
+            )
+        return jnp.asarray(arr, dtype=jnp.int32)
+
+    @staticmethod
+    def _check_lengths(lengths: Any, shape: tuple[int, int], batched: bool):
+        b, t = shape
+        want = (b,) if batched else ((), (1,))
+        if _is_tracer(lengths):
+            if not jnp.issubdtype(lengths.dtype, jnp.integer):
+                raise TypeError(f"lengths: expected integers, got dtype {lengths.dtype}")
+            return jnp.reshape(lengths, (b,))
+        arr = np.asarray(lengths)
+        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"lengths: expected integers, got dtype {arr.dtype}")
+        if (batched and arr.shape != want) or (not batched and arr.shape not in want):
+            raise ValueError(f"lengths: expected shape {want if batched else '()'}, got {arr.shape}")
+        arr = arr.reshape(b)
+        if (arr < 0).any():
+            raise ValueError(f"lengths: must be non-negative, got {int(arr.min())}")
+        if (arr > t).any():
+            raise ValueError(f"lengths: {int(arr.max())} is longer than the sequence axis ({t} steps)")
+        if (arr == 0).any():
+            raise ValueError(f"lengths: sequence {int(np.argmin(arr))} is empty (length 0)")
+        return jnp.asarray(arr, dtype=jnp.int32)
+
+    @staticmethod
+    def _mask_to_lengths(mask: Any, shape: tuple[int, ...], batched: bool):
+        if _is_tracer(mask):
+            if mask.shape != shape:
+                raise ValueError(f"mask: expected shape {shape} (same as observations), got {mask.shape}")
+            return jnp.sum(mask.astype(jnp.int32), axis=-1).reshape(-1)
+        arr = np.asarray(mask)
+        if arr.shape != shape:
+            raise ValueError(f"mask: expected shape {shape} (same as observations), got {arr.shape}")
+        if arr.dtype != bool:
+            if not np.issubdtype(arr.dtype, np.number) or not np.isin(arr, (0, 1)).all():
+                raise TypeError(f"mask: expected booleans (or 0/1), got dtype {arr.dtype}")
+            arr = arr.astype(bool)
+        arr2 = arr.reshape(-1, shape[-1])
+        lengths = arr2.sum(1)
+        prefix = np.arange(shape[-1])[None, :] < lengths[:, None]
+        if (prefix != arr2).any():
+            raise ValueError(
+                "mask: must be True on a prefix of each sequence and False after it (padding at the end); "
+                "encode a missing symbol inside a sequence as -1"
+            )
+        if (lengths == 0).any():
+            raise ValueError(f"mask: sequence {int(np.argmin(lengths))} is empty (no True entry)")
+        return jnp.asarray(lengths, dtype=jnp.int32)
+
+    # ------------------------------------------------------------------------------------------
+    # computations (batched over the leading axis; lengths None = full length)
+    # ------------------------------------------------------------------------------------------
+    def _batch_ll(self, obs: jax.Array) -> jax.Array:
+        return jax.vmap(core.categorical_log_likelihoods, in_axes=(None, 0))(self.get_log_emission_matrix(), obs)
+
+    @staticmethod
+    def _lengths(obs: jax.Array, lengths):
+        return jnp.full(obs.shape[0], obs.shape[1], jnp.int32) if lengths is None else lengths
+
+    def _log_likelihood(self, obs, lengths):
+        lls = self._batch_ll(obs)
+        return jax.vmap(core.log_likelihood, in_axes=(None, 0, 0))(self.hmm_params(), lls, self._lengths(obs, lengths))
+
+    def _smoother(self, obs, lengths):
+        lls = self._batch_ll(obs)
+        return jax.vmap(core.smoother, in_axes=(None, 0, 0))(self.hmm_params(), lls, self._lengths(obs, lengths))
+
+    def apply(
+        self,
+        data: Mapping[str, Any],
+        state: Any,
+        metadata: Any,
+        random_params: Any = None,
+        stats: Any = None,
+    ) -> tuple[dict[str, Any], Any, Any]:
+        """Log-likelihood and state posteriors of one sequence (T,) or a batch (B, T).
+
+        Args:
+            data: dict with ``observations`` and optional ``lengths`` or ``mask``.
+            state: passed through.
+            metadata: passed through.
+            random_params: unused (deterministic operator).
+            stats: unused.
+
+        Returns:
+            ``(data | {"log_likelihood", "state_posteriors", "posteriors"}, state, metadata)``.
+
+        Raises:
+            TypeError / ValueError: naming the key, for float or out-of-range symbols, wrong rank, an
+                empty sequence, NaN, bad ``lengths`` or ``mask``.
+        """
+        obs, lengths, batched = self._prepare(data)
+        lls = self._batch_ll(obs)
+        lens = self._lengths(obs, lengths)
+        params = self.hmm_params()
+        # The log-likelihood goes through the custom-VJP path so a loss on it costs forward-backward
+        # once; the smoothed marginals come from the (non-differentiated) smoother.
+        log_lik = jax.vmap(core.log_likelihood, in_axes=(None, 0, 0))(params, lls, lens)
+        post = jax.vmap(core.smoother, in_axes=(None, 0, 0))(params, lls, lens).smoothed
+        if not batched:
+            log_lik, post = log_lik[0], post[0]
+        out = dict(data)
+        out["log_likelihood"] = log_lik
+        out["state_posteriors"] = post
+        out["posteriors"] = post
+        return out, state, metadata
+
+    def apply_batch(self, data, state=None, metadata=None, random_params=None, stats=None):
+        """``apply`` on a batch: ``observations`` must be (B, T) (optional ``lengths`` (B,) or ``mask``)."""
+        if isinstance(data, Mapping) and "observations" in data and np.ndim(data["observations"]) != 2:
+            raise ValueError(
+                f"observations: apply_batch expects shape (B, T), got shape {np.shape(data['observations'])}"
+            )
+        return self.apply(data, {} if state is None else state, metadata, random_params, stats)
+
+    # ------------------------------------------------------------------------------------------
+    # the seed's methods, and decoding / sampling
+    # ------------------------------------------------------------------------------------------
+    def forward_pass(self, observations, lengths=None) -> jax.Array:
+        """log p(observations) (states marginalised): a scalar for (T,), (B,) for (B, T)."""
+        obs, lens, batched = self._prepare({"observations": observations, "lengths": lengths})
+        out = self._log_likelihood(obs, lens)
+        return out if batched else out[0]
+
+    def forward_backward_posteriors(self, observations, lengths=None) -> jax.Array:
+        """p(z_t | y) by forward-backward: (T, S), or (B, T, S) with zero rows on padding."""
+        obs, lens, batched = self._prepare({"observations": observations, "lengths": lengths})
+        out = self._smoother(obs, lens).smoothed
+        return out if batched else out[0]
+
+    def viterbi(self, observations, lengths=None) -> tuple[jax.Array, jax.Array]:
+        """Most probable state path and its log p(path, y); the path is -1 on padding.
+
+        Returns:
+            ``(path, log_prob)``: (T,) and scalar, or (B, T) and (B,).
+        """
+        obs, lens, batched = self._prepare({"observations": observations, "lengths": lengths})
+        path, lp = jax.vmap(core.viterbi, in_axes=(None, 0, 0))(self.hmm_params(), self._batch_ll(obs), self._lengths(obs, lens))
+        return (path, lp) if batched else (path[0], lp[0])
+
+    def sample(self, key, num_steps: int, num_sequences: int | None = None) -> dict[str, jax.Array]:
+        """Draw hidden states and observations from the model.
+
+        Args:
+            key: a JAX PRNG key or an int seed.
+            num_steps: sequence length T.
+            num_sequences: B for a (B, T) batch; ``None`` for one (T,) sequence.
+
+        Returns:
+            ``{"states": ..., "observations": ...}`` with shape (T,) or (B, T).
+        """
+        if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
+            raise ValueError(f"num_steps: expected a positive integer, got {num_steps!r}")
+        if num_sequences is not None and (
+            isinstance(num_sequences, bool) or not isinstance(num_sequences, (int, np.integer)) or num_sequences < 1
+        ):
+            raise ValueError(f"num_sequences: expected a positive integer or None, got {num_sequences!r}")
+        if isinstance(key, (int, np.integer)):
+            key = jax.random.key(int(key))
+        params, log_b = self.hmm_params(), self.get_log_emission_matrix()
+        if num_sequences is None:
+            z, y = core.sample_categorical(key, params, log_b, int(num_steps))
+        else:
+            keys = jax.random.split(key, int(num_sequences))
+            z, y = jax.vmap(lambda k: core.sample_categorical(k, params, log_b, int(num_steps)))(keys)
+        return {"states": z, "observations": y}
+
+    # ------------------------------------------------------------------------------------------
+    # parameters in and out (the NumPyro model's site names)
+    # ------------------------------------------------------------------------------------------
+    def to_model_params(self) -> dict[str, np.ndarray]:
+        """Probabilities keyed by :func:`diffbio_prob.models.hmm_model`'s site names.
+
+        Returns:
+            ``{"initial_probs": (S,), "transition_probs": (S, S), "emission_probs": (S, M)}``, usable as
+            ``fit_nuts(..., init_params=...)``.
+        """
+        vals = (self.get_log_initial_distribution(), self.get_log_transition_matrix(), self.get_log_emission_matrix())
+        return {k: np.exp(np.asarray(v)) for k, v in zip(_SITES, vals)}
+
+    def load_model_params(self, params: Mapping[str, Any]) -> "DifferentiableHMM":
+        """Set the logits from probabilities keyed by the model's site names (e.g. a posterior mean).
+
+        Any subset of ``initial_probs``, ``transition_probs``, ``emission_probs`` may be given; the logits
+        become ``temperature * log(p)``, so the operator's tempered probabilities equal ``p`` exactly.
+        Frozen parameters are set too (freezing is about training, not loading).
+
+        Raises:
+            ValueError: naming the key, for a wrong shape, negative entries or rows not summing to 1.
+        """
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params: expected a dict keyed by site names, got {type(params).__name__}")
+        s, m = self.config.num_states, self.config.num_emissions
+        shapes = {"initial_probs": (s,), "transition_probs": (s, s), "emission_probs": (s, m)}
+        targets = {
+            "initial_probs": "log_initial_params",
+            "transition_probs": "log_transition_params",
+            "emission_probs": "log_emission_params",
+        }
+        unknown = set(params) - set(shapes)
+        if unknown:
+            raise ValueError(f"params: unknown keys {sorted(unknown)}; expected some of {sorted(shapes)}")
+        new = {}
+        for key, value in params.items():
+            p = np.asarray(value, dtype=float)
+            if p.shape != shapes[key]:
+                raise ValueError(f"{key}: expected shape {shapes[key]}, got {p.shape}")
+            if not np.isfinite(p).all() or (p < 0).any():
+                raise ValueError(f"{key}: expected finite non-negative probabilities")
+            if not np.allclose(p.sum(-1), 1.0, atol=1e-5):
+                raise ValueError(f"{key}: rows must sum to 1, got sums {p.sum(-1)}")
+            with np.errstate(divide="ignore"):
+                new[targets[key]] = self.config.temperature * np.log(p)
+        dtype = self.log_initial_params[...].dtype
+        for attr, logits in new.items():
+            getattr(self, attr)[...] = jnp.asarray(logits, dtype)
+        return self
