@@ -70,6 +70,111 @@ def _run_demo(args) -> int:
 # --- end of demo -------------------------------------------------------------------------------
 
 
+# --- de ----------------------------------------------------------------------------------------
+def _add_de(sub) -> None:
+    p = sub.add_parser(
+        "de",
+        help="DESeq2 differential expression (Wald or likelihood-ratio test) with R's numbers",
+        formatter_class=_formatter,
+        description="Run R DESeq2's pipeline (size factors, Cox-Reid dispersions with the parametric trend and "
+        "MAP shrinkage, NB GLM, Wald test or LRT, Cook's outlier replacement, independent filtering, "
+        "Benjamini-Hochberg) on a count table and write DESeq2's results table: baseMean, log2FoldChange, "
+        "lfcSE, stat, pvalue, padj. The count table may be genes x samples or samples x genes: samples are "
+        "matched to the metadata's first column by name.",
+        epilog=textwrap.dedent(
+            """\
+            examples:
+              diffbio-prob de --counts counts.csv --metadata meta.csv --design "~condition" \\
+                  --contrast condition B A --out results.csv
+              diffbio-prob de --counts counts.tsv --metadata meta.tsv --design "~ group + condition" \\
+                  --test lrt --reduced "~ group" --out lrt.csv --plots figures
+              diffbio-prob de --counts c.csv --metadata m.csv --design "~ batch + dose" --contrast dose --out r.csv
+            outputs:
+              --out        CSV (or .tsv) with one row per gene, NA where DESeq2 gives NA
+              --plots DIR  ma.png and volcano.png
+            """
+        ),
+    )
+    p.add_argument("--counts", required=True, metavar="FILE", help="count table (CSV/TSV, either orientation)")
+    p.add_argument("--metadata", required=True, metavar="FILE", help="sample table (CSV/TSV, sample names first)")
+    p.add_argument("--design", required=True, metavar="FORMULA", help='design formula, e.g. "~ group + condition"')
+    p.add_argument("--out", required=True, metavar="FILE", help="results table to write (.csv or .tsv)")
+    p.add_argument(
+        "--contrast",
+        nargs="+",
+        metavar="TERM",
+        default=None,
+        help="FACTOR NUMERATOR DENOMINATOR, or one coefficient name (default: the last coefficient)",
+    )
+    p.add_argument("--contrast-vector", default=None, metavar="V1,V2,..", help="numeric contrast over the coefficients")
+    p.add_argument("--test", choices=("wald", "lrt"), default="wald", help="Wald test or likelihood-ratio test")
+    p.add_argument("--reduced", default=None, metavar="FORMULA", help='reduced design for --test lrt, e.g. "~ 1"')
+    p.add_argument("--alpha", type=float, default=0.1, help="FDR level for independent filtering (default 0.1)")
+    p.add_argument(
+        "--size-factors", choices=("ratio", "poscounts", "iterate"), default="ratio", help="size factor method"
+    )
+    p.add_argument("--fit-type", choices=("parametric", "mean"), default="parametric", help="dispersion trend")
+    p.add_argument("--no-independent-filtering", action="store_true", help="plain BH without filtering")
+    p.add_argument(
+        "--min-replicates-for-replace",
+        type=float,
+        default=7,
+        metavar="N",
+        help="replace Cook's outliers in cells with >= N samples and refit (default 7; inf to disable)",
+    )
+    p.add_argument("--plots", default=None, metavar="DIR", help="write an MA plot and a volcano plot here")
+    _common(p)
+    p.set_defaults(run=_run_de)
+
+
+def _run_de(args) -> int:
+    from diffbio_prob.workflows.deseq2 import run_de
+
+    if not (0.0 < args.alpha < 1.0):
+        raise UsageError(f"--alpha: expected a number in (0, 1), got {args.alpha}")
+    if args.contrast is not None and args.contrast_vector is not None:
+        raise UsageError("--contrast and --contrast-vector: give one of them")
+    contrast = None
+    if args.contrast is not None:
+        if len(args.contrast) == 1:
+            contrast = args.contrast[0]
+        elif len(args.contrast) == 3:
+            contrast = list(args.contrast)
+        else:
+            raise UsageError(
+                f"--contrast: expected FACTOR NUMERATOR DENOMINATOR or one coefficient name, got {args.contrast}"
+            )
+    if args.contrast_vector is not None:
+        try:
+            contrast = [float(v) for v in args.contrast_vector.split(",")]
+        except ValueError:
+            raise UsageError(f"--contrast-vector: expected comma-separated numbers, got {args.contrast_vector!r}")
+    if args.test == "lrt" and args.reduced is None:
+        raise UsageError("--reduced: required with --test lrt (e.g. --reduced '~ 1')")
+    if args.test == "wald" and args.reduced is not None:
+        raise UsageError("--reduced: only used with --test lrt")
+    run_de(
+        args.counts,
+        args.metadata,
+        args.design,
+        args.out,
+        contrast=contrast,
+        test=args.test,
+        reduced=args.reduced,
+        alpha=args.alpha,
+        size_factors=args.size_factors,
+        fit_type=args.fit_type,
+        independent_filtering=not args.no_independent_filtering,
+        min_replicates_for_replace=args.min_replicates_for_replace,
+        plots=args.plots,
+        quiet=args.quiet,
+    )
+    return 0
+
+
+# --- end of de ---------------------------------------------------------------------------------
+
+
 # --- hmm ---------------------------------------------------------------------------------------
 def _add_hmm(sub) -> None:
     p = sub.add_parser(

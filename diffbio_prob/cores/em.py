@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.scipy.special import digamma, gammaln
+from jax.scipy.special import gammaln
 
 __all__ = [
     "EquivalenceClasses",
@@ -69,6 +69,7 @@ __all__ = [
     "quant_outputs",
     "tpm",
     "truncate",
+    "fast_digamma",
 ]
 
 Array = jax.Array
@@ -334,81 +335,102 @@ def _safe_log(x: Array) -> Array:
     return jnp.where(pos, jnp.log(jnp.where(pos, x, 1.0)), -jnp.inf)
 
 
+def fast_digamma(x: Array) -> Array:
+    """``digamma(x)`` for ``x > 0``: recurrence up to 10, then the asymptotic (Bernoulli) series.
+
+    ``psi(x) = psi(x + 10) - sum_{i<10} 1/(x + i)`` for ``x < 10``, and for ``y >= 10``
+    ``psi(y) = log y - 1/(2y) - sum_k B_2k / (2k y^2k)`` to ``y^-12`` (next term < 1e-15; Abramowitz &
+    Stegun 6.3.18). Agrees with ``scipy.special.digamma`` to ~1e-15 absolute; about 4x cheaper than
+    ``jax.scipy.special.digamma`` on CPU, which matters because VBEM evaluates it for every transcript in
+    every iteration.
+    """
+    small = x < 10.0
+    shift = jnp.zeros_like(x)
+    for i in range(10):
+        shift = shift + 1.0 / (x + i)
+    y = jnp.where(small, x + 10.0, x)
+    r = 1.0 / y
+    r2 = r * r
+    series = r2 * (1 / 12 - r2 * (1 / 120 - r2 * (1 / 252 - r2 * (1 / 240 - r2 * (1 / 132 - r2 * (691 / 32760))))))
+    return jnp.log(y) - 0.5 * r - series - jnp.where(small, shift, 0.0)
+
+
 def _vb_weights(a: Array, prior: Array) -> Array:
     """``e_t = exp(digamma(a_t + prior_t) - digamma(sum (a + prior)))``; 0 where ``a_t + prior_t <= 1e-10``."""
     b = a + prior
     ok = b > DIGAMMA_MIN
-    log_e = digamma(jnp.where(ok, b, 1.0)) - digamma(jnp.sum(b))
+    log_e = fast_digamma(jnp.where(ok, b, 1.0)) - fast_digamma(jnp.sum(b))
     return jnp.where(ok, jnp.exp(log_e), 0.0)
 
 
 def _map(eqc: EquivalenceClasses, prep: _Prepared, theta: Array, temperature) -> tuple[Array, Array]:
     """One E+M step with class weights ``theta`` (``a`` for EM, ``e`` for VBEM).
 
-    Returns ``(a', log_denominators)``: the new expected counts and ``log sum_{j in c} theta_j aff_cj``
-    per class (``-inf`` for a skipped class), from which the objectives follow at no extra cost.
+    Returns ``(a', denominators)``: the new expected counts and ``sum_{j in c} theta_j aff_cj`` per
+    class, from which the objectives follow without another pass over the entries.
     """
     cid, tid, C = eqc.class_ids, eqc.transcript_ids, eqc.n_classes
+    # Materialise theta before the gather: otherwise XLA fuses VBEM's digamma/exp into the gather and
+    # recomputes it once per entry (E) instead of once per transcript (T): ~10x slower on CPU.
+    theta = lax.optimization_barrier(theta)
     x = theta[tid] * prep.affinity
     denom = jax.ops.segment_sum(x, cid, C, indices_are_sorted=True)
     ok = denom > jnp.finfo(denom.dtype).tiny  # salmon skips degenerate classes (<= DBL_MIN)
-    log_denom = _safe_log(jnp.where(ok, denom, 0.0))
     if isinstance(temperature, (int, float)) and float(temperature) == 1.0:
-        resp = x / jnp.where(ok, denom, 1.0)[cid]
+        # n_c / denom_c per class, then one gather per entry: a' = sum_c x_ct n_c / denom_c
+        scale = jnp.where(ok, eqc.counts / jnp.where(ok, denom, 1.0), 0.0)
+        contrib = x * scale[cid]
     else:
         # Tempered E-step, (theta aff)^(1/T) normalised per class in log space so that small T
         # neither underflows nor overflows.
-        logits = (_safe_log(theta)[tid] + _safe_log(prep.affinity)) / temperature
+        logits = (lax.optimization_barrier(_safe_log(theta))[tid] + _safe_log(prep.affinity)) / temperature
         top = jax.ops.segment_max(logits, cid, C, indices_are_sorted=True)
         top = jnp.where(jnp.isfinite(top), top, 0.0)
         p = jnp.where(jnp.isfinite(logits), jnp.exp(logits - top[cid]), 0.0)
         norm = jax.ops.segment_sum(p, cid, C, indices_are_sorted=True)
-        resp = p / jnp.where(norm > 0, norm, 1.0)[cid]
-    resp = jnp.where(ok[cid], resp, 0.0)
-    resp = jnp.where(prep.singleton, 1.0, resp)  # a singleton class gives n_c outright (salmon)
-    new = jax.ops.segment_sum(eqc.counts[cid] * resp, tid, eqc.n_transcripts)
-    return new, log_denom
+        scale = jnp.where(ok & (norm > 0), eqc.counts / jnp.where(norm > 0, norm, 1.0), 0.0)
+        contrib = p * scale[cid]
+    contrib = jnp.where(prep.singleton, eqc.counts[cid], contrib)  # a singleton class gives n_c outright (salmon)
+    new = jax.ops.segment_sum(contrib, tid, eqc.n_transcripts)
+    return new, denom
 
 
-def _log_lik_from_denominators(counts: Array, log_denom: Array) -> Array:
+def _log_lik_from_denominators(counts: Array, denom: Array) -> Array:
     """``sum_c n_c log denom_c``; a class with count 0 contributes 0 even if its denominator is 0."""
-    return jnp.sum(jnp.where(counts > 0, counts * log_denom, 0.0))
+    ok = denom > jnp.finfo(denom.dtype).tiny
+    return jnp.sum(jnp.where(counts > 0, counts * _safe_log(jnp.where(ok, denom, 0.0)), 0.0))
 
 
 def _dirichlet_kl(b: Array, prior: Array) -> Array:
     """``KL(Dir(b) || Dir(prior))``."""
     B, P = jnp.sum(b), jnp.sum(prior)
     return (gammaln(B) - jnp.sum(gammaln(b)) - gammaln(P) + jnp.sum(gammaln(prior))
-            + jnp.sum((b - prior) * (digamma(b) - digamma(B))))
+            + jnp.sum((b - prior) * (fast_digamma(b) - fast_digamma(B))))
+
+
+def _objective_from(eqc, prep, a, denom, algorithm):
+    """The objective at ``a`` given its class denominators (from ``_map`` or ``_denominators``)."""
+    ll = _log_lik_from_denominators(eqc.counts, denom)
+    if algorithm == "em":
+        return ll - jnp.sum(eqc.counts) * jnp.log(jnp.sum(a))
+    return ll - _dirichlet_kl(a + prep.prior, prep.prior)
+
+
+def _theta(prep, a, algorithm):
+    return a if algorithm == "em" else _vb_weights(a, prep.prior)
 
 
 def _step(eqc, prep, a, algorithm, temperature, with_objective=True):
     """Map evaluation: ``(a', objective(a))`` (objective ``None`` when not asked: it costs compile time)."""
-    if algorithm == "em":
-        new, log_denom = _map(eqc, prep, a, temperature)
-        if not with_objective:
-            return new, None
-        total = jnp.sum(a)
-        obj = _log_lik_from_denominators(eqc.counts, log_denom) - jnp.sum(eqc.counts) * jnp.log(total)
-        return new, obj
-    e = _vb_weights(a, prep.prior)
-    new, log_denom = _map(eqc, prep, e, temperature)
-    if not with_objective:
-        return new, None
-    obj = _log_lik_from_denominators(eqc.counts, log_denom) - _dirichlet_kl(a + prep.prior, prep.prior)
-    return new, obj
+    new, denom = _map(eqc, prep, _theta(prep, a, algorithm), temperature)
+    return new, (_objective_from(eqc, prep, a, denom, algorithm) if with_objective else None)
 
 
 def _objective_only(eqc, prep, a, algorithm):
     """The objective at ``a`` without the M-step (one gather and one segment sum)."""
-    theta = a if algorithm == "em" else _vb_weights(a, prep.prior)
-    x = theta[eqc.transcript_ids] * prep.affinity
+    x = lax.optimization_barrier(_theta(prep, a, algorithm))[eqc.transcript_ids] * prep.affinity
     denom = jax.ops.segment_sum(x, eqc.class_ids, eqc.n_classes, indices_are_sorted=True)
-    ok = denom > jnp.finfo(denom.dtype).tiny
-    ll = _log_lik_from_denominators(eqc.counts, _safe_log(jnp.where(ok, denom, 0.0)))
-    if algorithm == "em":
-        return ll - jnp.sum(eqc.counts) * jnp.log(jnp.sum(a))
-    return ll - _dirichlet_kl(a + prep.prior, prep.prior)
+    return _objective_from(eqc, prep, a, denom, algorithm)
 
 
 def _check_algorithm(algorithm: str) -> None:
@@ -466,7 +488,7 @@ def class_log_likelihood(eqc: EquivalenceClasses, effective_lengths: Array, abun
         [-1.3863, -0.6931]
     """
     aff = entry_affinities(eqc, effective_lengths)
-    x = jnp.asarray(abundances)[eqc.transcript_ids] * aff
+    x = lax.optimization_barrier(jnp.asarray(abundances))[eqc.transcript_ids] * aff
     denom = jax.ops.segment_sum(x, eqc.class_ids, eqc.n_classes, indices_are_sorted=True)
     return jnp.where(eqc.counts > 0, eqc.counts * _safe_log(denom), 0.0)
 
@@ -531,7 +553,6 @@ def _em_loop(eqc, prep, init, min_iter, max_iter, rel_tol, abs_cutoff, algorithm
     """Returns ``(a, n_iterations, n_evaluations, converged)``."""
     zero = jnp.zeros((), jnp.int32)
     false = jnp.zeros((), bool)
-    step = lambda x: _step(eqc, prep, x, algorithm, temperature)  # noqa: E731
 
     if not squarem:
         def cond(s: _Plain):
@@ -552,7 +573,10 @@ def _em_loop(eqc, prep, init, min_iter, max_iter, rel_tol, abs_cutoff, algorithm
     def body(s: _Squarem) -> _Squarem:
         xp, alpha = _extrapolate(s.x0, s.x1, s.x2, s.step_max)
         inp = jnp.where(s.phase == 0, s.x0, jnp.where(s.phase == 1, s.x1, xp))
-        out, obj = step(inp)
+        out, denom = _map(eqc, prep, _theta(prep, inp, algorithm), temperature)
+        # the objective is needed at x0 (phase 0) and at the extrapolated point (phase 2) only
+        obj = lax.cond(s.phase == 1, lambda: s.obj0,
+                       lambda: _objective_from(eqc, prep, inp, denom, algorithm))
         # Phase 2: obj(F(xp)) >= obj(xp) (the map is monotone), so obj(xp) >= obj(x0) keeps the cycle
         # monotone; otherwise fall back to x2 = F(F(x0)).
         ok = jnp.isfinite(obj) & (obj >= s.obj0)

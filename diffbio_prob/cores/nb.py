@@ -84,10 +84,18 @@ def _stirling_tail(x):
 
 def _log_rising8(x):
     # log(x (x+1) ... (x+7)): the Gamma-recursion shift lgamma(x) = lgamma(x + 8) - this.
-    p = x
+    if jnp.result_type(x) == jnp.float64:  # the product stays below 1.8e308 for any count
+        p = x
+        for i in range(1, 8):
+            p = p * (x + i)
+        return jnp.log(p)
+    # float32 overflows at x ~ 6e4: scale by max(x, 1) (each factor then lies in [1, 8])
+    s = jnp.maximum(x, 1.0)
+    inv = 1.0 / s
+    p = x * inv
     for i in range(1, 8):
-        p = p * (x + i)
-    return jnp.log(p)
+        p = p * ((x + i) * inv)
+    return 8.0 * jnp.log(s) + jnp.log(p)
 
 
 def _shifted(r):
@@ -273,18 +281,34 @@ def nb_glm_log_likelihood(counts, design, log_size_factors, coef, size):
     return nb_log_pmf(counts, nb_glm_mean(design, log_size_factors, coef), size)
 
 
-def nb_log_likelihood(counts, mean, alpha):
+def nb_log_likelihood(counts, mean, alpha, sample_mask=None):
     """Per-gene NB log-likelihood ``sum_n log NB(y_gn; mu_gn, 1/alpha_g)``.
 
     Args:
         counts: ``Float[Array, "G N"]``.
         mean: ``Float[Array, "G N"]``.
         alpha: ``Float[Array, "G"]`` DESeq2 dispersions.
+        sample_mask: optional ``Float[Array, "N"]`` of 0/1; samples with 0 are padding and add nothing
+            (their counts and means must be finite, e.g. 0 and 1).
 
     Returns:
         ``Float[Array, "G"]``.
     """
-    return jnp.sum(nb_log_pmf(counts, mean, (1.0 / alpha)[:, None]), axis=-1)
+    ll = nb_log_pmf(counts, mean, (1.0 / alpha)[:, None])
+    return jnp.sum(_masked(ll, sample_mask), axis=-1)
+
+
+def _masked(x, sample_mask):
+    # Zero the padded samples (last axis); a no-op without a mask.
+    return x if sample_mask is None else x * sample_mask
+
+
+def _coef_pad(p, coef_mask, dtype):
+    # Identity on padded (all-zero) design columns, so every P x P system stays non-singular and the
+    # real block is untouched (its Cholesky factor, solves and determinant are unchanged).
+    if coef_mask is None:
+        return jnp.zeros((p, p), dtype)
+    return jnp.diag(1.0 - jnp.asarray(coef_mask, dtype))
 
 
 def nb_deviance(counts, mean, alpha):
@@ -418,6 +442,8 @@ def irls_fit(
     tol: float = 1e-8,
     max_iter: int = 100,
     large: float = 30.0,
+    sample_mask=None,
+    coef_mask=None,
 ):
     """IRLS for the NB GLM with a ridge penalty, vectorised over genes (DESeq2 ``fitBeta``).
 
@@ -439,6 +465,9 @@ def irls_fit(
         tol: deviance tolerance (DESeq2 ``betaTol``, 1e-8).
         max_iter: iteration cap (DESeq2 ``maxit``, 100).
         large: divergence bound on ``|beta|``.
+        sample_mask: optional ``Float[Array, "N"]`` 0/1 marking padded samples (0) that take no part.
+        coef_mask: optional ``Float[Array, "P"]`` 0/1 marking padded all-zero design columns (0); they
+            get an identity block and stay at 0.
 
     Returns:
         :class:`IRLSResult`.
@@ -458,15 +487,17 @@ def irls_fit(
     offset = jnp.exp(log_offset)
     alpha = jnp.asarray(alpha, dtype)
     size = 1.0 / alpha
-    ridge_m = jnp.diag(jnp.asarray(ridge, dtype))
+    ridge_m = jnp.diag(jnp.asarray(ridge, dtype)) + _coef_pad(design.shape[1], coef_mask, dtype)
     # Deviance terms that do not depend on mu are computed once.
     const = jnp.sum(
-        lgamma_ratio(counts, size[:, None]) - jax.scipy.special.gammaln(counts + 1.0), axis=-1
+        _masked(lgamma_ratio(counts, size[:, None]) - jax.scipy.special.gammaln(counts + 1.0), sample_mask),
+        axis=-1,
     )
 
     def deviance(mu):
         k = jnp.where(counts > 0, counts * (jnp.log(mu) - jnp.log(size[:, None] + mu)), 0.0)
-        return -2.0 * (const + jnp.sum(k - size[:, None] * jnp.log1p(mu * alpha[:, None]), -1))
+        terms = _masked(k - size[:, None] * jnp.log1p(mu * alpha[:, None]), sample_mask)
+        return -2.0 * (const + jnp.sum(terms, -1))
 
     def mean_of(beta):
         return jnp.maximum(offset * jnp.exp(beta @ design.T), min_mu)
@@ -474,7 +505,7 @@ def irls_fit(
     def body(state):
         t, beta, mu, dev_old, n_iter, done, dev_last = state
         active = ~done
-        w = mu / (1.0 + alpha[:, None] * mu)
+        w = _masked(mu / (1.0 + alpha[:, None] * mu), sample_mask)
         z = jnp.log(mu / offset) + (counts - mu) / mu
         lhs = weighted_gram(design, w) + ridge_m
         rhs = jnp.einsum("gn,np->gp", w * z, design)
@@ -536,11 +567,15 @@ def hat_diagonals(design, mu, alpha, ridge):
     return wald_covariance_and_hat(design, mu, alpha, ridge)[1]
 
 
-def wald_covariance_and_hat(design, mu, alpha, ridge):
-    """:func:`wald_covariance` and :func:`hat_diagonals` from one factorisation (DESeq2 ``fitBeta``)."""
-    w = mu / (1.0 + alpha[:, None] * mu)
+def wald_covariance_and_hat(design, mu, alpha, ridge, sample_mask=None, coef_mask=None):
+    """:func:`wald_covariance` and :func:`hat_diagonals` from one factorisation (DESeq2 ``fitBeta``).
+
+    ``sample_mask``/``coef_mask`` as in :func:`irls_fit` (padded samples get hat value 0, padded
+    coefficients zero rows and columns in ``Sigma``).
+    """
+    w = _masked(mu / (1.0 + alpha[:, None] * mu), sample_mask)
     xtwx = weighted_gram(design, w)
-    inv = spd_inverse(xtwx + jnp.diag(ridge))
+    inv = spd_inverse(xtwx + jnp.diag(ridge) + _coef_pad(design.shape[1], coef_mask, xtwx.dtype))
     hat = w * jnp.einsum("np,gpq,nq->gn", design, inv, design)
     return inv @ xtwx @ inv, hat
 
@@ -556,6 +591,8 @@ def fit_beta_newton(
     bound: float = 30.0 * 0.6931471805599453,
     max_iter: int = 200,
     tol: float = 1e-10,
+    sample_mask=None,
+    coef_mask=None,
 ):
     """Maximise the ridge-penalised NB log-likelihood by projected damped Newton, per gene.
 
@@ -582,18 +619,20 @@ def fit_beta_newton(
     size = (1.0 / alpha)[:, None]
     ridge = jnp.asarray(ridge, dtype)
 
+    pad = _coef_pad(design.shape[1], coef_mask, dtype)
+
     def objective(beta):
         mu = jnp.exp(beta @ design.T + log_offset)
-        ll = jnp.sum(nb_log_pmf(counts, mu, size), -1)
+        ll = jnp.sum(_masked(nb_log_pmf(counts, mu, size), sample_mask), -1)
         return ll - 0.5 * jnp.sum(ridge * beta * beta, -1)
 
     def grad_hess(beta):
         eta = beta @ design.T + log_offset
         mu = jnp.exp(eta)
-        resid = (counts - mu) / (1.0 + alpha[:, None] * mu)
+        resid = _masked((counts - mu) / (1.0 + alpha[:, None] * mu), sample_mask)
         grad = jnp.einsum("gn,np->gp", resid, design) - ridge * beta
-        w = mu * (1.0 + alpha[:, None] * counts) / (1.0 + alpha[:, None] * mu) ** 2
-        info = weighted_gram(design, w) + jnp.diag(ridge)
+        w = _masked(mu * (1.0 + alpha[:, None] * counts) / (1.0 + alpha[:, None] * mu) ** 2, sample_mask)
+        info = weighted_gram(design, w) + jnp.diag(ridge) + pad
         return grad, info
 
     def body(state):
@@ -662,7 +701,9 @@ def _backtrack(objective, x, step, f0, lower, upper, *, max_halvings: int):
 # --------------------------------------------------------------------------------------------
 
 
-def _cr_parts(log_alpha, counts, mu, design, want_grad: bool, want_hess: bool):
+def _cr_parts(
+    log_alpha, counts, mu, design, want_grad: bool, want_hess: bool, sample_mask=None, coef_mask=None
+):
     """Likelihood part, Cox-Reid part and their log-alpha derivatives, as DESeq2 splits them."""
     alpha = jnp.exp(log_alpha)[:, None]
     size = 1.0 / alpha
@@ -670,16 +711,17 @@ def _cr_parts(log_alpha, counts, mu, design, want_grad: bool, want_hess: bool):
     log1p_ma = jnp.log1p(mu_alpha)
     # DESeq2's ll_part leaves out -lgamma(y + 1) + y log(mu) (constant in alpha); its value enters
     # DESeq2's "no increase" test, so we keep DESeq2's exact form.
-    ll = jnp.sum(lgamma_ratio(counts, size) - counts * jnp.log(mu + size) - size * log1p_ma, -1)
-    w = 1.0 / (1.0 / mu + alpha)
-    b = weighted_gram(design, w)
+    ll = lgamma_ratio(counts, size) - counts * jnp.log(mu + size) - size * log1p_ma
+    ll = jnp.sum(_masked(ll, sample_mask), -1)
+    w = _masked(1.0 / (1.0 / mu + alpha), sample_mask)
+    b = weighted_gram(design, w) + _coef_pad(design.shape[1], coef_mask, w.dtype)
     chol = spd_cholesky(b)
     cr = -jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)  # -0.5 log det
     out = {"ll": ll, "cr": cr}
     if want_grad or want_hess:
         ratio = mu / (size + mu)
         y_ratio = counts / (mu + size)
-        s_sum = jnp.sum(-digamma_ratio(counts, size) + y_ratio + log1p_ma - ratio, -1)
+        s_sum = jnp.sum(_masked(-digamma_ratio(counts, size) + y_ratio + log1p_ma - ratio, sample_mask), -1)
         r = size[:, 0]
         out["dll"] = r * s_sum
         db = weighted_gram(design, -(w * w))
@@ -689,10 +731,13 @@ def _cr_parts(log_alpha, counts, mu, design, want_grad: bool, want_hess: bool):
         out["dcr"] = -0.5 * t1 * a0
         if want_hess:
             s_prime = jnp.sum(
-                -trigamma_ratio(counts, size)
-                - counts / (mu + size) ** 2
-                - mu / (size * (size + mu))
-                + mu / (size + mu) ** 2,
+                _masked(
+                    -trigamma_ratio(counts, size)
+                    - counts / (mu + size) ** 2
+                    - mu / (size * (size + mu))
+                    + mu / (size + mu) ** 2,
+                    sample_mask,
+                ),
                 -1,
             )
             out["d2ll"] = -r * s_sum - r * r * s_prime
@@ -711,7 +756,9 @@ def _prior_terms(log_alpha, prior_mean, prior_var, use_prior):
     return -w * 0.5 * dev * dev / prior_var, -w * dev / prior_var, -w / prior_var * jnp.ones_like(dev)
 
 
-def cr_log_posterior(log_alpha, counts, mu, design, prior_mean=None, prior_var=1.0, use_prior=False):
+def cr_log_posterior(
+    log_alpha, counts, mu, design, prior_mean=None, prior_var=1.0, use_prior=False, *, sample_mask=None, coef_mask=None
+):
     """Cox-Reid adjusted profile log-likelihood of ``log alpha``, plus an optional normal prior.
 
     ``l(a) = sum_n [lgamma(y + 1/alpha) - lgamma(1/alpha) - y log(mu + 1/alpha)
@@ -727,27 +774,28 @@ def cr_log_posterior(log_alpha, counts, mu, design, prior_mean=None, prior_var=1
         prior_mean: ``Float[Array, "G"]`` prior mean of ``log alpha`` (used if ``use_prior``).
         prior_var: prior variance of ``log alpha``.
         use_prior: add the normal prior (MAP) or not (MLE).
+        sample_mask, coef_mask: padding masks as in :func:`irls_fit`.
 
     Returns:
         ``Float[Array, "G"]``.
     """
-    parts = _cr_parts(log_alpha, counts, mu, design, False, False)
+    parts = _cr_parts(log_alpha, counts, mu, design, False, False, sample_mask, coef_mask)
     return parts["ll"] + parts["cr"] + _prior_terms(log_alpha, prior_mean, prior_var, use_prior)[0]
 
 
 def cr_log_posterior_grad(
-    log_alpha, counts, mu, design, prior_mean=None, prior_var=1.0, use_prior=False
+    log_alpha, counts, mu, design, prior_mean=None, prior_var=1.0, use_prior=False, *, sample_mask=None, coef_mask=None
 ):
     """Derivative of :func:`cr_log_posterior` with respect to ``log alpha`` (DESeq2 ``dlog_posterior``)."""
-    parts = _cr_parts(log_alpha, counts, mu, design, True, False)
+    parts = _cr_parts(log_alpha, counts, mu, design, True, False, sample_mask, coef_mask)
     return parts["dll"] + parts["dcr"] + _prior_terms(log_alpha, prior_mean, prior_var, use_prior)[1]
 
 
 def cr_log_posterior_hess(
-    log_alpha, counts, mu, design, prior_mean=None, prior_var=1.0, use_prior=False
+    log_alpha, counts, mu, design, prior_mean=None, prior_var=1.0, use_prior=False, *, sample_mask=None, coef_mask=None
 ):
     """Second derivative of :func:`cr_log_posterior` in ``log alpha`` (DESeq2 ``d2log_posterior``)."""
-    parts = _cr_parts(log_alpha, counts, mu, design, True, True)
+    parts = _cr_parts(log_alpha, counts, mu, design, True, True, sample_mask, coef_mask)
     return parts["d2ll"] + parts["d2cr"] + _prior_terms(log_alpha, prior_mean, prior_var, use_prior)[2]
 
 
@@ -778,6 +826,8 @@ def fit_dispersion_line_search(
     max_iter: int = 100,
     epsilon: float = 1e-4,
     compact: tuple[int, int] | None = None,
+    sample_mask=None,
+    coef_mask=None,
 ):
     """DESeq2's dispersion line search (``fitDisp``), all genes at once.
 
@@ -801,6 +851,7 @@ def fit_dispersion_line_search(
             constant.
         compact: ``(k, chunk)`` to iterate all genes ``k`` times, then the unfinished ones in chunks
             of ``chunk`` (same results, less work on large problems); ``None`` for one batch.
+        sample_mask, coef_mask: padding masks as in :func:`irls_fit`.
 
     Returns:
         :class:`DispersionFit` (``n_iter == max_iter`` means not converged).
@@ -824,7 +875,7 @@ def fit_dispersion_line_search(
         kappa = jnp.where(active & (a_prop < -30.0), (-30.0 - a) / dlp, kappa)
         kappa = jnp.where(active & (a_prop > 10.0), (10.0 - a) / dlp, kappa)
         a_try = jnp.where(first, a, a + kappa * dlp)
-        parts = _cr_parts(a_try, cnt, m, design, True, False)
+        parts = _cr_parts(a_try, cnt, m, design, True, False, sample_mask, coef_mask)
         dev = a_try - pm
         lp_try = parts["ll"] + parts["cr"] - prior_w * (0.5 * dev * dev / prior_var)
         dlp_try = parts["dll"] + parts["dcr"] - prior_w * (dev / prior_var)
@@ -866,7 +917,8 @@ def fit_dispersion_line_search(
         zeros,
         falses,
     )
-    st = _masked_loop(step, (counts, mu, prior_mean), st, done_index=6, max_steps=max_iter + 1, compact=compact)
+    data = (counts, jnp.asarray(mu, dtype), prior_mean)
+    st = _masked_loop(step, data, st, done_index=6, max_steps=max_iter + 1, compact=compact)
     a, lp, dlp, _, n_iter, n_acc, _, change, lp0, _ = st
     return DispersionFit(
         log_alpha=a,
@@ -928,7 +980,9 @@ def _masked_loop(step, data, state, *, done_index: int, max_steps: int, compact)
     return lax.while_loop(outer_cond, outer_body, state)
 
 
-def fit_dispersion_grid(counts, mu, design, prior_mean, prior_var, *, use_prior: bool, grid):
+def fit_dispersion_grid(
+    counts, mu, design, prior_mean, prior_var, *, use_prior, grid, sample_mask=None, coef_mask=None
+):
     """DESeq2's grid fallback (``fitDispGrid``): best of a coarse grid, then of a fine grid around it.
 
     Args:
@@ -946,7 +1000,9 @@ def fit_dispersion_grid(counts, mu, design, prior_mean, prior_var, *, use_prior:
     delta = grid[1] - grid[0]
 
     def eval_at(a):  # a: (G,)
-        return cr_log_posterior(a, counts, mu, design, prior_mean, prior_var, use_prior)
+        return cr_log_posterior(
+            a, counts, mu, design, prior_mean, prior_var, use_prior, sample_mask=sample_mask, coef_mask=coef_mask
+        )
 
     coarse = jax.vmap(lambda a: eval_at(jnp.full(g, a)), out_axes=1)(grid)
     a_hat = grid[jnp.argmax(coarse, axis=1)]
@@ -969,6 +1025,8 @@ def fit_dispersion_newton(
     upper: float,
     max_iter: int = 50,
     tol: float = 1e-10,
+    sample_mask=None,
+    coef_mask=None,
 ):
     """Exact maximiser of the Cox-Reid log posterior by safeguarded Newton in ``log alpha``.
 
@@ -986,7 +1044,7 @@ def fit_dispersion_newton(
     prior_mean = jnp.broadcast_to(jnp.asarray(prior_mean, dtype), (g,))
 
     def parts(a):
-        p = _cr_parts(a, counts, mu, design, True, True)
+        p = _cr_parts(a, counts, mu, design, True, True, sample_mask, coef_mask)
         q0, q1, q2 = _prior_terms(a, prior_mean, prior_var, use_prior)
         return p["ll"] + p["cr"] + q0, p["dll"] + p["dcr"] + q1, p["d2ll"] + p["d2cr"] + q2
 
@@ -1000,7 +1058,9 @@ def fit_dispersion_newton(
         step = jnp.where(newton, -d1 / jnp.where(newton, d2, -1.0), jnp.clip(d1, -1.0, 1.0))
         step = jnp.clip(step, -5.0, 5.0)
         a_new, lp_new = _backtrack(
-            lambda cand: cr_log_posterior(cand, counts, mu, design, prior_mean, prior_var, use_prior),
+            lambda cand: cr_log_posterior(
+                cand, counts, mu, design, prior_mean, prior_var, use_prior, sample_mask=sample_mask, coef_mask=coef_mask
+            ),
             a,
             step,
             lp,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Sequence
@@ -98,6 +99,69 @@ def read_salmon_eq_classes(path: str | os.PathLike) -> EqClassTable:
         raise FormatError(
             path, n_lines + 1, f"file ends after {n_lines - start} of {n_cls} equivalence classes (truncated?)"
         )
+    fast = _parse_classes_fast(lines[start:start + n_cls], n_tx)
+    if fast is not None:
+        class_ids, tids, weights, counts, weighted = fast
+    else:  # line by line: slower, but names the offending line
+        class_ids, tids, weights, counts, weighted = _parse_classes_slow(path, lines, start, n_cls, n_tx)
+    lengths = _trailing_lengths(path, lines, start + n_cls, names)
+    return EqClassTable(
+        names=names,
+        class_ids=np.asarray(class_ids, np.int64),
+        transcript_ids=np.asarray(tids, np.int64),
+        weights=np.asarray(weights, float) if weighted else None,
+        counts=np.asarray(counts, float),
+        weights_include_length=bool(weighted),
+        lengths=lengths,
+        source=str(path),
+        format="salmon",
+    )
+
+
+def _parse_classes_fast(class_lines: list[str], n_tx: int):
+    """All class lines parsed by one C-level ``np.fromstring`` call, structure checked with NumPy.
+
+    Each line end becomes a ``-1`` marker (no valid field is negative). Returns ``None`` on anything
+    unexpected, and the caller reruns the line-by-line parser to name the offending line.
+    """
+    if not class_lines:
+        return [], [], [], [], False
+    body = "\n".join(class_lines).replace("\n", " -1 ") + " -1"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            vals = np.fromstring(body, sep=" ")
+        except (ValueError, DeprecationWarning):
+            return None
+    if not np.all(np.isfinite(vals)):
+        return None
+    marks = np.flatnonzero(vals == -1)
+    if marks.size != len(class_lines) or np.any(vals[vals < 0] != -1):
+        return None
+    starts = np.concatenate([[0], marks[:-1] + 1])
+    ntok = marks - starts
+    k = vals[np.minimum(starts, vals.size - 1)]
+    if np.any(ntok < 3) or np.any(k < 1) or np.any(k != np.floor(k)):
+        return None
+    k = k.astype(np.int64)
+    if np.all(ntok == 2 * k + 2):
+        weighted = True
+    elif np.all(ntok == k + 2):
+        weighted = False
+    else:
+        return None
+    n_entries = int(k.sum())
+    class_ids = np.repeat(np.arange(k.size), k)
+    within = np.arange(n_entries) - np.repeat(np.cumsum(k) - k, k)
+    tids = vals[np.repeat(starts + 1, k) + within]
+    if np.any(tids != np.floor(tids)) or np.any(tids >= n_tx):
+        return None
+    weights = vals[np.repeat(starts + 1 + k, k) + within] if weighted else []
+    counts = vals[marks - 1]
+    return class_ids, tids.astype(np.int64), weights, counts, weighted
+
+
+def _parse_classes_slow(path, lines, start, n_cls, n_tx):
     class_ids, tids, weights, counts = [], [], [], []
     weighted = None
     for j in range(n_cls):
@@ -128,10 +192,28 @@ def read_salmon_eq_classes(path: str | os.PathLike) -> EqClassTable:
         if has_w:
             weights.extend(_float(path, lineno, p, "weight") for p in parts[1 + k:1 + 2 * k])
         counts.append(_float(path, lineno, parts[-1], "count"))
+    return class_ids, tids, weights, counts, bool(weighted)
+
+
+def _trailing_lengths(path, lines, first, names):
+    """salmon's ``--eqclasses`` input may end with ``name efflen`` lines."""
+    n_tx = len(names)
     lengths = None
-    tail = [(start + n_cls + i + 1, ln) for i, ln in enumerate(lines[start + n_cls:]) if ln.strip()]
+    tail = [(first + i + 1, ln) for i, ln in enumerate(lines[first:]) if ln.strip()]
     if tail:
         index = {n: i for i, n in enumerate(names)}
+        # fast path: every line is "name value" with a known name and a positive number
+        rows = [ln.split() for _, ln in tail]
+        if all(len(r) == 2 for r in rows) and len(tail) == n_tx:
+            try:
+                order = np.fromiter((index[r[0]] for r in rows), np.int64, count=n_tx)
+                values = np.array([r[1] for r in rows], dtype=float)
+            except (KeyError, ValueError):
+                order = None
+            if order is not None and np.all(np.isfinite(values) & (values > 0)) and np.unique(order).size == n_tx:
+                lengths = np.empty(n_tx)
+                lengths[order] = values
+                return lengths
         lengths = np.full(n_tx, np.nan)
         for lineno, line in tail:
             parts = line.split()
@@ -146,17 +228,7 @@ def read_salmon_eq_classes(path: str | os.PathLike) -> EqClassTable:
         if np.isnan(lengths).any():
             missing = names[int(np.argmax(np.isnan(lengths)))]
             raise FormatError(path, None, f"trailing effective lengths miss transcript {missing!r}")
-    return EqClassTable(
-        names=names,
-        class_ids=np.asarray(class_ids, np.int64),
-        transcript_ids=np.asarray(tids, np.int64),
-        weights=np.asarray(weights, float) if weighted else None,
-        counts=np.asarray(counts, float),
-        weights_include_length=bool(weighted),
-        lengths=lengths,
-        source=str(path),
-        format="salmon",
-    )
+    return lengths
 
 
 def _fmt(x: float) -> str:

@@ -11,6 +11,7 @@ _MODULES = {
     "DiscreteHMM": "hmm",
     "hmm_model": "hmm",
     "relabel_states": "hmm",
+    "interior_params": "hmm",
     "nb_glm_model": "nb_glm",
     "em_model": "em",
 }

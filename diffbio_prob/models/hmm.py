@@ -33,7 +33,7 @@ from numpyro.distributions import constraints
 
 from diffbio_prob.cores import hmm as core
 
-__all__ = ["DiscreteHMM", "hmm_model", "relabel_states"]
+__all__ = ["DiscreteHMM", "hmm_model", "relabel_states", "interior_params"]
 
 
 class DiscreteHMM(dist.Distribution):
@@ -278,4 +278,24 @@ def relabel_states(
     if "transition_probs" in out:
         t = np.take_along_axis(out["transition_probs"], perm[..., :, None], axis=-2)
         out["transition_probs"] = np.take_along_axis(t, perm[..., None, :], axis=-1)
+    return out
+
+
+def interior_params(params: Mapping[str, Any], mix: float = 1e-3) -> dict[str, np.ndarray]:
+    """Move probability rows off the simplex's boundary: ``(1 - mix) p + mix / K`` per row.
+
+    A Baum-Welch fit often has exact zeros (e.g. ``initial_probs = [1, 0]`` on one sequence); NUTS works
+    in unconstrained coordinates where such a point is at infinity ("Cannot find valid initial
+    parameters"). Apply this to a point estimate before passing it as ``init_params``.
+
+    Example:
+        >>> interior_params({"initial_probs": np.array([1.0, 0.0])}, mix=0.1)["initial_probs"].tolist()
+        [0.95, 0.05]
+    """
+    if not 0 < mix < 1:
+        raise ValueError(f"mix: expected a number in (0, 1), got {mix!r}")
+    out = {}
+    for k, v in params.items():
+        p = np.asarray(v, dtype=float)
+        out[k] = (1.0 - mix) * p + mix / p.shape[-1]
     return out

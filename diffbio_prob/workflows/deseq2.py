@@ -76,9 +76,15 @@ class DESeq2Options:
 
 
 # ------------------------------------------------------------------------------------------
-# Devices: pad the gene axis to a bucket (few compilations) and shard it over the devices.
+# Devices and shapes: the gene axis is padded to a bucket and sharded over the devices. For small
+# problems (compilation costs more than the run) samples and coefficients are padded too, masked out
+# inside the core, so that every design up to 104 samples and 6 coefficients shares one compiled
+# program; large problems keep their own shapes (padding would cost run time).
 # ------------------------------------------------------------------------------------------
 _BUCKET = 256
+_SMALL_GENES = 2048
+_MIN_SAMPLES = 104
+_MIN_COEFS = 6
 
 
 def _mesh(shard: bool):
@@ -93,6 +99,51 @@ def _mesh(shard: bool):
 def _padded_size(g: int, n_dev: int) -> int:
     unit = _BUCKET * n_dev
     return max(unit, int(math.ceil(g / unit)) * unit)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shape:
+    """Padding of the sample and coefficient axes (masked out inside the core)."""
+
+    n: int
+    p: int
+    n_pad: int
+    p_pad: int
+
+    @classmethod
+    def of(cls, design: np.ndarray, n_genes: int) -> "_Shape":
+        n, p = design.shape
+        if n_genes > _SMALL_GENES:
+            return cls(n, p, n, p)
+        n_pad = max(_MIN_SAMPLES, int(math.ceil(n / 8)) * 8)
+        p_pad = max(_MIN_COEFS, p + (p % 2))
+        return cls(n, p, n_pad, p_pad)
+
+    def samples(self, a, fill: float) -> np.ndarray:
+        a = np.asarray(a, dtype=float)
+        if self.n_pad == self.n:
+            return a
+        pad = np.full(a.shape[:-1] + (self.n_pad - self.n,), fill)
+        return np.concatenate([a, pad], axis=-1)
+
+    def coefs(self, a) -> np.ndarray:
+        a = np.asarray(a, dtype=float)
+        if self.p_pad == self.p:
+            return a
+        return np.concatenate([a, np.zeros(a.shape[:-1] + (self.p_pad - self.p,))], axis=-1)
+
+    def design(self, x) -> np.ndarray:
+        out = np.zeros((self.n_pad, self.p_pad))
+        out[: self.n, : self.p] = x
+        return out
+
+    @property
+    def sample_mask(self) -> np.ndarray:
+        return (np.arange(self.n_pad) < self.n).astype(float)
+
+    @property
+    def coef_mask(self) -> np.ndarray:
+        return (np.arange(self.p_pad) < self.p).astype(float)
 
 
 def _run_genes(kernel, gene_args: tuple, shared_args: tuple = (), *, shard: bool = True, **static):
@@ -125,27 +176,52 @@ def _run_genes(kernel, gene_args: tuple, shared_args: tuple = (), *, shard: bool
 
 
 @partial(jax.jit, static_argnames=("min_mu", "tol", "max_iter"))
-def _k_irls(counts, log_sf, alpha, beta_init, design, ridge, *, min_mu, tol, max_iter):
+def _k_irls(counts, log_sf, alpha, beta_init, design, ridge, smask, cmask, *, min_mu, tol, max_iter):
     res = core.irls_fit(
-        counts, design, log_sf, alpha, beta_init, ridge, min_mu=min_mu, tol=tol, max_iter=max_iter
+        counts,
+        design,
+        log_sf,
+        alpha,
+        beta_init,
+        ridge,
+        min_mu=min_mu,
+        tol=tol,
+        max_iter=max_iter,
+        sample_mask=smask,
+        coef_mask=cmask,
     )
-    sigma, hat = core.wald_covariance_and_hat(design, res.mu, alpha, ridge)
+    sigma, hat = core.wald_covariance_and_hat(design, res.mu, alpha, ridge, smask, cmask)
     mu_raw = core.glm_mean(design, res.beta, log_sf)
     return res.beta, res.n_iter, sigma, hat, mu_raw, res.log_likelihood
 
 
 @partial(jax.jit, static_argnames=("min_mu",))
-def _k_beta_newton(counts, log_sf, alpha, beta_init, design, ridge, *, min_mu):
-    beta, conv = core.fit_beta_newton(counts, design, log_sf, alpha, beta_init, ridge)
+def _k_beta_newton(counts, log_sf, alpha, beta_init, design, ridge, smask, cmask, *, min_mu):
+    beta, conv = core.fit_beta_newton(
+        counts, design, log_sf, alpha, beta_init, ridge, sample_mask=smask, coef_mask=cmask
+    )
     mu_raw = core.glm_mean(design, beta, log_sf)
-    sigma = core.wald_covariance(design, jnp.maximum(mu_raw, min_mu), alpha, ridge)
-    loglik = core.nb_log_likelihood(counts, mu_raw, alpha)
+    sigma, _ = core.wald_covariance_and_hat(design, jnp.maximum(mu_raw, min_mu), alpha, ridge, smask, cmask)
+    loglik = core.nb_log_likelihood(counts, mu_raw, alpha, smask)
     return beta, conv, sigma, mu_raw, loglik
 
 
 @partial(jax.jit, static_argnames=("min_log_alpha", "kappa_0", "tol", "max_iter"))
 def _k_line_search(
-    counts, mu, log_alpha0, prior_mean, design, prior_var, use_prior, *, min_log_alpha, kappa_0, tol, max_iter
+    counts,
+    mu,
+    log_alpha0,
+    prior_mean,
+    design,
+    prior_var,
+    use_prior,
+    smask,
+    cmask,
+    *,
+    min_log_alpha,
+    kappa_0,
+    tol,
+    max_iter,
 ):
     g = counts.shape[0]
     # Large problems: 15 passes over all genes (DESeq2's line search needs ~12 for most), then the
@@ -164,24 +240,38 @@ def _k_line_search(
         tol=tol,
         max_iter=max_iter,
         compact=compact,
+        sample_mask=smask,
+        coef_mask=cmask,
     )
 
 
 @partial(jax.jit, static_argnames=("lower", "upper"))
-def _k_disp_newton(counts, mu, log_alpha0, prior_mean, design, prior_var, use_prior, *, lower, upper):
+def _k_disp_newton(counts, mu, log_alpha0, prior_mean, design, prior_var, use_prior, smask, cmask, *, lower, upper):
     return core.fit_dispersion_newton(
-        counts, mu, design, log_alpha0, prior_mean, prior_var, use_prior=use_prior, lower=lower, upper=upper
+        counts,
+        mu,
+        design,
+        log_alpha0,
+        prior_mean,
+        prior_var,
+        use_prior=use_prior,
+        lower=lower,
+        upper=upper,
+        sample_mask=smask,
+        coef_mask=cmask,
     )
 
 
 @jax.jit
-def _k_grid(counts, mu, prior_mean, design, prior_var, grid, use_prior):
-    return core.fit_dispersion_grid(counts, mu, design, prior_mean, prior_var, use_prior=use_prior, grid=grid)
+def _k_grid(counts, mu, prior_mean, design, prior_var, grid, use_prior, smask, cmask):
+    return core.fit_dispersion_grid(
+        counts, mu, design, prior_mean, prior_var, use_prior=use_prior, grid=grid, sample_mask=smask, coef_mask=cmask
+    )
 
 
 @jax.jit
-def _k_loglik(counts, mu, alpha):
-    return core.nb_log_likelihood(counts, mu, alpha)
+def _k_loglik(counts, mu, alpha, smask):
+    return core.nb_log_likelihood(counts, mu, alpha, smask)
 
 
 # ------------------------------------------------------------------------------------------
@@ -288,8 +378,11 @@ def _size_factors_iterate(counts: np.ndarray, opts: DESeq2Options, niter: int = 
 # ------------------------------------------------------------------------------------------
 
 
-def _nb_loglik_np(counts, mu, alpha):
-    return _run_genes(_k_loglik, (counts, mu, alpha))
+def _nb_loglik_np(counts, mu, alpha, shard=True):
+    shp = _Shape.of(np.ones((counts.shape[1], 1)), counts.shape[0])
+    return _run_genes(
+        _k_loglik, (shp.samples(counts, 0.0), shp.samples(mu, 1.0), alpha), (shp.sample_mask,), shard=shard
+    )
 
 
 def _fit_glm(counts, design, sf, alpha, opts: DESeq2Options, *, shard=True, lambda_log2=1e-6) -> dict:
@@ -305,7 +398,7 @@ def _fit_glm(counts, design, sf, alpha, opts: DESeq2Options, *, shard=True, lamb
         # justIntercept: log2 of the mean of normalised counts, no IRLS (fitNbinomGLMs).
         beta_log2 = np.log2(norm.mean(axis=1))
         mu = sf[None, :] * np.exp2(beta_log2)[:, None]
-        loglik = _nb_loglik_np(counts, mu, alpha)
+        loglik = _nb_loglik_np(counts, mu, alpha, shard)
         w = 1.0 / (1.0 / mu + alpha[:, None])
         xtwx = w.sum(axis=1)
         sigma = (1.0 / xtwx)[:, None, None]
@@ -321,18 +414,22 @@ def _fit_glm(counts, design, sf, alpha, opts: DESeq2Options, *, shard=True, lamb
         }
     beta_init = np.linalg.lstsq(design, np.log(norm + 0.1).T, rcond=None)[0].T
     ridge = np.full(p, lambda_log2 / LN2**2)
+    shp = _Shape.of(design, g)
+    masks = (shp.sample_mask, shp.coef_mask)
+    log_sf_gn = shp.samples(np.broadcast_to(log_sf, (g, n)), 0.0)
     beta, n_iter, sigma, hat, mu, loglik = _run_genes(
         _k_irls,
-        (counts, np.broadcast_to(log_sf, (g, n)), alpha, beta_init),
-        (design, ridge),
+        (shp.samples(counts, 0.0), log_sf_gn, alpha, shp.coefs(beta_init)),
+        (shp.design(design), shp.coefs(ridge)) + masks,
         shard=shard,
         min_mu=opts.min_mu,
         tol=opts.beta_tol,
         max_iter=opts.beta_maxit,
     )
-    beta = np.array(beta)
-    sigma = np.array(sigma)
-    mu = np.array(mu)
+    beta = np.array(beta[:, :p])
+    sigma = np.array(sigma[:, :p, :p])
+    mu = np.array(mu[:, :n])
+    hat = hat[:, :n]
     loglik = np.array(loglik)
     row_stable = np.all(np.isfinite(beta), axis=1)
     var_pos = np.all(np.diagonal(sigma, axis1=1, axis2=2) > 0, axis=1)
@@ -344,12 +441,13 @@ def _fit_glm(counts, design, sf, alpha, opts: DESeq2Options, *, shard=True, lamb
         start = np.nan_to_num(start)
         b2, c2, s2, m2, l2 = _run_genes(
             _k_beta_newton,
-            (counts[rows], np.broadcast_to(log_sf, (rows.size, n)), alpha[rows], start),
-            (design, ridge),
+            (shp.samples(counts[rows], 0.0), log_sf_gn[rows], alpha[rows], shp.coefs(start)),
+            (shp.design(design), shp.coefs(ridge)) + masks,
             shard=shard,
             min_mu=opts.min_mu,
         )
-        beta[rows], sigma[rows], mu[rows], loglik[rows] = b2, s2, m2, l2
+        beta[rows], sigma[rows] = b2[:, :p], s2[:, :p, :p]
+        mu[rows], loglik[rows] = m2[:, :n], l2
         conv[rows] = conv[rows] | np.asarray(c2)
     se = np.sqrt(np.maximum(np.diagonal(sigma, axis1=1, axis2=2), 0.0))
     return {
@@ -380,12 +478,15 @@ def _n_groups(x: np.ndarray) -> int:
 
 
 def _fit_disp(counts, mu, design, log_alpha0, prior_mean, prior_var, use_prior, opts, shard):
+    shp = _Shape.of(design, counts.shape[0])
+    gene_args = (shp.samples(counts, 0.0), shp.samples(mu, 1.0), log_alpha0, prior_mean)
+    shared = (shp.design(design), float(prior_var), bool(use_prior), shp.sample_mask, shp.coef_mask)
     if opts.dispersion_fit == "newton":
         m = counts.shape[1]
         fit = _run_genes(
             _k_disp_newton,
-            (counts, mu, log_alpha0, prior_mean),
-            (design, float(prior_var), bool(use_prior)),
+            gene_args,
+            shared,
             shard=shard,
             lower=math.log(opts.min_disp),
             upper=math.log(max(10.0, m)),
@@ -393,8 +494,8 @@ def _fit_disp(counts, mu, design, log_alpha0, prior_mean, prior_var, use_prior, 
     elif opts.dispersion_fit == "deseq2":
         fit = _run_genes(
             _k_line_search,
-            (counts, mu, log_alpha0, prior_mean),
-            (design, float(prior_var), bool(use_prior)),
+            gene_args,
+            shared,
             shard=shard,
             min_log_alpha=math.log(opts.min_disp / 10.0),
             kappa_0=opts.kappa_0,
@@ -409,8 +510,12 @@ def _fit_disp(counts, mu, design, log_alpha0, prior_mean, prior_var, use_prior, 
 def _grid(counts, mu, design, prior_mean, prior_var, use_prior, opts, shard):
     m = counts.shape[1]
     grid = np.linspace(math.log(1e-8), math.log(max(10.0, m)), 20)
+    shp = _Shape.of(design, counts.shape[0])
     la = _run_genes(
-        _k_grid, (counts, mu, prior_mean), (design, float(prior_var), grid, bool(use_prior)), shard=shard
+        _k_grid,
+        (shp.samples(counts, 0.0), shp.samples(mu, 1.0), prior_mean),
+        (shp.design(design), float(prior_var), grid, bool(use_prior), shp.sample_mask, shp.coef_mask),
+        shard=shard,
     )
     return np.exp(la)
 
@@ -1089,3 +1194,80 @@ def deseq2(
         alt_hypothesis=alt_hypothesis,
         cooks_cutoff=cooks_cutoff,
     )
+
+
+def run_de(
+    counts_path,
+    metadata_path,
+    design: str,
+    out,
+    *,
+    contrast=None,
+    test: str = "wald",
+    reduced: str | None = None,
+    alpha: float = 0.1,
+    size_factors: str = "ratio",
+    fit_type: str = "parametric",
+    independent_filtering: bool = True,
+    min_replicates_for_replace: float = 7,
+    plots=None,
+    quiet: bool = False,
+) -> pd.DataFrame:
+    """The ``diffbio-prob de`` command: read files, run DESeq2, write the table (and plots) atomically.
+
+    Args:
+        counts_path: CSV/TSV count table (either orientation).
+        metadata_path: CSV/TSV sample table (first column = sample names).
+        design, contrast, test, reduced, alpha, size_factors, fit_type, independent_filtering,
+            min_replicates_for_replace: as :func:`fit_deseq2` and :meth:`DESeq2Fit.results`.
+        out: results CSV (``.tsv`` for tab-separated).
+        plots: folder for ``ma.png`` and ``volcano.png`` (or ``None``).
+        quiet: no progress lines on stderr.
+
+    Returns:
+        The results table.
+    """
+    import sys
+    import time
+
+    from diffbio_prob.io.counts import read_counts, read_metadata, write_results
+
+    def say(msg):
+        if not quiet:
+            print(msg, file=sys.stderr)
+
+    counts = read_counts(counts_path)
+    meta = read_metadata(metadata_path)
+    try:
+        prepare_inputs(counts, meta)
+    except ValueError as exc:
+        raise ValueError(f"{counts_path} / {metadata_path}: {exc}") from None
+    start = time.perf_counter()
+    fit = fit_deseq2(
+        counts,
+        meta,
+        design,
+        test=test,
+        reduced=reduced,
+        size_factors=size_factors,
+        fit_type=fit_type,
+        min_replicates_for_replace=min_replicates_for_replace,
+    )
+    res = fit.results(contrast, alpha=alpha, independent_filtering=independent_filtering)
+    say(
+        f"diffbio-prob de: {len(res)} genes, {fit.counts.shape[1]} samples, {res.attrs['contrast']}: "
+        f"{int((res['padj'] < alpha).sum())} with padj < {alpha} ({time.perf_counter() - start:.1f} s)"
+    )
+    write_results(res, out)
+    say(f"diffbio-prob de: wrote {out}")
+    if plots is not None:
+        from pathlib import Path
+
+        from diffbio_prob.plots import save_figure
+        from diffbio_prob.plots.de import ma_plot, volcano_plot
+
+        folder = Path(plots)
+        save_figure(ma_plot(res, alpha=alpha), folder / "ma.png")
+        save_figure(volcano_plot(res, alpha=alpha), folder / "volcano.png")
+        say(f"diffbio-prob de: wrote {folder / 'ma.png'} and {folder / 'volcano.png'}")
+    return res

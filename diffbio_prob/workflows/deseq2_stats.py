@@ -206,7 +206,8 @@ def r_lowess(x, y, f: float = 2.0 / 3.0, iters: int = 3, delta: float | None = N
         c9 = 0.999 * cmad
         c1 = 0.001 * cmad
         r = np.abs(res)
-        rw = np.where(r <= c1, 1.0, np.where(r <= c9, (1.0 - (r / cmad) ** 2) ** 2, 0.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rw = np.where(r <= c1, 1.0, np.where(r <= c9, (1.0 - (r / cmad) ** 2) ** 2, 0.0))
         it += 1
     return x, ys
 

@@ -155,9 +155,9 @@ def fit_hmm(
         return HMMFit(params, "gradient", ll, np.asarray(res.loss_history), res)
 
     from diffbio_prob.inference import fit_nuts
-    from diffbio_prob.models.hmm import hmm_model, relabel_states
+    from diffbio_prob.models.hmm import hmm_model, interior_params, relabel_states
 
-    init = _canonical(em.params, order_symbol)
+    init = interior_params(_canonical(em.params, order_symbol))
     res = fit_nuts(
         hmm_model, obs, lengths, num_states=num_states, num_emissions=num_emissions, init_params=init,
         num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains, rng_key=seed, progress=progress,

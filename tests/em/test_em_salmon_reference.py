@@ -171,15 +171,3 @@ def test_alignment_mode_differs_from_mapping_mode(em_ref):
     assert aln.names == vb.names and aln.num_reads.sum() > 9_000
     assert np.abs(aln.num_reads - vb.num_reads).max() > 1.0
 
-
-@pytest.mark.float32
-def test_float32_matches_salmon(em_ref):
-    import jax.numpy as jnp
-
-    table = read_salmon_eq_classes(salmon_dir(em_ref, "vbem_eqweights") / "aux_info" / "eq_classes.txt.gz")
-    quant = read_quant_sf(salmon_dir(em_ref, "vbem_eqweights") / "quant.sf")
-    eqc = to_core(table)
-    assert eqc.counts.dtype == jnp.float32
-    res = E.em(eqc, quant.effective_lengths, algorithm="vbem")
-    assert res.counts.dtype == jnp.float32
-    assert np.abs(np.asarray(res.counts, float) - quant.num_reads).max() < TOL

@@ -80,6 +80,36 @@ def _is_tracer(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
+# One jitted function per entry point: a (B, T) shape compiles once, emissions + forward (+ backward)
+# together, instead of one compilation per vmapped core call.
+def _batch_lls(log_b, obs):
+    return jax.vmap(core.categorical_log_likelihoods, in_axes=(None, 0))(log_b, obs)
+
+
+@jax.jit
+def _batch_log_likelihood(log_pi, log_a, log_b, obs, lengths):
+    params = core.HMMParams(log_pi, log_a)
+    return jax.vmap(core.log_likelihood, in_axes=(None, 0, 0))(params, _batch_lls(log_b, obs), lengths)
+
+
+@jax.jit
+def _batch_apply(log_pi, log_a, log_b, obs, lengths):
+    """(log-likelihood (B,), smoothed posteriors (B, T, S)). The log-likelihood goes through the core's
+    custom-VJP path, so a loss on it costs one forward-backward sweep; the posteriors come from the smoother
+    (dead code under jit when only the log-likelihood is used)."""
+    params = core.HMMParams(log_pi, log_a)
+    lls = _batch_lls(log_b, obs)
+    log_lik = jax.vmap(core.log_likelihood, in_axes=(None, 0, 0))(params, lls, lengths)
+    post = jax.vmap(core.smoother, in_axes=(None, 0, 0))(params, lls, lengths).smoothed
+    return log_lik, post
+
+
+@jax.jit
+def _batch_viterbi(log_pi, log_a, log_b, obs, lengths):
+    params = core.HMMParams(log_pi, log_a)
+    return jax.vmap(core.viterbi, in_axes=(None, 0, 0))(params, _batch_lls(log_b, obs), lengths)
+
+
 class DifferentiableHMM(OperatorModule):
     """Discrete HMM with categorical emissions, trainable by gradient.
 
@@ -239,20 +269,12 @@ class DifferentiableHMM(OperatorModule):
     # ------------------------------------------------------------------------------------------
     # computations (batched over the leading axis; lengths None = full length)
     # ------------------------------------------------------------------------------------------
-    def _batch_ll(self, obs: jax.Array) -> jax.Array:
-        return jax.vmap(core.categorical_log_likelihoods, in_axes=(None, 0))(self.get_log_emission_matrix(), obs)
+    def _logs(self):
+        return self.get_log_initial_distribution(), self.get_log_transition_matrix(), self.get_log_emission_matrix()
 
     @staticmethod
     def _lengths(obs: jax.Array, lengths):
         return jnp.full(obs.shape[0], obs.shape[1], jnp.int32) if lengths is None else lengths
-
-    def _log_likelihood(self, obs, lengths):
-        lls = self._batch_ll(obs)
-        return jax.vmap(core.log_likelihood, in_axes=(None, 0, 0))(self.hmm_params(), lls, self._lengths(obs, lengths))
-
-    def _smoother(self, obs, lengths):
-        lls = self._batch_ll(obs)
-        return jax.vmap(core.smoother, in_axes=(None, 0, 0))(self.hmm_params(), lls, self._lengths(obs, lengths))
 
     def apply(
         self,
@@ -279,13 +301,7 @@ class DifferentiableHMM(OperatorModule):
                 empty sequence, NaN, bad ``lengths`` or ``mask``.
         """
         obs, lengths, batched = self._prepare(data)
-        lls = self._batch_ll(obs)
-        lens = self._lengths(obs, lengths)
-        params = self.hmm_params()
-        # The log-likelihood goes through the custom-VJP path so a loss on it costs forward-backward
-        # once; the smoothed marginals come from the (non-differentiated) smoother.
-        log_lik = jax.vmap(core.log_likelihood, in_axes=(None, 0, 0))(params, lls, lens)
-        post = jax.vmap(core.smoother, in_axes=(None, 0, 0))(params, lls, lens).smoothed
+        log_lik, post = _batch_apply(*self._logs(), obs, self._lengths(obs, lengths))
         if not batched:
             log_lik, post = log_lik[0], post[0]
         out = dict(data)
@@ -308,13 +324,13 @@ class DifferentiableHMM(OperatorModule):
     def forward_pass(self, observations, lengths=None) -> jax.Array:
         """log p(observations) (states marginalised): a scalar for (T,), (B,) for (B, T)."""
         obs, lens, batched = self._prepare({"observations": observations, "lengths": lengths})
-        out = self._log_likelihood(obs, lens)
+        out = _batch_log_likelihood(*self._logs(), obs, self._lengths(obs, lens))
         return out if batched else out[0]
 
     def forward_backward_posteriors(self, observations, lengths=None) -> jax.Array:
         """p(z_t | y) by forward-backward: (T, S), or (B, T, S) with zero rows on padding."""
         obs, lens, batched = self._prepare({"observations": observations, "lengths": lengths})
-        out = self._smoother(obs, lens).smoothed
+        out = _batch_apply(*self._logs(), obs, self._lengths(obs, lens))[1]
         return out if batched else out[0]
 
     def viterbi(self, observations, lengths=None) -> tuple[jax.Array, jax.Array]:
@@ -324,7 +340,7 @@ class DifferentiableHMM(OperatorModule):
             ``(path, log_prob)``: (T,) and scalar, or (B, T) and (B,).
         """
         obs, lens, batched = self._prepare({"observations": observations, "lengths": lengths})
-        path, lp = jax.vmap(core.viterbi, in_axes=(None, 0, 0))(self.hmm_params(), self._batch_ll(obs), self._lengths(obs, lens))
+        path, lp = _batch_viterbi(*self._logs(), obs, self._lengths(obs, lens))
         return (path, lp) if batched else (path[0], lp[0])
 
     def sample(self, key, num_steps: int, num_sequences: int | None = None) -> dict[str, jax.Array]:

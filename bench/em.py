@@ -1,0 +1,239 @@
+"""Benchmark: our EM/VBEM against ``salmon quant --eqclasses`` on one large synthetic equivalence-class file.
+
+A synthetic transcriptome (default 100,000 transcripts in genes of 1-12 isoforms, 500,000 distinct
+classes, 20M fragments) is written as salmon's weighted eq-class file (``--dumpEqWeights`` form, with
+trailing ``name efflen`` lines) plus a FASTA of the transcripts. Both tools then quantify the *same file*:
+
+* salmon: ``salmon quant --eqclasses eq.txt -t tx.fa -l A [--useEM] -p THREADS``; wall time of the
+  process and of its optimizer (``starting optimizer`` -> ``finished optimizer`` in its log).
+* ours: ``read_eq_classes`` + ``cores.em.em`` with salmon's rule (min 100 iterations, 1% relative change),
+  compiled once (the compile time is printed separately), then timed; with and without SQUAREM.
+
+Prints median wall times over ``--repeats`` runs, the ratio salmon/ours (> 1: we are faster), the
+iterations to converge (plain EM vs SQUAREM, salmon's rule and a tight 1e-6 rule), and the largest
+difference from salmon's NumReads. Runs us and the peer in one process.
+
+    .venv/bin/python bench/em.py                          # full size (a few minutes on 2 cores)
+    .venv/bin/python bench/em.py --transcripts 20000 --classes 100000 --reads 4e6 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def synthesize(n_tx: int, n_classes: int, n_reads: float, seed: int):
+    """A synthetic transcriptome and its equivalence classes (unique transcript sets, salmon's weights)."""
+    from diffbio_prob.io.eqclasses import EqClassTable
+
+    rng = np.random.default_rng(seed)
+    # genes of 1..12 isoforms
+    sizes = []
+    while sum(sizes) < n_tx:
+        sizes.append(int(min(12, 1 + rng.poisson(3.0))))
+    sizes[-1] -= sum(sizes) - n_tx
+    sizes = np.asarray([s for s in sizes if s > 0])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    # classes per gene: all singletons, plus distinct multi-isoform subsets, scaled to hit n_classes
+    capacity = (2.0 ** sizes - 1 - sizes).astype(float)
+    extra_total = n_classes - n_tx
+    if extra_total < 0 or capacity.sum() < extra_total:
+        raise SystemExit("cannot place that many distinct classes; raise --transcripts or lower --classes")
+    want = capacity / capacity.sum() * extra_total
+    want = np.minimum(np.floor(want * 1.0), capacity)
+    # distribute the rounding remainder
+    short = int(extra_total - want.sum())
+    room = np.flatnonzero(want < capacity)
+    add = rng.choice(room, size=short, replace=short > room.size) if short > 0 else []
+    for g in add:
+        if want[g] < capacity[g]:
+            want[g] += 1
+    class_sets = []
+    for g, (k, s) in enumerate(zip(sizes, starts)):
+        class_sets.extend([np.array([s + i]) for i in range(k)])
+        m = int(want[g])
+        if m == 0:
+            continue
+        masks = np.array([x for x in range(1, 2**k) if bin(x).count("1") >= 2], dtype=np.int64)
+        chosen = rng.choice(masks, size=m, replace=False) if m < masks.size else masks
+        bits = (chosen[:, None] >> np.arange(k)[None, :]) & 1
+        for row in bits:
+            class_sets.append(s + np.flatnonzero(row))
+    n_c = len(class_sets)
+    lengths = rng.integers(400, 4000, size=n_tx).astype(float)
+    efflen = lengths - 180.0
+    theta = rng.lognormal(0.0, 2.0, size=n_tx) * (rng.uniform(size=n_tx) > 0.1)  # 10% not expressed
+    cls_sizes = np.array([len(c) for c in class_sets])
+    class_ids = np.repeat(np.arange(n_c), cls_sizes)
+    tids = np.concatenate(class_sets)
+    aux = rng.uniform(0.2, 1.0, size=tids.size)
+    w = aux / efflen[tids]
+    w /= np.bincount(class_ids, weights=w)[class_ids]  # salmon's dump: normalised, 1/l included
+    # class probabilities: mass of the class's members, split over the classes each transcript is in
+    share = rng.uniform(0.2, 1.0, size=tids.size)
+    share /= np.bincount(tids, weights=share, minlength=n_tx)[tids]
+    p = np.bincount(class_ids, weights=theta[tids] * share, minlength=n_c) + 1e-12
+    counts = rng.multinomial(int(n_reads), p / p.sum()).astype(float)
+    counts = np.maximum(counts, 1.0)  # every written class has fragments
+    names = [f"TX{i:07d}" for i in range(n_tx)]
+    table = EqClassTable(names=names, class_ids=class_ids, transcript_ids=tids, weights=w, counts=counts,
+                         weights_include_length=True)
+    return table, lengths, efflen
+
+
+def write_fasta(path: Path, names, lengths, seed: int):
+    rng = np.random.default_rng(seed)
+    alphabet = np.frombuffer(b"ACGT", np.uint8)
+    with open(path, "w") as fh:
+        for n, L in zip(names, lengths.astype(int)):
+            seq = alphabet[rng.integers(0, 4, size=L)].tobytes().decode()
+            fh.write(f">{n}\n{seq}\n")
+
+
+def _stamp(line: str) -> float:
+    m = re.match(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})\]", line)
+    return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp() if m else float("nan")
+
+
+def run_salmon(eq: Path, fasta: Path, out: Path, use_em: bool, threads: int):
+    if out.exists():
+        shutil.rmtree(out)
+    cmd = ["salmon", "quant", "--eqclasses", str(eq), "-t", str(fasta), "-l", "A", "-p", str(threads), "-o", str(out)]
+    if use_em:
+        cmd.append("--useEM")
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"salmon failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    log = (out / "logs" / "salmon_quant.log").read_text().splitlines()
+    start = next(_stamp(ln) for ln in log if "starting optimizer" in ln)
+    end = next(_stamp(ln) for ln in log if "finished optimizer" in ln)
+    iters = [int(m.group(1)) for ln in log if (m := re.search(r"iteration = (\d+)", ln))]
+    return wall, end - start, max(iters) if iters else -1
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--transcripts", type=int, default=100_000)
+    ap.add_argument("--classes", type=int, default=500_000)
+    ap.add_argument("--reads", type=float, default=20e6)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="salmon -p (default: all cores)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--float32", action="store_true", help="ours in float32 (default float64, salmon's precision)")
+    ap.add_argument("--workdir", default=str(ROOT / "bench" / "out" / "em"))
+    ap.add_argument("--skip-salmon", action="store_true")
+    args = ap.parse_args(argv)
+
+    import jax
+
+    jax.config.update("jax_enable_x64", not args.float32)
+    import jax.numpy as jnp
+
+    from diffbio_prob.cores import em as core
+    from diffbio_prob.io.eqclasses import read_eq_classes
+    from diffbio_prob.io.salmon import read_quant_sf, write_salmon_eq_classes
+    from diffbio_prob.workflows.quant import to_eq_classes
+
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    tag = f"T{args.transcripts}_C{args.classes}_N{int(args.reads)}_s{args.seed}"
+    eq_path, fa_path = work / f"eq_{tag}.txt", work / f"tx_{tag}.fa"
+    t0 = time.perf_counter()
+    if not eq_path.exists() or not fa_path.exists():
+        table, lengths, efflen = synthesize(args.transcripts, args.classes, args.reads, args.seed)
+        write_salmon_eq_classes(eq_path, table, effective_lengths=efflen)
+        write_fasta(fa_path, table.names, lengths, args.seed)
+        print(f"wrote {eq_path} and {fa_path} in {time.perf_counter() - t0:.1f} s")
+
+    t0 = time.perf_counter()
+    table = read_eq_classes(eq_path)
+    t_read = time.perf_counter() - t0
+    eqc = to_eq_classes(table)
+    eff = jnp.asarray(table.lengths, eqc.counts.dtype)
+    print(f"data: {table.n_transcripts:,} transcripts, {table.n_classes:,} classes, {table.n_entries:,} entries, "
+          f"{table.counts.sum():,.0f} fragments; read in {t_read:.1f} s; jax {jax.__version__} on "
+          f"{jax.devices()[0].platform}, {'float32' if args.float32 else 'float64'}")
+
+    results = {}
+    for algorithm in ("em", "vbem"):
+        for squarem in (False, True):
+            def go(**kw):
+                r = core.em(eqc, eff, algorithm=algorithm, squarem=squarem, **kw)
+                r.counts.block_until_ready()
+                return r
+
+            t0 = time.perf_counter()
+            res = go()
+            first = time.perf_counter() - t0
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                res = go()
+                times.append(time.perf_counter() - t0)
+            rule0 = go(min_iter=0)
+            tight = go(min_iter=0, rel_tol=1e-6, max_iter=100_000)
+            results[(algorithm, squarem)] = dict(
+                median=statistics.median(times), compile=first - statistics.median(times), res=res, tight=tight,
+                rule0=rule0)
+            print(f"ours {algorithm:4s} squarem={squarem!s:5s}: median {statistics.median(times):7.3f} s "
+                  f"(first call +{first - statistics.median(times):.1f} s compile); salmon rule: "
+                  f"{int(res.n_iterations)} iterations / {int(res.n_evaluations)} map evaluations; same rule "
+                  f"without minIter: {int(rule0.n_evaluations)}; tight 1e-6 rule: {int(tight.n_evaluations)} "
+                  f"evaluations (converged={bool(tight.converged)})")
+
+    print()
+    for algorithm in ("em", "vbem"):
+        plain, fast = results[(algorithm, False)], results[(algorithm, True)]
+        ev = {k: (int(fast[k].n_evaluations), int(plain[k].n_evaluations)) for k in ("res", "rule0", "tight")}
+        print(f"{algorithm}: SQUAREM/plain map evaluations, salmon rule {ev['res'][0]}/{ev['res'][1]} = "
+              f"{ev['res'][0] / ev['res'][1]:.2f}; without minIter {ev['rule0'][0]}/{ev['rule0'][1]} = "
+              f"{ev['rule0'][0] / ev['rule0'][1]:.2f}; "
+              f"tight rule {int(fast['tight'].n_evaluations)}/{int(plain['tight'].n_evaluations)} = "
+              f"{int(fast['tight'].n_evaluations) / int(plain['tight'].n_evaluations):.2f}; "
+              f"max |plain - tight| = {float(jnp.abs(plain['res'].counts - plain['tight'].counts).max()):.3f} reads, "
+              f"max |squarem - tight| = {float(jnp.abs(fast['res'].counts - fast['tight'].counts).max()):.3f} reads")
+
+    if args.skip_salmon or shutil.which("salmon") is None:
+        print("\nsalmon not run (" + ("--skip-salmon" if args.skip_salmon else "not installed") + ")")
+        return 0
+    version = subprocess.run(["salmon", "--version"], capture_output=True, text=True).stdout.strip()
+    print(f"\n{version}, -p {args.threads}")
+    for algorithm in ("em", "vbem"):
+        walls, opts, its = [], [], []
+        for _ in range(args.repeats):
+            wall, opt, it = run_salmon(eq_path, fa_path, work / f"salmon_{algorithm}", algorithm == "em", args.threads)
+            walls.append(wall)
+            opts.append(opt)
+            its.append(it)
+        sal = read_quant_sf(work / f"salmon_{algorithm}" / "quant.sf")
+        ours = np.asarray(results[(algorithm, False)]["res"].counts)
+        diff = np.abs(ours - sal.num_reads)
+        med_wall, med_opt = statistics.median(walls), statistics.median(opts)
+        plain, fast = results[(algorithm, False)]["median"], results[(algorithm, True)]["median"]
+        ours_e2e = t_read + plain
+        print(f"salmon {algorithm:4s}: process median {med_wall:7.3f} s, optimizer median {med_opt:7.3f} s "
+              f"(log's last iteration mark {max(its)}); max |ours - salmon| NumReads = {diff.max():.3f} "
+              f"(rel {np.max(diff / np.maximum(sal.num_reads, 1.0)):.2e})")
+        print(f"  ratio salmon/ours, optimizer vs our EM: plain {med_opt / plain:.2f}x, SQUAREM {med_opt / fast:.2f}x; "
+              f"process vs our read+EM: {med_wall / ours_e2e:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

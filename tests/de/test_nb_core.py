@@ -1,0 +1,275 @@
+"""The NB core against scipy, closed forms, finite differences and brute force."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import optimize, special, stats
+
+from diffbio_prob.cores import nb as core
+
+
+def _grid():
+    y = np.array([0, 1, 2, 5, 17, 100, 2500, 100000], dtype=float)
+    r = np.array([1e-3, 0.05, 0.7, 3.0, 7.99, 8.0, 40.0, 1e4, 1e8])
+    return np.meshgrid(y, r, indexing="ij")
+
+
+def _exact(y, r, f):
+    # For integer y the ratios are finite sums over k < y, summed exactly (math.fsum): a reference
+    # that, unlike scipy's gammaln(y + r) - gammaln(r), keeps its digits at r = 1e8.
+    import math
+
+    out = np.empty(y.shape)
+    for idx in np.ndindex(y.shape):
+        k = np.arange(int(y[idx]), dtype=float)
+        out[idx] = math.fsum(f(r[idx] + k))
+    return out
+
+
+def test_special_ratios_match_exact_sums():
+    y, r = _grid()
+    np.testing.assert_allclose(core.lgamma_ratio(y, r), _exact(y, r, np.log), rtol=1e-10, atol=1e-11)
+    np.testing.assert_allclose(core.digamma_ratio(y, r), _exact(y, r, lambda v: 1 / v), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(core.trigamma_ratio(y, r), _exact(y, r, lambda v: -1 / v**2), rtol=1e-9, atol=1e-16)
+
+
+def test_nb_log_pmf_matches_scipy():
+    y, r = _grid()
+    for mu in (1e-3, 0.5, 7.0, 300.0, 5e4):
+        keep = r <= 1e4  # scipy loses digits at r = 1e8 (gammaln differences); checked exactly below
+        expected = stats.nbinom.logpmf(y, r, r / (r + mu))
+        np.testing.assert_allclose(np.asarray(core.nb_log_pmf(y, mu, r))[keep], expected[keep], rtol=1e-10, atol=1e-10)
+        big = ~keep
+        exact = _exact(y, r, np.log)[big] - special.gammaln(y[big] + 1) - r[big] * np.log1p(mu / r[big]) + special.xlogy(
+            y[big], mu / (r[big] + mu)
+        )
+        np.testing.assert_allclose(np.asarray(core.nb_log_pmf(y, mu, r))[big], exact, rtol=1e-10, atol=1e-9)
+    # mean 0: all mass at 0
+    assert float(core.nb_log_pmf(0.0, 0.0, 2.0)) == 0.0
+    assert float(core.nb_log_pmf(3.0, 0.0, 2.0)) == -np.inf
+
+
+@pytest.mark.float32
+def test_nb_log_pmf_float32_accurate():
+    y, r = _grid()
+    mu = 50.0
+    got = np.asarray(core.nb_log_pmf(jnp.asarray(y, jnp.float32), jnp.float32(mu), jnp.asarray(r, jnp.float32)))
+    assert got.dtype == np.float32
+    expected = _exact(y, r, np.log) - special.gammaln(y + 1) - r * np.log1p(mu / r) + special.xlogy(y, mu / (r + mu))
+    # float32 rounds each term of size ~y log y; allow ~4 ulps of the largest one
+    scale = 1.0 + y * np.abs(np.log(y + r + 1.0)) + special.gammaln(y + 1)
+    assert np.all(np.abs(got - expected) <= 5e-7 * scale + 1e-5 * np.abs(expected))
+
+
+def test_nb_log_pmf_gradients_match_finite_differences():
+    f = lambda mu, r: core.nb_log_pmf(7.0, mu, r)  # noqa: E731
+    g_mu, g_r = jax.grad(f, argnums=(0, 1))(3.0, 2.5)
+    h = 1e-6
+    np.testing.assert_allclose(g_mu, (f(3.0 + h, 2.5) - f(3.0 - h, 2.5)) / (2 * h), rtol=1e-6)
+    np.testing.assert_allclose(g_r, (f(3.0, 2.5 + h) - f(3.0, 2.5 - h)) / (2 * h), rtol=1e-6)
+
+
+@pytest.mark.parametrize("p", [1, 2, 3, 5, 12])
+def test_spd_helpers_match_numpy(p):
+    rng = np.random.default_rng(p)
+    m = rng.normal(size=(4, p, p))
+    a = m @ np.swapaxes(m, -1, -2) + p * np.eye(p)
+    b = rng.normal(size=(4, p))
+    np.testing.assert_allclose(core.spd_cholesky(a), np.linalg.cholesky(a), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(core.spd_solve(a, b), np.linalg.solve(a, b[..., None])[..., 0], rtol=1e-10)
+    np.testing.assert_allclose(core.spd_logdet(a), np.linalg.slogdet(a)[1], rtol=1e-12)
+    np.testing.assert_allclose(core.spd_inverse(a), np.linalg.inv(a), rtol=1e-10, atol=1e-12)
+
+
+def _problem(g=6, n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.column_stack([np.ones(n), np.repeat([0.0, 1.0], n // 2), rng.normal(size=n)])
+    sf = np.exp(rng.normal(0, 0.2, n))
+    beta = np.column_stack([rng.uniform(1, 4, g), rng.normal(0, 1, g), rng.normal(0, 0.3, g)])
+    alpha = rng.uniform(0.05, 0.5, g)
+    mu = sf * np.exp(beta @ x.T)
+    y = rng.negative_binomial(1 / alpha[:, None], 1 / (1 + alpha[:, None] * mu)).astype(float)
+    return y, x, sf, alpha
+
+
+@partial(jax.jit, static_argnames=("min_mu", "tol"))
+def _irls(y, x, log_sf, alpha, b0, ridge, min_mu, tol):
+    return core.irls_fit(y, x, log_sf, alpha, b0, ridge, min_mu=min_mu, tol=tol)
+
+
+def _init(y, x, sf):
+    # DESeq2's starting point: least squares of log(normalised counts + 0.1) on the design
+    return np.linalg.lstsq(x, np.log(y / sf + 0.1).T, rcond=None)[0].T
+
+
+def _score(y, x, sf, alpha, beta, ridge):
+    # gradient of the ridge-penalised NB log-likelihood in beta (numpy, per gene)
+    mu = sf * np.exp(beta @ x.T)
+    return ((y - mu) / (1 + alpha[:, None] * mu)) @ x - ridge * beta
+
+
+def test_irls_reaches_the_penalised_mle():
+    # Run to a tight tolerance, IRLS stops where the score is zero and where scipy's optimiser puts
+    # the maximum of the same penalised likelihood.
+    y, x, sf, alpha = _problem()
+    ridge = np.full(3, 1e-6 / np.log(2) ** 2)
+    res = _irls(y, x, np.log(sf), alpha, _init(y, x, sf), ridge, 1e-12, 1e-13)
+    assert np.all(np.asarray(res.n_iter) < 100)
+    beta = np.asarray(res.beta)
+    assert np.max(np.abs(_score(y, x, sf, alpha, beta, ridge))) < 1e-7
+    i = 0
+
+    def nll(b):
+        mu = sf * np.exp(x @ b)
+        return -np.sum(stats.nbinom.logpmf(y[i], 1 / alpha[i], 1 / (1 + alpha[i] * mu))) + 0.5 * ridge @ b**2
+
+    ref = optimize.minimize(nll, np.zeros(3), method="BFGS", options={"gtol": 1e-9}).x
+    np.testing.assert_allclose(beta[i], ref, atol=1e-5)
+    mu = sf * np.exp(x @ beta[i])
+    np.testing.assert_allclose(
+        res.log_likelihood[i], np.sum(stats.nbinom.logpmf(y[i], 1 / alpha[i], 1 / (1 + alpha[i] * mu))), rtol=1e-12
+    )
+
+
+def test_irls_closed_form_two_groups():
+    # With equal size factors and no ridge, a two-group design fits the two group means exactly.
+    y = np.array([[3.0, 5.0, 4.0, 10.0, 12.0, 14.0]])
+    x = np.column_stack([np.ones(6), [0, 0, 0, 1, 1, 1.0]])
+    res = core.irls_fit(y, x, np.zeros(6), np.array([0.2]), np.zeros((1, 2)), np.zeros(2), min_mu=1e-9)
+    np.testing.assert_allclose(np.exp(res.beta[0, 0]), 4.0, rtol=1e-9)
+    np.testing.assert_allclose(np.exp(res.beta[0].sum()), 12.0, rtol=1e-9)
+
+
+def test_newton_fallback_agrees_with_irls_and_respects_bounds():
+    y, x, sf, alpha = _problem(seed=3)
+    ridge = np.full(3, 1e-3)
+    irls = _irls(y, x, np.log(sf), alpha, _init(y, x, sf), ridge, 1e-12, 1e-13)
+    assert np.all(np.asarray(irls.n_iter) < 100)
+    beta, conv = core.fit_beta_newton(y, x, np.log(sf), alpha, np.zeros((y.shape[0], 3)), ridge)
+    assert np.all(conv)
+    np.testing.assert_allclose(beta, irls.beta, atol=1e-6)
+    # a gene with all zeros in one group: the group coefficient runs to the bound
+    y0 = np.array([[5.0, 7, 6, 0, 0, 0]])
+    x0 = np.column_stack([np.ones(6), [0, 0, 0, 1, 1, 1.0]])
+    b0, _ = core.fit_beta_newton(y0, x0, np.zeros(6), np.array([0.1]), np.zeros((1, 2)), np.full(2, 1e-6), bound=5.0)
+    assert float(b0[0, 1]) == pytest.approx(-5.0)
+
+
+def test_wald_covariance_and_hat_values():
+    y, x, sf, alpha = _problem()
+    mu = np.maximum(sf * np.exp(np.full((y.shape[0], 3), 0.3) @ x.T), 0.5)
+    ridge = np.full(3, 0.01)
+    sigma, hat = core.wald_covariance_and_hat(x, mu, alpha, ridge)
+    for i in range(y.shape[0]):
+        w = mu[i] / (1 + alpha[i] * mu[i])
+        m = x.T @ (w[:, None] * x)
+        inv = np.linalg.inv(m + np.diag(ridge))
+        np.testing.assert_allclose(sigma[i], inv @ m @ inv, rtol=1e-10)
+        hmat = np.sqrt(w)[:, None] * x @ inv @ x.T * np.sqrt(w)[None, :]
+        np.testing.assert_allclose(hat[i], np.diag(hmat), rtol=1e-10)
+    # without a ridge the hat values of each gene sum to the number of coefficients
+    _, hat0 = core.wald_covariance_and_hat(x, mu, alpha, np.zeros(3))
+    np.testing.assert_allclose(np.asarray(hat0).sum(axis=1), 3.0, rtol=1e-10)
+
+
+@pytest.mark.parametrize("use_prior", [False, True])
+@pytest.mark.parametrize("p", [1, 3])
+def test_cox_reid_derivatives_match_finite_differences(use_prior, p):
+    y, x, sf, alpha = _problem(g=4)
+    x = x[:, :p]
+    mu = np.maximum(sf * np.exp(np.full((4, p), 0.8) @ x.T), 0.5)
+    prior = np.log(alpha) + 0.3
+    kw = dict(prior_mean=prior, prior_var=0.7, use_prior=use_prior)
+    a = np.log(alpha)
+    h = 1e-5
+    lp = lambda v: np.asarray(core.cr_log_posterior(v, y, mu, x, **kw))  # noqa: E731
+    grad = np.asarray(core.cr_log_posterior_grad(a, y, mu, x, **kw))
+    hess = np.asarray(core.cr_log_posterior_hess(a, y, mu, x, **kw))
+    np.testing.assert_allclose(grad, (lp(a + h) - lp(a - h)) / (2 * h), rtol=1e-6, atol=1e-6)
+    gr = lambda v: np.asarray(core.cr_log_posterior_grad(v, y, mu, x, **kw))  # noqa: E731
+    np.testing.assert_allclose(hess, (gr(a + h) - gr(a - h)) / (2 * h), rtol=1e-5, atol=1e-5)
+    # and the value is the NB log-likelihood (up to alpha-free terms) minus half log det X'WX
+    i = 0
+    r = 1 / alpha[i]
+    w = 1 / (1 / mu[i] + alpha[i])
+    direct = (
+        np.sum(stats.nbinom.logpmf(y[i], r, r / (r + mu[i])) + special.gammaln(y[i] + 1) - y[i] * np.log(mu[i]))
+        - 0.5 * np.linalg.slogdet(x.T @ (w[:, None] * x))[1]
+        - (0.5 * (a[i] - prior[i]) ** 2 / 0.7 if use_prior else 0.0)
+    )
+    np.testing.assert_allclose(lp(a)[i], direct, rtol=1e-10)
+
+
+def test_line_search_and_newton_find_the_maximum():
+    y, x, sf, alpha = _problem(g=8, n=40, seed=5)
+    mu = np.maximum(sf * np.exp(np.column_stack([np.log(y.mean(1) + 1), np.zeros((8, 2))]) @ x.T), 0.5)
+    start = np.log(np.full(8, 0.1))
+    ls = core.fit_dispersion_line_search(y, mu, x, start, start, 1.0, use_prior=False, min_log_alpha=np.log(1e-9))
+    nt = core.fit_dispersion_newton(y, mu, x, start, start, 1.0, use_prior=False, lower=np.log(1e-8), upper=np.log(40.0))
+    grid = np.linspace(-12, 3, 3001)
+    dense = np.asarray(
+        jax.jit(jax.vmap(lambda a: core.cr_log_posterior(jnp.full(8, a), y, mu, x), out_axes=1))(grid)
+    )
+    best = grid[np.argmax(dense, axis=1)]
+    interior = (best > -11.5) & (best < 2.5)
+    np.testing.assert_allclose(np.asarray(nt.log_alpha)[interior], best[interior], atol=6e-3)
+    # DESeq2's line search stops within its tolerance of the optimum: near it in lp, and it climbed
+    assert np.all(np.asarray(ls.last_lp) >= np.asarray(ls.initial_lp))
+    lp_best = dense.max(axis=1)
+    assert np.all(lp_best[interior] - np.asarray(ls.last_lp)[interior] < 1e-3)
+    g = core.fit_dispersion_grid(y, mu, x, start, 1.0, use_prior=False, grid=np.linspace(np.log(1e-8), np.log(40.0), 20))
+    assert np.all(np.abs(np.asarray(g)[interior] - best[interior]) < 0.1)
+
+
+def test_line_search_compaction_changes_nothing():
+    y, x, sf, alpha = _problem(g=64, n=20, seed=7)
+    mu = np.maximum(sf * np.exp(np.column_stack([np.log(y.mean(1) + 1), np.zeros((64, 2))]) @ x.T), 0.5)
+    start = np.log(np.full(64, 0.3))
+    kw = dict(use_prior=True, min_log_alpha=np.log(1e-9))
+    one = core.fit_dispersion_line_search(y, mu, x, start, start, 1.0, **kw)
+    compact = core.fit_dispersion_line_search(y, mu, x, start, start, 1.0, compact=(3, 8), **kw)
+    for a, b in zip(one, compact):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_sample_and_coefficient_padding_is_exact():
+    # Padded samples (mask 0) and all-zero design columns (mask 0) leave every fit unchanged.
+    y, x, sf, alpha = _problem(g=5, n=10, seed=2)
+    yp = np.concatenate([y, np.zeros((5, 3))], axis=1)
+    xp = np.zeros((13, 5))
+    xp[:10, :3] = x
+    lsf = np.concatenate([np.log(sf), np.zeros(3)])
+    sm = (np.arange(13) < 10).astype(float)
+    cm = (np.arange(5) < 3).astype(float)
+    ridge = np.full(3, 1e-6)
+    a = core.irls_fit(y, x, np.log(sf), alpha, np.zeros((5, 3)), ridge)
+    b = core.irls_fit(yp, xp, lsf, alpha, np.zeros((5, 5)), np.r_[ridge, 0, 0], sample_mask=sm, coef_mask=cm)
+    np.testing.assert_allclose(b.beta[:, :3], a.beta, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(np.asarray(b.beta[:, 3:]), 0.0)
+    np.testing.assert_allclose(b.log_likelihood, a.log_likelihood, rtol=1e-12)
+    mu = np.asarray(a.mu)
+    mup = np.concatenate([mu, np.ones((5, 3))], axis=1)
+    la = np.log(alpha)
+    np.testing.assert_allclose(
+        core.cr_log_posterior(la, yp, mup, xp, sample_mask=sm, coef_mask=cm), core.cr_log_posterior(la, y, mu, x), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        core.cr_log_posterior_grad(la, yp, mup, xp, sample_mask=sm, coef_mask=cm),
+        core.cr_log_posterior_grad(la, y, mu, x),
+        rtol=1e-11,
+    )
+
+
+def test_cooks_distance_formula():
+    rng = np.random.default_rng(0)
+    y = rng.poisson(10, (3, 6)).astype(float)
+    mu = rng.uniform(5, 15, (3, 6))
+    hat = rng.uniform(0.05, 0.5, (3, 6))
+    a = np.array([0.04, 0.2, 1.0])
+    expected = (y - mu) ** 2 / (mu + a[:, None] * mu**2) / 2 * hat / (1 - hat) ** 2
+    np.testing.assert_allclose(core.cooks_distance(y, mu, hat, a, 2), expected, rtol=1e-12)
