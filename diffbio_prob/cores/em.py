@@ -308,6 +308,11 @@ def prior_vector(n_transcripts: int, effective_lengths=None, prior: float | None
 def uniform_init(eqc: EquivalenceClasses) -> Array:
     """salmon's start for small inputs: total fragments spread evenly over the transcripts that appear in
     a class (others start, and stay, at 0)."""
+    return _uniform_init_jit(eqc)
+
+
+@jax.jit
+def _uniform_init_jit(eqc):
     active = jax.ops.segment_sum((eqc.weights > 0).astype(eqc.counts.dtype), eqc.transcript_ids,
                                  eqc.n_transcripts) > 0
     total = jnp.sum(eqc.counts)
@@ -433,6 +438,11 @@ def _objective_only(eqc, prep, a, algorithm):
     return _objective_from(eqc, prep, a, denom, algorithm)
 
 
+def _check_temperature(temperature) -> None:
+    if _is_concrete(temperature) and not float(temperature) > 0:
+        raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
+
+
 def _check_algorithm(algorithm: str) -> None:
     if algorithm not in ("em", "vbem"):
         raise ValueError(f"algorithm: expected 'em' or 'vbem', got {algorithm!r}")
@@ -444,6 +454,25 @@ def _prior_for(eqc, effective_lengths, algorithm, prior, per_nucleotide_prior):
     return prior_vector(eqc.n_transcripts, effective_lengths, prior, per_nucleotide_prior).astype(eqc.counts.dtype)
 
 
+def _one_step_impl(eqc, effective_lengths, prior, a, *, algorithm, temperature, want):
+    prep = _prepare(eqc, effective_lengths, prior)
+    new, obj = _step(eqc, prep, a, algorithm, temperature, with_objective=want == "objective")
+    return obj if want == "objective" else new
+
+
+# One compiled program per call signature: cheaper than compiling each primitive in eager mode.
+_one_step_jit = jax.jit(_one_step_impl, static_argnames=("algorithm", "temperature", "want"))
+
+
+def _one_step(eqc, effective_lengths, prior, a, algorithm, temperature, want):
+    a = jnp.asarray(a, eqc.counts.dtype)
+    effective_lengths = jnp.asarray(effective_lengths, eqc.counts.dtype)
+    if _is_concrete(temperature):
+        return _one_step_jit(eqc, effective_lengths, prior, a, algorithm=algorithm, temperature=float(temperature),
+                             want=want)
+    return _one_step_impl(eqc, effective_lengths, prior, a, algorithm=algorithm, temperature=temperature, want=want)
+
+
 def em_step(eqc: EquivalenceClasses, effective_lengths: Array, counts: Array, temperature: float = 1.0) -> Array:
     """One EM iteration: ``Float[Array, "T"]`` expected counts ``a`` -> ``a'``.
 
@@ -452,16 +481,15 @@ def em_step(eqc: EquivalenceClasses, effective_lengths: Array, counts: Array, te
         >>> [round(float(x), 6) for x in em_step(eqc, jnp.array([1.0, 3.0]), jnp.array([5.0, 5.0]))]
         [7.5, 2.5]
     """
-    prep = _prepare(eqc, effective_lengths, jnp.zeros((eqc.n_transcripts,), eqc.counts.dtype))
-    return _step(eqc, prep, jnp.asarray(counts, eqc.counts.dtype), "em", temperature)[0]
+    p = jnp.zeros((eqc.n_transcripts,), eqc.counts.dtype)
+    return _one_step(eqc, effective_lengths, p, counts, "em", temperature, "counts")
 
 
 def vbem_step(eqc: EquivalenceClasses, effective_lengths: Array, counts: Array, prior: float | None = None,
               per_nucleotide_prior: bool = False, temperature: float = 1.0) -> Array:
     """One VBEM iteration (salmon's ``VBEMUpdate_``): expected counts ``a`` -> ``a'``."""
     p = _prior_for(eqc, effective_lengths, "vbem", prior, per_nucleotide_prior)
-    prep = _prepare(eqc, effective_lengths, p)
-    return _step(eqc, prep, jnp.asarray(counts, eqc.counts.dtype), "vbem", temperature)[0]
+    return _one_step(eqc, effective_lengths, p, counts, "vbem", temperature, "counts")
 
 
 def objective(eqc: EquivalenceClasses, effective_lengths: Array, counts: Array, algorithm: str = "em",
@@ -471,8 +499,7 @@ def objective(eqc: EquivalenceClasses, effective_lengths: Array, counts: Array, 
     (:func:`vbem_elbo`)."""
     _check_algorithm(algorithm)
     p = _prior_for(eqc, effective_lengths, algorithm, prior, per_nucleotide_prior)
-    prep = _prepare(eqc, effective_lengths, p)
-    return _step(eqc, prep, jnp.asarray(counts, eqc.counts.dtype), algorithm, 1.0)[1]
+    return _one_step(eqc, effective_lengths, p, counts, algorithm, 1.0, "objective")
 
 
 def class_log_likelihood(eqc: EquivalenceClasses, effective_lengths: Array, abundances: Array) -> Array:
@@ -487,8 +514,13 @@ def class_log_likelihood(eqc: EquivalenceClasses, effective_lengths: Array, abun
         >>> [round(float(x), 4) for x in class_log_likelihood(eqc, jnp.ones(2), jnp.array([0.5, 0.5]))]
         [-1.3863, -0.6931]
     """
+    return _class_ll_jit(eqc, jnp.asarray(effective_lengths), jnp.asarray(abundances))
+
+
+@jax.jit
+def _class_ll_jit(eqc, effective_lengths, abundances):
     aff = entry_affinities(eqc, effective_lengths)
-    x = lax.optimization_barrier(jnp.asarray(abundances))[eqc.transcript_ids] * aff
+    x = lax.optimization_barrier(abundances)[eqc.transcript_ids] * aff
     denom = jax.ops.segment_sum(x, eqc.class_ids, eqc.n_classes, indices_are_sorted=True)
     return jnp.where(eqc.counts > 0, eqc.counts * _safe_log(denom), 0.0)
 
@@ -644,6 +676,8 @@ def em(
         [15.0, 45.0]
     """
     _check_algorithm(algorithm)
+    _check_temperature(temperature)
+    validate(eqc, effective_lengths)
     effective_lengths = jnp.asarray(effective_lengths, eqc.counts.dtype)
     p = _prior_for(eqc, effective_lengths, algorithm, prior, per_nucleotide_prior)
     a0 = uniform_init(eqc) if init is None else jnp.asarray(init, eqc.counts.dtype)
@@ -697,6 +731,8 @@ def em_unrolled(
         True
     """
     _check_algorithm(algorithm)
+    _check_temperature(temperature)
+    validate(eqc, effective_lengths)
     effective_lengths = jnp.asarray(effective_lengths, eqc.counts.dtype)
     p = _prior_for(eqc, effective_lengths, algorithm, prior, per_nucleotide_prior)
     temperature = float(temperature) if _is_concrete(temperature) else temperature
@@ -734,6 +770,11 @@ def quant_outputs(counts: Array, effective_lengths: Array) -> QuantOutputs:
         ([0.25, 0.75], [500000.0, 500000.0])
     """
     counts = jnp.asarray(counts)
+    return _quant_outputs_jit(counts, jnp.asarray(effective_lengths, counts.dtype))
+
+
+@jax.jit
+def _quant_outputs_jit(counts, effective_lengths):
     total = jnp.sum(counts)
     abundances = jnp.where(total > 0, counts / jnp.where(total > 0, total, 1.0), 0.0)
-    return QuantOutputs(abundances, counts, tpm(counts, jnp.asarray(effective_lengths, counts.dtype)))
+    return QuantOutputs(abundances, counts, tpm(counts, effective_lengths))

@@ -192,10 +192,10 @@ def read_eq_classes(path, counts: str | os.PathLike | None = None,
 
         if counts is not None:
             raise ValueError("counts: salmon eq_classes files carry their own counts; --ec-counts is for kallisto")
-        table = read_salmon_eq_classes(path)
         if transcripts is not None:
-            raise ValueError("transcripts: salmon eq_classes files carry their own names; --transcripts is for kallisto")
-        return table
+            raise ValueError("transcripts: salmon eq_classes files carry their own names (--transcripts is for "
+                             "kallisto)")
+        return read_salmon_eq_classes(path)
     from diffbio_prob.io.kallisto import read_kallisto_eq_classes
 
     if counts is None:
@@ -285,12 +285,7 @@ def _read_table(path) -> tuple[list[str], dict[str, list[str]], list[str], list[
         dup = next(n for n in names if names.count(n) > 1)
         raise FormatError(path, None, f"duplicate transcript name {dup!r}")
     columns = (header or ["Name", "value"])[1:]
-    out = {}
-    for j, col in enumerate(columns):
-        col_values = []
-        for (lineno, _), row in zip(rows, values):
-            col_values.append(row[j])
-        out[col] = col_values
+    out = {col: [row[j] for row in values] for j, col in enumerate(columns)}
     return names, out, columns, rows
 
 

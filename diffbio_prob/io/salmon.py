@@ -472,7 +472,7 @@ def load_sample_data() -> SampleData:
     if quant.names != table.names:
         raise FormatError(folder / "quant.sf", None, "transcript order differs from eq_classes.txt.gz")
     truth = {}
-    for lineno, line in enumerate(read_all_lines(folder / "true_counts.tsv")[1:], 2):
+    for line in read_all_lines(folder / "true_counts.tsv")[1:]:
         parts = line.split()
         truth[parts[0]] = float(parts[2])
     return SampleData(

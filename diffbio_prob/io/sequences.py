@@ -52,35 +52,39 @@ class SequenceSet:
 
 
 def _records(path: Path, lines: list[str]):
-    """(name, text, first line number, kind) per sequence; kind is 'fasta', 'chars' or 'ints'."""
+    """(name, text, first line, kind, line_starts) per sequence; kind is 'fasta', 'chars' or 'ints';
+    line_starts lists (offset in text, line number) of each line the text came from."""
     first = next((ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")), None)
     if first is None:
         raise ValueError(f"{path}: no sequences found (empty file)")
     if first.lstrip().startswith(">"):
-        name, chunks, start = None, [], 0
+        name, chunks, start, starts, offset = None, [], 0, [], 0
         for i, raw in enumerate(lines, 1):
             line = raw.strip()
             if not line or line.startswith(";"):
                 continue
             if line.startswith(">"):
                 if name is not None:
-                    yield name, "".join(chunks), start, "fasta"
+                    yield name, "".join(chunks), start, "fasta", starts
                 name = line[1:].split(maxsplit=1)[0] if line[1:].strip() else f"seq{i}"
-                chunks, start = [], i
+                chunks, start, starts, offset = [], i, [], 0
             else:
-                if name is None:
-                    raise ValueError(f"{path}:{i}: sequence text before the first '>' header")
-                chunks.append("".join(line.split()))
+                piece = "".join(line.split())
+                chunks.append(piece)
+                starts.append((offset, i))
+                offset += len(piece)
         if name is not None:
-            yield name, "".join(chunks), start, "fasta"
+            yield name, "".join(chunks), start, "fasta", starts
         return
     body = [(i, raw.strip()) for i, raw in enumerate(lines, 1) if raw.strip() and not raw.strip().startswith("#")]
     # A line with several whitespace-separated tokens is integer symbols; a single token is characters,
     # unless other lines are integers (then it is a one-step integer sequence).
     any_ints = any(len(line.split()) > 1 for _, line in body)
     for n, (i, line) in enumerate(body, 1):
+        if line.startswith(">"):
+            raise ValueError(f"{path}:{i}: FASTA header in a plain-text file (a FASTA file starts with '>')")
         kind = "ints" if len(line.split()) > 1 or (any_ints and _is_int(line)) else "chars"
-        yield f"seq{n}", line, i, kind
+        yield f"seq{n}", line, i, kind, [(0, i)]
 
 
 def _is_int(token: str) -> bool:
@@ -127,11 +131,11 @@ def read_sequences(
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not a text file ({exc.reason})") from None
     records = list(_records(path, lines))
-    kinds = {k for *_, k in records}
+    kinds = {r[3] for r in records}
     if "ints" in kinds and kinds != {"ints"}:
-        line = next(ln for *_, ln, k in records if k != "ints")
+        line = next(r[2] for r in records if r[3] != "ints")
         raise ValueError(f"{path}:{line}: mixes character and whitespace-separated integer sequences")
-    for name, text, line, _ in records:
+    for name, text, line, _, _ in records:
         if not text:
             raise ValueError(f"{path}:{line}: sequence {name!r} is empty")
 
@@ -139,7 +143,7 @@ def read_sequences(
         if alphabet is not None:
             raise ValueError(f"alphabet: applies to character sequences; {path} holds integers (symbols 0..M-1)")
         seqs = []
-        for name, text, line, _ in records:
+        for name, text, line, _, _ in records:
             tokens = text.split()
             bad = next((t for t in tokens if not _is_int(t)), None)
             if bad is not None:
@@ -151,7 +155,7 @@ def read_sequences(
         top = max(int(s.max()) for s in seqs)
         m = top + 1 if num_symbols is None else int(num_symbols)
         if top >= m:
-            line = next(ln for (_, _, ln, _), s in zip(records, seqs) if s.max() >= m)
+            line = next(r[2] for r, s in zip(records, seqs) if s.max() >= m)
             raise ValueError(f"{path}:{line}: symbol {top} >= num_symbols ({m})")
         if m < 1:
             raise ValueError(f"{path}: every observation is missing (-1)")
@@ -162,7 +166,7 @@ def read_sequences(
 
     miss = set(norm(missing))
     if alphabet is None:
-        symbols = sorted({c for _, text, _, _ in records for c in norm(text)} - miss)
+        symbols = sorted({c for r in records for c in norm(r[1])} - miss)
         if not symbols:
             raise ValueError(f"{path}: every observation is missing")
     else:
@@ -177,13 +181,14 @@ def read_sequences(
     code = {c: i for i, c in enumerate(symbols)}
     code.update({c: -1 for c in miss})
     seqs = []
-    for name, text, line, kind in records:
+    for name, text, line, kind, starts in records:
         text = norm(text)
         try:
             seqs.append(np.array([code[c] for c in text], dtype=np.int64))
         except KeyError:
-            bad = next(c for c in text if c not in code)
-            offset = text.index(bad)
+            offset = next(j for j, c in enumerate(text) if c not in code)
+            bad = text[offset]
+            line = max((ln for off, ln in starts if off <= offset), default=line)
             hint = f" (use missing={bad!r} to treat it as missing)" if alphabet is not None else ""
             where = f"sequence {name!r} position {offset + 1}" if kind == "fasta" else f"position {offset + 1}"
             raise ValueError(f"{path}:{line}: symbol {bad!r} at {where} is not in the alphabet {''.join(symbols)}{hint}")

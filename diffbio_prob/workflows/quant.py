@@ -198,8 +198,8 @@ def bootstrap_counts(
     """salmon's bootstrap: class counts resampled ``Multinomial(N, n_c / N)``, EM/VBEM rerun on each from
     the uniform start (``min_iter`` 50 as in salmon's bootstraps), truncated. Returns ``(n_draws, T)``.
 
-    The draws run through ``jax.lax.map`` over the core's ``while_loop`` EM: one draw at a time by default
-    (one compilation, least memory), or vmapped in batches of ``batch_size`` (worth it on a GPU)."""
+    The core's ``while_loop`` EM is vmapped over all draws (``batch_size=None`` and at most 2^25
+    draw-entries), or mapped with ``jax.lax.map`` in batches of ``batch_size`` to bound memory."""
     eqc = table_or_eqc if isinstance(table_or_eqc, core.EquivalenceClasses) else to_eq_classes(table_or_eqc)
     if not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
         raise ValueError(f"n_draws: expected a positive integer, got {n_draws!r}")
@@ -212,7 +212,11 @@ def bootstrap_counts(
     def one(c):
         return core.em(eqc.replace(counts=c), eff, algorithm=algorithm, prior=prior, min_iter=min_iter).counts
 
-    draws = jax.lax.map(one, jnp.asarray(resampled), batch_size=batch_size)
+    resampled = jnp.asarray(resampled)
+    if batch_size is None and n_draws * eqc.n_entries <= 2**25:
+        draws = jax.vmap(one)(resampled)  # all draws in one vectorised while_loop
+    else:  # bounded memory: batches of batch_size (default 1) through lax.map
+        draws = jax.lax.map(one, resampled, batch_size=batch_size)
     return np.asarray(draws, float)
 
 

@@ -166,7 +166,7 @@ def test_squarem_reaches_the_same_fixed_point_monotonically(algorithm):
     np.testing.assert_allclose(fast.counts, plain.counts, atol=1e-4)
     assert int(fast.n_evaluations) < int(plain.n_evaluations) / 3
     # the objective after every SQUAREM cycle never decreases (same compiled loop, growing max_iter)
-    objs = [float(E.em(eqc, lengths, squarem=True, **{**kw, "max_iter": 3 * k}).objective) for k in range(1, 25)]
+    objs = [float(E.em(eqc, lengths, squarem=True, **{**kw, "max_iter": 3 * k}).objective) for k in range(1, 13)]
     assert np.all(np.diff(objs) >= -1e-9 * np.abs(objs[1:]))
     assert fast.objective >= plain.objective - 1e-8 * abs(float(plain.objective))
 
@@ -198,7 +198,7 @@ def test_converged_and_truncate_rules():
     np.testing.assert_array_equal(E.truncate(jnp.array([1e-9, 1e-8, 2e-8])), [0.0, 0.0, 2e-8])
 
 
-@pytest.mark.parametrize("algorithm,temperature", [("em", 1.0), ("vbem", 0.7)])
+@pytest.mark.parametrize("algorithm,temperature", [("em", 1.0), ("vbem", 1.0)])
 def test_unrolled_gradients_match_finite_differences(algorithm, temperature):
     eqc, lengths = random_problem(13, T=6, C=12, max_size=3)
     init = jnp.asarray(np.random.default_rng(14).uniform(5, 50, 6))
@@ -279,7 +279,19 @@ def test_validate_rejects_bad_input(kwargs, lengths, match):
         E.validate(eqc, jnp.asarray(lengths))
 
 
-def test_bad_algorithm():
+def test_bad_arguments():
     eqc, lengths = random_problem(18)
     with pytest.raises(ValueError, match="algorithm"):
         E.em(eqc, lengths, algorithm="gibbs")
+    with pytest.raises(ValueError, match="temperature"):
+        E.em_unrolled(eqc, lengths, E.uniform_init(eqc), 3, temperature=0.0)
+    bad = eqc.replace(transcript_ids=eqc.transcript_ids.at[0].set(99))
+    with pytest.raises(ValueError, match="transcript id 99 out of range"):  # em() validates concrete input
+        E.em(bad, lengths)
+
+
+def test_fast_digamma_matches_scipy():
+    x = np.concatenate([np.logspace(-10, 9, 20001), np.linspace(0.5, 30, 10001)])
+    psi = digamma(x)
+    d = np.asarray(E.fast_digamma(jnp.asarray(x))) - psi
+    assert np.all(np.abs(d) <= 4e-15 * np.maximum(1.0, np.abs(psi)))

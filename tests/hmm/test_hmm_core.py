@@ -71,34 +71,37 @@ UMBRELLA = dict(
 )
 
 
-def test_umbrella_wikipedia():
+def test_textbook_umbrella_and_rainy_sunny():
+    """Wikipedia's umbrella world (forward-backward) and rainy/sunny (Viterbi); the 3-step rainy/sunny
+    sequence is padded to the umbrella's 5 steps with ``length=3`` (one compiled shape for both)."""
     p = params_of(UMBRELLA["pi"], UMBRELLA["a"])
     ll = jnp.log(UMBRELLA["lik"])
-    post = hmm.smoother(p, ll)
+    post = hmm.smoother(p, ll, 5)
     assert float(post.log_likelihood) == pytest.approx(-3.3725, abs=5e-5)
+    assert float(hmm.log_likelihood(p, ll, 5)) == pytest.approx(-3.3725, abs=5e-5)
     np.testing.assert_allclose(
         post.smoothed,
         [[0.8673, 0.1327], [0.8204, 0.1796], [0.3075, 0.6925], [0.8204, 0.1796], [0.8673, 0.1327]],
         atol=5e-5,
     )
     np.testing.assert_allclose(post.transition_counts, [[2.0802, 0.7355], [0.7355, 0.4489]], atol=5e-5)
-    path, lp = hmm.viterbi(p, ll)
+    path, lp = hmm.viterbi(p, ll, 5)
     assert path.tolist() == [0, 0, 1, 0, 0]
     assert float(lp) == pytest.approx(-4.4590, abs=5e-5)
 
-
-def test_rainy_sunny_wikipedia():
     p = params_of(np.array([0.6, 0.4]), np.array([[0.7, 0.3], [0.4, 0.6]]))
-    ll = hmm.categorical_log_likelihoods(jnp.log(jnp.array([[0.1, 0.4, 0.5], [0.6, 0.3, 0.1]])), jnp.array([0, 1, 2]))
-    path, lp = hmm.viterbi(p, ll)
-    assert path.tolist() == [1, 0, 0]
+    log_b = jnp.log(jnp.array([[0.1, 0.4, 0.5], [0.6, 0.3, 0.1]]))
+    ll = hmm.categorical_log_likelihoods(log_b, jnp.array([0, 1, 2, 0, 0]))
+    path, lp = hmm.viterbi(p, ll, 3)
+    assert path.tolist() == [1, 0, 0, -1, -1]
     assert float(jnp.exp(lp)) == pytest.approx(0.01344, abs=1e-8)
-    assert float(hmm.log_likelihood(p, ll)) == pytest.approx(np.log(0.033612), abs=1e-6)
+    post = hmm.smoother(p, ll, 3)
+    assert float(hmm.log_likelihood(p, ll, 3)) == pytest.approx(np.log(0.033612), abs=1e-6)
+    assert float(post.log_likelihood) == pytest.approx(np.log(0.033612), abs=1e-6)
     np.testing.assert_allclose(
-        hmm.state_posteriors(p, ll),
-        [[0.231703, 0.768297], [0.624063, 0.375937], [0.863977, 0.136023]],
-        atol=1e-6,
+        post.smoothed[:3], [[0.231703, 0.768297], [0.624063, 0.375937], [0.863977, 0.136023]], atol=1e-6
     )
+    assert float(jnp.abs(post.smoothed[3:]).sum()) == 0.0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -127,18 +130,21 @@ def np_forward_backward(pi, a, ll):
     return c.sum(), gamma, xi
 
 
-def test_brute_force_all_marginals():
-    """Three random models (two with hard zeros in A and pi), T = 6, a missing symbol: every
-    quantity equals the enumeration of all 3^6 paths. The models go through one vmapped call."""
+def test_brute_force_all_marginals_sparse_missing_and_gradients():
+    """Five random 3-state models at T = 6 through one vmapped call each: dense, sparse (hard zeros in
+    A), zeros in pi, missing symbols, an all-missing sequence. Every quantity equals the enumeration of
+    all 3^6 paths; the custom-VJP gradient is forward-backward (Eisner 2016: d log Z / d ll = gamma,
+    d log Z / d log A = sum xi, d log Z / d log pi = gamma_1) and finite despite log(0) = -inf."""
     k, m, t_len = 3, 3, 6
     rng = np.random.default_rng(0)
     cases = []
-    for sparse in (False, True, True):
+    for sparse in (False, True, True, False, True):
         pi, a, b = random_model(rng, k, m, sparse)
-        y = rng.integers(0, m, t_len)
-        y[1] = -1  # a missing symbol is marginalised
-        cases.append((pi, a, b, y))
-    cases[2][0][:] = [0.0, 0.3, 0.7]  # pi with a zero as well
+        cases.append([pi, a, b, rng.integers(0, m, t_len)])
+    cases[1][3][1] = -1  # a missing symbol inside
+    cases[2][0] = np.array([0.0, 0.3, 0.7])  # a zero in pi as well
+    cases[3][3] = np.array([2, -1, -1, 0, 1, -1])  # several missing, one at the end
+    cases[4][3] = -np.ones(t_len, int)  # all missing: log Z = 0, posteriors = prior marginals
     ps = jax.tree.map(lambda *x: jnp.stack(x), *[params_of(pi, a) for pi, a, _, _ in cases])
     log_bs = jnp.log(jnp.asarray(np.stack([c[2] for c in cases])))
     ys = jnp.asarray(np.stack([c[3] for c in cases]))
@@ -147,6 +153,7 @@ def test_brute_force_all_marginals():
     lz = jax.vmap(hmm.log_likelihood)(ps, lls)
     paths, lps = jax.vmap(hmm.viterbi)(ps, lls)
     betas = jax.vmap(hmm.backward_pass)(ps, lls)
+    g_p, g_ll = jax.vmap(jax.grad(hmm.log_likelihood, argnums=(0, 1)))(ps, lls)
     for i, (pi, a, b, y) in enumerate(cases):
         ll = np_categorical_ll(b, y)
         np.testing.assert_allclose(lls[i], ll, atol=1e-14)
@@ -158,34 +165,23 @@ def test_brute_force_all_marginals():
         np.testing.assert_array_equal(paths[i], best)
         assert float(lps[i]) == pytest.approx(best_lp, abs=1e-12)
         np.testing.assert_allclose(post.filtered[i, -1], gamma[-1], atol=1e-12)
-        # backward messages: gamma_t proportional to alpha_t * beta_t
-        g2 = post.filtered[i] * betas[i]
+        g2 = post.filtered[i] * betas[i]  # gamma_t proportional to alpha_t * beta_t
         np.testing.assert_allclose(g2 / g2.sum(1, keepdims=True), gamma, atol=1e-12)
-        # and the NumPy oracle used by the ragged tests is right too
+        for g in (g_p.log_initial[i], g_p.log_transition[i], g_ll[i]):
+            assert bool(jnp.all(jnp.isfinite(g)))
+        np.testing.assert_allclose(g_ll[i], gamma, atol=1e-12)
+        np.testing.assert_allclose(g_p.log_transition[i], xi, atol=1e-12)
+        np.testing.assert_allclose(g_p.log_initial[i], gamma[0], atol=1e-12)
+        # and the NumPy oracle used by the other tests is right too
         o_lz, o_gamma, o_xi = np_forward_backward(pi, a, ll)
         assert o_lz == pytest.approx(log_z, abs=1e-12)
         np.testing.assert_allclose(o_gamma, gamma, atol=1e-12)
         np.testing.assert_allclose(o_xi, xi, atol=1e-12)
-
-
-def test_missing_symbols_equal_dropped_emission_terms():
-    """A missing step keeps its transition but contributes no emission: compare to brute force with
-    that step's emission row set to 1, and to the all-missing sequence (log Z = 0)."""
-    rng = np.random.default_rng(7)
-    pi, a, b = random_model(rng, 3, 3)
-    y = np.array([2, -1, -1, 0, 1, -1])
-    log_z, gamma, *_ = brute_force(pi, a, np_categorical_ll(b, y))
-    p = params_of(pi, a)
-    log_b = jnp.log(jnp.asarray(b))
-    ll = hmm.categorical_log_likelihoods(log_b, jnp.asarray(y))
-    post = hmm.smoother(p, ll)
-    assert float(post.log_likelihood) == pytest.approx(log_z, abs=1e-12)
-    np.testing.assert_allclose(post.smoothed, gamma, atol=1e-12)
-    all_missing = hmm.smoother(p, hmm.categorical_log_likelihoods(log_b, -jnp.ones(6, int)))
-    assert float(all_missing.log_likelihood) == pytest.approx(0.0, abs=1e-14)
-    # posteriors of an all-missing sequence are the prior marginals pi A^t
-    prior = np.stack([pi @ np.linalg.matrix_power(a, t) for t in range(6)])
-    np.testing.assert_allclose(all_missing.smoothed, prior, atol=1e-12)
+    assert float(g_p.log_transition[1, 0, 1]) == 0.0  # a hard zero gets zero expected count
+    assert float(lz[4]) == pytest.approx(0.0, abs=1e-14)
+    pi, a = cases[4][0], cases[4][1]
+    prior = np.stack([pi @ np.linalg.matrix_power(a, t) for t in range(t_len)])
+    np.testing.assert_allclose(post.smoothed[4], prior, atol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -200,8 +196,9 @@ def _hmmlearn_model(pi, a, b):
 
 
 def test_against_hmmlearn_random_models():
-    """Random 4-state, 5-symbol models, ragged sequences (300, 57, 1) padded into one vmapped batch:
-    log-likelihood, posteriors and Viterbi equal hmmlearn's per sequence."""
+    """Random 4-state, 5-symbol models, ragged sequences (300, 57, 1) padded with -1 into one vmapped
+    batch with lengths: log-likelihood, posteriors and Viterbi equal hmmlearn's per sequence, and the
+    batch gradient is finite and equals the summed expected counts."""
     k, m = 4, 5
     lengths = np.array([300, 57, 1])
     for seed in (0, 1):
@@ -225,6 +222,26 @@ def test_against_hmmlearn_random_models():
         # the concatenated-with-lengths form hmmlearn uses gives the summed log-likelihood
         total = ref.score(np.concatenate(ys)[:, None], lengths)
         assert float(post.log_likelihood.sum()) == pytest.approx(total, rel=1e-12)
+        # the gradient of the padded batch's total is finite and equals the summed expected counts
+        # (hmmlearn's posteriors for the initial/emission counts, the NumPy oracle for transitions)
+        g_p, g_b = jax.grad(batch_total, argnums=(0, 1))(p, jnp.log(jnp.asarray(b)), padded, jnp.asarray(lengths))
+        e_init, e_trans, e_emit = np.zeros(k), np.zeros((k, k)), np.zeros((k, m))
+        for y in ys:
+            _, gamma = ref.score_samples(y[:, None])
+            e_init += gamma[0]
+            e_trans += np_forward_backward(pi, a, np_categorical_ll(b, y))[2]
+            np.add.at(e_emit.T, y, gamma)
+        for g in (g_p.log_initial, g_p.log_transition, g_b):
+            assert bool(jnp.all(jnp.isfinite(g)))
+        np.testing.assert_allclose(g_p.log_initial, e_init, atol=1e-10)
+        np.testing.assert_allclose(g_p.log_transition, e_trans, atol=1e-9)
+        np.testing.assert_allclose(g_b, e_emit, atol=1e-9)
+
+
+@jax.jit
+def batch_total(p, log_b, ys, lengths):
+    lls = jax.vmap(hmm.categorical_log_likelihoods, in_axes=(None, 0))(log_b, ys)
+    return jnp.sum(jax.vmap(hmm.log_likelihood, in_axes=(None, 0, 0))(p, lls, lengths))
 
 
 @pytest.mark.float32
@@ -262,6 +279,7 @@ def test_float32_long_sequence_accuracy():
 # ------------------------------------------------------------------------------------------------
 # gradients: custom VJP vs finite differences and vs autodiff through the scan
 # ------------------------------------------------------------------------------------------------
+@jax.jit
 def _autodiff_loglik(log_pi, log_a, ll):
     """Plain log-space forward recursion (logsumexp each step), differentiated by JAX."""
 
@@ -273,84 +291,41 @@ def _autodiff_loglik(log_pi, log_a, ll):
     return jax.scipy.special.logsumexp(la)
 
 
+@jax.jit
+def _ours(lp, la, ll):
+    return hmm.log_likelihood(hmm.HMMParams(lp, la), ll)
+
+
 def test_custom_vjp_matches_autodiff_and_finite_differences():
+    """Free (unnormalised) log-parameters with a hard zero (-inf) in A: value and gradient equal plain
+    autodiff through a logsumexp scan, and central finite differences along random directions."""
     rng = np.random.default_rng(3)
     k, t_len = 3, 40
-    log_pi = jnp.asarray(rng.normal(size=k))  # unnormalised on purpose: gradients of the free function
-    log_a = jnp.asarray(rng.normal(size=(k, k)))
+    log_pi = jnp.asarray(rng.normal(size=k))
+    log_a = jnp.asarray(rng.normal(size=(k, k))).at[0, 1].set(-jnp.inf)
     ll = jnp.asarray(rng.normal(size=(t_len, k)) * 2)
-
-    def ours(lp, la, l):
-        return hmm.log_likelihood(hmm.HMMParams(lp, la), l)
-
-    assert float(ours(log_pi, log_a, ll)) == pytest.approx(float(_autodiff_loglik(log_pi, log_a, ll)), rel=1e-13)
-    g = jax.grad(ours, argnums=(0, 1, 2))(log_pi, log_a, ll)
-    g_ref = jax.grad(_autodiff_loglik, argnums=(0, 1, 2))(log_pi, log_a, ll)
+    assert float(_ours(log_pi, log_a, ll)) == pytest.approx(float(_autodiff_loglik(log_pi, log_a, ll)), rel=1e-13)
+    g = jax.jit(jax.grad(_ours, argnums=(0, 1, 2)))(log_pi, log_a, ll)
+    g_ref = jax.jit(jax.grad(_autodiff_loglik, argnums=(0, 1, 2)))(log_pi, log_a, ll)
     for x, y in zip(g, g_ref):
+        assert bool(jnp.all(jnp.isfinite(x)))
         np.testing.assert_allclose(x, y, atol=1e-11)
-    # central finite differences along random directions
-    for i in range(3):
+    assert float(g[1][0, 1]) == 0.0
+    h = 1e-5
+    for _ in range(3):
         d = [jnp.asarray(rng.normal(size=np.shape(x))) for x in (log_pi, log_a, ll)]
-        h = 1e-5
-        plus = ours(log_pi + h * d[0], log_a + h * d[1], ll + h * d[2])
-        minus = ours(log_pi - h * d[0], log_a - h * d[1], ll - h * d[2])
+        plus = _ours(log_pi + h * d[0], log_a + h * d[1], ll + h * d[2])
+        minus = _ours(log_pi - h * d[0], log_a - h * d[1], ll - h * d[2])
         fd = (plus - minus) / (2 * h)
-        analytic = sum(jnp.vdot(gi, di) for gi, di in zip(g, d))
+        analytic = sum(jnp.vdot(jnp.where(jnp.isfinite(di), gi, 0.0), di) for gi, di in zip(g, d))
         assert float(analytic) == pytest.approx(float(fd), rel=1e-7, abs=1e-8)
 
 
-def test_gradient_is_forward_backward():
-    """Eisner's identity: d log Z / d ll = smoothed marginals, d log Z / d log A = sum_t xi_t."""
-    rng = np.random.default_rng(4)
-    pi, a, b = random_model(rng, 3, 4)
-    p = params_of(pi, a)
-    ll = hmm.categorical_log_likelihoods(jnp.log(jnp.asarray(b)), jnp.asarray(rng.integers(0, 4, 30)))
-    g_p, g_ll = jax.grad(hmm.log_likelihood, argnums=(0, 1))(p, ll)
-    post = hmm.smoother(p, ll)
-    np.testing.assert_allclose(g_ll, post.smoothed, atol=1e-13)
-    np.testing.assert_allclose(g_p.log_transition, post.transition_counts, atol=1e-12)
-    np.testing.assert_allclose(g_p.log_initial, post.smoothed[0], atol=1e-13)
-    # second order: autodiff of the smoothed marginals through plain autodiff vs through the core
-    assert np.allclose(post.transition_counts.sum(), 29.0)
-
-
-def test_sparse_transitions_finite_values_and_gradients():
-    rng = np.random.default_rng(5)
-    pi, a, b = random_model(rng, 4, 3, sparse=True)
-    pi[2] = 0.0
-    pi /= pi.sum()
-    y = rng.integers(0, 3, 6)
-    ll_np = np_categorical_ll(b, y)
-    log_z, gamma, xi, *_ = brute_force(pi, a, ll_np)
-    p = params_of(pi, a)
-    log_b = jnp.log(jnp.asarray(b))
-
-    def total(params, log_b):
-        return hmm.log_likelihood(params, hmm.categorical_log_likelihoods(log_b, jnp.asarray(y)))
-
-    val, (gp, gb) = jax.value_and_grad(total, argnums=(0, 1))(p, log_b)
-    assert float(val) == pytest.approx(log_z, abs=1e-12)
-    for g in (gp.log_initial, gp.log_transition, gb):
-        assert bool(jnp.all(jnp.isfinite(g)))
-    np.testing.assert_allclose(gp.log_transition, xi, atol=1e-12)
-    assert float(gp.log_transition[0, 1]) == 0.0  # a hard zero gets zero expected count
-    post = hmm.smoother(p, hmm.categorical_log_likelihoods(log_b, jnp.asarray(y)))
-    np.testing.assert_allclose(post.smoothed, gamma, atol=1e-12)
-    # plain autodiff through the recursion is finite too and agrees
-    ll_y = hmm.categorical_log_likelihoods(log_b, jnp.asarray(y))
-    g_auto = jax.grad(lambda la: _autodiff_loglik(p.log_initial, la, ll_y))(p.log_transition)
-    np.testing.assert_allclose(g_auto, xi, atol=1e-12)
-    # a long sequence in which a state dies out (posterior exactly 0): still finite, rows sum to 1
-    yl = jnp.asarray(rng.integers(0, 3, 2000))
-    post = hmm.smoother(p, hmm.categorical_log_likelihoods(log_b, yl))
-    assert bool(jnp.all(jnp.isfinite(post.smoothed))) and bool(jnp.all(jnp.isfinite(post.transition_counts)))
-    np.testing.assert_allclose(post.smoothed.sum(1), 1.0, atol=1e-12)
-
-
 def test_stability_large_model_large_scale():
-    """dynamax's stress test: T = 10,000, K = 100, log-likelihoods of scale 100 -> no NaN."""
+    """dynamax's stress test (T = 10,000 there; 5,000 here), K = 100, log-likelihoods of scale 100:
+    no NaN, posteriors normalised, Viterbi log-prob below the log-likelihood."""
     rng = np.random.default_rng(6)
-    k, t_len = 100, 10_000
+    k, t_len = 100, 5_000
     p = hmm.HMMParams(
         jax.nn.log_softmax(jnp.asarray(rng.normal(size=k))), jax.nn.log_softmax(jnp.asarray(rng.normal(size=(k, k))))
     )
@@ -365,78 +340,37 @@ def test_stability_large_model_large_scale():
 
 
 # ------------------------------------------------------------------------------------------------
-# ragged batches
+# padding
 # ------------------------------------------------------------------------------------------------
-def test_ragged_batch_equals_per_sequence_and_has_finite_gradients():
-    """Padded batch through vmap with lengths: per-sequence values equal the unpadded NumPy oracle,
-    padding rows are zero/-1, gradients are finite and equal the summed expected counts."""
-    rng = np.random.default_rng(8)
-    k, m, t_max = 3, 4, 12
-    pi, a, b = random_model(rng, k, m)
-    p = params_of(pi, a)
-    log_b = jnp.log(jnp.asarray(b))
-    lengths = np.array([12, 5, 1, 9])
-    y = rng.integers(0, m, (4, t_max))
-    y[0, 3] = -1  # a missing symbol inside a sequence
-    # padding filled with valid symbols on purpose: `lengths`, not the values, must cut them off
-    ys, lens = jnp.asarray(y), jnp.asarray(lengths)
-
-    def batch(params, log_b):
-        ll = jax.vmap(hmm.categorical_log_likelihoods, in_axes=(None, 0))(log_b, ys)
-        return jax.vmap(hmm.log_likelihood, in_axes=(None, 0, 0))(params, ll, lens)
-
-    vals = batch(p, log_b)
-    g_p, g_b = jax.grad(lambda pp, bb: batch(pp, bb).sum(), argnums=(0, 1))(p, log_b)
-    lls = jax.vmap(hmm.categorical_log_likelihoods, in_axes=(None, 0))(log_b, ys)
-    post = jax.vmap(hmm.smoother, in_axes=(None, 0, 0))(p, lls, lens)
-    paths, vlps = jax.vmap(hmm.viterbi, in_axes=(None, 0, 0))(p, lls, lens)
-    e_init, e_trans, e_emit = np.zeros(k), np.zeros((k, k)), np.zeros((k, m))
-    for i, n in enumerate(lengths):
-        yi = y[i, :n]
-        ll = np_categorical_ll(b, yi)
-        o_lz, o_gamma, o_xi = np_forward_backward(pi, a, ll)
-        assert float(vals[i]) == pytest.approx(o_lz, abs=1e-12)
-        assert float(post.log_likelihood[i]) == pytest.approx(o_lz, abs=1e-12)
-        np.testing.assert_allclose(post.smoothed[i, :n], o_gamma, atol=1e-12)
-        assert float(jnp.abs(post.smoothed[i, n:]).sum()) == 0.0
-        np.testing.assert_allclose(post.transition_counts[i], o_xi, atol=1e-12)
-        assert (np.asarray(paths[i, n:]) == -1).all()
-        if n <= 6:  # Viterbi against enumeration where it is cheap
-            _, _, _, best, best_lp, _, _ = brute_force(pi, a, ll)
-            np.testing.assert_array_equal(paths[i, :n], best)
-            assert float(vlps[i]) == pytest.approx(best_lp, abs=1e-12)
-        e_init += o_gamma[0]
-        e_trans += o_xi
-        for t, s in enumerate(yi):
-            if s >= 0:
-                e_emit[:, s] += o_gamma[t]
-    for g in (g_p.log_initial, g_p.log_transition, g_b):
-        assert bool(jnp.all(jnp.isfinite(g)))
-    np.testing.assert_allclose(g_p.log_initial, e_init, atol=1e-11)
-    np.testing.assert_allclose(g_p.log_transition, e_trans, atol=1e-11)
-    np.testing.assert_allclose(g_b, e_emit, atol=1e-11)
-
-
 def test_nan_padding_gives_finite_gradients_dynamax_99():
-    """Gaussian emissions padded with NaN: value and gradient equal the unpadded ones (no NaN)."""
+    """Gaussian emissions padded with NaN (dynamax #99): the value equals the unpadded NumPy oracle and
+    the gradient is finite, equal to the one with finite junk padding, and equal to the closed form
+    d/d mu_k = sum_t gamma_t(k) (y_t - mu_k) / sigma_k^2."""
     rng = np.random.default_rng(9)
-    p = hmm.HMMParams(jnp.log(jnp.array([0.5, 0.5])), jnp.log(jnp.array([[0.9, 0.1], [0.2, 0.8]])))
+    pi, a = np.array([0.5, 0.5]), np.array([[0.9, 0.1], [0.2, 0.8]])
+    p = params_of(pi, a)
     y = rng.normal(size=10)
-    y_pad = np.concatenate([y, np.full(6, np.nan)])
     mean, log_scale = jnp.array([-1.0, 1.0]), jnp.array([0.0, 0.3])
 
-    def f(theta, obs, length):
+    @jax.jit
+    def f(theta, obs):
         mu, ls, la = theta
         ll = hmm.gaussian_log_likelihoods(mu, ls, obs)
-        return hmm.log_likelihood(hmm.HMMParams(p.log_initial, la), ll, length)
+        return hmm.log_likelihood(hmm.HMMParams(p.log_initial, la), ll, 10)
 
     theta = (mean, log_scale, p.log_transition)
-    v1, g1 = jax.value_and_grad(f)(theta, jnp.asarray(y_pad), 10)
-    v2, g2 = jax.value_and_grad(f)(theta, jnp.asarray(y), None)
-    assert float(v1) == pytest.approx(float(v2), abs=1e-12)
-    for a_, b_ in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
-        assert bool(jnp.all(jnp.isfinite(a_)))
-        np.testing.assert_allclose(a_, b_, atol=1e-12)
+    v_nan, g_nan = jax.value_and_grad(f)(theta, jnp.asarray(np.concatenate([y, np.full(6, np.nan)])))
+    v_junk, g_junk = jax.value_and_grad(f)(theta, jnp.asarray(np.concatenate([y, np.full(6, 1e3)])))
+    sd = np.exp(np.asarray(log_scale))
+    ll_np = stats.norm.logpdf(y[:, None], np.asarray(mean)[None], sd[None])
+    o_lz, o_gamma, o_xi = np_forward_backward(pi, a, ll_np)
+    assert float(v_nan) == pytest.approx(o_lz, abs=1e-12) and float(v_junk) == pytest.approx(o_lz, abs=1e-12)
+    for x, y_ in zip(jax.tree.leaves(g_nan), jax.tree.leaves(g_junk)):
+        assert bool(jnp.all(jnp.isfinite(x)))
+        np.testing.assert_allclose(x, y_, atol=1e-12)
+    d_mu = (o_gamma * (y[:, None] - np.asarray(mean)[None]) / sd[None] ** 2).sum(0)
+    np.testing.assert_allclose(g_nan[0], d_mu, atol=1e-12)
+    np.testing.assert_allclose(g_nan[2], o_xi, atol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -514,6 +448,5 @@ def test_parallel_filter_matches_sequential_with_lengths():
         assert float(jnp.abs(par.smoothed[length:]).sum()) == 0.0
         np.testing.assert_allclose(par.transition_counts, o_xi, atol=1e-11)
         np.testing.assert_allclose(par.filtered, hmm.forward_filter(p, ll, length).filtered, atol=1e-11)
-        assert float(hmm.log_likelihood(p, ll, length, method="parallel")) == pytest.approx(o_lz, rel=1e-12)
     with pytest.raises(ValueError, match="method"):
         hmm.log_likelihood(p, ll, method="magic")

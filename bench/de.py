@@ -1,0 +1,147 @@
+"""DESeq2 pipeline benchmark: diffbio-prob against PyDESeq2 in the same process.
+
+Not a test. Simulates DESeq2's ``makeExampleDESeqDataSet`` (R/core.R) with 10,000 genes x 100 samples:
+log2 intercepts ~ N(4, 2), log2 fold changes ~ N(0, beta_sd) (default 1), dispersion
+``4 / 2^intercept + 0.1``, two conditions of 50, size factors 1, NB counts. Times the whole pipeline
+(size factors -> dispersions -> Wald test -> Cook's refit -> results with independent filtering) of
+
+  * diffbio-prob (``fit_deseq2`` + ``results``; JAX float64): one cold run (includes compilation), then
+    the median of ``--repeats`` warm runs;
+  * PyDESeq2 0.5 (``DeseqDataSet.deseq2`` + ``DeseqStats.summary``) with ``n_cpus=1`` and one BLAS thread
+    (its fastest setting on 2 cores, notes/de.md): median of ``--peer-repeats`` runs;
+
+prints the medians, the ratio, and how far the two answers are apart. Reference figures from
+notes/de.md (same data recipe, 2-core machine): R DESeq2 18.7 s, glmGamPoi 6.1 s, PyDESeq2 32-36 s.
+Goal (issue 3): at most half of glmGamPoi's 6.1 s.
+
+Run:  .venv/bin/python bench/de.py [--genes 10000] [--samples 100] [--repeats 3] [--peer-repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+
+def simulate(n_genes: int, n_samples: int, beta_sd: float, seed: int):
+    rng = np.random.default_rng(seed)
+    b0 = rng.normal(4.0, 2.0, n_genes)
+    b1 = rng.normal(0.0, beta_sd, n_genes)
+    disp = 4.0 / 2.0**b0 + 0.1
+    n_a = (n_samples + 1) // 2
+    cond = np.array(["A"] * n_a + ["B"] * (n_samples - n_a))
+    mu = 2.0 ** (b0[:, None] + b1[:, None] * (cond == "B")[None, :])
+    size = 1.0 / disp[:, None]
+    counts = rng.negative_binomial(size, size / (size + mu))
+    samples = [f"sample{j + 1}" for j in range(n_samples)]
+    genes = [f"gene{i + 1}" for i in range(n_genes)]
+    return pd.DataFrame(counts, index=genes, columns=samples), pd.DataFrame({"condition": cond}, index=samples)
+
+
+def run_ours(counts, meta):
+    from diffbio_prob.workflows.deseq2 import fit_deseq2
+
+    fit = fit_deseq2(counts, meta, "~condition")
+    return fit.results(["condition", "B", "A"])
+
+
+def run_pydeseq2(counts, meta):
+    from pydeseq2.dds import DeseqDataSet
+    from pydeseq2.default_inference import DefaultInference
+    from pydeseq2.ds import DeseqStats
+
+    inference = DefaultInference(n_cpus=1)
+    dds = DeseqDataSet(counts=counts.T, metadata=meta, design="~condition", inference=inference, quiet=True)
+    dds.deseq2()
+    ds = DeseqStats(dds, contrast=["condition", "B", "A"], alpha=0.1, inference=inference, quiet=True)
+    ds.summary()
+    return ds.results_df
+
+
+CPU = []  # process CPU seconds of each timed call (all threads), next to the wall times
+
+
+def timed(fn, *args):
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = fn(*args)
+    CPU.append(time.process_time() - c0)
+    return time.perf_counter() - t0, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--genes", type=int, default=10000)
+    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--beta-sd", type=float, default=1.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--peer-repeats", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-peer", action="store_true", help="time diffbio-prob only")
+    args = ap.parse_args()
+
+    import jax
+
+    counts, meta = simulate(args.genes, args.samples, args.beta_sd, args.seed)
+    print(
+        f"DESeq2 pipeline, {args.genes} genes x {args.samples} samples (~condition), "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__} "
+        f"on {jax.devices()[0].platform}"
+    )
+    cold, _ = timed(run_ours, counts, meta)
+    warm = []
+    for _ in range(args.repeats):
+        t, ours = timed(run_ours, counts, meta)
+        warm.append(t)
+    ours_med = float(np.median(warm))
+    ours_cpu = float(np.median(CPU[1:]))
+    print(
+        f"  diffbio-prob  cold (with compilation) {cold:7.2f} s   warm median of {args.repeats}: {ours_med:7.2f} s "
+        f"wall, {ours_cpu:7.2f} s CPU (all threads)"
+    )
+    print(f"  goal: <= 3.05 s (half of glmGamPoi's 6.1 s, notes/de.md) -> {'met' if ours_med <= 3.05 else 'not met'}")
+    if args.skip_peer:
+        return
+    try:
+        import pydeseq2  # noqa: F401
+    except ImportError:
+        print("  PyDESeq2 not installed (pip install pydeseq2): peer skipped")
+        return
+    from threadpoolctl import threadpool_limits
+
+    peer_times = []
+    n_ours = len(CPU)
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(args.peer_repeats):
+            t, peer = timed(run_pydeseq2, counts, meta)
+            peer_times.append(t)
+    peer_med = float(np.median(peer_times))
+    peer_cpu = float(np.median(CPU[n_ours:]))
+    print(
+        f"  PyDESeq2 {pydeseq2.__version__} median of {args.peer_repeats}: {peer_med:7.2f} s wall, {peer_cpu:7.2f} s CPU "
+        "(n_cpus=1, 1 BLAS thread)"
+    )
+    print(
+        f"  ratio PyDESeq2 / diffbio-prob (warm): {peer_med / ours_med:5.1f}x wall, {peer_cpu / ours_cpu:5.1f}x CPU;  "
+        f"including our compilation: {peer_med / cold:5.1f}x wall"
+    )
+    # how far apart the answers are (PyDESeq2 optimises dispersions exactly, R/we use DESeq2's line search)
+    peer = peer.reindex(ours.index)
+    both = ours["pvalue"].notna() & peer["pvalue"].notna()
+    lfc = np.abs(ours["log2FoldChange"] - peer["log2FoldChange"]) / np.abs(peer["log2FoldChange"])
+    pv = np.abs(ours["pvalue"] - peer["pvalue"]) / peer["pvalue"]
+    print(
+        f"  agreement with PyDESeq2 ({int(both.sum())} genes with p-values in both): median rel. diff LFC "
+        f"{np.nanmedian(lfc):.1e}, p-value {np.nanmedian(pv[both]):.1e}; padj<0.1: ours "
+        f"{int((ours['padj'] < 0.1).sum())}, PyDESeq2 {int((peer['padj'] < 0.1).sum())}"
+    )
+
+
+if __name__ == "__main__":
+    main()
