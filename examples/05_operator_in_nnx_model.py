@@ -29,8 +29,8 @@ TRANSITIONS = np.array([[0.95, 0.05], [0.10, 0.90]])
 
 
 def p_six_loaded(hour):
-    """The truth: the loaded die's probability of a six, rising from 0.2 to 0.8 over the night."""
-    return 0.2 + 0.6 * np.asarray(hour)
+    """The truth: the loaded die's probability of a six, rising from 0.1 to 0.9 over the night."""
+    return 0.1 + 0.8 * np.asarray(hour)
 
 
 def simulate(num_sessions: int, num_rolls: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,7 +84,7 @@ class NeuralEmissionHMM(nnx.Module):
 
 def main(small: bool = False, seed: int = 0) -> dict:
     """Train end to end; returns the model, the learned P(six | loaded, hour) curve and held-out scores."""
-    sessions, rolls_each, steps = (24, 120, 300) if small else (60, 300, 1000)
+    sessions, rolls_each, steps = (40, 150, 400) if small else (100, 300, 1000)
     rolls, hours, states = simulate(sessions, rolls_each, seed)
     test_rolls, test_hours, _ = simulate(sessions // 2, rolls_each, seed + 1000)
     x, c = jnp.asarray(rolls), jnp.asarray(hours, jnp.result_type(float))
@@ -106,7 +106,7 @@ def main(small: bool = False, seed: int = 0) -> dict:
     loaded = int(np.argmax(probs[:, :, 5].mean(0)))
     learned = probs[:, loaded, 5]
     print("hour            ", np.round(grid, 1).tolist())
-    print("P(six | loaded) ", np.round(learned, 2).tolist())
+    print("P(six | loaded) ", np.round(learned.astype(float), 2).tolist())
     print("truth           ", np.round(p_six_loaded(grid), 2).tolist())
 
     # Held-out sessions: the covariate-aware model against a plain HMM fitted by Baum-Welch.

@@ -132,13 +132,43 @@ def categorical_log_likelihoods(log_emission: Array, observations: Array) -> Arr
         >>> categorical_log_likelihoods(jnp.log(jnp.eye(2) * 0.5 + 0.25), jnp.array([0, -1])).shape
         (2, 2)
     """
-    observations = jnp.asarray(observations)
+    return _categorical_ll(log_emission, jnp.asarray(observations))
+
+
+# The VJP of a gather is a scatter-add, which XLA runs serially on CPU (~20 ns per element: 16 ms at
+# T = 1e5, K = 8, more than the whole forward pass). For a moderate alphabet the transpose is a tiny
+# matmul with the one-hot observations instead.
+_ONE_HOT_MAX_SYMBOLS = 64
+
+
+@jax.custom_vjp
+def _categorical_ll(log_emission, observations):
     observed = observations >= 0
-    # Sanitise before indexing (double where): a -1 would index the last column and its cotangent
+    # Sanitise before indexing (double where): a -1 would index the last symbol and its cotangent
     # would land on a real parameter.
     safe = jnp.where(observed, observations, 0)
-    ll = jnp.take(log_emission, safe, axis=1).T
+    ll = log_emission.T[safe]
     return jnp.where(observed[:, None], ll, 0.0)
+
+
+def _categorical_ll_fwd(log_emission, observations):
+    return _categorical_ll(log_emission, observations), (observations, log_emission.shape)
+
+
+def _categorical_ll_bwd(res, g):
+    observations, (num_states, num_symbols) = res
+    observed = observations >= 0
+    g = jnp.where(observed[:, None], g, 0.0)
+    if num_symbols <= _ONE_HOT_MAX_SYMBOLS:
+        one_hot = jax.nn.one_hot(observations, num_symbols, dtype=g.dtype)  # -1 -> a zero row
+        grad = g.T @ one_hot
+    else:
+        safe = jnp.where(observed, observations, 0)
+        grad = jax.ops.segment_sum(g, safe, num_segments=num_symbols).T
+    return grad, None
+
+
+_categorical_ll.defvjp(_categorical_ll_fwd, _categorical_ll_bwd)
 
 
 @jax.jit
@@ -280,13 +310,13 @@ def forward_filter(params: HMMParams, log_likelihoods: Array, length=None) -> Fi
     return FilterResult(total, jnp.where(valid[:, None], alpha, 0.0), c)
 
 
-def _backward_scan(trans: Array, w: Array, valid: Array) -> Array:
-    """Scaled backward messages: returns ``bu[t] = A (w_{t+1} * beta_{t+1})`` (ones at the last
-    valid step and beyond), where ``beta`` is ``bu`` rescaled to max 1 at each step.
+def _backward_scan(trans: Array, w: Array, valid: Array) -> tuple[Array, Array]:
+    """Scaled backward messages.
 
-    Rescaling by the max (not by exp(c_{t+1} - m_{t+1}) as in Rabiner) keeps every message in
-    [0, 1]: Rabiner's scaling can overflow when a state with zero predicted mass explains y_{t+1}
-    much better than the others.
+    Returns ``(beta, scale)``: ``beta[t]`` is ``bu[t] = A (w_{t+1} * beta[t+1])`` divided by its maximum
+    ``scale[t]`` (ones at the last valid step and beyond). Rescaling by the max (not by
+    exp(c_{t+1} - m_{t+1}) as in Rabiner) keeps every message in [0, 1]: Rabiner's scaling can overflow
+    when a state with zero predicted mass explains y_{t+1} much better than the others.
     """
     num_states = trans.shape[0]
 
@@ -296,24 +326,25 @@ def _backward_scan(trans: Array, w: Array, valid: Array) -> Array:
         bu = jnp.where(valid_next, bu, 1.0)
         scale = jnp.max(bu)
         beta = _safe_div(bu, scale)
-        return beta, bu
+        return beta, (beta, scale)
 
     ones = jnp.ones(num_states, w.dtype)
-    _, bu = lax.scan(step, ones, (w[1:], valid[1:]), reverse=True, unroll=_UNROLL)
-    return jnp.concatenate([bu, ones[None]], axis=0)
+    _, (beta, scale) = lax.scan(step, ones, (w[1:], valid[1:]), reverse=True, unroll=_UNROLL)
+    return jnp.concatenate([beta, ones[None]], axis=0), jnp.concatenate([scale, jnp.ones(1, w.dtype)])
 
 
-def _posteriors_from_messages(alpha, bu, trans, w, valid):
-    """Smoothed marginals and summed two-slice marginals from forward/backward messages."""
-    den = jnp.sum(alpha * bu, axis=1)  # p(y_{t+1:L} | y_{1:t}) up to beta's scale
-    inv = _safe_div(1.0, den)
-    gamma = jnp.where(valid[:, None], alpha * bu * inv[:, None], 0.0)
-    beta = _safe_div(bu, jnp.max(bu, axis=1, keepdims=True))
-    # xi_t(i, j) = alpha_t(i) A_ij w_{t+1}(j) beta_{t+1}(j) / den_t: summed over t this is one matmul.
-    # Pairs (t, t+1) with t+1 past the length contribute nothing.
-    left = alpha[:-1] * jnp.where(valid[1:], inv[:-1], 0.0)[:, None]
-    right = w[1:] * beta[1:]
-    xi = trans * (left.T @ right)
+def _posteriors_from_messages(alpha, beta, scale, trans, w, valid):
+    """Smoothed marginals and summed two-slice marginals from forward/backward messages.
+
+    ``gamma_t = alpha_t * beta_t / r_t`` with ``r_t = sum(alpha_t * beta_t)`` (the scale cancels), and
+    ``xi_t(i, j) = alpha_t(i) A_ij w_{t+1}(j) beta_{t+1}(j) / (r_t scale_t)``: summed over t that is one
+    matmul. Pairs (t, t+1) with t+1 past the length contribute nothing; zero denominators give zeros.
+    """
+    q = alpha * beta
+    r = jnp.sum(q, axis=1)
+    gamma = jnp.where(valid[:, None], q * _safe_div(1.0, r)[:, None], 0.0)
+    inv = jnp.where(valid[1:], _safe_div(1.0, r[:-1] * scale[:-1]), 0.0)
+    xi = trans * ((alpha[:-1] * inv[:, None]).T @ (w[1:] * beta[1:]))
     return gamma, xi
 
 
@@ -329,8 +360,8 @@ def _log_likelihood_fwd(log_initial, log_transition, ll, length):
 
 def _log_likelihood_bwd(res, g):
     alpha, trans, w, valid = res
-    bu = _backward_scan(trans, w, valid)
-    gamma, xi = _posteriors_from_messages(alpha, bu, trans, w, valid)
+    beta, scale = _backward_scan(trans, w, valid)
+    gamma, xi = _posteriors_from_messages(alpha, beta, scale, trans, w, valid)
     return g * gamma[0], g * xi, g * gamma, None
 
 
@@ -393,8 +424,7 @@ def backward_pass(params: HMMParams, log_likelihoods: Array, length=None) -> Arr
         [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
     """
     _, trans, w, _, valid = _prepare(params, log_likelihoods, length)
-    bu = _backward_scan(trans, w, valid)
-    return _safe_div(bu, jnp.max(bu, axis=1, keepdims=True))
+    return _backward_scan(trans, w, valid)[0]
 
 
 @jax.jit
@@ -418,8 +448,8 @@ def smoother(params: HMMParams, log_likelihoods: Array, length=None) -> Posterio
         [0.3075, 0.6925]
     """
     total, _, alpha, (trans, w, valid) = _forward(params, log_likelihoods, length, True)
-    bu = _backward_scan(trans, w, valid)
-    gamma, xi = _posteriors_from_messages(alpha, bu, trans, w, valid)
+    beta, scale = _backward_scan(trans, w, valid)
+    gamma, xi = _posteriors_from_messages(alpha, beta, scale, trans, w, valid)
     return Posterior(total, jnp.where(valid[:, None], alpha, 0.0), gamma, xi)
 
 

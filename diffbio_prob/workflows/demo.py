@@ -86,7 +86,7 @@ class DemoSizes:
 
 FULL = DemoSizes(
     casino_steps=2000,
-    de_genes=1000,
+    de_genes=500,
     de_samples=12,
     gradient_steps=500,
     svi_steps=2000,
@@ -99,7 +99,7 @@ FULL = DemoSizes(
     track_draws=100,
 )
 QUICK = DemoSizes(
-    casino_steps=600,
+    casino_steps=1500,
     de_genes=200,
     de_samples=8,
     gradient_steps=200,
@@ -124,6 +124,9 @@ CASINO = {
     "emission_probs": np.array([[1 / 6] * 6, [0.1] * 5 + [0.5]]),
 }
 CASINO_STATES = ("fair", "loaded")
+#: Where the HMM fits start: sticky transitions, as a user who expects long runs of one die would say.
+#: From a symmetric random start, EM and gradient ascent often stop at a worse local maximum.
+STICKY = np.array([[0.9, 0.1], [0.1, 0.9]])
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -432,12 +435,15 @@ def run_hmm_part(sizes: DemoSizes, seed: int, out: _Outputs, progress: _Progress
 
     with progress.step(f"HMM: Baum-Welch EM on {obs_np.size:,} rolls"):
         start = time.perf_counter()
-        bw = baum_welch(obs_np, 2, 6, num_iters=200, tol=1e-6, seed=seed)
+        start_emission = _rng(seed, 3).dirichlet(np.full(6, 5.0), size=2)
+        bw = baum_welch(obs_np, 2, 6, num_iters=200, tol=1e-6, init={
+            "initial_probs": np.full(2, 0.5), "transition_probs": STICKY, "emission_probs": start_emission})
         bw_time = time.perf_counter() - start
         bw_params = {k: v[0, 0] for k, v in _casino_relabel({k: v[None, None] for k, v in bw.params.items()}).items()}
 
     with progress.step(f"HMM: gradient fit of the NNX operator ({sizes.gradient_steps} Adam steps)"):
-        op = DifferentiableHMM(HMMConfig(**kw), rngs=nnx.Rngs(seed))
+        op = DifferentiableHMM(HMMConfig(**kw), rngs=nnx.Rngs(seed))  # emission logits ~ N(0, 0.1^2)
+        op.load_model_params({"transition_probs": STICKY})
         grad = fit_gradient(
             op, {"observations": obs}, optimizer=optax.adam(0.05), num_steps=sizes.gradient_steps,
             progress=progress.bars,
@@ -586,7 +592,8 @@ def run_hmm_part(sizes: DemoSizes, seed: int, out: _Outputs, progress: _Progress
             "- **gradient**: the operator's logits trained by Adam on −log-likelihood (`fit_gradient`).\n"
             "- **SVI**: a mean-field normal guide on `hmm_model` (`fit_svi`).\n"
             "- **NUTS**: the posterior (`fit_nuts`), every chain started at the gradient fit.\n\n"
-            "Swapping the two states' names does not change the likelihood (label switching); every draw is "
+            "EM and gradient ascent start from sticky transitions (0.9 on the diagonal) and random emission "
+            "rows; from a symmetric random start both often stop at a worse local maximum. Swapping the two states' names does not change the likelihood (label switching); every draw is "
             "relabelled so that the state with the smaller P(six) is `fair`."
         ),
         facts={
@@ -646,9 +653,16 @@ def _lfc_truth_figure(truth: pd.DataFrame, bayes: pd.DataFrame, deseq: pd.DataFr
     return fig
 
 
-def _calls(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-    """A Bayesian 'call': the 94% HDI excludes 0."""
-    return (lower > 0) | (upper < 0)
+CALL_PROB = 0.9
+
+
+def _calls(table: pd.DataFrame) -> np.ndarray:
+    """A Bayesian call: a more than 2-fold change with posterior probability above ``CALL_PROB``.
+
+    "The 94% HDI excludes 0" would be the obvious rule, but it is a per-gene 6% error rate with no
+    multiplicity control: with hundreds of unchanged genes it calls dozens of them.
+    """
+    return table["prob_abs_lfc_gt"].to_numpy() > CALL_PROB
 
 
 def _de_metrics(est: np.ndarray, true: np.ndarray, called: np.ndarray | None, is_de: np.ndarray) -> dict:
@@ -743,7 +757,7 @@ def run_de_part(sizes: DemoSizes, seed: int, out: _Outputs, progress: _Progress)
             rows[label] = {
                 "time (s)": fit.elapsed_s,
                 **_de_metrics(table["log2FoldChange"].to_numpy(), true_lfc,
-                              _calls(table["hdi_lower"].to_numpy(), table["hdi_upper"].to_numpy()), is_de),
+                              _calls(table), is_de),
             }
         comparison = pd.DataFrame.from_dict(rows, orient="index")
         comparison.index.name = "fit"
@@ -819,12 +833,13 @@ def run_de_part(sizes: DemoSizes, seed: int, out: _Outputs, progress: _Progress)
 
     n_draws = nuts.num_chains * nuts.num_draws
     sig = int((deseq["padj"] < 0.1).sum())
-    called = _calls(bayes["hdi_lower"].to_numpy(), bayes["hdi_upper"].to_numpy())
+    called = _calls(bayes)
     sign_ok = comparison.loc["DESeq2 (IRLS + Wald test)", "wrong sign"]
     blocks = [
         ("Fit paths compared", "table", comparison,
-         "Each path's log2 fold changes against the simulated truth. Calls: DESeq2 padj < 0.1; SVI and NUTS a "
-         "94% HDI that excludes 0; the gradient fit is a point estimate (no calls). Times include JIT "
+         "Each path's log2 fold changes against the simulated truth. Calls: DESeq2 padj < 0.1 (a test of "
+         f"LFC ≠ 0); SVI and NUTS posterior P(|LFC| > 1) > {CALL_PROB:g} (a more than 2-fold change, the size "
+         "of every simulated change); the gradient fit is a point estimate (no calls). Times include JIT "
          "compilation."),
         ("Fit paths compared", "figure", fig_loss,
          "Loss curves of the two optimiser fits (the y axis zooms on the last 80% of steps)."),
@@ -862,7 +877,8 @@ def run_de_part(sizes: DemoSizes, seed: int, out: _Outputs, progress: _Progress)
                                f"{int(truth['is_de'].sum())} truly DE",
             "DESeq2 calls (padj < 0.1)": f"{sig}, {int(comparison.loc['DESeq2 (IRLS + Wald test)', 'false discoveries'])} "
                                           f"false, {sign_ok} with the wrong sign",
-            "NUTS calls (94% HDI excludes 0)": f"{int(called.sum())}",
+            f"NUTS calls (P(|LFC| > 1) > {CALL_PROB:g})": f"{int(called.sum())}, "
+                                                          f"{int((called & ~is_de).sum())} false",
             "NUTS": f"{nuts.num_chains} chain(s) × ({sizes.de_nuts_warmup} warm-up + {nuts.num_draws} draws), "
                     f"{3 * len(genes):,} parameters",
         },
