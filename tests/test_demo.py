@@ -57,7 +57,8 @@ class _Images(html.parser.HTMLParser):
             self.links.append(a["href"])
         if tag == "script":
             self.scripts += 1
-        self._in_heading = tag in ("h2", "h3")
+        if tag in ("h2", "h3"):
+            self._in_heading = True
 
     def handle_data(self, data):
         if self._in_heading:
@@ -108,7 +109,7 @@ def test_posteriors_reopen_with_arviz(demo, rel):
         # the stored log2 fold change is the second coefficient on the log2 scale
         np.testing.assert_allclose(post["log2_fold_change"].values, post["beta"].values[:, :, 1] / np.log(2),
                                    rtol=1e-5, atol=1e-6)
-    if nuts:
+    if nuts and not rel.startswith("hmm/"):  # (the casino is one sequence: a single LOO point)
         loo = az.loo(dt)  # the pointwise log-likelihood is usable for LOO
         assert np.isfinite(loo.elpd)
 
@@ -268,8 +269,10 @@ def test_out_must_not_be_a_file(tmp_path):
     assert target.read_text() == "keep me"
 
 
-def test_cli_bad_seed_is_one_line_and_exit_code_2(tmp_path, capsys):
+def test_cli_bad_seed_is_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch):
     from diffbio_prob.cli import main
+
+    monkeypatch.setenv("DIFFBIO_PROB_JAX_CACHE", "0")  # leave this process's JAX configuration alone
 
     assert main(["demo", "--quick", "--seed", "-3", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -547,14 +547,17 @@ def sample_states(key: Array, params: HMMParams, num_steps: int) -> Array:
         >>> sample_states(jax.random.key(0), p, 3).tolist()
         [0, 0, 0]
     """
-    k0, k1 = jax.random.split(key)
-    z0 = jax.random.categorical(k0, params.log_initial).astype(jnp.int32)
+    # Gumbel-max with all the noise drawn up front: the loop body is an argmax, no PRNG inside the scan
+    # (a PRNG in the loop body multiplies compile time).
+    num_states = params.log_initial.shape[-1]
+    g = jax.random.gumbel(key, (num_steps, num_states), dtype=jnp.result_type(params.log_initial, float))
+    z0 = jnp.argmax(params.log_initial + g[0]).astype(jnp.int32)
 
-    def step(z, k):
-        z_next = jax.random.categorical(k, params.log_transition[z]).astype(jnp.int32)
+    def step(z, g_t):
+        z_next = jnp.argmax(params.log_transition[z] + g_t).astype(jnp.int32)
         return z_next, z_next
 
-    _, rest = lax.scan(step, z0, jax.random.split(k1, num_steps - 1))
+    _, rest = lax.scan(step, z0, g[1:])
     return jnp.concatenate([z0[None], rest]).astype(jnp.int32)
 
 
@@ -608,17 +611,17 @@ def posterior_sample(key: Array, params: HMMParams, log_likelihoods: Array, leng
     valid = _valid(num_steps, length)
     log_alpha = jnp.log(filt.filtered)
     log_a = jnp.asarray(params.log_transition, log_alpha.dtype)
-    keys = jax.random.split(key, num_steps)
+    gumbel = jax.random.gumbel(key, log_alpha.shape, dtype=log_alpha.dtype)  # Gumbel-max, noise up front
 
     def step(z_next, inp):
-        la, k, t = inp
+        la, g, t = inp
         # The last valid step (and padding) samples from the filter alone.
         cond = jnp.where(t + 1 < (num_steps if length is None else length), log_a[:, z_next], 0.0)
-        z = jax.random.categorical(k, la + cond).astype(jnp.int32)
+        z = jnp.argmax(la + cond + g).astype(jnp.int32)
         return z, z
 
     steps = jnp.arange(num_steps)
-    _, zs = lax.scan(step, jnp.zeros((), jnp.int32), (log_alpha, keys, steps), reverse=True)
+    _, zs = lax.scan(step, jnp.zeros((), jnp.int32), (log_alpha, gumbel, steps), reverse=True)
     return jnp.where(valid, zs, -1).astype(jnp.int32)
 
 

@@ -20,8 +20,8 @@ estimands.
 Example:
     >>> import jax.numpy as jnp
     >>> from diffbio_prob.cores.nb import nb_log_pmf
-    >>> float(nb_log_pmf(jnp.array(3.0), jnp.array(2.0), jnp.array(5.0)))  # doctest: +ELLIPSIS
-    -1.7...
+    >>> round(float(nb_log_pmf(jnp.array(3.0), jnp.array(2.0), jnp.array(5.0))), 4)
+    -1.8853
 """
 
 from __future__ import annotations
@@ -518,7 +518,7 @@ def irls_fit(
         >>> y = jnp.array([[3.0, 5.0, 4.0, 6.0]])
         >>> x = jnp.ones((4, 1))
         >>> res = irls_fit(y, x, jnp.zeros(4), jnp.array([0.1]), jnp.zeros((1, 1)), jnp.zeros(1))
-        >>> round(float(jnp.exp(res.beta[0, 0])), 6)  # the MLE of a common mean is the sample mean
+        >>> round(float(jnp.exp(res.beta[0, 0])), 4)  # the MLE of a common mean is the sample mean
         4.5
     """
     counts = jnp.asarray(counts)

@@ -13,6 +13,7 @@ _MODULES = {
     "relabel_states": "hmm",
     "interior_params": "hmm",
     "nb_glm_model": "nb_glm",
+    "NBCounts": "nb_glm",
     "em_model": "em",
 }
 

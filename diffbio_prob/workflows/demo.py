@@ -668,15 +668,15 @@ def _calls(table: pd.DataFrame) -> np.ndarray:
 def _de_metrics(est: np.ndarray, true: np.ndarray, called: np.ndarray | None, is_de: np.ndarray) -> dict:
     ok = np.isfinite(est)
     row = {
-        "RMSE vs true LFC": float(np.sqrt(np.mean((est[ok] - true[ok]) ** 2))),
-        "correlation": float(np.corrcoef(est[ok], true[ok])[0, 1]),
+        "RMSE vs truth": float(np.sqrt(np.mean((est[ok] - true[ok]) ** 2))),
+        "r vs truth": float(np.corrcoef(est[ok], true[ok])[0, 1]),
     }
     if called is None:
-        row.update({"genes called": np.nan, "false discoveries": np.nan, "wrong sign": np.nan, "DE genes found": ""})
+        row.update({"calls": None, "false calls": None, "wrong sign": None, "DE genes found": ""})
     else:
         row.update({
-            "genes called": int(called.sum()),
-            "false discoveries": int((called & ~is_de).sum()),
+            "calls": int(called.sum()),
+            "false calls": int((called & ~is_de).sum()),
             "wrong sign": int((called & is_de & (np.sign(est) != np.sign(true))).sum()),
             "DE genes found": f"{int((called & is_de).sum())} of {int(is_de.sum())}",
         })
@@ -761,7 +761,8 @@ def run_de_part(sizes: DemoSizes, seed: int, out: _Outputs, progress: _Progress)
             }
         comparison = pd.DataFrame.from_dict(rows, orient="index")
         comparison.index.name = "fit"
-        comparison.loc["truth", ["RMSE vs true LFC", "correlation"]] = np.nan
+        comparison.loc["truth", ["RMSE vs truth", "r vs truth"]] = np.nan
+        comparison = comparison.astype({"calls": "Int64", "false calls": "Int64", "wrong sign": "Int64"})
 
         per_gene = pd.DataFrame(
             {
@@ -834,7 +835,7 @@ def run_de_part(sizes: DemoSizes, seed: int, out: _Outputs, progress: _Progress)
     n_draws = nuts.num_chains * nuts.num_draws
     sig = int((deseq["padj"] < 0.1).sum())
     called = _calls(bayes)
-    sign_ok = comparison.loc["DESeq2 (IRLS + Wald test)", "wrong sign"]
+    deseq_row = comparison.loc["DESeq2 (IRLS + Wald test)"]
     blocks = [
         ("Fit paths compared", "table", comparison,
          "Each path's log2 fold changes against the simulated truth. Calls: DESeq2 padj < 0.1 (a test of "
@@ -875,8 +876,8 @@ def run_de_part(sizes: DemoSizes, seed: int, out: _Outputs, progress: _Progress)
         facts={
             "genes × samples": f"{counts.shape[0]:,} × {counts.shape[1]} (seed {seed}); "
                                f"{int(truth['is_de'].sum())} truly DE",
-            "DESeq2 calls (padj < 0.1)": f"{sig}, {int(comparison.loc['DESeq2 (IRLS + Wald test)', 'false discoveries'])} "
-                                          f"false, {sign_ok} with the wrong sign",
+            "DESeq2 calls (padj < 0.1)": f"{sig}, {deseq_row['false calls']} false, {deseq_row['wrong sign']} "
+                                          "with the wrong sign",
             f"NUTS calls (P(|LFC| > 1) > {CALL_PROB:g})": f"{int(called.sum())}, "
                                                           f"{int((called & ~is_de).sum())} false",
             "NUTS": f"{nuts.num_chains} chain(s) × ({sizes.de_nuts_warmup} warm-up + {nuts.num_draws} draws), "
@@ -891,8 +892,8 @@ def run_de_part(sizes: DemoSizes, seed: int, out: _Outputs, progress: _Progress)
             "NUTS (s)": nuts.elapsed_s,
             "divergences": nuts.num_divergences,
             "max R-hat": _max_rhat(summary),
-            "recovered": f"RMSE of posterior LFC {comparison.loc['NUTS', 'RMSE vs true LFC']:.2f} "
-                         f"(DESeq2 {comparison.loc['DESeq2 (IRLS + Wald test)', 'RMSE vs true LFC']:.2f})",
+            "recovered": f"RMSE of posterior LFC {comparison.loc['NUTS', 'RMSE vs truth']:.2f} "
+                         f"(DESeq2 {deseq_row['RMSE vs truth']:.2f})",
         },
     )
 

@@ -28,6 +28,7 @@ def _max_rel(a, b):
     return float(np.max(np.abs(a[ok] - b[ok]) / np.abs(b[ok])))
 
 
+@pytest.mark.slow  # compiles the pipeline when it is the first DE test of a process
 def test_wald_with_plots_matches_r(files, deseq2_ref, capsys):
     out = files / "res.csv"
     rc = cli.main(

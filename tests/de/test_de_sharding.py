@@ -72,5 +72,5 @@ def test_sharded_fit_equals_single_device(tmp_path):
     single = fit.results().to_numpy()
     sharded = np.array(data["res"], dtype=float)
     assert np.array_equal(np.isnan(sharded), np.isnan(single))
-    np.testing.assert_allclose(sharded, single, rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(sharded, single, rtol=1e-11, atol=1e-13, equal_nan=True)  # rounding only
     np.testing.assert_allclose(data["disp"], fit.gene["dispersion"], rtol=1e-12)

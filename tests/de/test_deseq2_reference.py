@@ -200,6 +200,7 @@ def test_all_zero_gene_gives_nan_row(deseq2_ref):
     _assert_table(res.drop(index="zero"), ref)
 
 
+@pytest.mark.slow
 def test_newton_dispersions_close_to_r(fits):
     # The exact optimiser lands within DESeq2's line-search tolerance of R's estimates.
     fit = fits("single_factor")

@@ -34,6 +34,7 @@ def test_operator_and_model_give_the_same_log_likelihood():
     np.testing.assert_allclose(pointwise, np.asarray(glm.pointwise_log_likelihood(y, x, sf)), rtol=1e-12)
 
 
+@pytest.mark.slow  # compiles JAX's gamma and Poisson samplers
 def test_count_distribution_is_numpyros_negative_binomial():
     mu = jnp.array([0.3, 4.0, 250.0])
     size = jnp.array([0.2, 5.0, 1e6])
@@ -42,9 +43,9 @@ def test_count_distribution_is_numpyros_negative_binomial():
     np.testing.assert_allclose(ours, stats.nbinom.logpmf(y, size, size / (size + mu)), rtol=1e-9)
     # NumPyro's NegativeBinomial2 is the same law (its betaln-based log_prob is good to ~1e-7)
     np.testing.assert_allclose(ours, dist.NegativeBinomial2(mu, size).log_prob(y), rtol=1e-6)
-    draws = np.asarray(NBCounts(jnp.array(6.0), jnp.array(2.0)).sample(jax.random.key(1), (40000,)))
-    assert abs(draws.mean() - 6.0) < 0.1
-    assert abs(draws.var() - (6.0 + 36.0 / 2.0)) < 0.8
+    draws = np.asarray(NBCounts(jnp.array(6.0), jnp.array(2.0)).sample(jax.random.key(1), (20000,)))
+    assert abs(draws.mean() - 6.0) < 0.15  # sd of the mean: sqrt(24 / 20000) = 0.035
+    assert abs(draws.var() - (6.0 + 36.0 / 2.0)) < 1.5
 
 
 def test_priors_follow_the_arguments():
@@ -94,7 +95,7 @@ def small_fit(deseq2_ref):
 
     counts = pd.read_csv(deseq2_ref / "synthetic" / "test_counts.csv", index_col=0)
     meta = pd.read_csv(deseq2_ref / "synthetic" / "test_metadata.csv", index_col=0)
-    return fit_deseq2(counts.iloc[:3], meta, "~condition")
+    return fit_deseq2(counts.iloc[:3], meta, "~condition", fit_type="mean")  # 3 genes: no parametric trend
 
 
 @pytest.mark.slow
@@ -103,8 +104,8 @@ def test_svi_and_nuts_posteriors_agree_with_deseq2(small_fit):
     # standard error (the data carry the information: 100 samples).
     res = small_fit.results()
     for method, kw in (
-        ("svi", dict(num_steps=400, num_samples=300, learning_rate=0.02)),
-        ("nuts", dict(num_warmup=100, num_samples=150, num_chains=1)),
+        ("svi", dict(num_steps=300, num_samples=300, learning_rate=0.02)),
+        ("nuts", dict(num_warmup=100, num_samples=100, num_chains=1)),
     ):
         table, result = bayesian_lfc(small_fit, ["condition", "B", "A"], method=method, prior_scale=20.0, **kw)
         assert list(table.index) == list(res.index)

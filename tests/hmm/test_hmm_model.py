@@ -59,14 +59,14 @@ def test_hmm_model_sites_and_pointwise_log_likelihood():
     y = jnp.array([[0, 1, 1, 0], [1, 1, -1, -1], [0, 0, 0, 1]])
     lengths = jnp.array([4, 2, 4])
     params = {"initial_probs": PI, "transition_probs": A, "emission_probs": B}
-    tr = handlers.trace(handlers.seed(hmm_model, 0)).get_trace(y, lengths, num_states=2)
+    tr = handlers.trace(handlers.substitute(hmm_model, data=params)).get_trace(y, lengths, num_states=2)
     assert [n for n, s in tr.items() if s["type"] == "sample"] == [
         "initial_probs",
         "transition_probs",
         "emission_probs",
         "observations",
     ]
-    assert tr["transition_probs"]["value"].shape == (2, 2) and tr["emission_probs"]["value"].shape == (2, 2)
+    assert tr["transition_probs"]["fn"].event_shape == (2, 2) and tr["emission_probs"]["fn"].event_shape == (2, 2)
     assert tr["observations"]["is_observed"]
     samples = {k: jnp.asarray(v)[None] for k, v in params.items()}
     ll = numpyro_log_likelihood(hmm_model, samples, y, lengths, num_states=2)["observations"]

@@ -94,14 +94,17 @@ def _batch_log_likelihood(log_pi, log_a, log_b, obs, lengths):
 
 @jax.jit
 def _batch_apply(log_pi, log_a, log_b, obs, lengths):
-    """(log-likelihood (B,), smoothed posteriors (B, T, S)). The log-likelihood goes through the core's
-    custom-VJP path, so a loss on it costs one forward-backward sweep; the posteriors come from the smoother
-    (dead code under jit when only the log-likelihood is used)."""
+    """(log-likelihood (B,), smoothed posteriors (B, T, S)) from one forward and one backward sweep.
+
+    The posteriors are the gradient of the log-likelihood w.r.t. the emission log-likelihoods (Eisner
+    2016), which the core's custom VJP computes by forward-backward. Both outputs stay differentiable:
+    a loss on the log-likelihood costs one more backward sweep, a loss on the posteriors is
+    reverse-over-reverse autodiff through that sweep.
+    """
     params = core.HMMParams(log_pi, log_a)
     lls = _batch_lls(log_b, obs)
-    log_lik = jax.vmap(core.log_likelihood, in_axes=(None, 0, 0))(params, lls, lengths)
-    post = jax.vmap(core.smoother, in_axes=(None, 0, 0))(params, lls, lengths).smoothed
-    return log_lik, post
+    one = jax.value_and_grad(core.log_likelihood, argnums=1)
+    return jax.vmap(one, in_axes=(None, 0, 0))(params, lls, lengths)
 
 
 @jax.jit
@@ -139,13 +142,14 @@ class DifferentiableHMM(OperatorModule):
             raise TypeError(f"config: expected an HMMConfig, got {type(config).__name__}")
         super().__init__(config, rngs=rngs, name=name)
         rngs = rngs if rngs is not None else nnx.Rngs(0)
-        k_trans, k_emit, k_init = jax.random.split(rngs.params(), 3)
         s, m = config.num_states, config.num_emissions
+        # one draw split three ways (one compiled sampler per config instead of three)
+        z = jax.random.normal(rngs.params(), (s * s + s * m + s,)) * 0.1
         trans_cls = nnx.Param if config.learnable_transitions else FrozenParam
         emit_cls = nnx.Param if config.learnable_emissions else FrozenParam
-        self.log_transition_params = trans_cls(jax.random.normal(k_trans, (s, s)) * 0.1)
-        self.log_emission_params = emit_cls(jax.random.normal(k_emit, (s, m)) * 0.1)
-        self.log_initial_params = nnx.Param(jax.random.normal(k_init, (s,)) * 0.1)
+        self.log_transition_params = trans_cls(z[: s * s].reshape(s, s))
+        self.log_emission_params = emit_cls(z[s * s : s * s + s * m].reshape(s, m))
+        self.log_initial_params = nnx.Param(z[s * s + s * m :])
 
     # ------------------------------------------------------------------------------------------
     # parameters (the seed's accessors)

@@ -1,0 +1,116 @@
+"""Every script in ``examples/`` runs (small sizes) and its result says what the script claims.
+
+Each example is imported by path and its ``main(small=True)`` called; the assertions check the numbers
+against the simulated truth, a closed form or a property, not against the example's own printout.
+"""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+pytestmark = pytest.mark.slow
+
+
+def run(name: str, **kwargs):
+    script = EXAMPLES / name
+    assert script.is_file(), script
+    module = runpy.run_path(str(script), run_name="example")  # not "__main__": no argparse
+    return module["main"](small=True, **kwargs)
+
+
+def test_every_example_is_tested_and_has_a_small_mode():
+    scripts = sorted(p.name for p in EXAMPLES.glob("[0-9][0-9]_*.py"))
+    tested = {"01_bayesian_hmm_loo.py", "02_de_posterior_lfc.py", "03_quant_posterior_intervals.py",
+              "04_gradient_then_nuts.py", "05_operator_in_nnx_model.py"}
+    assert set(scripts) == tested
+    for name in scripts:
+        text = (EXAMPLES / name).read_text()
+        assert "def main(small: bool = False" in text and '"--small"' in text, name
+
+
+def test_01_loo_prefers_no_extra_state():
+    out = run("01_bayesian_hmm_loo.py")
+    loo2, loo3 = out["loo"][2], out["loo"][3]
+    sessions = out["fits"][2].log_likelihood["observations"].shape[-1]
+    assert np.size(loo2.pareto_k) == sessions == 16  # one LOO point per session
+    cmp = out["compare"]
+    # the third state buys no predictive accuracy: any gain is below 4 (the LOO FAQ's "small") and two
+    # standard errors of the difference
+    dse = float(cmp["dse"].max())
+    assert loo3.elpd - loo2.elpd < max(4.0, 2 * dse)
+    assert loo3.p > loo2.p  # but it does cost effective parameters
+    fit2 = out["fits"][2]
+    assert fit2.num_divergences == 0
+    six = fit2.samples["emission_probs"][..., 1, 5].ravel()  # relabelled: state 1 is the loaded die
+    assert np.quantile(six, 0.05) < 0.5 < np.quantile(six, 0.95)
+    fair = fit2.samples["emission_probs"][..., 0, :].reshape(-1, 6).mean(0)
+    np.testing.assert_allclose(fair, 1 / 6, atol=0.05)
+
+
+def test_02_posterior_lfc_covers_the_truth():
+    table = run("02_de_posterior_lfc.py")
+    inside = (table["hdi94_lower"] <= table["true_lfc"]) & (table["true_lfc"] <= table["hdi94_upper"])
+    assert inside.mean() > 0.85
+    confident = table[table["prob_abs_lfc_gt_1"] > 0.95]
+    assert len(confident) >= 5
+    assert (confident["true_lfc"] != 0).mean() >= 0.8
+    real = confident[confident["true_lfc"] != 0]
+    assert (np.sign(real["posterior_mean"]) == np.sign(real["true_lfc"])).all()
+    de = table["true_lfc"] != 0
+    assert np.corrcoef(table.loc[de, "posterior_mean"], table.loc[de, "true_lfc"])[0, 1] > 0.8
+    assert (table["posterior_sd"] > 0).all()
+
+
+def test_03_quant_intervals_contain_the_truth():
+    table = run("03_quant_posterior_intervals.py")
+    assert len(table) == 15
+    assert spearmanr(table["posterior_mean"], table["true"]).statistic > 0.95
+    inside = (table["hdi94_lower"] <= table["true"]) & (table["true"] <= table["hdi94_upper"])
+    assert inside.sum() >= 13
+    # the posterior mean of the counts keeps the total: every fragment goes somewhere
+    assert table["posterior_mean"].sum() == pytest.approx(10_000, rel=1e-3)
+    # with a flat prior the EM estimate (the posterior mode) lies inside the 94% HDI of well-covered transcripts
+    big = table["true"] > 100
+    assert ((table.loc[big, "hdi94_lower"] <= table.loc[big, "em"]) & (table.loc[big, "em"] <= table.loc[big, "hdi94_upper"])).all()
+
+
+def test_04_nuts_starts_where_the_gradient_fit_ended():
+    out = run("04_gradient_then_nuts.py")
+    grad, nuts = out["gradient"], out["nuts"]
+    assert grad.loss_history[-1] < grad.loss_history[0]
+    # both chains start at the gradient fit, so they sample the same label-switching mode
+    assert (out["summary"]["r_hat"] < 1.1).all()
+    g = np.asarray(grad.params["emission_probs"])[:, 5]
+    n = nuts.posterior_mean()["emission_probs"][:, 5]
+    assert np.argmax(g) == np.argmax(n) == out["loaded_state"]
+    np.testing.assert_allclose(n, g, atol=0.12)
+    # to_operator loaded the posterior mean into the operator
+    loaded = out["operator"].to_model_params()
+    for site in ("initial_probs", "transition_probs", "emission_probs"):
+        np.testing.assert_allclose(loaded[site], nuts.posterior_mean()[site], atol=1e-5)
+    assert out["viterbi_accuracy"] > 0.75
+
+
+def test_05_network_learns_the_emission_curve_end_to_end():
+    out = run("05_operator_in_nnx_model.py")
+    truth = 0.1 + 0.8 * out["grid"]
+    assert np.max(np.abs(out["p_six_loaded"] - truth)) < 0.12
+    assert spearmanr(out["grid"], out["p_six_loaded"]).statistic > 0.95
+    losses = out["losses"]
+    assert losses[-1] < losses[0] - 0.02
+    # the covariate-aware model predicts new sessions better than a plain HMM fitted by Baum-Welch
+    assert out["held_out"] > out["plain_held_out"]
+    np.testing.assert_allclose(np.diag(out["transition"]), [0.95, 0.90], atol=0.08)
+    # the operator's emission logits are frozen (the network replaces them): still their initial values
+    from flax import nnx
+
+    fresh = type(out["model"])(rngs=nnx.Rngs(0))
+    np.testing.assert_array_equal(out["model"].hmm.log_emission_params[...], fresh.hmm.log_emission_params[...])
+    assert not np.allclose(out["model"].hmm.log_transition_params[...], fresh.hmm.log_transition_params[...])
