@@ -48,7 +48,7 @@ def fit(rolls: np.ndarray, num_states: int, *, warmup: int, draws: int, chains: 
     start = baum_welch(rolls, num_states, 6, init=init, num_iters=200).params
     result = fit_nuts(
         hmm_model, jnp.asarray(rolls), num_states=num_states, num_emissions=6, init_params=start,
-        num_warmup=warmup, num_samples=draws, num_chains=chains, rng_key=seed, progress=False, dense_mass=True,
+        num_warmup=warmup, num_samples=draws, num_chains=chains, rng_key=seed, progress=False,
     )
     result.samples = relabel_states(result.samples, symbol=5)
     return result
@@ -56,8 +56,8 @@ def fit(rolls: np.ndarray, num_states: int, *, warmup: int, draws: int, chains: 
 
 def main(small: bool = False, seed: int = 0) -> dict:
     """Fit 2 and 3 states, compare by LOO; returns ``{"loo": {...}, "compare": DataFrame, "fits": {...}}``."""
-    sessions, rolls_each = (16, 100) if small else (40, 200)
-    warmup, draws, chains = (100, 150, 1) if small else (500, 500, 2)
+    sessions, rolls_each = (12, 100) if small else (40, 200)
+    warmup, draws, chains = (100, 100, 1) if small else (500, 500, 2)
     rolls = simulate(sessions, rolls_each, seed)
     fits, trees, loos = {}, {}, {}
     for k in (2, 3):

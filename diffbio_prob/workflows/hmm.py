@@ -102,7 +102,7 @@ def fit_hmm(
         num_states: S.
         num_emissions: M (default ``max + 1``).
         method: ``"em"`` (Baum-Welch, best of ``restarts`` random starts), ``"gradient"`` (Adam on the
-            NNX operator for ``num_steps`` steps, started from a short EM fit's random start) or
+            NNX operator for ``num_steps`` steps, from Baum-Welch's random start for ``seed``) or
             ``"nuts"`` (NUTS on :func:`diffbio_prob.models.hmm_model`, every chain started from the EM
             fit; draws relabelled by ``order_symbol``).
         seed: random seed.
@@ -116,7 +116,7 @@ def fit_hmm(
     Returns:
         :class:`HMMFit`.
     """
-    from diffbio_prob.inference.baum_welch import baum_welch
+    from diffbio_prob.inference.baum_welch import baum_welch, random_start
 
     if method not in _METHODS:
         raise ValueError(f"method: expected one of {_METHODS}, got {method!r}")
@@ -128,17 +128,6 @@ def fit_hmm(
     if not -num_emissions <= order_symbol < num_emissions:
         raise ValueError(f"order_symbol: expected a symbol index in 0..{num_emissions - 1}, got {order_symbol}")
 
-    em = None
-    for r in range(restarts if method != "gradient" else 1):
-        fit = baum_welch(
-            obs, num_states, num_emissions, lengths=lengths, num_iters=num_iters if method != "gradient" else 0,
-            seed=seed + r,
-        )
-        if em is None or fit.log_likelihood > em.log_likelihood:
-            em = fit
-    if method == "em":
-        return HMMFit(_canonical(em.params, order_symbol), "em", em.log_likelihood, em.log_likelihood_history)
-
     if method == "gradient":
         import optax
         from flax import nnx
@@ -147,12 +136,20 @@ def fit_hmm(
         from diffbio_prob.operators.statistical.hmm import DifferentiableHMM, HMMConfig
 
         op = DifferentiableHMM(HMMConfig(num_states=num_states, num_emissions=num_emissions), rngs=nnx.Rngs(seed))
-        op.load_model_params(em.params)  # the random start (0 EM iterations)
+        op.load_model_params(random_start(num_states, num_emissions, seed))  # Baum-Welch's random start
         data = {"observations": obs, "lengths": lengths}
         res = fit_gradient(op, data, optimizer=optax.adam(learning_rate), num_steps=num_steps, progress=progress)
         params = _canonical(op.to_model_params(), order_symbol)
         ll = _total_log_likelihood(params, obs, lengths)
         return HMMFit(params, "gradient", ll, np.asarray(res.loss_history), res)
+
+    em = None
+    for r in range(restarts):
+        fit = baum_welch(obs, num_states, num_emissions, lengths=lengths, num_iters=num_iters, seed=seed + r)
+        if em is None or fit.log_likelihood > em.log_likelihood:
+            em = fit
+    if method == "em":
+        return HMMFit(_canonical(em.params, order_symbol), "em", em.log_likelihood, em.log_likelihood_history)
 
     from diffbio_prob.inference import fit_nuts
     from diffbio_prob.models.hmm import hmm_model, interior_params, relabel_states

@@ -8,6 +8,9 @@ import pytest
 
 from diffbio_prob.inference.baum_welch import baum_welch, pad_sequences
 
+# hmmlearn 0.3.3 sets ndarray.shape, deprecated in NumPy 2.5
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:hmmlearn")
+
 S, M = 3, 4
 
 

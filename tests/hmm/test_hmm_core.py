@@ -13,6 +13,9 @@ from scipy.special import logsumexp
 
 from diffbio_prob.cores import hmm
 
+# hmmlearn 0.3.3 sets ndarray.shape, deprecated in NumPy 2.5
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:hmmlearn")
+
 # ------------------------------------------------------------------------------------------------
 # helpers: an independent float64 NumPy oracle
 # ------------------------------------------------------------------------------------------------

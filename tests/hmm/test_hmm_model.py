@@ -109,20 +109,22 @@ CASINO = {
 
 @pytest.mark.slow
 def test_nuts_recovers_dishonest_casino():
-    """Durbin et al.'s dishonest casino, 1000 rolls: NUTS (2 chains, 300 + 300, started from a
-    Baum-Welch fit, draws relabelled by the probability of a six) covers the true transition and
-    six-probabilities within the central 90% intervals, with R-hat < 1.01 on every parameter."""
+    """Durbin et al.'s dishonest casino, 1000 rolls (seeded), flat Dirichlet priors: NUTS (2 chains,
+    300 warmup + 1000 draws, every chain started from a Baum-Welch fit, draws relabelled by the
+    probability of a six) has no divergences, R-hat < 1.01 on all 18 probabilities, and the central 90%
+    intervals cover the true stay-probabilities and six-probabilities. (About 35 s of CPU; with 300
+    draws per chain R-hat of this posterior lands between 1.00 and 1.03.)"""
     import arviz as az
 
     from diffbio_prob.inference import fit_nuts
     from diffbio_prob.inference.baum_welch import baum_welch
 
     d = DiscreteHMM(CASINO["initial_probs"], CASINO["transition_probs"], CASINO["emission_probs"], 1000)
-    y = d.sample(jax.random.key(2024))
-    em = baum_welch(np.asarray(y), 2, 6, num_iters=200, seed=0)
+    y = d.sample(jax.random.key(7))
+    em = baum_welch(np.asarray(y), 2, 6, num_iters=100, seed=0)
     init = interior_params(relabel_states(em.params))
     res = fit_nuts(hmm_model, y, num_states=2, num_emissions=6, init_params=init, num_warmup=300,
-                   num_samples=300, num_chains=2, rng_key=1, progress=False)
+                   num_samples=1000, num_chains=2, rng_key=1, progress=False)
     draws = relabel_states(res.samples)
     assert res.num_divergences == 0
     for name in ("initial_probs", "transition_probs", "emission_probs"):
@@ -138,3 +140,5 @@ def test_nuts_recovers_dishonest_casino():
     for label, (x, truth) in checks.items():
         lo, hi = np.quantile(x, [0.05, 0.95])
         assert lo <= truth <= hi, (label, lo, hi, truth)
+    # the pointwise log-likelihood recorded for LOO is the model's, per draw
+    assert res.log_likelihood["observations"].shape == (2, 1000)
