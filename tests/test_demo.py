@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html.parser
-import io
 
 import arviz as az
 import jax

@@ -4,14 +4,26 @@
 - ``fit_svi`` / ``fit_nuts``: NumPyro SVI and NUTS on a model function.
 - ``FitResult``: draws, pointwise log-likelihood and sampler statistics; ``to_arviz()``, ``summary()``,
   ``save``/``load`` (netCDF).
+- ``baum_welch``: the HMM's closed-form EM (``BaumWelchResult``), a maximum-likelihood start for NUTS.
 - ``to_operator``: load a posterior mean (or any point estimate) into an operator.
 """
 
+from diffbio_prob.inference.baum_welch import BaumWelchResult, baum_welch
 from diffbio_prob.inference.gradient import fit_gradient, negative_log_likelihood
 from diffbio_prob.inference.numpyro_fit import fit_nuts, fit_svi, model_sites
 from diffbio_prob.inference.results import FitResult
 
-__all__ = ["FitResult", "fit_gradient", "fit_nuts", "fit_svi", "model_sites", "negative_log_likelihood", "to_operator"]
+__all__ = [
+    "BaumWelchResult",
+    "FitResult",
+    "baum_welch",
+    "fit_gradient",
+    "fit_nuts",
+    "fit_svi",
+    "model_sites",
+    "negative_log_likelihood",
+    "to_operator",
+]
 
 
 def to_operator(result: FitResult, operator, use: str = "mean"):

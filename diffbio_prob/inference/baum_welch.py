@@ -172,9 +172,7 @@ def _e_step(log_pi, log_a, log_b, obs, lengths):
     """Total log-likelihood and expected counts (initial, transition, emission) of a padded batch."""
 
     def total(log_pi, log_a, log_b):
-        lls = jax.vmap(core.categorical_log_likelihoods, in_axes=(None, 0))(log_b, obs)
-        per_seq = jax.vmap(core.log_likelihood, in_axes=(None, 0, 0))(core.HMMParams(log_pi, log_a), lls, lengths)
-        return jnp.sum(per_seq)
+        return jnp.sum(core.categorical_log_likelihood_batch(core.HMMParams(log_pi, log_a), log_b, obs, lengths))
 
     return jax.value_and_grad(total, argnums=(0, 1, 2))(log_pi, log_a, log_b)
 

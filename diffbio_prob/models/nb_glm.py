@@ -87,13 +87,13 @@ class NBCounts(dist.Distribution):
 
 
 def _coef_scales(design, prior_scale, intercept_scale):
-    # per-column prior sd on the natural-log scale; an all-ones column is the intercept
+    # Per-column prior sd on the natural-log scale; an all-ones column is the intercept. Decided with
+    # jnp so a traced design (inside SVI/NUTS, where the model is re-run under jit) gets the same
+    # widths as the concrete one NumPyro uses to find the initial point.
     c = design.shape[-1]
-    scales = np.broadcast_to(np.asarray(prior_scale, dtype=float), (c,)).copy()
-    intercept = np.all(np.asarray(design) == 1.0, axis=0) if not isinstance(design, jax.core.Tracer) else None
-    if intercept is not None:
-        scales[intercept] = intercept_scale
-    return jnp.asarray(scales * LN2)
+    scales = jnp.broadcast_to(jnp.asarray(prior_scale, dtype=design.dtype), (c,))
+    intercept = jnp.all(design == 1.0, axis=0)
+    return jnp.where(intercept, jnp.asarray(intercept_scale, dtype=design.dtype), scales) * LN2
 
 
 def nb_glm_model(

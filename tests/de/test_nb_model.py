@@ -69,6 +69,29 @@ def test_priors_follow_the_arguments():
         handlers.seed(nb_glm_model, 0)(None, x, np.ones(4))
 
 
+def test_intercept_prior_is_the_same_when_the_design_is_traced():
+    # SVI and NUTS re-run the model under jit, where the design is a tracer; the intercept must
+    # keep its wide prior there, or the sampler's start point and its steps score different models.
+    from numpyro.infer.util import log_density
+
+    x = np.column_stack([np.ones(4), [0, 0, 1, 1.0]])
+    y = np.arange(12.0).reshape(4, 3)
+    params = {"beta": jnp.array([[5.0, 6.0, 7.0], [0.5, -1.0, 0.0]]), "alpha": jnp.array([0.1, 0.2, 0.3])}
+
+    def joint(design):
+        return log_density(nb_glm_model, (y, design, np.ones(4)), {"prior_scale": 1.0}, params)[0]
+
+    eager = float(joint(jnp.asarray(x)))
+    traced = float(jax.jit(joint)(jnp.asarray(x)))
+    assert traced == pytest.approx(eager, rel=1e-12)
+    # and the intercepts really are scored under Normal(0, 10 ln 2), not the LFC width
+    wide = stats.norm(0, 10 * np.log(2)).logpdf([5.0, 6.0, 7.0]).sum()
+    narrow = stats.norm(0, np.log(2)).logpdf([5.0, 6.0, 7.0]).sum()
+    without = float(log_density(nb_glm_model, (y, x, np.ones(4)), {"prior_scale": 1.0, "intercept_scale": 1.0},
+                                params)[0])
+    assert eager - without == pytest.approx(wide - narrow, rel=1e-10)
+
+
 def test_hdi_and_threshold_probability_on_known_draws():
     rng = np.random.default_rng(0)
     draws = rng.normal([0.0, 1.5], [1.0, 0.5], size=(20000, 2))

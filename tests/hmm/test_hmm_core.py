@@ -211,8 +211,9 @@ def _hmmlearn_model(pi, a, b):
 
 def test_against_hmmlearn_random_models():
     """Random 4-state, 5-symbol models, ragged sequences (300, 57, 1) padded with -1 into one vmapped
-    batch with lengths: log-likelihood, posteriors and Viterbi equal hmmlearn's per sequence, and the
-    batch gradient is finite and equals the summed expected counts."""
+    batch with lengths (``*_batch`` functions): log-likelihood, posteriors and Viterbi equal hmmlearn's per
+    sequence, the per-sequence two-slice marginals equal the NumPy oracle's, and the batch gradient is
+    finite and equals the summed expected counts."""
     k, m = 4, 5
     lengths = np.array([300, 57, 1])
     for seed in (0, 1):
@@ -221,9 +222,19 @@ def test_against_hmmlearn_random_models():
         ys = [rng.integers(0, m, n) for n in lengths]
         padded = jnp.asarray(np.stack([np.pad(y, (0, 300 - len(y)), constant_values=-1) for y in ys]))
         p = params_of(pi, a)
-        lls = jax.vmap(hmm.categorical_log_likelihoods, in_axes=(None, 0))(jnp.log(jnp.asarray(b)), padded)
-        post = jax.vmap(hmm.smoother, in_axes=(None, 0, 0))(p, lls, jnp.asarray(lengths))
-        paths, vlps = jax.vmap(hmm.viterbi, in_axes=(None, 0, 0))(p, lls, jnp.asarray(lengths))
+        lls = hmm.categorical_log_likelihoods(jnp.log(jnp.asarray(b)), padded)  # (B, T, S)
+        post = hmm.smoother_batch(p, lls, jnp.asarray(lengths))
+        paths, vlps = hmm.viterbi_batch(p, lls, jnp.asarray(lengths))
+        # the batched (time-major) path, its categorical fast path and vmap of the single-sequence
+        # functions agree
+        vm = jax.vmap(hmm.log_likelihood, in_axes=(None, 0, 0))(p, lls, jnp.asarray(lengths))
+        np.testing.assert_allclose(vm, post.log_likelihood, rtol=1e-13)
+        c_ll, c_post = hmm.categorical_posteriors_batch(p, jnp.log(jnp.asarray(b)), padded, jnp.asarray(lengths))
+        np.testing.assert_allclose(c_ll, post.log_likelihood, rtol=1e-13)
+        np.testing.assert_allclose(c_post, post.smoothed, atol=1e-13)
+        c_paths, c_vlps = hmm.categorical_viterbi_batch(p, jnp.log(jnp.asarray(b)), padded, jnp.asarray(lengths))
+        np.testing.assert_array_equal(c_paths, paths)
+        np.testing.assert_allclose(c_vlps, vlps, rtol=1e-13)
         ref = _hmmlearn_model(pi, a, b)
         for i, y in enumerate(ys):
             n = len(y)
@@ -232,7 +243,11 @@ def test_against_hmmlearn_random_models():
             np.testing.assert_allclose(post.smoothed[i, :n], ref_post, atol=1e-10)
             ref_vlp, ref_path = ref.decode(y[:, None], algorithm="viterbi")
             np.testing.assert_array_equal(paths[i, :n], ref_path)
+            assert (np.asarray(paths[i, n:]) == -1).all() and float(jnp.abs(post.smoothed[i, n:]).sum()) == 0.0
             assert float(vlps[i]) == pytest.approx(ref_vlp, rel=1e-12)
+            np.testing.assert_allclose(
+                post.transition_counts[i], np_forward_backward(pi, a, np_categorical_ll(b, y))[2], atol=1e-9
+            )
         # the concatenated-with-lengths form hmmlearn uses gives the summed log-likelihood
         total = ref.score(np.concatenate(ys)[:, None], lengths)
         assert float(post.log_likelihood.sum()) == pytest.approx(total, rel=1e-12)
@@ -254,8 +269,7 @@ def test_against_hmmlearn_random_models():
 
 @jax.jit
 def batch_total(p, log_b, ys, lengths):
-    lls = jax.vmap(hmm.categorical_log_likelihoods, in_axes=(None, 0))(log_b, ys)
-    return jnp.sum(jax.vmap(hmm.log_likelihood, in_axes=(None, 0, 0))(p, lls, lengths))
+    return jnp.sum(hmm.categorical_log_likelihood_batch(p, log_b, ys, lengths))
 
 
 @pytest.mark.float32

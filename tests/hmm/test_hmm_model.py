@@ -40,9 +40,11 @@ def test_discrete_hmm_sample_frequencies_match_log_prob():
 def test_discrete_hmm_batch_lengths_and_states():
     d = DiscreteHMM(PI, A, B, num_steps=3, lengths=jnp.array([3, 1]))
     assert d.batch_shape == (2,) and d.event_shape == (3,)
-    y, (z,) = d.sample_with_intermediates(jax.random.key(1), (5,))
-    assert y.shape == (5, 2, 3) and z.shape == (5, 2, 3)
+    # 10,000 x 2 sequences of 3 steps: the same compiled sampler as the test above
+    y, (z,) = d.sample_with_intermediates(jax.random.key(1), (10_000,))
+    assert y.shape == (10_000, 2, 3) and z.shape == (10_000, 2, 3)
     assert (np.asarray(y[:, 1, 1:]) == -1).all() and (np.asarray(z[:, 1, 1:]) == -1).all()
+    y = y[:5]
     lp = d.log_prob(y)
     assert lp.shape == (5, 2)
     # a length-1 sequence has p(y_1) = sum_k pi_k B[k, y_1]

@@ -122,13 +122,15 @@ def test_ragged_batch_apply_batch_mask_and_viterbi():
 
 def test_sample_shapes_and_frequencies():
     op = rainy_operator()
-    draw = op.sample(0, 4000)
-    assert draw["states"].shape == (4000,) and draw["observations"].shape == (4000,)
-    # stationary distribution of the rainy/sunny chain: (4/7, 3/7)
-    freq = np.bincount(np.asarray(draw["states"]), minlength=2) / 4000
-    np.testing.assert_allclose(freq, [4 / 7, 3 / 7], atol=0.05)
-    batch = op.sample(jax.random.key(1), 7, num_sequences=3)
-    assert batch["observations"].shape == (3, 7)
+    n = 4000
+    draw = op.sample(jax.random.key(0), 4, num_sequences=n)
+    assert draw["states"].shape == (n, 4) and draw["observations"].shape == (n, 4)
+    pi, a, b = RAINY["initial_probs"], RAINY["transition_probs"], RAINY["emission_probs"]
+    for t in (0, 3):  # p(z_t) = pi A^t and p(y_t) = pi A^t B
+        marg = pi @ np.linalg.matrix_power(a, t)
+        np.testing.assert_allclose(np.bincount(np.asarray(draw["states"][:, t]), minlength=2) / n, marg, atol=0.03)
+        np.testing.assert_allclose(np.bincount(np.asarray(draw["observations"][:, t]), minlength=3) / n, marg @ b, atol=0.03)
+    assert op.sample(0, 7)["observations"].shape == (7,)
     with pytest.raises(ValueError, match="num_steps"):
         op.sample(0, 0)
 

@@ -80,37 +80,23 @@ def _is_tracer(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
-# One jitted function per entry point: a (B, T) shape compiles once, emissions + forward (+ backward)
-# together, instead of one compilation per vmapped core call.
-def _batch_lls(log_b, obs):
-    return jax.vmap(core.categorical_log_likelihoods, in_axes=(None, 0))(log_b, obs)
-
-
+# One jitted function per entry point: a (B, T) shape compiles once, on the core's batched
+# (time-major) categorical path.
 @jax.jit
 def _batch_log_likelihood(log_pi, log_a, log_b, obs, lengths):
-    params = core.HMMParams(log_pi, log_a)
-    return jax.vmap(core.log_likelihood, in_axes=(None, 0, 0))(params, _batch_lls(log_b, obs), lengths)
+    return core.categorical_log_likelihood_batch(core.HMMParams(log_pi, log_a), log_b, obs, lengths)
 
 
 @jax.jit
 def _batch_apply(log_pi, log_a, log_b, obs, lengths):
-    """(log-likelihood (B,), smoothed posteriors (B, T, S)) from one forward and one backward sweep.
-
-    The posteriors are the gradient of the log-likelihood w.r.t. the emission log-likelihoods (Eisner
-    2016), which the core's custom VJP computes by forward-backward. Both outputs stay differentiable:
-    a loss on the log-likelihood costs one more backward sweep, a loss on the posteriors is
-    reverse-over-reverse autodiff through that sweep.
-    """
-    params = core.HMMParams(log_pi, log_a)
-    lls = _batch_lls(log_b, obs)
-    one = jax.value_and_grad(core.log_likelihood, argnums=1)
-    return jax.vmap(one, in_axes=(None, 0, 0))(params, lls, lengths)
+    """(log-likelihood (B,), smoothed posteriors (B, T, S)) from one forward and one backward sweep; both
+    differentiable (see :func:`diffbio_prob.cores.hmm.categorical_posteriors_batch`)."""
+    return core.categorical_posteriors_batch(core.HMMParams(log_pi, log_a), log_b, obs, lengths)
 
 
 @jax.jit
 def _batch_viterbi(log_pi, log_a, log_b, obs, lengths):
-    params = core.HMMParams(log_pi, log_a)
-    return jax.vmap(core.viterbi, in_axes=(None, 0, 0))(params, _batch_lls(log_b, obs), lengths)
+    return core.categorical_viterbi_batch(core.HMMParams(log_pi, log_a), log_b, obs, lengths)
 
 
 class DifferentiableHMM(OperatorModule):
