@@ -229,6 +229,7 @@ def posterior_plot(
             )
             if refs is not None:
                 _forest_references(pc, refs)
+            _wrap_forest_headers(pc.viz["figure"].item())
     return _figure(pc, note, title)
 
 
@@ -277,6 +278,18 @@ def _reference_dataset(full, dt, selection, ref_values):
             )
         out[name] = da
     return xr.Dataset(out)
+
+
+def _wrap_forest_headers(fig) -> None:
+    """Break the forest plot's label-column headers at underscores.
+
+    ArviZ puts one narrow label column per dimension with the dimension's name as a tick label under
+    it; names such as ``from_state`` and ``to_state`` side by side run into each other.
+    """
+    for ax in fig.axes:
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        if any("_" in t for t in labels):
+            ax.set_xticks(ax.get_xticks(), labels=[t.replace("_", "\n") for t in labels])
 
 
 def _forest_references(pc, refs) -> None:

@@ -112,6 +112,7 @@ def bayesian_lfc(
     num_samples: int = 1000,
     num_warmup: int = 500,
     num_chains: int = 2,
+    chain_method: str = "sequential",
     learning_rate: float = 0.02,
     rng_key: int = 0,
     progress: bool = False,
@@ -132,7 +133,8 @@ def bayesian_lfc(
             scale; the intercept gets a wide prior.
         lfc_threshold, hdi_prob: as :func:`posterior_lfc_summary`.
         num_steps, num_samples, learning_rate: SVI settings; ``num_warmup``, ``num_samples``,
-            ``num_chains``: NUTS settings.
+            ``num_chains``, ``chain_method``: NUTS settings (``"vectorized"`` compiles once for all
+            chains; ``"sequential"`` compiles per chain).
         rng_key: seed.
         progress: progress bars.
 
@@ -198,6 +200,7 @@ def bayesian_lfc(
                 *args,
                 num_warmup=num_warmup,
                 num_samples=num_samples,
+                chain_method=chain_method,
                 num_chains=num_chains,
                 rng_key=rng_key,
                 init_params=init,

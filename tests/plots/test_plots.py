@@ -424,6 +424,25 @@ def test_posterior_plot_forest_marks_references_and_cuts(posterior_tree):
     )
 
 
+def test_forest_label_headers_do_not_overlap():
+    # Two label columns with long underscore names (as the HMM's from_state / to_state) side by side.
+    rng = np.random.default_rng(0)
+    draws = {"transition_probs": rng.dirichlet([5.0, 5.0], size=(2, 40, 2))}
+    fig = posterior_plot(draws, var_names="transition_probs", kind="forest")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    # ArviZ writes the column headers as tick labels of the label axis
+    boxes = [t.get_window_extent(renderer) for ax in fig.axes for t in ax.get_xticklabels() if t.get_text()
+             and not t.get_text().replace(".", "").isdigit()]
+    assert len(boxes) == 3  # the variable column and one per dimension
+    boxes.sort(key=lambda b: b.x0)
+    for left, right in zip(boxes, boxes[1:]):
+        assert left.x1 <= right.x0 + 1.0, (left, right)
+
+
 @pytest.mark.parametrize(
     "call, exc, match",
     [
