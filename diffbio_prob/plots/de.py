@@ -79,6 +79,30 @@ def _rows(n: int) -> str:
     return f"{n} row" if n == 1 else f"{n} rows"
 
 
+def _gene_groups(keep: np.ndarray, sig: np.ndarray, alpha: float) -> tuple:
+    """``(gid, mask, colour, legend label, opacity)`` of the non-significant and significant genes."""
+    other = keep & ~sig
+    return (
+        ("other", other, BACKGROUND, f"padj ≥ {alpha:g} or NA (n={int(other.sum())})", 0.5),
+        ("significant", sig, SIGNIFICANT, f"padj < {alpha:g} (n={int(sig.sum())})", 0.85),
+    )
+
+
+def _draw_genes(ax, x, y, points, bars, sd, *, gid: str, color, label: str, opacity: float, sd_axis: str) -> None:
+    """One group of genes: ±1 sd bars along ``sd_axis`` ("x" or "y") under the points.
+
+    The artists carry ``gid`` (and ``gid-sd`` for the bars) so tests and callers can find each group.
+    """
+    if sd is not None:
+        bars = bars & np.isfinite(sd)
+        err = {"xerr" if sd_axis == "x" else "yerr": sd[bars]}
+        ax.errorbar(
+            x[bars], y[bars], fmt="none", ecolor=color, elinewidth=0.6, alpha=0.35, zorder=1,
+            label="_nolegend_", **err,
+        )[2][0].set_gid(f"{gid}-sd")
+    ax.scatter(x[points], y[points], s=7, color=color, alpha=opacity, linewidths=0, label=label, zorder=2, gid=gid)
+
+
 def ma_plot(
     results: pd.DataFrame,
     alpha: float = 0.1,
@@ -131,37 +155,9 @@ def ma_plot(
     if ylim is not None:
         clipped = keep & ((lfc < ylim[0]) | (lfc > ylim[1]))
         y = np.clip(lfc, *ylim)
-    # gids name the artists so tests and callers can find each group of genes.
-    groups = (
-        ("other", keep & ~sig, BACKGROUND, f"padj ≥ {alpha:g} or NA (n={int((keep & ~sig).sum())})", 0.5),
-        ("significant", sig, SIGNIFICANT, f"padj < {alpha:g} (n={int(sig.sum())})", 0.85),
-    )
-    for gid, mask, color, label, opacity in groups:
+    for gid, mask, color, label, opacity in _gene_groups(keep, sig, alpha):
         inner = mask & ~clipped
-        if sd is not None:
-            bars = inner & np.isfinite(sd)
-            ax.errorbar(
-                base[bars],
-                y[bars],
-                yerr=sd[bars],
-                fmt="none",
-                ecolor=color,
-                elinewidth=0.6,
-                alpha=0.35,
-                zorder=1,
-                label="_nolegend_",
-            )[2][0].set_gid(f"{gid}-sd")
-        ax.scatter(
-            base[inner],
-            y[inner],
-            s=7,
-            color=color,
-            alpha=opacity,
-            linewidths=0,
-            label=label,
-            zorder=2,
-            gid=gid,
-        )
+        _draw_genes(ax, base, y, inner, inner, sd, gid=gid, color=color, label=label, opacity=opacity, sd_axis="y")
         for side, marker in ((lfc > ylim[1], "^"), (lfc < ylim[0], "v")) if ylim is not None else ():
             edge = mask & clipped & side
             if edge.any():
@@ -250,36 +246,9 @@ def volcano_plot(
     y = np.where(zero, top, y)
 
     fig, ax = new_axes(ax, (7.0, 4.8))
-    groups = (
-        ("other", keep & ~sig, BACKGROUND, f"padj ≥ {alpha:g} or NA (n={int((keep & ~sig).sum())})", 0.5),
-        ("significant", sig, SIGNIFICANT, f"padj < {alpha:g} (n={int(sig.sum())})", 0.85),
-    )
-    for gid, mask, color, label, opacity in groups:
-        inner = mask & ~zero
-        if sd is not None:
-            bars = mask & np.isfinite(sd)
-            ax.errorbar(
-                lfc[bars],
-                y[bars],
-                xerr=sd[bars],
-                fmt="none",
-                ecolor=color,
-                elinewidth=0.6,
-                alpha=0.35,
-                zorder=1,
-                label="_nolegend_",
-            )[2][0].set_gid(f"{gid}-sd")
-        ax.scatter(
-            lfc[inner],
-            y[inner],
-            s=7,
-            color=color,
-            alpha=opacity,
-            linewidths=0,
-            label=label,
-            zorder=2,
-            gid=gid,
-        )
+    for gid, mask, color, label, opacity in _gene_groups(keep, sig, alpha):
+        _draw_genes(ax, lfc, y, mask & ~zero, mask, sd, gid=gid, color=color, label=label, opacity=opacity,
+                    sd_axis="x")
         edge = mask & zero
         if edge.any():
             ax.scatter(
