@@ -6,12 +6,17 @@ includes ``numpyro.factor`` sites), so the ArviZ conversion supports LOO.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import threading
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
+import numpyro.infer.util as numpyro_infer_util
 from numpyro import handlers
 from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_median, init_to_value
 from numpyro.infer import log_likelihood as numpyro_log_likelihood
@@ -54,6 +59,36 @@ def model_sites(model: Callable, *args, **kwargs) -> dict[str, list[str]]:
             found.clear()
         names()
     return out
+
+
+_INIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _compiled_initialisation() -> Iterator[None]:
+    """Make NumPyro find a single chain's initial point with one compiled program.
+
+    For one chain (SVI's guide set-up, sequential NUTS) ``numpyro.infer.util.find_valid_initial_params``
+    evaluates the potential and its gradient op by op, "to avoid compiling"; on a CPU every new op
+    shape then costs a ~40 ms XLA compilation, ~10 s for the HMM, against ~1 s for compiling the whole
+    search. Handing it a batch of one key takes its compiled ``lax.map`` path; the result is unbatched
+    again. Scoped to our own fit calls and serialised, as NumPyro's handlers are not thread-safe anyway.
+    """
+    original = numpyro_infer_util.find_valid_initial_params
+
+    def batched(rng_key, *args, **kwargs):
+        if isinstance(rng_key, jax.core.Tracer) or jnp.ndim(rng_key) != 1:
+            return original(rng_key, *args, **kwargs)
+        (params, pe, grad), valid = original(rng_key[None], *args, **kwargs)
+        first = functools.partial(jax.tree_util.tree_map, lambda x: x[0])
+        return (first(params), pe[0], first(grad)), valid[0]
+
+    with _INIT_LOCK:
+        numpyro_infer_util.find_valid_initial_params = batched
+        try:
+            yield
+        finally:
+            numpyro_infer_util.find_valid_initial_params = original
 
 
 def _init_strategy(init_params: Mapping[str, Any] | None):
@@ -149,7 +184,8 @@ def fit_svi(
     optim = optax_to_numpyro(optimizer if optimizer is not None else optax.adam(1e-2))
     svi = SVI(model, guide_obj, optim, Trace_ELBO())
     start = time.perf_counter()
-    run = svi.run(key_fit, num_steps, *model_args, progress_bar=progress, **model_kwargs)
+    with _compiled_initialisation():
+        run = svi.run(key_fit, num_steps, *model_args, progress_bar=progress, **model_kwargs)
     losses = np.asarray(run.losses)
     if not np.all(np.isfinite(losses[-10:])):
         raise FloatingPointError("fit_svi: the ELBO became non-finite; lower the learning rate or check the data")
@@ -241,12 +277,13 @@ def fit_nuts(
         progress_bar=progress,
     )
     start = time.perf_counter()
-    mcmc.run(
-        _key(rng_key),
-        *model_args,
-        extra_fields=("diverging", "energy", "num_steps", "accept_prob"),
-        **model_kwargs,
-    )
+    with _compiled_initialisation():
+        mcmc.run(
+            _key(rng_key),
+            *model_args,
+            extra_fields=("diverging", "energy", "num_steps", "accept_prob"),
+            **model_kwargs,
+        )
     samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
     sites = model_sites(model, *model_args, **model_kwargs)
