@@ -67,8 +67,7 @@ def _add_demo(sub) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="small sizes and few draws (under a minute once JAX's compilation cache is warm; about 1.5 min "
-        "on a first run)",
+        help="small sizes and few draws (~40 s once JAX's compilation cache is warm; ~75 s on a first run)",
     )
     _common(p)
     p.set_defaults(run=_run_demo)

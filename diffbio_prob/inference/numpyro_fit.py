@@ -21,6 +21,7 @@ from numpyro import handlers
 from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_median, init_to_value
 from numpyro.infer import log_likelihood as numpyro_log_likelihood
 from numpyro.infer.autoguide import AutoDelta, AutoGuide, AutoNormal
+from numpyro.infer.svi import SVIRunResult
 from numpyro.optim import optax_to_numpyro
 
 from diffbio_prob.inference.results import FitResult
@@ -125,6 +126,21 @@ def _compiled_call(fn: Callable, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
+def _svi_steps(svi: SVI, rng_key, num_steps: int, model_args, model_kwargs) -> SVIRunResult:
+    """``svi.run(..., progress_bar=False)`` with the data as inputs of the compiled loop.
+
+    NumPyro's own loop closes over the data, which become constants of the program; their hashing
+    made JAX's persistent cache miss on every run, and large constants slow compilation.
+    """
+    state = svi.init(rng_key, *model_args, **model_kwargs)
+
+    def steps(state, *args, **kwargs):
+        return jax.lax.scan(lambda s, _: svi.update(s, *args, **kwargs), state, None, length=num_steps)
+
+    state, losses = _compiled_call(steps, state, *model_args, **model_kwargs)
+    return SVIRunResult(svi.get_params(state), state, losses)
+
+
 def _pointwise_log_likelihood(model, flat_samples, chains, draws, args, kwargs) -> dict[str, np.ndarray]:
     ll = _compiled_call(
         lambda samples, *a, **k: numpyro_log_likelihood(model, samples, *a, **k), flat_samples, *args, **kwargs
@@ -185,7 +201,10 @@ def fit_svi(
     svi = SVI(model, guide_obj, optim, Trace_ELBO())
     start = time.perf_counter()
     with _compiled_initialisation():
-        run = svi.run(key_fit, num_steps, *model_args, progress_bar=progress, **model_kwargs)
+        if progress:
+            run = svi.run(key_fit, num_steps, *model_args, progress_bar=True, **model_kwargs)
+        else:
+            run = _svi_steps(svi, key_fit, num_steps, model_args, model_kwargs)
     losses = np.asarray(run.losses)
     if not np.all(np.isfinite(losses[-10:])):
         raise FloatingPointError("fit_svi: the ELBO became non-finite; lower the learning rate or check the data")
