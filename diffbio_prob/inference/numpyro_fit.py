@@ -106,7 +106,7 @@ def _compiled_call(fn: Callable, *args, **kwargs):
     """``fn(*args, **kwargs)`` as one compiled program instead of hundreds of eager ones.
 
     NumPyro's ``Predictive`` and ``log_likelihood`` run the model op by op, and on a CPU each new op
-    shape costs a ~30 ms compilation; one ``jax.jit`` of the whole call is several times cheaper.
+    shape costs a ~40 ms compilation; one ``jax.jit`` of the whole call is several times cheaper.
     Array leaves of the arguments are traced inputs (so a large data set is not baked into the
     program as a constant); everything else is static. A model that needs concrete data values is
     run eagerly instead.
@@ -129,8 +129,8 @@ def _compiled_call(fn: Callable, *args, **kwargs):
 def _svi_steps(svi: SVI, rng_key, num_steps: int, model_args, model_kwargs) -> SVIRunResult:
     """``svi.run(..., progress_bar=False)`` with the data as inputs of the compiled loop.
 
-    NumPyro's own loop closes over the data, which become constants of the program; their hashing
-    made JAX's persistent cache miss on every run, and large constants slow compilation.
+    NumPyro's own loop closes over the data, which become constants baked into the program: a large
+    data set then makes a large program, slow to compile. Here they are arguments.
     """
     state = svi.init(rng_key, *model_args, **model_kwargs)
 
