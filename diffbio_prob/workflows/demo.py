@@ -113,11 +113,6 @@ QUICK = DemoSizes(
     track_draws=30,
 )
 
-#: How NUTS runs its chains in the demo. "sequential" compiles one program per chain; the second chain's
-#: compilation is a hit in JAX's persistent cache (the CLI turns it on), so this beats "vectorized",
-#: whose single program (a vmapped tree builder) takes longer to compile than two plain ones.
-_CHAINS = "sequential"
-
 # ---------------------------------------------------------------------------------------------------
 # Data: simulated or shipped, with the truth
 # ---------------------------------------------------------------------------------------------------
@@ -267,7 +262,7 @@ class _Progress:
 
     def __init__(self, total: int, quiet: bool, *, first: int = 1, bars: bool | None = None):
         self.total, self.quiet, self.done = total, quiet, first - 1
-        self.bars = not quiet and sys.stderr.isatty() if bars is None else bars and not quiet
+        self.bars = not quiet and (sys.stderr.isatty() if bars is None else bars)
 
     def line(self, text: str) -> None:
         if not self.quiet:
@@ -322,12 +317,14 @@ class _Outputs:
         self._record(p, what)
         return data
 
-    def netcdf(self, rel: str, result, what: str, coords=None, dims=None) -> Path:
+    def netcdf(self, rel: str, result, what: str, coords=None, dims=None):
+        """Write ``result.to_arviz(coords, dims)``; the DataTree is returned for the summary and plots."""
         p = self.path(rel)
         dt = result.to_arviz(coords=coords, dims=dims)
         with atomic_path(p) as tmp:
             dt.to_netcdf(tmp, engine="h5netcdf")
-        return self._record(p, what)
+        self._record(p, what)
+        return dt
 
     def record(self, p: Path, what: str) -> Path:
         return self._record(Path(p), what)
@@ -471,8 +468,7 @@ def run_hmm_part(sizes: DemoSizes, seed: int, out: _Outputs, progress: _Progress
     ):
         nuts = fit_nuts(
             hmm_model, obs, **kw, num_warmup=sizes.nuts_warmup, num_samples=sizes.nuts_draws,
-            num_chains=sizes.nuts_chains, chain_method=_CHAINS, rng_key=seed + 1, init_params=init,
-            progress=progress.bars,
+            num_chains=sizes.nuts_chains, rng_key=seed + 1, init_params=init, progress=progress.bars,
         )
         nuts = _relabel_result(nuts, _casino_relabel)
 
@@ -525,9 +521,8 @@ def run_hmm_part(sizes: DemoSizes, seed: int, out: _Outputs, progress: _Progress
                 "emission_probs": ["state", "face"], "observations": []}
         coords = {"state": list(CASINO_STATES), "from_state": list(CASINO_STATES),
                   "to_state": list(CASINO_STATES), "face": [str(f) for f in range(1, 7)]}
-        out.netcdf("hmm/posterior_nuts.nc", nuts, "HMM posterior draws (NUTS), ArviZ netCDF", coords, dims)
+        dt = out.netcdf("hmm/posterior_nuts.nc", nuts, "HMM posterior draws (NUTS), ArviZ netCDF", coords, dims)
         out.netcdf("hmm/posterior_svi.nc", svi, "HMM posterior draws (SVI), ArviZ netCDF", coords, dims)
-        dt = nuts.to_arviz(coords=coords, dims=dims)
         summary = _summary(dt, list(sites))
         out.csv("hmm/summary_nuts.csv", summary, "HMM: ArviZ summary of the NUTS posterior")
         out.csv("hmm/fit_comparison.csv", comparison, "HMM: the fit paths compared")
@@ -738,7 +733,7 @@ def run_de_part(sizes: DemoSizes, seed: int, out: _Outputs, progress: _Progress)
         with progress.step(f"DE: {method.upper()} on nb_glm_model, every gene ({label})"):
             fits[method] = bayesian_lfc(
                 # log2-scale prior sd 2 on the fold change; the intercept gets nb_glm_model's wide default
-                dfit, contrast, method=method, prior="normal", prior_scale=2.0, chain_method=_CHAINS,
+                dfit, contrast, method=method, prior="normal", prior_scale=2.0,
                 num_steps=sizes.svi_steps, num_samples=sizes.svi_draws if method == "svi" else sizes.de_nuts_draws,
                 num_warmup=sizes.de_nuts_warmup, num_chains=sizes.nuts_chains, rng_key=seed, progress=progress.bars,
             )
@@ -799,11 +794,12 @@ def run_de_part(sizes: DemoSizes, seed: int, out: _Outputs, progress: _Progress)
         dims = {"beta": ["coefficient", "gene"], "alpha": ["gene"], "log2_fold_change": ["gene"],
                 "counts": ["sample_name", "gene"]}
         coords = {"gene": gene_list, "coefficient": list(dfit.coef_names), "sample_name": list(counts.columns)}
+        trees = {}
         for method, fit in (("nuts", nuts), ("svi", svi)):
             fit.samples["log2_fold_change"] = fit.samples["beta"][:, :, 1, :] / np.log(2.0)
-            out.netcdf(f"de/posterior_{method}.nc", fit, f"DE posterior draws ({method.upper()}), ArviZ netCDF",
-                       coords, dims)
-        dt = nuts.to_arviz(coords=coords, dims=dims)
+            trees[method] = out.netcdf(f"de/posterior_{method}.nc", fit,
+                                       f"DE posterior draws ({method.upper()}), ArviZ netCDF", coords, dims)
+        dt = trees["nuts"]
         labels = [f"log2_fold_change[{g}]" for g in order]
         summary = _summary(dt, ["log2_fold_change"], order=labels)
         out.csv("de/summary_nuts.csv", summary, "DE: ArviZ summary of the NUTS posterior LFCs")
@@ -954,8 +950,7 @@ def run_quant_part(sizes: DemoSizes, seed: int, out: _Outputs, progress: _Progre
         f"Quant: NUTS on em_model ({sizes.nuts_chains} chain(s) x {sizes.nuts_warmup}+{sizes.nuts_draws} draws)"
     ):
         nuts = fit_nuts(em_model, eqc, lengths, num_warmup=sizes.nuts_warmup, num_samples=sizes.nuts_draws,
-                        num_chains=sizes.nuts_chains, chain_method=_CHAINS, rng_key=seed + 1,
-                        init_params=init, progress=progress.bars)
+                        num_chains=sizes.nuts_chains, rng_key=seed + 1, init_params=init, progress=progress.bars)
 
     with progress.step("Quant: tables and figures"):
         def loglik(counts):
@@ -1017,9 +1012,8 @@ def run_quant_part(sizes: DemoSizes, seed: int, out: _Outputs, progress: _Progre
         dims = {"abundances": ["transcript"], "estimated_counts": ["transcript"], "tpm": ["transcript"],
                 "class_counts": ["eq_class"]}
         coords = {"transcript": names}
-        out.netcdf("quant/posterior_nuts.nc", nuts, "Quant posterior draws (NUTS), ArviZ netCDF", coords, dims)
+        dt = out.netcdf("quant/posterior_nuts.nc", nuts, "Quant posterior draws (NUTS), ArviZ netCDF", coords, dims)
         out.netcdf("quant/posterior_svi.nc", svi, "Quant posterior draws (SVI), ArviZ netCDF", coords, dims)
-        dt = nuts.to_arviz(coords=coords, dims=dims)
         summary = _summary(dt, ["estimated_counts"])
         out.csv("quant/summary_nuts.csv", summary, "Quant: ArviZ summary of the NUTS posterior counts")
 
@@ -1192,19 +1186,16 @@ def _run_part(name: str, sizes: DemoSizes, seed: int, out: _Outputs, progress: _
         return runner(sizes, seed, out, progress)
 
 
-def _parts_in_worker(names: tuple[str, ...], sizes: DemoSizes, seed: int, root: str, quiet: bool,
-                     firsts: dict, total: int, jax_settings: dict) -> tuple[list[_Part], list]:
-    """Some parts in a worker process: same JAX settings, their own numbered progress lines, no bars."""
+def _part_in_worker(name: str, sizes: DemoSizes, seed: int, root: str, quiet: bool, first: int, total: int,
+                    jax_settings: dict) -> tuple[_Part, list]:
+    """One part in a worker process: same JAX settings, its own numbered progress lines, no bars."""
     import jax
 
     for key, value in jax_settings.items():
         jax.config.update(key, value)
     out = _Outputs(Path(root))
-    parts = []
-    for name in names:
-        progress = _Progress(total, quiet, first=firsts[name], bars=False)
-        parts.append(_run_part(name, sizes, seed, out, progress))
-    return parts, out.files
+    part = _run_part(name, sizes, seed, out, _Progress(total, quiet, first=first, bars=False))
+    return part, out.files
 
 
 def _jax_settings() -> dict:
@@ -1229,14 +1220,12 @@ def _run_parts(sizes: DemoSizes, seed: int, outputs: _Outputs, progress: _Progre
 
     ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        future = pool.submit(_parts_in_worker, ("hmm",), sizes, seed, str(outputs.root), progress.quiet,
-                             firsts, progress.total, _jax_settings())
-        here = {}
-        for name in ("de", "quant"):
-            progress.done = firsts[name] - 1
-            here[name] = _run_part(name, sizes, seed, outputs, progress)
-        (hmm_part,), worker_files = future.result()
-        de_part, quant_part = here["de"], here["quant"]
+        future = pool.submit(_part_in_worker, "hmm", sizes, seed, str(outputs.root), progress.quiet,
+                             firsts["hmm"], progress.total, _jax_settings())
+        progress.done = firsts["de"] - 1  # DE and quantification are consecutive steps
+        de_part = _run_part("de", sizes, seed, outputs, progress)
+        quant_part = _run_part("quant", sizes, seed, outputs, progress)
+        hmm_part, worker_files = future.result()
     outputs.files.extend(worker_files)
     order = {name: i for i, (name, _) in enumerate(_PART_STEPS)}
     outputs.files.sort(key=lambda f: order.get(f[0].relative_to(outputs.root).parts[0], len(order)))
