@@ -36,7 +36,8 @@ def fit_gradient(
 
     Trains ``operator`` in place: only variables matching ``wrt`` (``nnx.Param`` by default) receive
     gradients and updates, so parameters an operator stores as ``FrozenParam`` stay fixed. The step is
-    compiled once with ``nnx.jit``; a non-finite loss stops the fit with a ``FloatingPointError`` rather than
+    compiled once: without a progress bar the whole loop is one program (``lax.scan``); with one, one
+    ``nnx.jit`` step per call. A non-finite loss ends the fit with a ``FloatingPointError`` rather than
     returning NaN parameters.
 
     Args:
@@ -62,32 +63,17 @@ def fit_gradient(
     if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
         raise ValueError(f"num_steps: expected a positive integer, got {num_steps!r}")
     loss_fn = loss_fn or negative_log_likelihood
-    # Validate the data eagerly, outside of any trace, so a bad input fails with the operator's own message.
-    loss_fn(operator, data)
-
+    # Validate the data outside of any trace, so a bad input fails with the operator's own message; the
+    # operator's parameters are abstract there, so nothing is computed or compiled.
+    nnx.eval_shape(lambda op: loss_fn(op, data), operator)
     tx = optimizer if optimizer is not None else optax.adam(1e-2)
     opt = nnx.Optimizer(operator, tx, wrt=wrt)
     grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt))
-
-    @nnx.jit
-    def step(model, optimiser, batch):
-        loss, grads = grad_fn(model, batch)
-        optimiser.update(model, grads)
-        return loss
-
-    step = nnx.cached_partial(step, operator, opt)
-    losses = np.empty(num_steps)
-    bar = _progress(num_steps, progress, "gradient")
     start = time.perf_counter()
-    for i in range(num_steps):
-        losses[i] = float(step(data))
-        if not np.isfinite(losses[i]):
-            bar.close()
-            raise FloatingPointError(f"fit_gradient: loss became {losses[i]} at step {i}; lower the learning rate")
-        bar.update(1)
-        if i % 50 == 0:
-            bar.set_postfix(loss=f"{losses[i]:.4g}")
-    bar.close()
+    if progress:
+        losses = _steps_with_bar(operator, opt, grad_fn, data, num_steps)
+    else:
+        losses = _steps_compiled(operator, opt, grad_fn, data, num_steps)
     elapsed = time.perf_counter() - start
     params = operator.to_model_params() if hasattr(operator, "to_model_params") else {}
     return FitResult(
@@ -97,6 +83,55 @@ def fit_gradient(
         elapsed_s=elapsed,
         extra={"state": nnx.state(operator, wrt)},
     )
+
+
+def _steps_with_bar(operator, opt, grad_fn, data, num_steps: int) -> np.ndarray:
+    """One compiled step per call, the loss read back each step for the bar; stops at a non-finite loss."""
+
+    @nnx.jit
+    def step(model, optimiser, batch):
+        loss, grads = grad_fn(model, batch)
+        optimiser.update(model, grads)
+        return loss
+
+    step = nnx.cached_partial(step, operator, opt)
+    losses = np.empty(num_steps)
+    bar = _progress(num_steps, True, "gradient")
+    for i in range(num_steps):
+        losses[i] = float(step(data))
+        if not np.isfinite(losses[i]):
+            bar.close()
+            raise FloatingPointError(f"fit_gradient: loss became {losses[i]} at step {i}; lower the learning rate")
+        bar.update(1)
+        if i % 50 == 0:
+            bar.set_postfix(loss=f"{losses[i]:.4g}")
+    bar.close()
+    return losses
+
+
+def _steps_compiled(operator, opt, grad_fn, data, num_steps: int) -> np.ndarray:
+    """All steps as one compiled ``lax.scan`` (NNX's functional split/merge); the operator is updated
+    only when every loss is finite, so a failed fit leaves it as it was."""
+    graphdef, state = nnx.split((operator, opt))
+
+    @jax.jit
+    def run(state, batch):
+        def body(state, _):
+            model, optimiser = nnx.merge(graphdef, state)
+            loss, grads = grad_fn(model, batch)
+            optimiser.update(model, grads)
+            return nnx.state((model, optimiser)), loss
+
+        return jax.lax.scan(body, state, None, length=num_steps)
+
+    state, losses = run(state, data)
+    losses = np.asarray(losses, dtype=float)
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        i = int(bad[0])
+        raise FloatingPointError(f"fit_gradient: loss became {losses[i]} at step {i}; lower the learning rate")
+    nnx.update((operator, opt), state)
+    return losses
 
 
 def _progress(total: int, enabled: bool, desc: str):

@@ -7,6 +7,7 @@ includes ``numpyro.factor`` sites), so the ArviZ conversion supports LOO.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import threading
 import time
@@ -21,7 +22,6 @@ from numpyro import handlers
 from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_median, init_to_value
 from numpyro.infer import log_likelihood as numpyro_log_likelihood
 from numpyro.infer.autoguide import AutoDelta, AutoGuide, AutoNormal
-from numpyro.infer.svi import SVIRunResult
 from numpyro.optim import optax_to_numpyro
 
 from diffbio_prob.inference.results import FitResult
@@ -54,8 +54,8 @@ def model_sites(model: Callable, *args, **kwargs) -> dict[str, list[str]]:
 
     try:
         jax.eval_shape(names)
-    except jax.errors.ConcretizationTypeError:
-        # a model that branches on the values of its own draws can only be traced concretely
+    except _TRACE_ERRORS:
+        # a model that branches on the values of its own draws or data can only be traced concretely
         for found in out.values():
             found.clear()
         names()
@@ -102,15 +102,9 @@ _TRACE_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConve
                  jax.errors.TracerIntegerConversionError, jax.errors.TracerBoolConversionError)
 
 
-def _compiled_call(fn: Callable, *args, **kwargs):
-    """``fn(*args, **kwargs)`` as one compiled program instead of hundreds of eager ones.
-
-    NumPyro's ``Predictive`` and ``log_likelihood`` run the model op by op, and on a CPU each new op
-    shape costs a ~40 ms compilation; one ``jax.jit`` of the whole call is several times cheaper.
-    Array leaves of the arguments are traced inputs (so a large data set is not baked into the
-    program as a constant); everything else is static. A model that needs concrete data values is
-    run eagerly instead.
-    """
+def _jit_call(fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)`` as one ``jax.jit`` program: array leaves of the arguments are its inputs
+    (a large data set is not baked into the program as a constant), everything else is static."""
     leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
     traced = [isinstance(leaf, (np.ndarray, jax.Array)) for leaf in leaves]
 
@@ -120,25 +114,63 @@ def _compiled_call(fn: Callable, *args, **kwargs):
         a, k = jax.tree_util.tree_unflatten(treedef, full)
         return fn(*a, **k)
 
+    return jax.jit(call)([leaf for leaf, t in zip(leaves, traced) if t])
+
+
+def _compiled_call(fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)`` as one compiled program instead of hundreds of eager ones.
+
+    NumPyro's ``Predictive`` and ``log_likelihood`` run the model op by op, and on a CPU each new op
+    shape costs a ~40 ms compilation; one ``jax.jit`` of the whole call is several times cheaper.
+    A model that needs concrete data values is run eagerly instead.
+    """
     try:
-        return jax.jit(call)([leaf for leaf, t in zip(leaves, traced) if t])
+        return _jit_call(fn, *args, **kwargs)
     except _TRACE_ERRORS:
         return fn(*args, **kwargs)
 
 
-def _svi_steps(svi: SVI, rng_key, num_steps: int, model_args, model_kwargs) -> SVIRunResult:
-    """``svi.run(..., progress_bar=False)`` with the data as inputs of the compiled loop.
+def _tracing_copy(guide: AutoGuide) -> AutoGuide:
+    """A copy of ``guide`` to set up inside a traced program.
 
-    NumPyro's own loop closes over the data, which become constants baked into the program: a large
-    data set then makes a large program, slow to compile. Here they are arguments.
+    An AutoGuide sets itself up (its prototype trace, initial locations, transforms) on first use and
+    keeps what it found as attributes; set up under ``jax.jit`` those are tracers of a finished trace.
+    The copy takes them; the caller's guide is left as it was (it sets itself up when first used).
     """
-    state = svi.init(rng_key, *model_args, **model_kwargs)
+    clone = copy.copy(guide)
+    for name, value in vars(guide).items():
+        if isinstance(value, dict):  # filled in place during set-up
+            setattr(clone, name, dict(value))
+    return clone
 
-    def steps(state, *args, **kwargs):
-        return jax.lax.scan(lambda s, _: svi.update(s, *args, **kwargs), state, None, length=num_steps)
 
-    state, losses = _compiled_call(steps, state, *model_args, **model_kwargs)
-    return SVIRunResult(svi.get_params(state), state, losses)
+def _svi_program(svi: SVI, num_steps: int, num_samples: int, sites: Mapping[str, list[str]], fit: bool):
+    """One SVI fit, and what is read from it, as a single function of the keys and the data.
+
+    With ``fit``: the guide's set-up, ``svi.init`` and ``num_steps`` updates, then the draws; without,
+    only the draws from a fitted state. Draws are the guide's latent sites, the model's deterministic
+    sites given them and the pointwise log-likelihood; with the guide's median. Compiled as one program,
+    NumPyro's set-up (which otherwise runs the model op by op, ~40 ms of XLA compilation per new op
+    shape on a CPU: 5-15 s per model) is only traced.
+    """
+    model, guide = svi.model, svi.guide
+
+    def program(start, key_draw, key_det, *args, **kwargs):
+        if fit:
+            state = svi.init(start, *args, **kwargs)
+            state, losses = jax.lax.scan(lambda s, _: svi.update(s, *args, **kwargs), state, None, length=num_steps)
+        else:
+            state, losses = start, None
+        params = svi.get_params(state)
+        draws = Predictive(guide, params=params, num_samples=num_samples)(key_draw, *args, **kwargs)
+        draws = {k: v for k, v in draws.items() if k in sites["latent"]}
+        if sites["deterministic"]:
+            det = Predictive(model, posterior_samples=draws, return_sites=sites["deterministic"])(key_det, *args, **kwargs)
+            draws = {**draws, **det}
+        ll = numpyro_log_likelihood(model, draws, *args, **kwargs)
+        return params, losses, draws, ll, guide.median(params)
+
+    return program
 
 
 def _pointwise_log_likelihood(model, flat_samples, chains, draws, args, kwargs) -> dict[str, np.ndarray]:
@@ -198,35 +230,36 @@ def fit_svi(
 
     key_fit, key_draw, key_det = jax.random.split(_key(rng_key), 3)
     optim = optax_to_numpyro(optimizer if optimizer is not None else optax.adam(1e-2))
-    svi = SVI(model, guide_obj, optim, Trace_ELBO())
+    sites = model_sites(model, *model_args, **model_kwargs)
     start = time.perf_counter()
-    with _compiled_initialisation():
-        if progress:
+    if progress:  # NumPyro's loop (with its progress bar) sets the guide up eagerly; then the draws
+        svi = SVI(model, guide_obj, optim, Trace_ELBO())
+        with _compiled_initialisation():
             run = svi.run(key_fit, num_steps, *model_args, progress_bar=True, **model_kwargs)
-        else:
-            run = _svi_steps(svi, key_fit, num_steps, model_args, model_kwargs)
-    losses = np.asarray(run.losses)
+        svi_params, _, latent, ll, median = _compiled_call(
+            _svi_program(svi, num_steps, num_samples, sites, fit=False),
+            run.state, key_draw, key_det, *model_args, **model_kwargs)
+        losses = run.losses
+    else:
+        try:
+            svi = SVI(model, _tracing_copy(guide_obj), optim, Trace_ELBO())
+            svi_params, losses, latent, ll, median = _jit_call(
+                _svi_program(svi, num_steps, num_samples, sites, fit=True),
+                key_fit, key_draw, key_det, *model_args, **model_kwargs)
+        except _TRACE_ERRORS:  # a model that needs concrete data values: NumPyro's eager set-up and loop
+            svi = SVI(model, guide_obj, optim, Trace_ELBO())
+            with _compiled_initialisation():
+                run = svi.run(key_fit, num_steps, *model_args, progress_bar=False, **model_kwargs)
+            svi_params, _, latent, ll, median = _svi_program(svi, num_steps, num_samples, sites, fit=False)(
+                run.state, key_draw, key_det, *model_args, **model_kwargs)
+            losses = run.losses
+    losses = np.asarray(losses)
     if not np.all(np.isfinite(losses[-10:])):
         raise FloatingPointError("fit_svi: the ELBO became non-finite; lower the learning rate or check the data")
-
-    sites = model_sites(model, *model_args, **model_kwargs)
-    latent = _compiled_call(
-        lambda params, key, *a, **k: Predictive(guide_obj, params=params, num_samples=num_samples)(key, *a, **k),
-        run.params, key_draw, *model_args, **model_kwargs,
-    )
-    latent = {k: v for k, v in latent.items() if k in sites["latent"]}
-    if sites["deterministic"]:
-        det = _compiled_call(
-            lambda draws, key, *a, **k: Predictive(model, posterior_samples=draws, return_sites=sites["deterministic"])(
-                key, *a, **k
-            ),
-            latent, key_det, *model_args, **model_kwargs,
-        )
-        latent = {**latent, **det}
-    ll = _pointwise_log_likelihood(model, latent, 1, num_samples, model_args, model_kwargs)
+    ll = {k: np.asarray(v).reshape((1, num_samples) + v.shape[1:]) for k, v in ll.items()}
     elapsed = time.perf_counter() - start
     samples = {k: np.asarray(v)[None] for k, v in latent.items()}
-    params = {k: np.asarray(v) for k, v in guide_obj.median(run.params).items()}
+    params = {k: np.asarray(v) for k, v in median.items()}
     return FitResult(
         method="svi",
         samples=samples,
@@ -234,8 +267,62 @@ def fit_svi(
         params=params,
         loss_history=losses,
         elapsed_s=elapsed,
-        extra={"guide": guide_obj, "svi_params": run.params},
+        extra={"guide": guide_obj, "svi_params": svi_params},
     )
+
+
+_NUTS_STATS = ("diverging", "energy", "num_steps", "accept_prob")
+
+
+def _nuts_program(make_kernel: Callable[[], NUTS], num_warmup: int, num_samples: int,
+                  sites: Mapping[str, list[str]]):
+    """Every chain of a NUTS run, and the pointwise log-likelihood of its draws, as one function.
+
+    The same steps as ``numpyro.infer.MCMC.run`` with sequential chains (one key per chain from
+    ``random.split``; per chain ``kernel.init``, then ``num_warmup + num_samples`` calls of
+    ``kernel.sample``, the last ``num_samples`` kept and mapped to constrained values), so the draws are
+    NumPyro's, bit for bit. Compiled as one program, the kernel's set-up (the model run op by op, ~40 ms
+    of XLA compilation per new op shape on a CPU) is only traced, and the chains run one after the
+    other (``lax.map``) in the same compiled code. Also returns each chain's starting potential energy
+    (NumPyro checks it eagerly; here the caller does).
+    """
+    model = make_kernel().model
+
+    def chain(key, args, kwargs):
+        kernel = make_kernel()
+        state = kernel.init(key, num_warmup, None, model_args=args, model_kwargs=kwargs)
+        start_pe = state.potential_energy
+        to_constrained = kernel.postprocess_fn(args, kwargs)
+
+        def keep(s):
+            return to_constrained(s.z), {k: getattr(s, k) for k in _NUTS_STATS}
+
+        # One loop over warm-up and sampling, as NumPyro's fori_collect: the sampler's code (the largest
+        # part of the program) is compiled once, not once per phase.
+        shapes = jax.eval_shape(keep, state)
+        kept = jax.tree_util.tree_map(lambda x: jnp.zeros((num_samples,) + x.shape, x.dtype), shapes)
+
+        def body(i, carry):
+            s, kept = carry
+            s = kernel.sample(s, args, kwargs)
+            kept = jax.lax.cond(
+                i >= num_warmup,
+                lambda k: jax.tree_util.tree_map(lambda a, b: a.at[i - num_warmup].set(b), k, keep(s)),
+                lambda k: k,
+                kept,
+            )
+            return s, kept
+
+        _, (draws, stats) = jax.lax.fori_loop(0, num_warmup + num_samples, body, (state, kept))
+        latent = {k: v for k, v in draws.items() if k in sites["latent"]}
+        ll = numpyro_log_likelihood(model, latent, *args, **kwargs)
+        return draws, stats, ll, start_pe
+
+    def program(key, num_chains, *args, **kwargs):
+        keys = jax.random.split(key, num_chains) if num_chains > 1 else key[None]
+        return jax.lax.map(functools.partial(chain, args=args, kwargs=kwargs), keys)
+
+    return program
 
 
 def fit_nuts(
@@ -280,46 +367,51 @@ def fit_nuts(
     for name, value in (("num_warmup", num_warmup), ("num_samples", num_samples), ("num_chains", num_chains)):
         if not isinstance(value, (int, np.integer)) or value < (0 if name == "num_warmup" else 1):
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    kernel = NUTS(
-        model,
-        init_strategy=_init_strategy(init_params),
-        target_accept_prob=target_accept_prob,
-        dense_mass=dense_mass,
-        max_tree_depth=max_tree_depth,
-    )
-    mcmc = MCMC(
-        kernel,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_chains=num_chains,
-        chain_method=chain_method,
-        progress_bar=progress,
-    )
-    start = time.perf_counter()
-    with _compiled_initialisation():
-        mcmc.run(
-            _key(rng_key),
-            *model_args,
-            extra_fields=("diverging", "energy", "num_steps", "accept_prob"),
-            **model_kwargs,
-        )
-    samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-    flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
+
+    def make_kernel() -> NUTS:
+        return NUTS(model, init_strategy=_init_strategy(init_params), target_accept_prob=target_accept_prob,
+                    dense_mass=dense_mass, max_tree_depth=max_tree_depth)
+
     sites = model_sites(model, *model_args, **model_kwargs)
-    latent_flat = {k: v for k, v in flat.items() if k in sites["latent"]}
-    ll = _pointwise_log_likelihood(model, latent_flat, num_chains, num_samples, model_args, model_kwargs)
+    start = time.perf_counter()
+    compiled = not progress and chain_method == "sequential"
+    if compiled:
+        try:
+            samples, stats, ll, start_pe = _jit_call(
+                _nuts_program(make_kernel, num_warmup, num_samples, sites),
+                _key(rng_key), num_chains, *model_args, **model_kwargs)
+        except _TRACE_ERRORS:  # a model that needs concrete data values: NumPyro's MCMC below
+            compiled = False
+    if compiled:
+        if not np.all(np.isfinite(np.asarray(start_pe))):
+            raise RuntimeError("fit_nuts: cannot find valid initial parameters (the log density at the start "
+                               "is not finite); check the model, the data and init_params")
+        samples = {k: np.asarray(v) for k, v in samples.items()}
+        ll = {k: np.asarray(v) for k, v in ll.items()}
+        stats = {k: np.asarray(v) for k, v in stats.items()}
+        extra = {}
+    else:  # NumPyro's MCMC: progress bars, vectorized or parallel chains, a model that needs concrete values
+        mcmc = MCMC(make_kernel(), num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                    chain_method=chain_method, progress_bar=progress)
+        with _compiled_initialisation():
+            mcmc.run(_key(rng_key), *model_args, extra_fields=_NUTS_STATS, **model_kwargs)
+        samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+        flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
+        latent_flat = {k: v for k, v in flat.items() if k in sites["latent"]}
+        ll = _pointwise_log_likelihood(model, latent_flat, num_chains, num_samples, model_args, model_kwargs)
+        stats = {
+            k: np.asarray(v).reshape(num_chains, num_samples)
+            for k, v in mcmc.get_extra_fields(group_by_chain=True).items()
+        }
+        extra = {"mcmc": mcmc}
     elapsed = time.perf_counter() - start
-    stats = {
-        k: np.asarray(v).reshape(num_chains, num_samples)
-        for k, v in mcmc.get_extra_fields(group_by_chain=True).items()
-    }
     result = FitResult(
         method="nuts",
         samples=samples,
         log_likelihood=ll,
         sample_stats=stats,
         elapsed_s=elapsed,
-        extra={"mcmc": mcmc},
+        extra=extra,
     )
     result.params = result.posterior_mean()
     return result
