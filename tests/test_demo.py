@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import html.parser
+import os
+import subprocess
+import sys
 
 import arviz as az
 import jax
@@ -32,13 +35,14 @@ LOG_LIKELIHOOD = {"hmm": "observations", "de": "counts", "quant": "class_counts"
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """The quick demo, run once in float32 (the CLI's default precision)."""
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", False)
-    try:
-        folder = run_demo(tmp_path_factory.mktemp("demo") / "out", quick=True, seed=0, quiet=True)
-    finally:
-        jax.config.update("jax_enable_x64", previous)
+    """The quick demo as the README runs it: the command line, float32, a fresh process (which forks its
+    workers), no compilation cache."""
+    folder = tmp_path_factory.mktemp("demo") / "out"
+    env = os.environ | {"DIFFBIO_PROB_JAX_CACHE": "0", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-m", "diffbio_prob", "demo", "--quick", "--quiet", "--out", str(folder)],
+                          capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == "" and done.stderr == ""  # --quiet
     return folder
 
 
@@ -247,6 +251,27 @@ def test_simulators_follow_their_recipes():
     assert truth["is_de"].mean() == pytest.approx(0.1, abs=0.02)
     assert np.abs(truth.loc[truth["is_de"], "log2FoldChange"]).between(1, 3).all()
     assert (truth.loc[~truth["is_de"], "log2FoldChange"] == 0).all()
+
+
+@pytest.mark.slow
+def test_in_process_demo_with_jax_running_spawns_and_gives_the_same_posteriors(demo, tmp_path):
+    # In a process where JAX already runs (a notebook, this test), forking is unsafe: the demo spawns its
+    # worker instead. Same seed, same precision: the posteriors are the command line's, bit for bit.
+    jax.numpy.zeros(1).block_until_ready()
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    try:
+        folder = run_demo(tmp_path / "out", quick=True, seed=0, quiet=True, parallel=True)
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+    page = (folder / "report.html").read_text()
+    assert "HMM in a spawned worker" in page
+    assert "HMM and quantification in forked workers" in (demo / "report.html").read_text()
+    for rel, names in POSTERIORS.items():
+        ours, cli = az.from_netcdf(folder / rel), az.from_netcdf(demo / rel)
+        for name in names:
+            np.testing.assert_array_equal(ours["posterior"][name].values, cli["posterior"][name].values,
+                                          err_msg=rel + ":" + name)
 
 
 @pytest.mark.parametrize(

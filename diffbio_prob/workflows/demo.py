@@ -1108,7 +1108,8 @@ def _environment() -> dict:
     }
 
 
-def build_report(parts: list[_Part], out: _Outputs, *, seed: int, quick: bool, elapsed: float):
+def build_report(parts: list[_Part], out: _Outputs, *, seed: int, quick: bool, elapsed: float,
+                 layout: str = "1 process"):
     """Assemble the self-contained HTML page from the parts (nothing written here)."""
     from diffbio_prob.workflows.report import Report
 
@@ -1119,7 +1120,7 @@ def build_report(parts: list[_Part], out: _Outputs, *, seed: int, quick: bool, e
     )
     report.add_facts(
         {"mode": "quick (small sizes, few draws)" if quick else "full", "seed": seed,
-         "total time": f"{elapsed:.0f} s", **_environment()}
+         "total time": f"{elapsed:.0f} s", "ran in": layout, **_environment()}
     )
     overview = pd.DataFrame([p.headline for p in parts]).set_index("model")
     report.add_table(overview, "At a glance: wall time of each fit path (JIT compilation included), NUTS "
@@ -1204,33 +1205,86 @@ def _jax_settings() -> dict:
     return {k: getattr(jax.config, k) for k in _JAX_SETTINGS if getattr(jax.config, k, None) is not None}
 
 
-def _run_parts(sizes: DemoSizes, seed: int, outputs: _Outputs, progress: _Progress, parallel: bool) -> list[_Part]:
-    """The three parts; with ``parallel``, the HMM in a second process, DE and quantification in this one.
+#: What the parts import (some of it lazily): loaded once before worker processes are forked, so
+#: they start with it (each import of this stack costs ~4.5 s of CPU on a 2-core machine).
+_PRELOAD = (
+    "arviz", "h5netcdf", "optax", "xarray", "flax.nnx", "numpyro.infer", "matplotlib.figure",
+    "diffbio_prob.inference", "diffbio_prob.inference.baum_welch", "diffbio_prob.models",
+    "diffbio_prob.operators.statistical", "diffbio_prob.plots", "diffbio_prob.io.counts",
+    "diffbio_prob.workflows.de_bayes", "diffbio_prob.workflows.deseq2", "diffbio_prob.workflows.report",
+)
 
-    Most of a demo's time is XLA compiling many small programs, one at a time per process: on two
-    cores, two processes finish in a little more than half the time. The split balances the parts'
-    cold-start times (HMM ~ DE + quantification); the report keeps the fixed order.
+
+def _fork_context():
+    """A "fork" multiprocessing context when forking is safe here, else ``None``.
+
+    JAX is not fork-safe once its backend runs (threads, device buffers), but a process that has only
+    imported it may fork: JAX itself only warns after its backends start. Linux only (macOS system
+    frameworks are not fork-safe either).
+    """
+    import multiprocessing
+
+    try:
+        from jax._src import xla_bridge
+
+        started = xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):  # a JAX without this private check: do not risk it
+        started = True
+    if started or not sys.platform.startswith("linux"):
+        return None
+    return multiprocessing.get_context("fork")
+
+
+def _run_parts(sizes: DemoSizes, seed: int, outputs: _Outputs, progress: _Progress,
+               parallel: bool) -> tuple[list[_Part], str]:
+    """The three parts, in worker processes with ``parallel``; the report keeps the fixed order.
+
+    Most of a demo's time is XLA compiling programs and matplotlib drawing, one thing at a time per
+    process: on two cores, parallel processes finish in a little more than half the time. Where this
+    process can fork (JAX imported, not started), it imports the stack once and forks the HMM and
+    quantification into workers while it runs DE (the three parts' CPU times are ~2:1:2). Otherwise
+    one spawned worker (which imports everything again) runs the HMM and this process DE, then
+    quantification. Also returns how the work was laid out (for the report).
     """
     starts = np.cumsum([0] + [k for _, k in _PART_STEPS])[:-1] + 1
     firsts = {name: int(first) for (name, _), first in zip(_PART_STEPS, starts)}
     if not parallel:
-        return [_run_part(name, sizes, seed, outputs, progress) for name, _ in _PART_STEPS]
+        return [_run_part(name, sizes, seed, outputs, progress) for name, _ in _PART_STEPS], "1 process"
     import concurrent.futures
+    import importlib
     import multiprocessing
+    import warnings
 
-    ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        future = pool.submit(_part_in_worker, "hmm", sizes, seed, str(outputs.root), progress.quiet,
-                             firsts["hmm"], progress.total, _jax_settings())
-        progress.done = firsts["de"] - 1  # DE and quantification are consecutive steps
-        de_part = _run_part("de", sizes, seed, outputs, progress)
-        quant_part = _run_part("quant", sizes, seed, outputs, progress)
-        hmm_part, worker_files = future.result()
-    outputs.files.extend(worker_files)
+    ctx = _fork_context()
+    if ctx is not None:
+        for module in _PRELOAD:
+            importlib.import_module(module)
+        workers, here = ("hmm", "quant"), ("de",)
+        layout = "3 processes (HMM and quantification in forked workers)"
+    else:
+        ctx, workers, here = multiprocessing.get_context("spawn"), ("hmm",), ("de", "quant")
+        layout = "2 processes (HMM in a spawned worker)"
+    parts = {}
+    with warnings.catch_warnings():
+        # Python 3.12 warns on any fork of a process with threads; the only ones here are the BLAS
+        # libraries' own pools, which re-create themselves after a fork (pthread_atfork).
+        warnings.filterwarnings("ignore", message=".*use of fork\\(\\) may lead to deadlocks.*",
+                                category=DeprecationWarning)
+        pool = concurrent.futures.ProcessPoolExecutor(max_workers=len(workers), mp_context=ctx)
+        with pool:
+            futures = {name: pool.submit(_part_in_worker, name, sizes, seed, str(outputs.root), progress.quiet,
+                                         firsts[name], progress.total, _jax_settings())
+                       for name in workers}
+            for name in here:
+                progress.done = firsts[name] - 1
+                parts[name] = _run_part(name, sizes, seed, outputs, progress)
+            for name, future in futures.items():
+                parts[name], worker_files = future.result()
+                outputs.files.extend(worker_files)
     order = {name: i for i, (name, _) in enumerate(_PART_STEPS)}
     outputs.files.sort(key=lambda f: order.get(f[0].relative_to(outputs.root).parts[0], len(order)))
     progress.done = sum(k for _, k in _PART_STEPS)
-    return [hmm_part, de_part, quant_part]
+    return [parts[name] for name, _ in _PART_STEPS], layout
 
 
 def run_demo(out: str | os.PathLike = "diffbio-prob-demo", quick: bool = False, seed: int = 0,
@@ -1243,8 +1297,10 @@ def run_demo(out: str | os.PathLike = "diffbio-prob-demo", quick: bool = False, 
             compilation cache: ~40 s warm, ~75 s cold; the full demo ~2 min cold).
         seed: random seed of the simulated data and the samplers.
         quiet: no progress lines and no final listing.
-        parallel: run the HMM in a second process while DE and quantification run in this one
-            (default: when the machine has at least two cores). Results are identical either way.
+        parallel: run the parts in parallel processes (default: when the machine has at least two
+            cores): the HMM and quantification in forked workers while DE runs here, or, where this
+            process cannot fork safely (JAX already running), the HMM in a spawned worker. Results are
+            identical either way.
 
     Returns:
         The output folder (``report.html`` and the sub-folders ``hmm/``, ``de/``, ``quant/``).
@@ -1266,10 +1322,11 @@ def run_demo(out: str | os.PathLike = "diffbio-prob-demo", quick: bool = False, 
     root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     progress.line(f"diffbio-prob demo: {'quick' if quick else 'full'} run, seed {seed}, writing to {root}/"
-                  + (" (the HMM in a second process)" if parallel else ""))
-    parts = _run_parts(sizes, seed, outputs, progress, parallel)
+                  + (" (the parts in parallel processes)" if parallel else ""))
+    parts, layout = _run_parts(sizes, seed, outputs, progress, parallel)
     with _quiet_libraries(), progress.step("Report: report.html"):
-        report = build_report(parts, outputs, seed=seed, quick=quick, elapsed=time.perf_counter() - start)
+        report = build_report(parts, outputs, seed=seed, quick=quick, elapsed=time.perf_counter() - start,
+                              layout=layout)
         html_path = report.write(root / "report.html")
     elapsed = time.perf_counter() - start
     if not quiet:
