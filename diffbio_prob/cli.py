@@ -67,7 +67,8 @@ def _add_demo(sub) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="small sizes and few draws (~40 s once JAX's compilation cache is warm; ~75 s on a first run)",
+        help="small sizes and few draws (under a minute on a first run on 2 cores; ~35 s with JAX's "
+        "compilation cache warm)",
     )
     _common(p)
     p.set_defaults(run=_run_demo)
@@ -76,8 +77,7 @@ def _add_demo(sub) -> None:
 def _demo_compilation_cache() -> None:
     """Keep XLA executables between runs (JAX's persistent cache), unless the user chose otherwise.
 
-    Most of a demo run is compilation of many small programs; cached, a second run takes about half the
-    time. Must run before JAX compiles anything, hence here and not in the workflow.
+    Most of a first demo run is XLA compilation; cached, a second run takes ~40% less time. Must run before JAX compiles anything, hence here and not in the workflow.
     """
     if os.environ.get("DIFFBIO_PROB_JAX_CACHE", "1").lower() in ("0", "false", "no", "off"):
         return
