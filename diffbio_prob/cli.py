@@ -77,7 +77,8 @@ def _add_demo(sub) -> None:
 def _demo_compilation_cache() -> None:
     """Keep XLA executables between runs (JAX's persistent cache), unless the user chose otherwise.
 
-    Most of a first demo run is XLA compilation; cached, a second run takes ~40% less time. Must run before JAX compiles anything, hence here and not in the workflow.
+    Most of a first demo run is XLA compilation; cached, a second run takes ~40% less time. Must run
+    before JAX compiles anything, hence here and not in the workflow.
     """
     if os.environ.get("DIFFBIO_PROB_JAX_CACHE", "1").lower() in ("0", "false", "no", "off"):
         return
