@@ -96,7 +96,7 @@ def _steps_with_bar(operator, opt, grad_fn, data, num_steps: int) -> np.ndarray:
 
     step = nnx.cached_partial(step, operator, opt)
     losses = np.empty(num_steps)
-    bar = _progress(num_steps, True, "gradient")
+    bar = _progress(num_steps, "gradient")
     for i in range(num_steps):
         losses[i] = float(step(data))
         if not np.isfinite(losses[i]):
@@ -134,7 +134,7 @@ def _steps_compiled(operator, opt, grad_fn, data, num_steps: int) -> np.ndarray:
     return losses
 
 
-def _progress(total: int, enabled: bool, desc: str):
+def _progress(total: int, desc: str):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, disable=not enabled, desc=desc, mininterval=0.5, leave=False)
+    return tqdm(total=total, desc=desc, mininterval=0.5, leave=False)

@@ -249,28 +249,24 @@ def fit_svi(
     optim = optax_to_numpyro(optimizer if optimizer is not None else optax.adam(1e-2))
     sites = model_sites(model, *model_args, **model_kwargs)
     start = time.perf_counter()
-    if progress:  # NumPyro's loop (with its progress bar) sets the guide up eagerly; then the draws
-        svi = SVI(model, guide_obj, optim, Trace_ELBO())
-        with _compiled_initialisation():
-            run = svi.run(key_fit, num_steps, *model_args, progress_bar=True, **model_kwargs)
-        svi_params, _, latent, ll, median = _compiled_call(
-            _svi_program(svi, num_steps, num_samples, sites, fit=False),
-            run.state, key_draw, key_det, *model_args, **model_kwargs)
-        losses = run.losses
-    else:
+    compiled = not progress  # set-up, steps and draws as one compiled program
+    if compiled:
         try:
             svi = SVI(model, _tracing_copy(guide_obj), optim, Trace_ELBO())
             with _compiled_initialisation(traced_guide=True):
                 svi_params, losses, latent, ll, median = _jit_call(
                     _svi_program(svi, num_steps, num_samples, sites, fit=True),
                     key_fit, key_draw, key_det, *model_args, **model_kwargs)
-        except _TRACE_ERRORS:  # a model that needs concrete data values: NumPyro's eager set-up and loop
-            svi = SVI(model, guide_obj, optim, Trace_ELBO())
-            with _compiled_initialisation():
-                run = svi.run(key_fit, num_steps, *model_args, progress_bar=False, **model_kwargs)
-            svi_params, _, latent, ll, median = _svi_program(svi, num_steps, num_samples, sites, fit=False)(
-                run.state, key_draw, key_det, *model_args, **model_kwargs)
-            losses = run.losses
+        except _TRACE_ERRORS:  # a model that needs concrete data values: NumPyro's loop below
+            compiled = False
+    if not compiled:  # NumPyro's loop (its progress bar) sets the guide up eagerly; then the draws
+        svi = SVI(model, guide_obj, optim, Trace_ELBO())
+        with _compiled_initialisation():
+            run = svi.run(key_fit, num_steps, *model_args, progress_bar=progress, **model_kwargs)
+        svi_params, _, latent, ll, median = _compiled_call(
+            _svi_program(svi, num_steps, num_samples, sites, fit=False),
+            run.state, key_draw, key_det, *model_args, **model_kwargs)
+        losses = run.losses
     losses = np.asarray(losses)
     if not np.all(np.isfinite(losses[-10:])):
         raise FloatingPointError("fit_svi: the ELBO became non-finite; lower the learning rate or check the data")
@@ -401,12 +397,9 @@ def fit_nuts(
         except _TRACE_ERRORS:  # a model that needs concrete data values: NumPyro's MCMC below
             compiled = False
     if compiled:
-        if not np.all(np.isfinite(np.asarray(start_pe))):
+        if not np.all(np.isfinite(start_pe)):
             raise RuntimeError("fit_nuts: cannot find valid initial parameters (the log density at the start "
                                "is not finite); check the model, the data and init_params")
-        samples = {k: np.asarray(v) for k, v in samples.items()}
-        ll = {k: np.asarray(v) for k, v in ll.items()}
-        stats = {k: np.asarray(v) for k, v in stats.items()}
         extra = {}
     else:  # NumPyro's MCMC: progress bars, vectorized or parallel chains, a model that needs concrete values
         mcmc = MCMC(make_kernel(), num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,

@@ -133,8 +133,8 @@ def bayesian_lfc(
             scale; the intercept gets a wide prior.
         lfc_threshold, hdi_prob: as :func:`posterior_lfc_summary`.
         num_steps, num_samples, learning_rate: SVI settings; ``num_warmup``, ``num_samples``,
-            ``num_chains``, ``chain_method``: NUTS settings (``"vectorized"`` compiles once for all
-            chains; ``"sequential"`` compiles per chain).
+            ``num_chains``, ``chain_method``: NUTS settings (see :func:`~diffbio_prob.inference.fit_nuts`;
+            sequential chains without a progress bar share one compiled program).
         rng_key: seed.
         progress: progress bars.
 
