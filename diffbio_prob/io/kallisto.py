@@ -1,12 +1,13 @@
 """kallisto's files: ``matrix.ec`` / ``pseudoalignments.ec``, ``pseudoalignments.tsv``, ``transcripts.txt``,
 and kallisto's effective-length formula (``flens.txt`` is read by :func:`diffbio_prob.io.salmon.read_fld`).
 
-Formats (kallisto 0.46-0.51; ``notes/em.md`` §4):
+Formats (kallisto 0.46-0.51; ``docs/notes/em.md`` §4):
 
-* ``.ec``: ``ec_id<TAB>t1,t2,...`` with 0-based transcript ids; every EC of the index (ECs
-  ``0..T-1`` are the singletons), most with no reads.
-* ``pseudoalignments.tsv`` (``kallisto pseudo``): ``ec_id<TAB>count``.
-* ``transcripts.txt``: one transcript name per line (line rank = id).
+* ``.ec``: ``ec_id<TAB>t1,t2,...`` with 0-based transcript ids, each once per EC; every EC of the
+  index (ECs ``0..T-1`` are the singletons), most with no reads.
+* ``pseudoalignments.tsv`` (``kallisto pseudo``): ``ec_id<TAB>count``, each EC at most once, counts
+  whole numbers.
+* ``transcripts.txt``: one distinct transcript name per line (line rank = id).
 
 Effective length (``weights.cpp`` ``calc_eff_lens``; Bray et al. 2016, PR #62): ``l = L - mu(L) + 1`` with
 ``mu(L)`` the FLD mean truncated at ``L`` (``mu(999)`` for ``L >= 1000``); ``L`` when that is below 1.
@@ -21,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from diffbio_prob.io.atomic import atomic_write
-from diffbio_prob.io.eqclasses import EqClassTable, FormatError, read_all_lines
+from diffbio_prob.io.base import EqClassTable, EqFormat, FormatError, parse_count, read_all_lines
 
 __all__ = [
     "read_kallisto_ec",
@@ -31,6 +32,7 @@ __all__ = [
     "write_kallisto_ec",
     "write_pseudoalignments_tsv",
     "kallisto_effective_lengths",
+    "KALLISTO_EQ_FORMAT",
 ]
 
 
@@ -50,6 +52,9 @@ def read_kallisto_ec(path: str | os.PathLike) -> tuple[np.ndarray, list[np.ndarr
             raise FormatError(path, lineno, f"expected integers in 'ec_id<TAB>t1,t2,...', got {line[:80]!r}") from None
         if ec < 0 or any(t < 0 for t in tids):
             raise FormatError(path, lineno, f"negative id in {line[:80]!r}")
+        if len(set(tids)) != len(tids):
+            dup = next(t for t in tids if tids.count(t) > 1)
+            raise FormatError(path, lineno, f"transcript id {dup} listed twice in EC {ec}")
         ec_ids.append(ec)
         members.append(np.asarray(tids, np.int64))
     if not ec_ids:
@@ -63,7 +68,7 @@ def read_kallisto_ec(path: str | os.PathLike) -> tuple[np.ndarray, list[np.ndarr
 
 def read_pseudoalignments_tsv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read ``pseudoalignments.tsv``: ``(ec_ids, counts)``."""
-    ec_ids, counts = [], []
+    ec_ids, counts, seen = [], [], {}
     for lineno, line in enumerate(read_all_lines(path), 1):
         if not line.strip():
             continue
@@ -76,6 +81,10 @@ def read_pseudoalignments_tsv(path: str | os.PathLike) -> tuple[np.ndarray, np.n
             raise FormatError(path, lineno, f"expected 'ec_id<TAB>count' numbers, got {line[:80]!r}") from None
         if ec < 0 or not np.isfinite(count) or count < 0:
             raise FormatError(path, lineno, f"expected a non-negative id and count, got {line[:80]!r}")
+        parse_count(path, lineno, parts[1], f"the count of EC {ec}")
+        if ec in seen:
+            raise FormatError(path, lineno, f"EC id {ec} listed twice (first at line {seen[ec]})")
+        seen[ec] = lineno
         ec_ids.append(ec)
         counts.append(count)
     if not ec_ids:
@@ -85,13 +94,16 @@ def read_pseudoalignments_tsv(path: str | os.PathLike) -> tuple[np.ndarray, np.n
 
 def read_transcript_names(path: str | os.PathLike) -> list[str]:
     """Read ``transcripts.txt`` (one name per line)."""
-    names = []
+    names, seen = [], {}
     for lineno, line in enumerate(read_all_lines(path), 1):
         parts = line.split()
         if not parts:
             continue
         if len(parts) != 1:
             raise FormatError(path, lineno, f"expected one transcript name per line, got {line[:80]!r}")
+        if parts[0] in seen:
+            raise FormatError(path, lineno, f"duplicate transcript name {parts[0]!r} (first at line {seen[parts[0]]})")
+        seen[parts[0]] = lineno
         names.append(parts[0])
     if not names:
         raise FormatError(path, 1, "empty file, expected transcript names")
@@ -123,6 +135,9 @@ def read_kallisto_eq_classes(ec_path, counts_path, transcripts: str | os.PathLik
         names = read_transcript_names(transcripts)
     else:
         names = [str(n) for n in transcripts]
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise ValueError(f"transcripts: duplicate transcript name {dup!r}")
     if max_id >= len(names):
         src = transcripts if isinstance(transcripts, (str, os.PathLike)) else "transcripts"
         raise ValueError(f"{ec_path}: transcript id {max_id} out of range for {len(names)} names in {src}")
@@ -149,6 +164,9 @@ def write_kallisto_ec(path: str | os.PathLike, table: EqClassTable) -> Path:
 
 def write_pseudoalignments_tsv(path: str | os.PathLike, table: EqClassTable, *, skip_zero: bool = True) -> Path:
     """Write ``ec_id<TAB>count`` lines (classes of count 0 left out unless ``skip_zero=False``)."""
+    c_arr = np.asarray(table.counts, float)
+    if not np.all(np.isfinite(c_arr) & (c_arr >= 0) & (c_arr == np.floor(c_arr))):
+        raise ValueError("table.counts: pseudoalignments.tsv holds whole, non-negative fragment counts per EC")
     lines = []
     for c, n in enumerate(table.counts.tolist()):
         if n == 0 and skip_zero:
@@ -179,3 +197,22 @@ def kallisto_effective_lengths(lengths, counts) -> np.ndarray:
     idx = np.where(L >= n, n - 1, np.floor(L)).astype(np.int64)
     eff = L - mean[idx] + 1.0
     return np.where(eff < 1.0, L, eff)
+
+
+def _sniff_kallisto_ec(fields: list[str]) -> bool:
+    return len(fields) == 2 and fields[0].isdigit() and all(p.isdigit() for p in fields[1].split(","))
+
+
+def _read_kallisto_registered(path, counts=None, transcripts=None) -> EqClassTable:
+    if counts is None:
+        raise ValueError(f"counts: {path} is a kallisto .ec file; give its pseudoalignments.tsv (ec_id<TAB>count)")
+    return read_kallisto_eq_classes(path, counts, transcripts)
+
+
+#: kallisto's ``matrix.ec`` / ``pseudoalignments.ec`` in the registry of :mod:`diffbio_prob.io.eqclasses`.
+KALLISTO_EQ_FORMAT = EqFormat(
+    name="kallisto",
+    description="kallisto .ec file (ec_id<TAB>t1,t2,...)",
+    sniff=_sniff_kallisto_ec,
+    read=_read_kallisto_registered,
+)

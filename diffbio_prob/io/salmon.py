@@ -1,10 +1,11 @@
 """salmon's files: ``eq_classes.txt(.gz)``, ``quant.sf``, fragment-length distributions, bootstrap draws.
 
-Formats (salmon 1.10, ``doc/source/file_formats.rst``, ``GZipWriter.cpp``; ``notes/em.md`` §4):
+Formats (salmon 1.10, ``doc/source/file_formats.rst``, ``GZipWriter.cpp``; ``docs/notes/em.md`` §4):
 
 * ``eq_classes.txt.gz`` (``--dumpEq``): ``N``, ``M``, ``N`` names (line rank = transcript id), then ``M``
   lines ``k t_1 .. t_k [w_1 .. w_k] count`` (weights with ``--dumpEqWeights``: normalised per class, with
-  ``1/l`` included). salmon's ``--eqclasses`` input may end with ``name efflen`` lines.
+  ``1/l`` included; ``count`` a whole number of fragments, each transcript at most once per line).
+  salmon's ``--eqclasses`` input may end with ``name efflen`` lines.
 * ``quant.sf``: ``Name Length EffectiveLength TPM NumReads``.
 * ``aux_info/fld.gz``: 1001 little-endian int32 (observed fragment lengths 0..1000);
   ``libParams/flenDist.txt``: one line of 1001 probabilities (the smoothed FLD salmon uses).
@@ -29,7 +30,16 @@ from typing import Sequence
 import numpy as np
 
 from diffbio_prob.io.atomic import atomic_path, atomic_write
-from diffbio_prob.io.eqclasses import EqClassTable, FormatError, read_all_lines
+from diffbio_prob.io.base import (
+    EqClassTable,
+    EqFormat,
+    FormatError,
+    gunzip_bytes,
+    parse_count,
+    parse_float,
+    parse_int,
+    read_all_lines,
+)
 
 __all__ = [
     "read_salmon_eq_classes",
@@ -42,27 +52,8 @@ __all__ = [
     "read_salmon_bootstraps",
     "SampleData",
     "load_sample_data",
+    "SALMON_EQ_FORMAT",
 ]
-
-
-def _int(path, lineno, text, what, minimum=0):
-    try:
-        value = int(text)
-    except ValueError:
-        raise FormatError(path, lineno, f"expected an integer {what}, got {text!r}") from None
-    if value < minimum:
-        raise FormatError(path, lineno, f"expected {what} >= {minimum}, got {value}")
-    return value
-
-
-def _float(path, lineno, text, what):
-    try:
-        value = float(text)
-    except ValueError:
-        raise FormatError(path, lineno, f"expected a number for {what}, got {text!r}") from None
-    if not np.isfinite(value) or value < 0:
-        raise FormatError(path, lineno, f"expected a finite non-negative {what}, got {text!r}")
-    return value
 
 
 def read_salmon_eq_classes(path: str | os.PathLike) -> EqClassTable:
@@ -81,15 +72,16 @@ def read_salmon_eq_classes(path: str | os.PathLike) -> EqClassTable:
     n_lines = len(lines)
     if n_lines < 2:
         raise FormatError(path, n_lines + 1, "file ends before the header (number of transcripts, number of classes)")
-    n_tx = _int(path, 1, lines[0].strip(), "number of transcripts", 1)
-    n_cls = _int(path, 2, lines[1].strip(), "number of classes", 0)
+    n_tx = parse_int(path, 1, lines[0].strip(), "number of transcripts", 1)
+    n_cls = parse_int(path, 2, lines[1].strip(), "number of classes", 0)
     if n_lines < 2 + n_tx:
         raise FormatError(path, n_lines + 1, f"file ends after {n_lines - 2} of {n_tx} transcript names (truncated?)")
     names = []
     for i in range(n_tx):
         parts = lines[2 + i].split()
         if len(parts) != 1:
-            raise FormatError(path, 3 + i, f"expected one transcript name, got {lines[2 + i][:80]!r}")
+            raise FormatError(path, 3 + i, f"expected one transcript name (line 1 declares {n_tx} transcripts), "
+                                           f"got {lines[2 + i][:80]!r}")
         names.append(parts[0])
     if len(set(names)) != n_tx:
         dup = next(n for n in names if names.count(n) > 1)
@@ -156,9 +148,16 @@ def _parse_classes_fast(class_lines: list[str], n_tx: int):
     tids = vals[np.repeat(starts + 1, k) + within]
     if np.any(tids != np.floor(tids)) or np.any(tids >= n_tx):
         return None
+    tids = tids.astype(np.int64)
+    if np.any(k > 1):  # a transcript twice in one class: sort within classes, compare neighbours
+        order = np.lexsort((tids, class_ids))
+        if np.any((np.diff(class_ids[order]) == 0) & (np.diff(tids[order]) == 0)):
+            return None
     weights = vals[np.repeat(starts + 1 + k, k) + within] if weighted else []
     counts = vals[marks - 1]
-    return class_ids, tids.astype(np.int64), weights, counts, weighted
+    if np.any(counts != np.floor(counts)):
+        return None
+    return class_ids, tids, weights, counts, weighted
 
 
 def _parse_classes_slow(path, lines, start, n_cls, n_tx):
@@ -169,7 +168,10 @@ def _parse_classes_slow(path, lines, start, n_cls, n_tx):
         parts = lines[start + j].split()
         if not parts:
             raise FormatError(path, lineno, "empty line where an equivalence class was expected")
-        k = _int(path, lineno, parts[0], "class size", 1)
+        if not parts[0].lstrip("-").isdigit():
+            raise FormatError(path, lineno, f"expected an integer class size (class {j + 1} of the {n_cls} that "
+                                            f"line 2 declares), got {parts[0]!r}")
+        k = parse_int(path, lineno, parts[0], "class size", 1)
         if len(parts) == k + 2:
             has_w = False
         elif len(parts) == 2 * k + 2:
@@ -183,15 +185,18 @@ def _parse_classes_slow(path, lines, start, n_cls, n_tx):
             weighted = has_w
         elif weighted != has_w:
             raise FormatError(path, lineno, "weighted and unweighted classes are mixed in one file")
-        ids = [_int(path, lineno, p, "transcript id") for p in parts[1:1 + k]]
+        ids = [parse_int(path, lineno, p, "transcript id") for p in parts[1:1 + k]]
         bad = [t for t in ids if t >= n_tx]
         if bad:
             raise FormatError(path, lineno, f"transcript id {bad[0]} out of range [0, {n_tx})")
+        if len(set(ids)) != k:
+            dup = next(t for t in ids if ids.count(t) > 1)
+            raise FormatError(path, lineno, f"transcript id {dup} listed twice in one class")
         tids.extend(ids)
         class_ids.extend([j] * k)
         if has_w:
-            weights.extend(_float(path, lineno, p, "weight") for p in parts[1 + k:1 + 2 * k])
-        counts.append(_float(path, lineno, parts[-1], "count"))
+            weights.extend(parse_float(path, lineno, p, "weight") for p in parts[1 + k:1 + 2 * k])
+        counts.append(parse_count(path, lineno, parts[-1], "count"))
     return class_ids, tids, weights, counts, bool(weighted)
 
 
@@ -218,10 +223,12 @@ def _trailing_lengths(path, lines, first, names):
         for lineno, line in tail:
             parts = line.split()
             if len(parts) != 2:
-                raise FormatError(path, lineno, f"expected 'name efflen' after the classes, got {line[:80]!r}")
+                hint = (f"; is the class count on line 2 ({first - 2 - n_tx}) too small?"
+                        if parts and parts[0].isdigit() else "")
+                raise FormatError(path, lineno, f"expected 'name efflen' after the classes, got {line[:80]!r}{hint}")
             if parts[0] not in index:
                 raise FormatError(path, lineno, f"unknown transcript {parts[0]!r}")
-            value = _float(path, lineno, parts[1], "effective length")
+            value = parse_float(path, lineno, parts[1], "effective length")
             if value <= 0:
                 raise FormatError(path, lineno, f"effective length must be positive, got {parts[1]!r}")
             lengths[index[parts[0]]] = value
@@ -245,6 +252,9 @@ def write_salmon_eq_classes(path: str | os.PathLike, table: EqClassTable,
     ``effective_lengths`` adds the trailing ``name efflen`` lines that ``--eqclasses`` reads.
     """
     path = Path(path)
+    c = np.asarray(table.counts, float)
+    if not np.all(np.isfinite(c) & (c >= 0) & (c == np.floor(c))):
+        raise ValueError("table.counts: salmon's format holds whole, non-negative fragment counts per class")
     out = [str(table.n_transcripts), str(table.n_classes), *table.names]
     sizes = table.class_sizes()
     bounds = np.concatenate([[0], np.cumsum(sizes)])
@@ -304,15 +314,18 @@ def read_quant_sf(path: str | os.PathLike) -> QuantTable:
     if not lines or lines[0].split() != _QUANT_HEADER:
         got = lines[0][:80] if lines else ""
         raise FormatError(path, 1, f"expected the quant.sf header {' '.join(_QUANT_HEADER)!r}, got {got!r}")
-    names, rows = [], []
+    names, rows, seen = [], [], {}
     for lineno, line in enumerate(lines[1:], 2):
         if not line.strip():
             continue
         parts = line.split("\t") if "\t" in line else line.split()
         if len(parts) != 5:
             raise FormatError(path, lineno, f"expected 5 columns, got {len(parts)}: {line[:80]!r}")
+        if parts[0] in seen:
+            raise FormatError(path, lineno, f"duplicate transcript name {parts[0]!r} (first at line {seen[parts[0]]})")
+        seen[parts[0]] = lineno
         names.append(parts[0])
-        rows.append([_float(path, lineno, p, col) for p, col in zip(parts[1:], _QUANT_HEADER[1:])])
+        rows.append([parse_float(path, lineno, p, col) for p, col in zip(parts[1:], _QUANT_HEADER[1:])])
     if not rows:
         raise FormatError(path, None, "no transcripts")
     arr = np.asarray(rows, float)
@@ -352,10 +365,7 @@ def read_fld(path: str | os.PathLike, sample: int | None = None) -> np.ndarray:
         raise FileNotFoundError(f"{path}: no such file")
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError) as exc:
-            raise FormatError(path, None, f"cannot gunzip ({exc}); the file may be truncated") from exc
+        raw = gunzip_bytes(path, raw)
         if b"\x00" in raw:  # binary counts (salmon fld.gz)
             if len(raw) % 4:
                 raise FormatError(path, None, f"binary FLD of {len(raw)} bytes is not a whole number of int32")
@@ -376,7 +386,7 @@ def read_fld(path: str | os.PathLike, sample: int | None = None) -> np.ndarray:
     if not 0 <= idx < len(rows):
         raise ValueError(f"sample: {path} has {len(rows)} line(s), got sample={sample}")
     lineno, line = rows[idx]
-    values = np.asarray([_float(path, lineno, p, "fragment-length mass") for p in line.split()], float)
+    values = np.asarray([parse_float(path, lineno, p, "fragment-length mass") for p in line.split()], float)
     return _check_fld(path, values)
 
 
@@ -421,16 +431,22 @@ def read_salmon_bootstraps(aux_dir: str | os.PathLike) -> tuple[list[str], np.nd
     aux_dir = Path(aux_dir)
     folder = aux_dir / "bootstrap" if (aux_dir / "bootstrap").is_dir() else aux_dir
     names_path, draws_path = folder / "names.tsv.gz", folder / "bootstraps.gz"
-    names = [n for n in read_all_lines(names_path)[0].split("\t") if n]
+    name_lines = [ln for ln in read_all_lines(names_path) if ln.strip()]
+    names = [n for n in name_lines[0].split("\t") if n] if name_lines else []
+    if not names:
+        raise FormatError(names_path, 1, "no transcript names (expected one tab-separated line)")
     if not draws_path.exists():
         raise FileNotFoundError(f"{draws_path}: no such file")
-    try:
-        raw = gzip.decompress(draws_path.read_bytes())
-    except (EOFError, OSError) as exc:
-        raise FormatError(draws_path, None, f"cannot gunzip ({exc}); the file may be truncated") from exc
+    raw = gunzip_bytes(draws_path, draws_path.read_bytes())
     if len(raw) % (8 * len(names)):
         raise FormatError(draws_path, None, f"{len(raw)} bytes is not a whole number of draws of {len(names)} float64")
-    return names, np.frombuffer(raw, "<f8").reshape(-1, len(names)).copy()
+    draws = np.frombuffer(raw, "<f8").reshape(-1, len(names)).copy()
+    bad = ~(np.isfinite(draws) & (draws >= 0))
+    if bad.any():
+        d, t = np.unravel_index(int(np.argmax(bad)), draws.shape)
+        raise FormatError(draws_path, None, f"draw {d} of {names[t]!r} is {float(draws[d, t])!r}; expected a finite "
+                                            "non-negative count")
+    return names, draws
 
 
 @dataclasses.dataclass
@@ -483,3 +499,25 @@ def load_sample_data() -> SampleData:
         salmon_num_reads=quant.num_reads,
         true_counts=np.asarray([truth[n] for n in table.names]),
     )
+
+
+def _sniff_salmon_eq(fields: list[str]) -> bool:
+    return len(fields) == 1 and fields[0].isdigit()
+
+
+def _read_salmon_registered(path, counts=None, transcripts=None) -> EqClassTable:
+    if counts is not None:
+        raise ValueError("counts: salmon eq_classes files carry their own counts; --ec-counts is for kallisto")
+    if transcripts is not None:
+        raise ValueError("transcripts: salmon eq_classes files carry their own names (--transcripts is for "
+                         "kallisto)")
+    return read_salmon_eq_classes(path)
+
+
+#: salmon's ``eq_classes.txt(.gz)`` in the registry of :mod:`diffbio_prob.io.eqclasses`.
+SALMON_EQ_FORMAT = EqFormat(
+    name="salmon",
+    description="salmon eq_classes file (first line: number of transcripts)",
+    sniff=_sniff_salmon_eq,
+    read=_read_salmon_registered,
+)

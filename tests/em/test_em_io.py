@@ -225,7 +225,7 @@ def test_truncated_gzip_names_the_file(tmp_path, em_ref):
     src = em_ref / "salmon_1.10.1" / "em" / "aux_info" / "eq_classes.txt.gz"
     path = tmp_path / "eq_classes.txt.gz"
     path.write_bytes(src.read_bytes()[:200])
-    with pytest.raises(FormatError, match="may be truncated") as err:
+    with pytest.raises(FormatError, match="gzip stream ends early.*truncated") as err:
         read_eq_classes(path)
     assert str(path) in str(err.value)
 
@@ -315,3 +315,248 @@ def test_reading_a_copy_of_the_packaged_file_works_anywhere(tmp_path):
 
     shutil.copy(sample_data_dir() / "eq_classes.txt.gz", tmp_path / "renamed.dat")  # gzip found by content
     assert read_eq_classes(tmp_path / "renamed.dat").n_classes == 28
+
+
+# ---- the format registry and the one-way imports ---------------------------------------------------
+def test_registry_detects_and_dispatches(tmp_path):
+    from diffbio_prob.io import eqclasses
+    from diffbio_prob.io.base import EqFormat
+
+    assert list(eqclasses.EQ_FORMATS) == ["salmon", "kallisto"]
+    seen = []
+
+    def read(path, counts, transcripts):
+        seen.append((path, counts, transcripts))
+        return small_table()
+
+    fmt = EqFormat("toy", "toy file (first line: TOY)", lambda fields: fields == ["TOY"], read)
+    eqclasses.register_eq_format(fmt)
+    try:
+        (tmp_path / "t.toy").write_text("TOY\n1 2 3\n")
+        assert detect_eq_format(tmp_path / "t.toy") == "toy"
+        same_table(small_table(), read_eq_classes(tmp_path / "t.toy", counts="c"))
+        assert seen == [(tmp_path / "t.toy", "c", None)]
+        (tmp_path / "x.txt").write_text("hello world\n")
+        with pytest.raises(FormatError, match="nor a toy file"):  # the error lists every registered format
+            detect_eq_format(tmp_path / "x.txt")
+        with pytest.raises(ValueError, match="'toy' is already registered"):
+            eqclasses.register_eq_format(fmt)
+    finally:
+        del eqclasses.EQ_FORMATS["toy"]
+    with pytest.raises(TypeError, match="expected an EqFormat"):
+        eqclasses.register_eq_format("salmon")
+
+
+def test_public_names_still_importable_from_eqclasses():
+    from diffbio_prob.io import base, eqclasses
+
+    for name in ("EqClassTable", "FormatError", "LengthTable", "open_text", "read_all_lines", "EqFormat"):
+        assert getattr(eqclasses, name) is getattr(base, name)
+    assert issubclass(FormatError, ValueError)
+
+
+# ---- bad input, round two: every reader on damaged gzip, fractional counts, duplicates ---------------
+EQ_TEXT = "2\n2\ntA\ntB\n1\t0\t5\n2\t0\t1\t7\n" * 1
+QUANT_TEXT = "Name\tLength\tEffectiveLength\tTPM\tNumReads\n" + "".join(
+    f"t{i}\t{100 + i}\t{50 + i}\t1\t2\n" for i in range(200))
+EC_TEXT = "".join(f"{i}\t{i}\n" for i in range(200)) + "200\t0,1\n"
+TSV_TEXT = "".join(f"{i}\t{i + 1}\n" for i in range(200))
+NAMES_TEXT = "".join(f"t{i}\n" for i in range(200))
+FLD_TEXT = " ".join(str(i % 7) for i in range(1001)) + "\n"
+
+
+def _read_kallisto_ec_file(p):
+    from diffbio_prob.io.kallisto import read_kallisto_ec
+
+    return read_kallisto_ec(p)
+
+
+def _read_tsv_file(p):
+    from diffbio_prob.io.kallisto import read_pseudoalignments_tsv
+
+    return read_pseudoalignments_tsv(p)
+
+
+def _read_names_file(p):
+    from diffbio_prob.io.kallisto import read_transcript_names
+
+    return read_transcript_names(p)
+
+
+READERS = {
+    "salmon eq classes": (lambda p: read_eq_classes(p), EQ_TEXT * 1),
+    "quant.sf": (read_quant_sf, QUANT_TEXT),
+    "lengths": (lambda p: read_lengths(p), QUANT_TEXT),
+    "kallisto .ec": (_read_kallisto_ec_file, EC_TEXT),
+    "pseudoalignments.tsv": (_read_tsv_file, TSV_TEXT),
+    "transcripts.txt": (_read_names_file, NAMES_TEXT),
+    "fld": (read_fld, FLD_TEXT),
+}
+
+
+def _damaged(text: str, how: str) -> bytes:
+    packed = gzip.compress(text.encode() * 20)
+    if how == "truncated":
+        return packed[: len(packed) // 2]
+    if how == "corrupt":  # valid header, garbage deflate stream
+        return packed[:10] + bytes([0xFF] * 40) + packed[50:]
+    return bytes(range(128, 256)) * 8  # "not gzip": binary bytes under a .gz name
+
+
+@pytest.mark.parametrize("how,match", [
+    ("truncated", "gzip stream ends early"),
+    ("corrupt", "corrupt gzip data"),
+    ("binary", "neither gzip nor text|neither a gzipped int32 FLD nor a text FLD"),
+])
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_damaged_gzip_is_one_clear_error_naming_the_file(tmp_path, reader, how, match):
+    fn, text = READERS[reader]
+    good = tmp_path / "good.gz"
+    good.write_bytes(gzip.compress(text.encode()))
+    fn(good)  # the intact file reads
+    path = tmp_path / f"damaged_{how}.gz"
+    path.write_bytes(_damaged(text, how))
+    with pytest.raises(FormatError, match=match) as err:
+        fn(path)
+    assert str(err.value).startswith(str(path))
+
+
+def test_plain_text_under_a_gz_name_still_reads(tmp_path):
+    """Gzip is detected from the content, not the name: a text file called .gz is read as text."""
+    (tmp_path / "eq.txt.gz").write_text(EQ_TEXT)
+    assert read_eq_classes(tmp_path / "eq.txt.gz").counts.tolist() == [5.0, 7.0]
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("2\n2\ntA\ntB\n1\t0\t5.5\n2\t0\t1\t7\n", "line 5: expected a whole number of fragments for count, got '5.5'"),
+        ("2\n1\ntA\ntB\n2\t0\t1\t0.5\t0.5\t7.25\n", "line 5: expected a whole number of fragments"),
+        ("2\n2\ntA\ntB\n1\t0\t5\n2\t1\t1\t7\n", "line 6: transcript id 1 listed twice in one class"),
+        ("3\n2\ntA\ntB\n1\t0\t5\n2\t0\t1\t7\n", r"line 5: expected one transcript name \(line 1 declares 3"),
+        ("2\n1\ntA\ntB\n1\t0\t5\n2\t0\t1\t7\n", r"line 6: .*is the class count on line 2 \(1\) too small"),
+        ("2\n3\ntA\ntB\n1\t0\t5\n2\t0\t1\t7\ntA\t10\ntB\t20\n",
+         r"line 7: expected an integer class size \(class 3 of the 3 that line 2 declares\), got 'tA'"),
+        ("2\n2\ntA\ntB\n1\t0\t5\n2\t0\t1\t-7\n", "line 6: expected a finite non-negative count"),
+        ("2\n2\ntA\ntB\n1\t0\tnan\n2\t0\t1\t7\n", "line 5: expected a finite non-negative count, got 'nan'"),
+        ("2\n2\ntA\ntB\n1\t-1\t5\n2\t0\t1\t7\n", "line 5: expected transcript id >= 0"),
+        (EQ_TEXT + "tA\tnan\ntB\t3\n", "line 7: expected a finite non-negative effective length, got 'nan'"),
+    ],
+)
+def test_salmon_eq_bad_counts_and_headers(tmp_path, text, match):
+    path = tmp_path / "eq.txt"
+    path.write_text(text)
+    with pytest.raises(FormatError, match=match) as err:
+        read_eq_classes(path)
+    assert str(err.value).startswith(str(path))
+
+
+def test_whole_counts_written_as_floats_still_read(tmp_path):
+    (tmp_path / "eq.txt").write_text("2\n2\ntA\ntB\n1\t0\t5.0\n2\t0\t1\t7\n")
+    assert read_eq_classes(tmp_path / "eq.txt").counts.tolist() == [5.0, 7.0]
+
+
+def test_writers_refuse_fractional_counts(tmp_path):
+    table = small_table().with_counts(np.array([5.0, 12.5, 3.0]))
+    with pytest.raises(ValueError, match="whole, non-negative fragment counts"):
+        write_salmon_eq_classes(tmp_path / "eq.txt", table)
+    with pytest.raises(ValueError, match="whole, non-negative fragment counts"):
+        write_pseudoalignments_tsv(tmp_path / "p.tsv", table)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "ec,tsv,names,match",
+    [
+        ("0\t0\n1\t1\n", "0\t1.5\n", None, "p.tsv, line 1: expected a whole number of fragments for the count of EC 0"),
+        ("0\t0\n1\t1\n", "0\t1\n0\t2\n", None, r"p.tsv, line 2: EC id 0 listed twice \(first at line 1\)"),
+        ("0\t0\n1\t0,1,0\n", "0\t1\n", None, "p.ec, line 2: transcript id 0 listed twice in EC 1"),
+        ("0\t0\n1\t1\n", "0\t1\n", "tA\ntA\n", r"names.txt, line 2: duplicate transcript name 'tA' \(first at line 1\)"),
+        ("0\t0\n1\t5\n", "0\t1\n", "tA\ntB\n", "p.ec: transcript id 5 out of range for 2 names"),
+    ],
+)
+def test_kallisto_bad_counts_and_ids(tmp_path, ec, tsv, names, match):
+    (tmp_path / "p.ec").write_text(ec)
+    (tmp_path / "p.tsv").write_text(tsv)
+    transcripts = None
+    if names is not None:
+        (tmp_path / "names.txt").write_text(names)
+        transcripts = tmp_path / "names.txt"
+    with pytest.raises(ValueError, match=match):
+        read_eq_classes(tmp_path / "p.ec", counts=tmp_path / "p.tsv", transcripts=transcripts)
+
+
+def test_kallisto_duplicate_names_in_a_list(tmp_path):
+    (tmp_path / "p.ec").write_text("0\t0\n1\t1\n")
+    (tmp_path / "p.tsv").write_text("0\t1\n")
+    with pytest.raises(ValueError, match="transcripts: duplicate transcript name 'a'"):
+        read_eq_classes(tmp_path / "p.ec", counts=tmp_path / "p.tsv", transcripts=["a", "a"])
+
+
+QUANT_HEAD = "Name\tLength\tEffectiveLength\tTPM\tNumReads\n"
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("", "line 1: expected the quant.sf header"),
+        (QUANT_HEAD + "tA\t10\t5\t1\t2\ntA\t10\t5\t1\t2\n", r"line 3: duplicate transcript name 'tA' \(first at line 2\)"),
+        (QUANT_HEAD + "tA\t10\tnan\t1\t2\n", "line 2: expected a finite non-negative EffectiveLength, got 'nan'"),
+        (QUANT_HEAD + "tA\t10\t5\t1\t-2\n", "line 2: expected a finite non-negative NumReads"),
+        (QUANT_HEAD, "no transcripts"),
+    ],
+)
+def test_quant_sf_more_bad_input(tmp_path, text, match):
+    (tmp_path / "quant.sf").write_text(text)
+    with pytest.raises(FormatError, match=match) as err:
+        read_quant_sf(tmp_path / "quant.sf")
+    assert str(err.value).startswith(str(tmp_path / "quant.sf"))
+
+
+@pytest.mark.parametrize(
+    "name,text,fld,match",
+    [
+        ("len.tsv", "", None, "line 1: empty file, expected lengths"),
+        ("quant.sf", QUANT_HEAD + "tA\t10\tnan\t1\t2\n", None, "line 2: expected a finite EffectiveLength, got 'nan'"),
+        ("quant.sf", QUANT_HEAD + "tA\t10\t0\t1\t2\n", None, "line 2: effective length of 'tA' must be positive"),
+        ("len.tsv", "tA\t100\ntB\tinf\n", None, "line 2: expected a finite value, got 'inf'"),
+        ("len.tsv", "tA\t100\ntB\t0\n", [0, 0, 1.0], "line 2: length of 'tB' must be positive, got '0'"),
+        ("len.tsv", "tA\t100\ntA\t3\n", None, r"line 2: duplicate transcript name 'tA' \(first at line 1\)"),
+        ("tx.fa", ">tA\nACGT\n>tB\n>tC\nAC\n", [0, 0, 1.0], "line 3: FASTA record 'tB' has no sequence"),
+        ("tx.fa", ">tA\nACGT\n>tA\nAC\n", [0, 0, 1.0], r"line 3: duplicate transcript name 'tA' \(first at line 1\)"),
+        ("tx.fa", "ACGT\n>tA\nAC\n", [0, 0, 1.0], r"line 1: expected a length table .* or FASTA .*got one column"),
+    ],
+)
+def test_lengths_more_bad_input(tmp_path, name, text, fld, match):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(FormatError, match=match) as err:
+        read_lengths(path, fld=None if fld is None else np.asarray(fld))
+    assert str(err.value).startswith(str(path))
+
+
+def _bootstrap_dir(tmp_path, names: bytes, draws: bytes):
+    folder = tmp_path / "aux_info" / "bootstrap"
+    folder.mkdir(parents=True)
+    (folder / "names.tsv.gz").write_bytes(gzip.compress(names))
+    (folder / "bootstraps.gz").write_bytes(draws)
+    return tmp_path / "aux_info"
+
+
+def test_salmon_bootstraps_read_and_bad_input(tmp_path):
+    from diffbio_prob.io.salmon import read_salmon_bootstraps
+
+    draws = np.array([[1.0, 2.0], [3.0, 4.0], [0.0, 5.0]])
+    good = _bootstrap_dir(tmp_path / "ok", b"tA\ttB\n", gzip.compress(draws.astype("<f8").tobytes()))
+    names, back = read_salmon_bootstraps(good)
+    assert names == ["tA", "tB"]
+    np.testing.assert_array_equal(back, draws)
+    empty = _bootstrap_dir(tmp_path / "empty", b"", gzip.compress(draws.tobytes()))
+    with pytest.raises(FormatError, match="names.tsv.gz, line 1: no transcript names"):
+        read_salmon_bootstraps(empty)
+    nan = _bootstrap_dir(tmp_path / "nan", b"tA\ttB\n", gzip.compress(np.array([1.0, np.nan]).tobytes()))
+    with pytest.raises(FormatError, match="bootstraps.gz: draw 0 of 'tB' is nan"):
+        read_salmon_bootstraps(nan)
+    cut = _bootstrap_dir(tmp_path / "cut", b"tA\ttB\n", gzip.compress(draws.tobytes() * 50)[:40])
+    with pytest.raises(FormatError, match="bootstraps.gz: gzip stream ends early"):
+        read_salmon_bootstraps(cut)
