@@ -8,10 +8,10 @@ log2 intercepts ~ N(4, 2), log2 fold changes ~ N(0, beta_sd) (default 1), disper
   * diffbio-prob (``fit_deseq2`` + ``results``; JAX float64): one cold run (includes compilation), then
     the median of ``--repeats`` warm runs;
   * PyDESeq2 0.5 (``DeseqDataSet.deseq2`` + ``DeseqStats.summary``) with ``n_cpus=1`` and one BLAS thread
-    (its fastest setting on 2 cores, notes/de.md): median of ``--peer-repeats`` runs;
+    (its fastest setting on 2 cores, docs/notes/de.md): median of ``--peer-repeats`` runs;
 
 prints the medians, the ratio, and how far the two answers are apart. Reference figures from
-notes/de.md (same data recipe, 2-core machine): R DESeq2 18.7 s, glmGamPoi 6.1 s, PyDESeq2 32-36 s.
+docs/notes/de.md (same data recipe, 2-core machine): R DESeq2 18.7 s, glmGamPoi 6.1 s, PyDESeq2 32-36 s.
 Goal (issue 3): at most half of glmGamPoi's 6.1 s.
 
 Run:  .venv/bin/python bench/de.py [--genes 10000] [--samples 100] [--repeats 3] [--peer-repeats 2]
@@ -104,7 +104,7 @@ def main() -> None:
         f"  diffbio-prob  cold (with compilation) {cold:7.2f} s   warm median of {args.repeats}: {ours_med:7.2f} s "
         f"wall, {ours_cpu:7.2f} s CPU (all threads)"
     )
-    print(f"  goal: <= 3.05 s (half of glmGamPoi's 6.1 s, notes/de.md) -> {'met' if ours_med <= 3.05 else 'not met'}")
+    print(f"  goal: <= 3.05 s (half of glmGamPoi's 6.1 s, docs/notes/de.md) -> {'met' if ours_med <= 3.05 else 'not met'}")
     if args.skip_peer:
         return
     try:

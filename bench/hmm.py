@@ -28,7 +28,7 @@ from diffbio_prob.cores import hmm as core
 
 def timeit(fn, repeats: int) -> float:
     """Median wall time in ms over ``repeats`` calls after one warm-up call (the project quotes medians;
-    notes/hmm.md section 9 reports peers' best-of, so our medians are the conservative side)."""
+    docs/notes/hmm.md section 9 reports peers' best-of, so our medians are the conservative side)."""
     out = fn()
     jax.block_until_ready(out)
     times = []

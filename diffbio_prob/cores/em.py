@@ -1,6 +1,6 @@
 """Transcript quantification by EM and VBEM over equivalence classes, in pure JAX.
 
-Notation (``notes/em.md``): class ``c`` holds transcripts ``T_c`` with per-entry weights ``w_ct`` and
+Notation (``docs/notes/em.md``): class ``c`` holds transcripts ``T_c`` with per-entry weights ``w_ct`` and
 fragment count ``n_c``; ``a_t`` are expected fragments (salmon's ``NumReads``); ``l_t`` effective
 lengths. The *affinity* of an entry is ``w_ct / l_t`` (or ``w_ct`` itself when the weights already
 contain ``1/l``, as in salmon's ``--dumpEqWeights`` dump).
@@ -74,7 +74,7 @@ __all__ = [
 
 Array = jax.Array
 
-# salmon's constants (CollapsedEMOptimizer.cpp, SalmonDefaults.hpp; see notes/em.md §1).
+# salmon's constants (CollapsedEMOptimizer.cpp, SalmonDefaults.hpp; see docs/notes/em.md §1).
 DIGAMMA_MIN = 1e-10  # digammaMin: e_t = 0 below it (salmon#48, the digamma pole)
 ALPHA_CHECK_CUTOFF = 1e-2  # only a'_t above it take part in the convergence test
 REL_DIFF_TOLERANCE = 1e-2  # relative change that counts as converged

@@ -5,7 +5,7 @@ log-likelihoods ``ll[t, k] = log p(y_t | z_t = k)``, built by :func:`categorical
 :func:`poisson_log_likelihoods` or :func:`gaussian_log_likelihoods` (or by the caller). Parameters
 are a small :class:`HMMParams` pytree of log-probabilities; ``A[i, j] = p(z_{t+1} = j | z_t = i)``.
 
-Design choices (see ``notes/hmm.md``):
+Design choices (see ``docs/notes/hmm.md``):
 
 * The forward filter normalises every step and *emits* the per-step log-normalisers
   ``c_t = log p(y_t | y_{1:t-1})`` from ``lax.scan``; the log-likelihood is one ``jnp.sum`` of them.
@@ -455,7 +455,7 @@ def _single(ll: Array, length):
 # ------------------------------------------------------------------------------------------------
 @jax.jit
 def forward_filter(params: HMMParams, log_likelihoods: Array, length=None) -> FilterResult:
-    """Forward filter with per-step normalisation (Rabiner 1989; notes/hmm.md section 1).
+    """Forward filter with per-step normalisation (Rabiner 1989; docs/notes/hmm.md section 1).
 
     Args:
         params: :class:`HMMParams`.

@@ -76,7 +76,7 @@ def np_categorical_ll(b, y):
 
 
 # ------------------------------------------------------------------------------------------------
-# textbook values (notes/hmm.md section 8)
+# textbook values (docs/notes/hmm.md section 8)
 # ------------------------------------------------------------------------------------------------
 UMBRELLA = dict(
     pi=np.array([0.5, 0.5]),
