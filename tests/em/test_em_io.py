@@ -560,3 +560,10 @@ def test_salmon_bootstraps_read_and_bad_input(tmp_path):
     cut = _bootstrap_dir(tmp_path / "cut", b"tA\ttB\n", gzip.compress(draws.tobytes() * 50)[:40])
     with pytest.raises(FormatError, match="bootstraps.gz: gzip stream ends early"):
         read_salmon_bootstraps(cut)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_field(tmp_path):
+    (tmp_path / "eq.txt").write_bytes(b"\xef\xbb\xbf" + EQ_TEXT.encode())
+    assert read_eq_classes(tmp_path / "eq.txt").n_transcripts == 2
+    (tmp_path / "quant.sf").write_bytes(b"\xef\xbb\xbf" + QUANT_TEXT.encode())
+    assert read_quant_sf(tmp_path / "quant.sf").names[0] == "t0"
