@@ -8,6 +8,7 @@ line on stderr and exit code 2; every output file is written atomically.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import textwrap
@@ -17,6 +18,55 @@ __all__ = ["main", "build_parser"]
 
 class UsageError(Exception):
     """Raised by a subcommand for bad input: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error of every other bad input (no usage block; ``--help`` has it)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())} (see {self.prog} --help)\n")
+
+
+def _finite(flag: str, value: float, *, low: float | None = None, high: float | None = None,
+            low_open: bool = False, high_open: bool = False, allow_inf: bool = False) -> float:
+    """``value`` if it is a number in the range (NaN never passes; inf only with ``allow_inf``)."""
+    import math
+
+    ok = not math.isnan(value) and (allow_inf or math.isfinite(value))
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
+        hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
+        want = (f"a number in {lo}, {hi}" if low is not None and high is not None
+                else f"a number {'>' if low_open else '>='} {low:g}" if low is not None
+                else f"a number {'<' if high_open else '<='} {high:g}" if high is not None else "a finite number")
+        raise UsageError(f"{flag}: expected {want}{' (or inf)' if allow_inf else ''}, got {value}")
+    return value
+
+
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _count(flag: str, value: int, minimum: int = 1) -> int:
+    if value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise UsageError(f"{flag}: expected {kind}, got {value}")
+    return value
+
+
+def _check_common(args) -> None:
+    if not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed: expected an integer in [0, 2^32), got {args.seed}")
+
+
+def _output(flag: str, path, kind: str = "file"):
+    """An output path checked before any work (see :func:`diffbio_prob.io.atomic.check_output_path`)."""
+    from diffbio_prob.io.atomic import check_output_path
+
+    return check_output_path(path, flag, kind)
 
 
 def _version() -> str:
@@ -102,8 +152,10 @@ def _run_demo(args) -> int:
     from diffbio_prob.workflows.demo import run_demo
 
     _demo_compilation_cache()
-    # run_demo checks its arguments before any work and prints, at the end, where everything is.
-    run_demo(out=args.out, quick=args.quick, seed=args.seed, quiet=args.quiet)
+    # run_demo checks its arguments before any work and prints, at the end, where everything is. This
+    # process has only imported and configured JAX (no computation, no backend yet), so the demo may
+    # fork its workers.
+    run_demo(out=args.out, quick=args.quick, seed=args.seed, quiet=args.quiet, start_method="fork")
     return 0
 
 
@@ -170,8 +222,20 @@ def _add_de(sub) -> None:
 def _run_de(args) -> int:
     from diffbio_prob.workflows.deseq2 import run_de
 
-    if not (0.0 < args.alpha < 1.0):
-        raise UsageError(f"--alpha: expected a number in (0, 1), got {args.alpha}")
+    _check_common(args)
+    _finite("--alpha", args.alpha, low=0.0, high=1.0, low_open=True, high_open=True)
+    if args.min_replicates_for_replace < 3 or args.min_replicates_for_replace != args.min_replicates_for_replace:
+        raise UsageError(
+            "--min-replicates-for-replace: expected a number >= 3 (DESeq2 needs at least 3 replicates to call a "
+            f"count an outlier) or inf to never replace, got {args.min_replicates_for_replace}"
+        )
+    out = _output("--out", args.out)
+    if args.plots is not None:
+        plots = _output("--plots", args.plots, "dir")
+        for name in ("ma.png", "volcano.png"):
+            _output("--plots", plots / name)
+        if os.path.abspath(plots) == os.path.abspath(out):
+            raise UsageError("--plots: names the same path as --out")
     if args.contrast is not None and args.contrast_vector is not None:
         raise UsageError("--contrast and --contrast-vector: give one of them")
     contrast = None
@@ -189,6 +253,8 @@ def _run_de(args) -> int:
             contrast = [float(v) for v in args.contrast_vector.split(",")]
         except ValueError:
             raise UsageError(f"--contrast-vector: expected comma-separated numbers, got {args.contrast_vector!r}")
+        if not all(v == v and abs(v) != float("inf") for v in contrast):
+            raise UsageError(f"--contrast-vector: expected finite numbers, got {args.contrast_vector!r}")
     if args.test == "lrt" and args.reduced is None:
         raise UsageError("--reduced: required with --test lrt (e.g. --reduced '~ 1')")
     if args.test == "wald" and args.reduced is not None:
@@ -259,14 +325,19 @@ def _add_hmm(sub) -> None:
 def _run_hmm(args) -> int:
     from diffbio_prob.workflows.hmm import run_hmm
 
-    if args.states < 1:
-        raise UsageError(f"--states: expected a positive integer, got {args.states}")
+    _check_common(args)
+    _count("--states", args.states)
     for flag, value in (("--iters", args.iters), ("--restarts", args.restarts), ("--num-samples", args.num_samples),
                         ("--chains", args.chains)):
-        if value < 1:
-            raise UsageError(f"{flag}: expected a positive integer, got {value}")
-    if args.num_warmup < 0:
-        raise UsageError(f"--num-warmup: expected a non-negative integer, got {args.num_warmup}")
+        _count(flag, value)
+    _count("--num-warmup", args.num_warmup, 0)
+    if args.alphabet is not None and not args.alphabet:
+        raise UsageError("--alphabet: expected the symbols in order, e.g. ACGT, got an empty string")
+    out = _output("--out", args.out, "dir")
+    for name in ("posteriors", "viterbi", "posterior_summary"):
+        _output("--out", out / f"{name}.{args.format}")
+    for name in ("parameters.json", "posterior.nc"):
+        _output("--out", out / name)
     run_hmm(
         args.input, args.states, args.out, alphabet=args.alphabet, missing=args.missing, fit=args.fit,
         fmt=args.format, seed=args.seed, num_iters=args.iters, restarts=args.restarts,
@@ -331,12 +402,28 @@ def _add_quant(sub) -> None:
 def _run_quant(args) -> int:
     from diffbio_prob.workflows.quant import run_quant
 
-    if args.min_iter < 0:
-        raise UsageError(f"--min-iter: expected a non-negative integer, got {args.min_iter}")
-    if args.num_samples is not None and args.num_samples < 1:
-        raise UsageError(f"--num-samples: expected a positive integer, got {args.num_samples}")
-    if args.prior is not None and not args.prior > 0:
-        raise UsageError(f"--prior: expected a positive number, got {args.prior}")
+    _check_common(args)
+    _count("--min-iter", args.min_iter, 0)
+    if args.num_samples is not None:
+        _count("--num-samples", args.num_samples)
+        if args.posterior is None:
+            raise UsageError("--num-samples: only used with --posterior")
+    if args.prior is not None:
+        _finite("--prior", args.prior, low=0.0, low_open=True)
+        if not args.x64 and args.prior > _FLOAT32_MAX:
+            raise UsageError(f"--prior: {args.prior:g} overflows float32 (max {_FLOAT32_MAX:.3g}); give a smaller "
+                             "prior, or --x64")
+        if args.algorithm == "em":
+            raise UsageError("--prior: only used with --algorithm vbem (EM has no prior)")
+    elif args.per_nucleotide_prior and args.algorithm == "em":
+        raise UsageError("--per-nucleotide-prior: only used with --algorithm vbem (EM has no prior)")
+    out = _output("--out", args.out)
+    if args.posterior_out is not None and args.posterior is None:
+        raise UsageError("--posterior-out: only used with --posterior")
+    if args.posterior is not None:
+        post = _output("--posterior-out", args.posterior_out or out.with_suffix(".posterior.tsv"))
+        if os.path.abspath(post) == os.path.abspath(out):
+            raise UsageError("--posterior-out: names the same file as --out")
     run_quant(
         args.eq_classes,
         args.out,
@@ -363,7 +450,7 @@ def _run_quant(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="diffbio-prob",
         formatter_class=_formatter,
         description="Probabilistic models for bioinformatics: HMM decoding, DESeq2-style differential "
@@ -380,25 +467,107 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _interrupts():
+    """Ctrl-C is never lost while a command runs.
+
+    The SIGINT handler records the interrupt before raising ``KeyboardInterrupt``, so even when that
+    exception is swallowed (raised inside a garbage-collector callback such as JAX's, where Python only
+    prints "Exception ignored in ..."), the atomic writers refuse to replace any output and :func:`main`
+    exits 130. A swallowed ``KeyboardInterrupt`` is also delivered again a moment later, so that the run
+    stops at once rather than at its first write.
+    """
+    import signal
+    import threading
+
+    from diffbio_prob.io import atomic
+
+    atomic.clear_interrupted()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    state = {"done": False, "timer": None}
+
+    def resend():
+        state["timer"] = None
+        if not state["done"]:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def on_sigint(signum, frame):
+        atomic.mark_interrupted()
+        if not state["done"]:
+            raise KeyboardInterrupt
+
+    previous_hook = sys.unraisablehook
+
+    def unraisable(info):
+        if isinstance(info.exc_value, KeyboardInterrupt) or (
+            isinstance(info.exc_type, type) and issubclass(info.exc_type, KeyboardInterrupt)
+        ):
+            atomic.mark_interrupted()
+            if not state["done"] and state["timer"] is None:
+                state["timer"] = threading.Timer(0.05, resend)
+                state["timer"].daemon = True
+                state["timer"].start()
+            return
+        previous_hook(info)
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except (ValueError, OSError):  # not settable here (an embedded interpreter)
+        yield
+        return
+    sys.unraisablehook = unraisable
+    try:
+        yield
+    finally:
+        state["done"] = True
+        timer = state["timer"]
+        if timer is not None:
+            timer.cancel()
+            timer.join()
+        sys.unraisablehook = previous_hook
+        signal.signal(signal.SIGINT, previous)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``diffbio-prob``; returns the exit code (0 done, 2 bad input, 1 failed write, 130 Ctrl-C)."""
+    from diffbio_prob.io import atomic
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    if getattr(args, "x64", False):
-        os.environ["JAX_ENABLE_X64"] = "1"
-        import jax
+    prefix = f"diffbio-prob {args.command}"
+    with _interrupts():
+        try:
+            if getattr(args, "x64", False):
+                os.environ["JAX_ENABLE_X64"] = "1"
+                import jax
 
-        jax.config.update("jax_enable_x64", True)
-    try:
-        return int(args.run(args) or 0)
-    except (UsageError, ValueError, TypeError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"diffbio-prob {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"diffbio-prob {args.command}: interrupted", file=sys.stderr)
-        return 130
+                jax.config.update("jax_enable_x64", True)
+            code = int(args.run(args) or 0)
+            atomic.raise_if_interrupted()  # a Ctrl-C swallowed somewhere: still an interrupted run
+            return code
+        except KeyboardInterrupt:
+            pass
+        except (UsageError, ValueError, TypeError, FileNotFoundError, FileExistsError, IsADirectoryError,
+                NotADirectoryError, PermissionError) as exc:
+            if not atomic.interrupted():
+                print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
+                return 2
+        except OSError as exc:  # a failed read or write that is not the input's fault (disk full, I/O error)
+            if not atomic.interrupted():
+                print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
+                return 1
+    print(f"{prefix}: interrupted", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,7 +18,11 @@ Example:
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +41,8 @@ __all__ = [
     "RESULT_COLUMNS",
 ]
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
 RESULT_COLUMNS = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
 
 
@@ -48,38 +54,136 @@ def _sep_for(path: Path) -> str | None:
         return "\t"
     if name.endswith(".csv"):
         return ","
-    return None  # sniff
+    return None
+
+
+def _read_text(path: Path, what: str) -> str:
+    """The file's text: gunzipped when its first bytes are the gzip magic (whatever its suffix)."""
+    label = f"{what} file {str(path)!r}"
+    try:
+        raw = path.read_bytes()
+    except PermissionError:
+        raise PermissionError(f"{label}: permission denied") from None
+    except OSError as exc:
+        raise ValueError(f"{label}: cannot be read ({exc.strerror or exc})") from None
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except EOFError:
+            raise ValueError(f"{label}: the gzip stream ends early; the file is truncated") from None
+        except (gzip.BadGzipFile, zlib.error, OSError) as exc:
+            raise ValueError(f"{label}: corrupt gzip data ({exc}); the file is damaged or truncated") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        hint = "neither gzip nor UTF-8 text" if path.name.lower().endswith(".gz") else "not UTF-8 text"
+        raise ValueError(
+            f"{label}: {hint} (byte {raw[exc.start:exc.start + 1]!r} at offset {exc.start}); "
+            "expected a CSV/TSV table, optionally gzipped"
+        ) from None
+
+
+def _count_unquoted(line: str, sep: str) -> int:
+    n, quoted = 0, False
+    for ch in line:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == sep and not quoted:
+            n += 1
+    return n
+
+
+def _delimiter(text: str, path: Path) -> str:
+    """Tab, comma or semicolon, from the content (the suffix only breaks ties); whitespace as a last resort.
+
+    A candidate must appear outside quotes on every one of the first lines, the same number of times
+    on every data line (the header may have one field fewer: R's ``write.table`` leaves the row-name
+    column unnamed)."""
+    lines = [ln for ln in text.splitlines()[:60] if ln.strip()][:30]
+    if not lines:
+        return _sep_for(path) or ","
+    header, data = lines[0], lines[1:] or lines[:1]
+    viable = []
+    for sep in ("\t", ",", ";"):
+        counts = {_count_unquoted(ln, sep) for ln in data}
+        if len(counts) == 1 and min(counts) > 0 and _count_unquoted(header, sep) in (min(counts), min(counts) - 1):
+            viable.append(sep)
+    hint = _sep_for(path)
+    if hint in viable:
+        return hint
+    if viable:
+        return viable[0]
+    if all(len(ln.split()) > 1 for ln in lines):
+        return r"\s+"
+    return hint or ","
+
+
+def _header_fields(text: str, sep: str) -> list[str]:
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    if sep == r"\s+":
+        return first.split()
+    return next(csv.reader([first], delimiter=sep), [])
 
 
 def read_table(path: str | os.PathLike, *, what: str = "table") -> pd.DataFrame:
-    """Read a CSV/TSV (``.csv``, ``.tsv``, ``.txt``, optionally ``.gz``) with row names in column 1.
+    """Read a CSV/TSV table with row names in column 1 (gzipped or not, whatever the suffix).
+
+    The delimiter (tab, comma or semicolon) is found from the content, so a tab-separated file named
+    ``.csv`` reads correctly; the gzip compression from the first bytes.
 
     Raises:
         FileNotFoundError: the file does not exist (the message names it).
-        ValueError: the file is empty, unreadable or has no data columns.
+        IsADirectoryError: the path is a folder.
+        ValueError: the file is empty, truncated or corrupt (gzip), not text, unparsable, has no data
+            columns, unnamed or duplicated column names, or unnamed or duplicated row names.
     """
     path = Path(path)
+    label = f"{what} file {str(path)!r}"
     if not path.exists():
-        raise FileNotFoundError(f"{what} file {str(path)!r} does not exist")
+        raise FileNotFoundError(f"{label} does not exist")
     if path.is_dir():
-        raise IsADirectoryError(f"{what} file {str(path)!r} is a directory")
-    sep = _sep_for(path)
+        raise IsADirectoryError(f"{label} is a directory")
+    text = _read_text(path, what)
+    if not text.strip():
+        raise ValueError(f"{label} is empty")
+    sep = _delimiter(text, path)
+    header = _header_fields(text, sep)
+    data = [ln.rstrip("\r") for ln in text.splitlines()[1:60] if ln.strip()]
+    if (sep != r"\s+" and data and all(ln.endswith(sep) for ln in data)
+            and _count_unquoted(data[0], sep) == _count_unquoted(text.splitlines()[0], sep) + 1):
+        raise ValueError(
+            f"{label}: the data lines end with a stray delimiter {sep!r} (an empty last column); remove it"
+        )
+    names = [h.strip() for h in header[1:]]
+    if "" in names:
+        raise ValueError(
+            f"{label}: column {names.index('') + 2} of the header has no name (a stray delimiter at the end of "
+            "the header line?)"
+        )
+    dup = next((h for i, h in enumerate(names) if h in names[:i]), None)
+    if dup is not None:
+        raise ValueError(f"{label}: duplicated column name {dup!r}")
     try:
-        if sep is None:
-            df = pd.read_csv(path, sep=None, engine="python", index_col=0)
-        else:
-            df = pd.read_csv(path, sep=sep, index_col=0)
+        kwargs = {"sep": sep, "engine": "python"} if sep == r"\s+" else {"sep": sep}
+        df = pd.read_csv(io.StringIO(text), index_col=0, **kwargs)
     except pd.errors.EmptyDataError:
-        raise ValueError(f"{what} file {str(path)!r} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{what} file {str(path)!r} is not a readable CSV/TSV table: {exc}") from None
+        raise ValueError(f"{label} is empty") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        msg = " ".join(str(exc).split())
+        raise ValueError(f"{label} is not a readable CSV/TSV table: {msg}") from None
     if df.shape[1] == 0 or df.shape[0] == 0:
-        raise ValueError(f"{what} file {str(path)!r} has no data (expected row names and columns)")
-    if df.index.has_duplicates:
-        dup = df.index[df.index.duplicated()][0]
-        raise ValueError(f"{what} file {str(path)!r}: duplicated row name {dup!r}")
+        raise ValueError(f"{label} has no data (expected a header line, then row names and values)")
+    unnamed = [c for c in df.columns.astype(str) if c.startswith("Unnamed: ")]
+    if unnamed:
+        raise ValueError(f"{label}: a column of the header has no name ({unnamed[0]!r})")
+    if df.index.isna().any():
+        row = int(np.flatnonzero(df.index.isna())[0]) + 2
+        raise ValueError(f"{label}: line {row} has no row name (the first column holds the row names)")
     df.index = df.index.astype(str)
     df.columns = df.columns.astype(str)
+    if df.index.has_duplicates:
+        dup = df.index[df.index.duplicated()][0]
+        raise ValueError(f"{label}: duplicated row name {dup!r}")
     return df
 
 

@@ -824,14 +824,10 @@ class DESeq2Fit:
             ``pandas.DataFrame`` indexed by gene; ``attrs`` holds the contrast label and the
             filtering threshold.
         """
-        if not (0 < alpha < 1):
-            raise ValueError(f"alpha: expected a number in (0, 1), got {alpha}")
-        if alt_hypothesis not in ("greaterAbs", "lessAbs", "greater", "less"):
-            raise ValueError(f"alt_hypothesis: expected greaterAbs, lessAbs, greater or less, got {alt_hypothesis!r}")
-        if lfc_threshold < 0:
-            raise ValueError(f"lfc_threshold: expected a non-negative number, got {lfc_threshold}")
-        if lfc_threshold == 0 and alt_hypothesis == "lessAbs":
-            raise ValueError("alt_hypothesis='lessAbs' needs a positive lfc_threshold")
+        check_results_args(alpha=alpha, lfc_threshold=lfc_threshold, alt_hypothesis=alt_hypothesis,
+                           cooks_cutoff=cooks_cutoff, independent_filtering=independent_filtering)
+        if self.test != "wald" and not (lfc_threshold == 0 and alt_hypothesis == "greaterAbs"):
+            raise ValueError("lfc_threshold / alt_hypothesis: tests against a threshold must be Wald tests")
         con: Contrast = resolve_contrast(contrast, self.design)
         g = self.gene
         all_zero = g["allZero"]
@@ -949,6 +945,78 @@ class DESeq2Fit:
 # ------------------------------------------------------------------------------------------
 
 
+def _is_real(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
+def check_results_args(
+    *,
+    alpha=0.1,
+    lfc_threshold=0.0,
+    alt_hypothesis="greaterAbs",
+    cooks_cutoff=None,
+    independent_filtering=True,
+) -> None:
+    """Check :meth:`DESeq2Fit.results`' scalar arguments (also run before a fit, so a bad one fails at once).
+
+    Raises:
+        TypeError / ValueError naming the argument and what it must be.
+    """
+    if not _is_real(alpha) or not (0 < alpha < 1):
+        raise ValueError(f"alpha: expected a number in (0, 1), got {alpha!r}")
+    if alt_hypothesis not in ("greaterAbs", "lessAbs", "greater", "less"):
+        raise ValueError(f"alt_hypothesis: expected greaterAbs, lessAbs, greater or less, got {alt_hypothesis!r}")
+    if not _is_real(lfc_threshold) or not (np.isfinite(lfc_threshold) and lfc_threshold >= 0):
+        raise ValueError(f"lfc_threshold: expected a finite non-negative number, got {lfc_threshold!r}")
+    if lfc_threshold == 0 and alt_hypothesis == "lessAbs":
+        raise ValueError("alt_hypothesis='lessAbs' needs a positive lfc_threshold")
+    if cooks_cutoff is not None and not isinstance(cooks_cutoff, (bool, np.bool_)):
+        if not _is_real(cooks_cutoff) or np.isnan(cooks_cutoff) or cooks_cutoff <= 0:
+            raise ValueError(
+                f"cooks_cutoff: expected None/True (R's default), False (no filtering) or a positive number, "
+                f"got {cooks_cutoff!r}"
+            )
+    if not isinstance(independent_filtering, (bool, np.bool_)):
+        raise TypeError(f"independent_filtering: expected True or False, got {independent_filtering!r}")
+
+
+def check_fit_args(
+    *,
+    test="wald",
+    reduced=None,
+    size_factors="ratio",
+    fit_type="parametric",
+    min_replicates_for_replace=7,
+    dispersion_fit="deseq2",
+    precision="float64",
+) -> None:
+    """Check :func:`fit_deseq2`'s option arguments before any work.
+
+    Raises:
+        TypeError / ValueError naming the argument and what it must be.
+    """
+    if test not in ("wald", "lrt"):
+        raise ValueError(f"test: expected 'wald' or 'lrt', got {test!r}")
+    if test == "lrt" and reduced is None:
+        raise ValueError("reduced: the likelihood-ratio test needs a reduced design such as '~ 1'")
+    if test == "wald" and reduced is not None:
+        raise ValueError("reduced: only used with test='lrt'")
+    if isinstance(size_factors, str) and size_factors not in ("ratio", "poscounts", "iterate"):
+        raise ValueError(f"size_factors: expected 'ratio', 'poscounts', 'iterate' or an array, got {size_factors!r}")
+    if fit_type not in ("parametric", "mean"):
+        raise ValueError(f"fit_type: expected 'parametric' or 'mean', got {fit_type!r}")
+    if dispersion_fit not in ("deseq2", "newton"):
+        raise ValueError(f"dispersion_fit: expected 'deseq2' or 'newton', got {dispersion_fit!r}")
+    if precision not in ("float64", "float32"):
+        raise ValueError(f"precision: expected 'float64' or 'float32', got {precision!r}")
+    m = min_replicates_for_replace
+    if not _is_real(m) or np.isnan(m) or m < 3:
+        raise ValueError(
+            "min_replicates_for_replace: expected a number >= 3 (DESeq2 needs at least 3 replicates to call a "
+            f"count an outlier) or inf to never replace, got {m!r}"
+        )
+
+
 def prepare_inputs(counts, metadata=None, *, layer: str | None = None):
     """Counts as a genes x samples DataFrame aligned to the metadata (DataFrames or AnnData).
 
@@ -1026,12 +1094,11 @@ def fit_deseq2(
     Returns:
         :class:`DESeq2Fit`.
     """
-    if test not in ("wald", "lrt"):
-        raise ValueError(f"test: expected 'wald' or 'lrt', got {test!r}")
-    if test == "lrt" and reduced is None:
-        raise ValueError("reduced: the likelihood-ratio test needs a reduced design such as '~ 1'")
-    if test == "wald" and reduced is not None:
-        raise ValueError("reduced: only used with test='lrt'")
+    check_fit_args(test=test, reduced=reduced, size_factors=size_factors, fit_type=fit_type,
+                   min_replicates_for_replace=min_replicates_for_replace, dispersion_fit=dispersion_fit,
+                   precision=precision)
+    if options is not None and not isinstance(options, DESeq2Options):
+        raise TypeError(f"options: expected a DESeq2Options, got {type(options).__name__}")
     opts = options or DESeq2Options()
     opts = dataclasses.replace(
         opts, fit_type=fit_type, min_replicates_for_replace=min_replicates_for_replace, dispersion_fit=dispersion_fit
@@ -1202,6 +1269,8 @@ def deseq2(
     Returns:
         DESeq2's results table: ``baseMean, log2FoldChange, lfcSE, stat, pvalue, padj`` by gene.
     """
+    check_results_args(alpha=alpha, lfc_threshold=lfc_threshold, alt_hypothesis=alt_hypothesis,
+                       cooks_cutoff=cooks_cutoff, independent_filtering=independent_filtering)
     fit = fit_deseq2(counts, metadata, design, test=test, reduced=reduced, **fit_kwargs)
     return fit.results(
         contrast,
@@ -1246,19 +1315,35 @@ def run_de(
     """
     import sys
     import time
+    from pathlib import Path
 
+    from diffbio_prob.io.atomic import check_output_path
     from diffbio_prob.io.counts import read_counts, read_metadata, write_results
 
     def say(msg):
         if not quiet:
             print(msg, file=sys.stderr)
 
+    # Every argument, output path and input is checked before the fit: a mistake fails in a second, not
+    # after the whole pipeline, and leaves no partial output.
+    check_fit_args(test=test, reduced=reduced, size_factors=size_factors, fit_type=fit_type,
+                   min_replicates_for_replace=min_replicates_for_replace)
+    check_results_args(alpha=alpha, independent_filtering=independent_filtering)
+    check_output_path(out, "out", "file")
+    if plots is not None:
+        check_output_path(plots, "plots", "dir")
+        for name in ("ma.png", "volcano.png"):
+            check_output_path(Path(plots) / name, "plots", "file")
     counts = read_counts(counts_path)
     meta = read_metadata(metadata_path)
     try:
-        prepare_inputs(counts, meta)
+        _, meta_aligned = prepare_inputs(counts, meta)
     except ValueError as exc:
         raise ValueError(f"{counts_path} / {metadata_path}: {exc}") from None
+    des = build_design(design, meta_aligned)
+    if test == "lrt":
+        build_design(reduced, meta_aligned)
+    resolve_contrast(contrast, des)
     start = time.perf_counter()
     fit = fit_deseq2(
         counts,

@@ -81,6 +81,14 @@ def _r_make_name(s: str) -> str:
     return out
 
 
+def _plain(exc: BaseException) -> str:
+    """An exception's message on one line without terminal colour codes (formulaic marks the error spot)."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).replace("\u29db", "").replace("\u29da", "")
+    return " ".join(text.split())
+
+
 def build_design(formula: str, metadata: pd.DataFrame) -> Design:
     """Model matrix for ``formula`` on ``metadata`` (rows = samples), checked for full rank.
 
@@ -107,13 +115,14 @@ def build_design(formula: str, metadata: pd.DataFrame) -> Design:
                 name = str(factor)
                 if name not in ("1", "0") and name not in variables:
                     variables.append(name)
-    except FormulaicError as exc:
-        raise ValueError(f"design: cannot parse {formula!r}: {exc}") from None
+    except (FormulaicError, SyntaxError, ValueError, TypeError) as exc:
+        raise ValueError(f"design: cannot parse {formula!r}: {_plain(exc)}") from None
     missing = [v for v in variables if v not in metadata.columns]
     if missing:
+        cols = [str(c) for c in metadata.columns]
+        shown = cols if len(cols) <= 8 else cols[:8] + [f"... {len(cols) - 8} more"]
         raise ValueError(
-            f"design: variable(s) {missing} of {formula!r} are not columns of the metadata "
-            f"(columns: {list(metadata.columns)})"
+            f"design: variable(s) {missing} of {formula!r} are not columns of the metadata (columns: {shown})"
         )
     data = pd.DataFrame(index=metadata.index)
     factors: dict = {}
@@ -138,7 +147,7 @@ def build_design(formula: str, metadata: pd.DataFrame) -> Design:
     try:
         mm = model_matrix(text, data, ensure_full_rank=True, na_action="raise")
     except Exception as exc:  # formulaic raises several types for bad formulas
-        raise ValueError(f"design: cannot build a model matrix from {formula!r}: {exc}") from None
+        raise ValueError(f"design: cannot build a model matrix from {formula!r}: {_plain(exc)}") from None
     raw_names = [str(c) for c in mm.columns]
     matrix = np.asarray(mm, dtype=float)
     if matrix.shape[1] == 0:
