@@ -260,9 +260,11 @@ def run_hmm(
         raise ValueError(f"format: expected 'tsv' or 'csv', got {fmt!r}")
     if isinstance(states, bool) or not isinstance(states, (int, np.integer)) or states < 1:
         raise ValueError(f"states: expected a positive integer, got {states!r}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out: {out} exists and is not a directory")
+    from diffbio_prob.io.atomic import check_output_path  # output paths checked before any work
+
+    out = check_output_path(out, "out", "dir")
+    for name in (f"posteriors.{fmt}", f"viterbi.{fmt}", "parameters.json"):
+        check_output_path(out / name, "out", "file")
     seqs = read_sequences(input, alphabet, missing=missing)
     if not quiet:
         n = sum(len(s) for s in seqs.sequences)

@@ -304,6 +304,12 @@ def run_quant(
         raise ValueError(f"algorithm: expected 'em' or 'vbem', got {algorithm!r}")
     if posterior_method not in (None, "nuts", "svi", "bootstrap"):
         raise ValueError(f"posterior: expected 'nuts', 'svi' or 'bootstrap', got {posterior_method!r}")
+    from diffbio_prob.io.atomic import check_output_path  # output paths checked before any work
+
+    check_output_path(out, "out", "file")
+    if posterior_method is not None:
+        check_output_path(Path(posterior_out) if posterior_out else Path(out).with_suffix(".posterior.tsv"),
+                          "posterior_out", "file")
     table = read_eq_classes(eq_classes, counts=ec_counts, transcripts=transcripts)
     tx_lengths = None
     if lengths is not None:
