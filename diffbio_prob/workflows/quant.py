@@ -32,13 +32,18 @@ __all__ = [
     "quantify",
     "bootstrap_counts",
     "posterior",
+    "log_likelihood",
     "run_quant",
 ]
 
 
 @dataclasses.dataclass
 class QuantResult:
-    """A point estimate per transcript (salmon's ``quant.sf`` columns) and how it was reached."""
+    """A point estimate per transcript (salmon's ``quant.sf`` columns) and how it was reached.
+
+    ``algorithm="gradient"``: ``n_iterations`` is the number of unrolled EM steps, ``converged`` is False
+    (a fixed number of Adam steps), ``objective`` the log-likelihood and ``fit`` the gradient
+    ``FitResult`` (``loss_history``, ``elapsed_s``); ``fit`` is None otherwise."""
 
     names: list[str]
     lengths: np.ndarray
@@ -51,6 +56,7 @@ class QuantResult:
     n_evaluations: int
     converged: bool
     objective: float
+    fit: object = None
 
     def to_frame(self):
         import pandas as pd
@@ -134,12 +140,15 @@ def to_eq_classes(table: EqClassTable) -> core.EquivalenceClasses:
     return eqc
 
 
-def _check_lengths(effective_lengths, n: int) -> np.ndarray:
-    eff = np.asarray(effective_lengths, float)
+def _check_lengths(effective_lengths, n: int, name: str = "effective_lengths") -> np.ndarray:
+    try:
+        eff = np.asarray(effective_lengths, float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected {n} numbers, got {type(effective_lengths).__name__}") from None
     if eff.shape != (n,):
-        raise ValueError(f"effective_lengths: expected shape ({n},), got {eff.shape}")
+        raise ValueError(f"{name}: expected shape ({n},), got {eff.shape}")
     if not np.all(np.isfinite(eff)) or np.any(eff <= 0):
-        raise ValueError("effective_lengths: must be finite and positive")
+        raise ValueError(f"{name}: must be finite and positive")
     return eff
 
 
@@ -155,8 +164,19 @@ def quantify(
     min_iter: int = 100,
     max_iter: int = 10_000,
     rel_tol: float = core.REL_DIFF_TOLERANCE,
+    num_steps: int = 200,
+    unrolled_steps: int = 10,
+    learning_rate: float = 0.05,
+    progress: bool = False,
 ) -> QuantResult:
     """EM or VBEM to salmon's convergence rule; salmon's defaults (VBEM, prior 0.01 per transcript).
+
+    ``algorithm="gradient"`` is the differentiable counterpart: the NNX operator
+    :class:`~diffbio_prob.operators.statistical.DifferentiableEMQuantifier` runs ``unrolled_steps`` EM
+    steps from a learnable start (softmax logits, uniform at first), and Adam (``num_steps`` steps of
+    size ``learning_rate``) trains that start so that the unrolled EM reaches the highest likelihood
+    (gradients through EM). ``prior``, ``squarem``, ``min_iter``, ``max_iter`` and ``rel_tol`` are EM's
+    and VBEM's alone.
 
     Args:
         table: equivalence classes (``diffbio_prob.io.read_eq_classes``).
@@ -164,10 +184,20 @@ def quantify(
         lengths: transcript lengths for ``quant.sf``'s ``Length`` (default: effective lengths rounded
             down, as salmon's ``--eqclasses`` mode writes).
         algorithm, prior, per_nucleotide_prior, squarem, min_iter, max_iter, rel_tol: see
-            :func:`diffbio_prob.cores.em.em`.
+            :func:`diffbio_prob.cores.em.em`; ``algorithm`` may also be ``"gradient"`` (above).
+        num_steps, unrolled_steps, learning_rate, progress: the gradient fit (Adam steps, EM steps
+            unrolled, step size, progress bar).
     """
     eqc = to_eq_classes(table)
     eff = _check_lengths(effective_lengths, eqc.n_transcripts)
+    if lengths is not None:
+        _check_lengths(lengths, eqc.n_transcripts, "lengths")
+    # the one prior check (core.check_prior, shared with core.em and the EM operator), before any fit
+    core.check_prior(prior, eqc.n_transcripts, eff, per_nucleotide_prior, total_counts=float(np.sum(table.counts)),
+                     dtype=eqc.counts.dtype)
+    L = np.floor(eff) if lengths is None else np.asarray(lengths, float)
+    if algorithm == "gradient":
+        return _quantify_gradient(table, eqc, eff, L, num_steps, unrolled_steps, learning_rate, progress)
     res = core.em(eqc, jnp.asarray(eff, eqc.counts.dtype), algorithm=algorithm, prior=prior,
                   per_nucleotide_prior=per_nucleotide_prior, squarem=squarem, min_iter=min_iter,
                   max_iter=max_iter, rel_tol=rel_tol)
@@ -175,13 +205,59 @@ def quantify(
     if not np.all(np.isfinite(counts)):
         raise FloatingPointError("quantify: EM produced non-finite counts; check the weights and lengths")
     out = core.quant_outputs(jnp.asarray(counts), jnp.asarray(eff))
-    L = np.floor(eff) if lengths is None else np.asarray(lengths, float)
     return QuantResult(
         names=list(table.names), lengths=L, effective_lengths=eff, tpm=np.asarray(out.tpm, float),
         num_reads=counts, abundances=np.asarray(out.abundances, float), algorithm=algorithm,
         n_iterations=int(res.n_iterations), n_evaluations=int(res.n_evaluations), converged=bool(res.converged),
         objective=float(res.objective),
     )
+
+
+def _quantify_gradient(table, eqc, eff, L, num_steps, unrolled_steps, learning_rate, progress) -> QuantResult:
+    """``quantify(algorithm="gradient")``: Adam on the operator's start through ``unrolled_steps`` EM steps."""
+    import optax
+
+    from diffbio_prob.inference import fit_gradient
+    from diffbio_prob.operators.statistical import DifferentiableEMQuantifier, EMQuantifierConfig
+
+    for name, value in (("num_steps", num_steps), ("unrolled_steps", unrolled_steps)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    if not (np.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"learning_rate: expected a positive number, got {learning_rate!r}")
+    lengths = jnp.asarray(eff, eqc.counts.dtype)
+    data = {"equivalence_classes": eqc, "counts": eqc.counts, "effective_lengths": lengths}
+    op = DifferentiableEMQuantifier(EMQuantifierConfig(n_transcripts=eqc.n_transcripts,
+                                                       n_iterations=int(unrolled_steps)))
+    fit = fit_gradient(op, data, optimizer=optax.adam(learning_rate), num_steps=num_steps, progress=progress)
+    out = op.apply(data, {}, None)[0]
+    counts = np.asarray(out["estimated_counts"], float)
+    if not np.all(np.isfinite(counts)):
+        raise FloatingPointError("quantify: the gradient fit produced non-finite counts")
+    q = core.quant_outputs(jnp.asarray(counts), jnp.asarray(eff))
+    return QuantResult(
+        names=list(table.names), lengths=L, effective_lengths=eff, tpm=np.asarray(q.tpm, float), num_reads=counts,
+        abundances=np.asarray(q.abundances, float), algorithm="gradient", n_iterations=int(unrolled_steps),
+        n_evaluations=int(unrolled_steps), converged=False,
+        objective=log_likelihood(eqc, eff, counts), fit=fit,
+    )
+
+
+def log_likelihood(table_or_eqc, effective_lengths, counts) -> float:
+    """Log-likelihood of the equivalence classes at the read fractions ``counts / sum(counts)``.
+
+    Args:
+        table_or_eqc: an ``EqClassTable`` or the core's ``EquivalenceClasses``.
+        effective_lengths: ``(T,)``.
+        counts: ``(T,)`` estimated counts (or abundances: only their proportions matter).
+    """
+    eqc = table_or_eqc if isinstance(table_or_eqc, core.EquivalenceClasses) else to_eq_classes(table_or_eqc)
+    eff = _check_lengths(effective_lengths, eqc.n_transcripts)
+    c = np.asarray(counts, float)
+    if c.shape != (eqc.n_transcripts,) or not np.all(np.isfinite(c)) or np.any(c < 0) or c.sum() <= 0:
+        raise ValueError(f"counts: expected {eqc.n_transcripts} finite non-negative values with a positive sum")
+    dtype = eqc.counts.dtype
+    return float(core.log_likelihood(eqc, jnp.asarray(eff, dtype), jnp.asarray(c / c.sum(), dtype)))
 
 
 def bootstrap_counts(
@@ -201,8 +277,16 @@ def bootstrap_counts(
     The core's ``while_loop`` EM is vmapped over all draws (``batch_size=None`` and at most 2^25
     draw-entries), or mapped with ``jax.lax.map`` in batches of ``batch_size`` to bound memory."""
     eqc = table_or_eqc if isinstance(table_or_eqc, core.EquivalenceClasses) else to_eq_classes(table_or_eqc)
-    if not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
+    if isinstance(n_draws, (bool, np.bool_)) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
         raise ValueError(f"n_draws: expected a positive integer, got {n_draws!r}")
+    if batch_size is not None and (isinstance(batch_size, (bool, np.bool_))
+                                   or not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"batch_size: expected a positive integer or None, got {batch_size!r}")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    if algorithm not in ("em", "vbem"):
+        raise ValueError(f"algorithm: expected 'em' or 'vbem', got {algorithm!r}")
+    core.check_prior(prior, eqc.n_transcripts, dtype=eqc.counts.dtype)  # before the draws are traced
     eff = jnp.asarray(_check_lengths(effective_lengths, eqc.n_transcripts), eqc.counts.dtype)
     counts = np.asarray(eqc.counts, float)
     total = int(round(counts.sum()))
@@ -250,6 +334,11 @@ def posterior(
     """
     if method not in ("nuts", "svi", "bootstrap"):
         raise ValueError(f"method: expected 'nuts', 'svi' or 'bootstrap', got {method!r}")
+    if num_samples is not None and (isinstance(num_samples, (bool, np.bool_))
+                                    or not isinstance(num_samples, (int, np.integer)) or num_samples < 1):
+        raise ValueError(f"num_samples: expected a positive integer or None (the default), got {num_samples!r}")
+    if algorithm not in ("em", "vbem"):
+        raise ValueError(f"algorithm: expected 'em' or 'vbem', got {algorithm!r}")
     eqc = to_eq_classes(table)
     eff = _check_lengths(effective_lengths, eqc.n_transcripts)
     names = list(table.names)
