@@ -45,7 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.scipy.special import gammaln
+
+from diffbio_prob.cores.nb import lgamma_ratio
 
 __all__ = [
     "EquivalenceClasses",
@@ -55,6 +56,7 @@ __all__ = [
     "from_dense",
     "validate",
     "entry_affinities",
+    "check_prior",
     "prior_vector",
     "uniform_init",
     "em_step",
@@ -243,9 +245,13 @@ def from_dense(compatibility, counts=None, *, sparse: bool | None = None) -> Equ
 def validate(eqc: EquivalenceClasses, effective_lengths=None, *, name: str = "equivalence_classes") -> None:
     """Check a concrete :class:`EquivalenceClasses` (and lengths); raise ``ValueError`` naming the problem.
 
-    Checks: entry arrays of equal length; transcript ids in ``[0, T)``; class ids in ``[0, C)``; every
-    class has an entry of positive weight; weights and counts finite and non-negative; lengths of shape
-    ``(T,)``, finite and positive. Traced arrays are skipped (validate before ``jit``).
+    Checks: at least one class; entry arrays of equal length; transcript ids in ``[0, T)``; class ids in
+    ``[0, C)``; every class has an entry of positive weight; weights and counts finite and
+    non-negative, and at least one fragment in all; no positive weight below the working float type's
+    smallest normal number (it would be flushed to zero, silently emptying its class: a 1e-40 weight
+    in float32 gave a log-likelihood of -inf); lengths of shape ``(T,)``, finite and positive; the
+    affinities ``w / l`` times the number of fragments finite. Traced arrays are skipped (validate
+    before ``jit``).
     """
     arrays = (eqc.class_ids, eqc.transcript_ids, eqc.weights, eqc.counts)
     if not _is_concrete(*arrays):
@@ -261,6 +267,8 @@ def validate(eqc: EquivalenceClasses, effective_lengths=None, *, name: str = "eq
         )
     if T < 1:
         raise ValueError(f"{name}: n_transcripts must be >= 1, got {T}")
+    if C == 0:
+        raise ValueError(f"{name}: no equivalence classes (expected at least one class with fragments)")
     if tid.size and (tid.min() < 0 or tid.max() >= T):
         bad = int(tid[(tid < 0) | (tid >= T)][0])
         raise ValueError(f"{name}: transcript id {bad} out of range [0, {T})")
@@ -268,22 +276,46 @@ def validate(eqc: EquivalenceClasses, effective_lengths=None, *, name: str = "eq
         bad = int(cid[(cid < 0) | (cid >= C)][0])
         raise ValueError(f"{name}: class id {bad} out of range [0, {C}) (counts has {C} entries)")
     if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError(f"{name}: weights must be finite and non-negative")
+        i = int(np.argmax(~(np.isfinite(w) & (w >= 0))))
+        raise ValueError(f"{name}: weights must be finite and non-negative, got {w[i]} at entry {i}"
+                         + (f" (overflows {w.dtype}?)" if np.isinf(w[i]) else ""))
+    tiny = np.finfo(w.dtype).tiny if np.issubdtype(w.dtype, np.floating) else 0.0
+    sub = (w > 0) & (w < tiny)
+    if sub.any():
+        i = int(np.argmax(sub))
+        raise ValueError(
+            f"{name}: weight {float(w[i]):.3g} at entry {i} (class {int(cid[i])}) is below the smallest normal "
+            f"{w.dtype} ({tiny:.3g}) and would be flushed to zero; rescale the class's weights"
+            + (" or use float64" if w.dtype != np.float64 else ""))
     if not np.all(np.isfinite(n)):
-        raise ValueError("counts: must be finite")
+        i = int(np.argmax(~np.isfinite(n)))
+        raise ValueError(f"counts: must be finite, got {n[i]} for class {i}")
     if np.any(n < 0):
         raise ValueError(f"counts: must be non-negative, got {float(n[n < 0][0])} for class {int(np.argmax(n < 0))}")
+    total = float(np.sum(n, dtype=np.float64))
+    if not total > 0:
+        raise ValueError(f"counts: all {C} classes have 0 fragments; there is nothing to quantify")
     live = np.zeros(C, bool)
     live[cid[w > 0]] = True
     if not live.all():
         raise ValueError(f"{name}: class {int(np.argmin(live))} is empty (no transcript with a positive weight)")
     if effective_lengths is not None and _is_concrete(effective_lengths):
         lengths = np.asarray(effective_lengths)
+        if not (np.issubdtype(lengths.dtype, np.number) and lengths.dtype != bool):
+            raise TypeError(f"effective_lengths: expected numbers, got dtype {lengths.dtype}")
         if lengths.shape != (T,):
             raise ValueError(f"effective_lengths: expected shape ({T},), got {lengths.shape}")
         if not np.all(np.isfinite(lengths)) or np.any(lengths <= 0):
             i = int(np.argmax(~(np.isfinite(lengths) & (lengths > 0))))
             raise ValueError(f"effective_lengths: must be finite and positive, got {lengths[i]} at index {i}")
+        if np.issubdtype(w.dtype, np.floating):
+            with np.errstate(over="ignore", divide="ignore"):
+                aff = w.astype(np.float64) if eqc.weights_include_length else w / lengths.astype(np.float64)[tid]
+                top = float(np.max(aff, initial=0.0)) * max(total, 1.0)
+            if not top < float(np.finfo(w.dtype).max):
+                raise ValueError(
+                    f"effective_lengths: the affinity weight / length reaches {float(np.max(aff)):.3g}, which times the "
+                    f"{total:.3g} fragments overflows {w.dtype}; check for tiny effective lengths")
 
 
 def entry_affinities(eqc: EquivalenceClasses, effective_lengths: Array) -> Array:
@@ -293,15 +325,72 @@ def entry_affinities(eqc: EquivalenceClasses, effective_lengths: Array) -> Array
     return eqc.weights / jnp.asarray(effective_lengths)[eqc.transcript_ids]
 
 
+def check_prior(prior, n_transcripts: int | None = None, effective_lengths=None, per_nucleotide: bool = False,
+                *, total_counts=None, dtype=None) -> None:
+    """Raise ``ValueError``/``TypeError`` unless ``prior`` is a usable VBEM prior; the one check of it.
+
+    :func:`prior_vector` (so :func:`em`, :func:`em_unrolled`, :func:`vbem_step`, :func:`objective`), the
+    EM operator's config and :func:`diffbio_prob.workflows.quant.quantify` all call this function.
+
+    ``prior`` must be a real, finite number ``> 0`` (``None`` means salmon's default). With
+    ``n_transcripts`` the prior vector (``prior`` per transcript, or ``prior * l_t`` per nucleotide)
+    must also fit the working float type ``dtype`` (default: float64 under ``jax_enable_x64``, else
+    float32): every entry a normal number (a subnormal one is flushed to zero and the Dirichlet
+    becomes improper) and the total prior mass plus ``total_counts`` fragments at most half the largest
+    float, since VBEM evaluates ``digamma(sum(a + prior))`` and the evidence bound takes ``lgamma``
+    differences at that sum. That is the largest usable prior: about ``1.7e38 / T`` per transcript in
+    float32 and ``9e307 / T`` in float64 (so ``1e300`` works in float64 only); up to it the counts and
+    the bound are accurate (the bound is computed without cancellation), and any larger value is
+    rejected, never silently turned into ``inf``. Traced values are not checked (check before ``jit``).
+    """
+    if prior is None or isinstance(prior, jax.core.Tracer):
+        return
+    arr = None if isinstance(prior, (str, bytes)) else np.asarray(prior)
+    if arr is None or arr.ndim != 0 or arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise TypeError(f"prior: expected a positive number, got {type(prior).__name__} {prior!r}")
+    value = float(prior)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"prior: expected a finite positive number, got {value!r}")
+    if n_transcripts is None:
+        return
+    dtype = np.dtype(jnp.result_type(float) if dtype is None else dtype)
+    info = np.finfo(dtype)
+    if per_nucleotide:
+        if effective_lengths is None or isinstance(effective_lengths, jax.core.Tracer):
+            return
+        lengths = np.asarray(effective_lengths, np.float64)
+        units, shortest = float(np.sum(lengths)), float(np.min(lengths, initial=np.inf))
+        what = f"per-nucleotide prior {value!r} (total length {units:.6g})"
+    else:
+        units, shortest = float(n_transcripts), 1.0
+        what = f"prior {value!r} per transcript over {int(n_transcripts)} transcripts"
+    tiny, top = float(info.tiny), float(info.max)
+    if value * shortest < tiny:
+        raise ValueError(f"prior: the {what} gives {value * shortest:.3g}, below the smallest normal {dtype} "
+                         f"({tiny:.3g}); use a larger prior" + (" or float64" if dtype != np.float64 else ""))
+    n = 0.0 if total_counts is None or isinstance(total_counts, jax.core.Tracer) else float(total_counts)
+    if not 2.0 * (value * units + n) < top:  # half the range: headroom for the sums' rounding
+        raise ValueError(
+            f"prior: the {what} is a total prior mass of {value:.3g} x {units:.6g}, which overflows {dtype} "
+            f"(max {top:.3g}); the largest usable prior is about {(top - n) / units / 2:.3g}"
+            + (" (or enable float64: jax_enable_x64 / --x64)" if dtype != np.float64 else ""))
+
+
 def prior_vector(n_transcripts: int, effective_lengths=None, prior: float | None = None,
                  per_nucleotide: bool = False) -> Array:
-    """salmon's VBEM prior: ``prior`` (default 0.01) per transcript, or ``prior * l_t`` (default 1e-5)."""
+    """salmon's VBEM prior: ``prior`` (default 0.01) per transcript, or ``prior * l_t`` (default 1e-5).
+
+    Raises ``ValueError`` for a prior that is not finite and positive or that does not fit the working
+    float type (:func:`check_prior`).
+    """
     if per_nucleotide:
         if effective_lengths is None:
             raise ValueError("effective_lengths: required for a per-nucleotide prior")
         value = PER_NUCLEOTIDE_PRIOR if prior is None else prior
+        check_prior(value, n_transcripts, effective_lengths, True)
         return value * jnp.asarray(effective_lengths, jnp.result_type(float))
     value = PER_TRANSCRIPT_PRIOR if prior is None else prior
+    check_prior(value, n_transcripts)
     return jnp.full((n_transcripts,), value, jnp.result_type(float))
 
 
@@ -406,11 +495,21 @@ def _log_lik_from_denominators(counts: Array, denom: Array) -> Array:
     return jnp.sum(jnp.where(counts > 0, counts * _safe_log(jnp.where(ok, denom, 0.0)), 0.0))
 
 
-def _dirichlet_kl(b: Array, prior: Array) -> Array:
-    """``KL(Dir(b) || Dir(prior))``."""
-    B, P = jnp.sum(b), jnp.sum(prior)
-    return (gammaln(B) - jnp.sum(gammaln(b)) - gammaln(P) + jnp.sum(gammaln(prior))
-            + jnp.sum((b - prior) * (fast_digamma(b) - fast_digamma(B))))
+def _dirichlet_kl(a: Array, prior: Array) -> Array:
+    """``KL(Dir(a + prior) || Dir(prior))``, written without cancellation.
+
+    ``lgamma(B) - lgamma(P) - sum_t [lgamma(b_t) - lgamma(p_t)] + sum_t a_t (psi(b_t) - psi(B))`` with
+    ``b = a + prior``, ``B = sum b``, ``P = sum prior``: each ``lgamma`` difference is taken by
+    :func:`diffbio_prob.cores.nb.lgamma_ratio` (accurate for any size of prior), and the linear term
+    uses ``a`` itself, not ``b - prior`` (which is 0 in floating point once the prior dwarfs ``a``).
+    Four separate ``lgamma`` of sums near ``T * prior`` lose every digit for a large prior (float32 gave
+    a positive evidence bound at prior 1e10) and overflow to ``inf - inf`` for a huge one.
+    """
+    b = a + prior
+    N, P = jnp.sum(a), jnp.sum(prior)
+    B = N + P
+    return (lgamma_ratio(N, P) - jnp.sum(lgamma_ratio(a, prior))
+            + jnp.sum(a * (fast_digamma(b) - fast_digamma(B))))
 
 
 def _objective_from(eqc, prep, a, denom, algorithm):
@@ -418,7 +517,7 @@ def _objective_from(eqc, prep, a, denom, algorithm):
     ll = _log_lik_from_denominators(eqc.counts, denom)
     if algorithm == "em":
         return ll - jnp.sum(eqc.counts) * jnp.log(jnp.sum(a))
-    return ll - _dirichlet_kl(a + prep.prior, prep.prior)
+    return ll - _dirichlet_kl(a, prep.prior)
 
 
 def _theta(prep, a, algorithm):
@@ -439,8 +538,36 @@ def _objective_only(eqc, prep, a, algorithm):
 
 
 def _check_temperature(temperature) -> None:
-    if _is_concrete(temperature) and not float(temperature) > 0:
-        raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
+    _check_real("temperature", temperature, positive=True)
+
+
+def _check_count(name: str, value, minimum: int) -> None:
+    if isinstance(value, jax.core.Tracer):
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+
+
+def _check_real(name: str, value, *, positive: bool) -> None:
+    if isinstance(value, jax.core.Tracer):
+        return
+    arr = None if isinstance(value, (str, bytes)) else np.asarray(value)
+    if arr is None or arr.ndim != 0 or arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
+    v = float(arr)
+    if not np.isfinite(v) or v < 0 or (positive and v == 0):
+        raise ValueError(f"{name}: expected a finite {'positive' if positive else 'non-negative'} number, got {v!r}")
+
+
+def _check_loop(min_iter, max_iter, rel_tol, abs_cutoff, truncate_below) -> None:
+    """The convergence settings of :func:`em` (concrete values only)."""
+    _check_count("min_iter", min_iter, 0)
+    _check_count("max_iter", max_iter, 1)
+    if _is_concrete(min_iter, max_iter) and min_iter > max_iter:
+        raise ValueError(f"min_iter: {min_iter} is larger than max_iter ({max_iter})")
+    _check_real("rel_tol", rel_tol, positive=False)
+    _check_real("abs_cutoff", abs_cutoff, positive=False)
+    _check_real("truncate_below", truncate_below, positive=False)
 
 
 def _check_algorithm(algorithm: str) -> None:
@@ -450,7 +577,12 @@ def _check_algorithm(algorithm: str) -> None:
 
 def _prior_for(eqc, effective_lengths, algorithm, prior, per_nucleotide_prior):
     if algorithm == "em":
+        check_prior(prior)  # EM has no prior, but a nonsense value is still an error
         return jnp.zeros((eqc.n_transcripts,), eqc.counts.dtype)
+    value = prior if prior is not None else (PER_NUCLEOTIDE_PRIOR if per_nucleotide_prior else PER_TRANSCRIPT_PRIOR)
+    total = float(np.sum(np.asarray(eqc.counts, np.float64))) if _is_concrete(eqc.counts) else None
+    check_prior(value, eqc.n_transcripts, effective_lengths, per_nucleotide_prior, total_counts=total,
+                dtype=eqc.counts.dtype)
     return prior_vector(eqc.n_transcripts, effective_lengths, prior, per_nucleotide_prior).astype(eqc.counts.dtype)
 
 
@@ -677,6 +809,7 @@ def em(
     """
     _check_algorithm(algorithm)
     _check_temperature(temperature)
+    _check_loop(min_iter, max_iter, rel_tol, abs_cutoff, truncate_below)
     validate(eqc, effective_lengths)
     effective_lengths = jnp.asarray(effective_lengths, eqc.counts.dtype)
     p = _prior_for(eqc, effective_lengths, algorithm, prior, per_nucleotide_prior)
@@ -732,6 +865,7 @@ def em_unrolled(
     """
     _check_algorithm(algorithm)
     _check_temperature(temperature)
+    _check_count("n_iterations", n_iterations, 0)
     validate(eqc, effective_lengths)
     effective_lengths = jnp.asarray(effective_lengths, eqc.counts.dtype)
     p = _prior_for(eqc, effective_lengths, algorithm, prior, per_nucleotide_prior)

@@ -295,3 +295,198 @@ def test_fast_digamma_matches_scipy():
     psi = digamma(x)
     d = np.asarray(E.fast_digamma(jnp.asarray(x))) - psi
     assert np.all(np.abs(d) <= 4e-15 * np.maximum(1.0, np.abs(psi)))
+
+
+# --- the VBEM prior: one check (check_prior) for the core, the operator and quantify ----------------------
+def numpy_vbem_objective(W, n, lengths, a, prior):
+    """Collapsed VBEM bound in float64 NumPy/SciPy, lgamma differences by scipy's gammaln."""
+    from scipy.special import gammaln
+
+    e = np.exp(digamma(a + prior) - digamma(np.sum(a + prior)))
+    ll = np.sum(n * np.log((W / lengths[None, :]) @ e))
+    b, p = a + prior, np.full_like(a, prior)
+    kl = (gammaln(b.sum()) - gammaln(b).sum() - gammaln(p.sum()) + gammaln(p).sum()
+          + np.sum(a * (digamma(b) - digamma(b.sum()))))
+    return ll - kl
+
+
+@pytest.mark.parametrize("prior", [1e-3, 0.01, 1.0, 1e4, 1e8])
+def test_vbem_objective_matches_scipy(prior):
+    eqc, lengths = random_problem(21)
+    a = np.random.default_rng(22).uniform(0, 80, eqc.n_transcripts)
+    ref = numpy_vbem_objective(dense(eqc), np.asarray(eqc.counts), lengths, a, prior)
+    got = float(E.objective(eqc, lengths, a, "vbem", prior=prior))
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-6 * max(1.0, abs(ref)) if prior > 1e6 else 1e-9)
+
+
+@pytest.mark.float32
+def test_float32_vbem_objective_survives_large_priors():
+    """Four lgamma of sums near T * prior cancelled: float32 gave +650 at prior 1e10 and NaN at 1e36 (float64
+    value -27080.5 on the sample data); the lgamma differences keep it to float32 accuracy."""
+    eqc, lengths = random_problem(23)
+    a = np.random.default_rng(24).uniform(0, 80, eqc.n_transcripts)
+    for prior in (1e10, 1e20, 1e30):
+        with jax.enable_x64(True):
+            ref = numpy_vbem_objective(dense(eqc), np.asarray(eqc.counts, float), lengths, a, 1e8)  # the limit
+        eq32 = eqc.replace(weights=eqc.weights.astype(jnp.float32), counts=eqc.counts.astype(jnp.float32))
+        got = float(E.objective(eq32, jnp.asarray(lengths, jnp.float32), jnp.asarray(a, jnp.float32), "vbem",
+                                prior=prior))
+        assert np.isfinite(got)
+        np.testing.assert_allclose(got, ref, rtol=2e-4)
+
+
+@pytest.mark.parametrize(
+    "prior,exc,match",
+    [
+        (float("nan"), ValueError, "prior: expected a finite positive number, got nan"),
+        (float("inf"), ValueError, "prior: expected a finite positive number, got inf"),
+        (-1.0, ValueError, "prior: expected a finite positive number, got -1.0"),
+        (0.0, ValueError, "prior: expected a finite positive number, got 0.0"),
+        ("0.1", TypeError, "prior: expected a positive number"),
+        (True, TypeError, "prior: expected a positive number"),
+        (np.array([0.1, 0.2]), TypeError, "prior: expected a positive number"),
+        (1e308, ValueError, "overflows float64"),
+        (1e-320, ValueError, "below the smallest normal float64"),
+    ],
+)
+def test_check_prior_rejects(prior, exc, match):
+    eqc, lengths = random_problem(25)
+    with pytest.raises(exc, match=match):
+        E.check_prior(prior, eqc.n_transcripts)
+    for fn in (lambda: E.em(eqc, lengths, algorithm="vbem", prior=prior),
+               lambda: E.vbem_step(eqc, lengths, E.uniform_init(eqc), prior=prior),
+               lambda: E.em_unrolled(eqc, lengths, E.uniform_init(eqc), 2, algorithm="vbem", prior=prior)):
+        with pytest.raises(exc, match=match.split(",")[0]):
+            fn()
+
+
+def test_prior_check_is_skipped_for_traced_values():
+    eqc, lengths = random_problem(26)
+    f = jax.jit(lambda p: E.vbem_step(eqc, lengths, E.uniform_init(eqc), prior=p))
+    np.testing.assert_allclose(f(0.5), E.vbem_step(eqc, lengths, E.uniform_init(eqc), prior=0.5), rtol=1e-12)
+
+
+def test_huge_prior_gives_the_limit_and_keeps_every_fragment():
+    """prior -> inf makes every e_t equal, so the fixed point is a' = sum_c n_c aff_ct / sum_j aff_cj."""
+    eqc, lengths = random_problem(27)
+    W, n = dense(eqc), np.asarray(eqc.counts)
+    x = W / lengths[None, :]
+    limit = (n[:, None] * x / x.sum(1, keepdims=True)).sum(0)
+    for prior in (1e30, 1e300):
+        res = E.em(eqc, lengths, algorithm="vbem", prior=prior, truncate_below=0.0)
+        np.testing.assert_allclose(res.counts, limit, rtol=1e-9)
+        np.testing.assert_allclose(float(jnp.sum(res.counts)), n.sum(), rtol=1e-12)
+        assert np.isfinite(float(res.objective))
+
+
+@pytest.mark.float32
+def test_float32_rejects_a_prior_that_overflows():
+    eqc, lengths = random_problem(28)
+    eq32 = eqc.replace(weights=eqc.weights.astype(jnp.float32), counts=eqc.counts.astype(jnp.float32))
+    with pytest.raises(ValueError, match=r"prior: .*overflows float32 .* largest usable prior is about 1.\d+e\+37"):
+        E.em(eq32, jnp.asarray(lengths, jnp.float32), algorithm="vbem", prior=1e300)
+    res = E.em(eq32, jnp.asarray(lengths, jnp.float32), algorithm="vbem", prior=1e35)
+    np.testing.assert_allclose(float(jnp.sum(res.counts)), float(np.sum(eqc.counts)), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(min_iter=-1), "min_iter: expected an integer >= 0"),
+        (dict(min_iter=1.5), "min_iter: expected an integer >= 0"),
+        (dict(max_iter=0), "max_iter: expected an integer >= 1"),
+        (dict(min_iter=50, max_iter=10), "min_iter: 50 is larger than max_iter"),
+        (dict(rel_tol=float("nan")), "rel_tol: expected a finite non-negative number"),
+        (dict(rel_tol=-1e-3), "rel_tol: expected a finite non-negative number"),
+        (dict(abs_cutoff=float("inf")), "abs_cutoff"),
+        (dict(truncate_below=-1.0), "truncate_below"),
+        (dict(temperature=float("inf")), "temperature: expected a finite positive number"),
+    ],
+)
+def test_em_rejects_bad_loop_settings(kwargs, match):
+    eqc, lengths = random_problem(29)
+    with pytest.raises(ValueError, match=match):
+        E.em(eqc, lengths, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,lengths,match",
+    [
+        (dict(class_ids=[0, 1], transcript_ids=[0, 1], counts=[0.0, 0.0]), [1.0, 1.0], "counts: all 2 classes have 0"),
+        (dict(class_ids=[], transcript_ids=[], counts=[]), [1.0, 1.0], "no equivalence classes"),
+        (dict(class_ids=[0, 1], transcript_ids=[0, 1], counts=[1.0, np.inf]), [1.0, 1.0],
+         "counts: must be finite, got inf for class 1"),
+        (dict(class_ids=[0, 1], transcript_ids=[0, 1], counts=[1.0, 1.0], weights=[1e-320, 1.0]), [1.0, 1.0],
+         "below the smallest normal float64"),
+        (dict(class_ids=[0, 1], transcript_ids=[0, 1], counts=[1.0, 1.0]), ["a", "b"], "effective_lengths: expected numbers"),
+        (dict(class_ids=[0, 1], transcript_ids=[0, 1], counts=[1.0, 1.0], weights=[1e300, 1.0]), [1e-10, 1.0],
+         "overflows float64"),
+    ],
+)
+def test_validate_rejects_more_bad_input(kwargs, lengths, match):
+    eqc = E.make_eq_classes(n_transcripts=2, **kwargs)
+    with pytest.raises((ValueError, TypeError), match=match):
+        E.validate(eqc, np.asarray(lengths))
+
+
+# --- quantify / bootstrap_counts / posterior reject bad arguments before fitting --------------------------
+@pytest.fixture(scope="module")
+def sample():
+    from diffbio_prob.io.salmon import load_sample_data
+
+    return load_sample_data()
+
+
+@pytest.mark.parametrize("prior", [float("nan"), float("inf"), -1.0])
+def test_quantify_rejects_non_finite_or_negative_priors(sample, prior):
+    """Before: prior nan/inf 'converged' with NumReads summing to 6,931 / 6,651 of 10,000 fragments."""
+    from diffbio_prob.workflows.quant import bootstrap_counts, quantify
+
+    for algorithm in ("vbem", "em"):
+        with pytest.raises(ValueError, match="prior: expected a finite positive number"):
+            quantify(sample.table, sample.effective_lengths, algorithm=algorithm, prior=prior)
+    with pytest.raises(ValueError, match="prior: expected a finite positive number"):
+        bootstrap_counts(sample.table, sample.effective_lengths, prior=prior, n_draws=2)
+
+
+def test_quantify_with_prior_1e300_keeps_every_fragment_in_float64(sample):
+    from diffbio_prob.workflows.quant import quantify
+
+    res = quantify(sample.table, sample.effective_lengths, prior=1e300)
+    np.testing.assert_allclose(res.num_reads.sum(), sample.table.counts.sum(), rtol=1e-10)
+    assert np.isfinite(res.objective)
+
+
+@pytest.mark.float32
+def test_quantify_with_prior_1e300_is_an_error_in_float32(sample):
+    """Before: 1e300 became inf in float32 and quantify 'converged' to 6,651 of 10,000 fragments."""
+    from diffbio_prob.workflows.quant import quantify
+
+    with pytest.raises(ValueError, match=r"prior: .* overflows float32 .*enable float64"):
+        quantify(sample.table, sample.effective_lengths, prior=1e300)
+    res = quantify(sample.table, sample.effective_lengths, prior=1e30)  # below the limit: all fragments kept
+    np.testing.assert_allclose(res.num_reads.sum(), 10_000, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (lambda q, d: q.quantify(d.table, ["a"] * 15), TypeError, "effective_lengths: expected 15 numbers"),
+        (lambda q, d: q.quantify(d.table, d.effective_lengths, lengths=[1.0, 2.0]), ValueError,
+         r"lengths: expected shape \(15,\)"),
+        (lambda q, d: q.quantify(d.table, d.effective_lengths, min_iter=-1), ValueError, "min_iter"),
+        (lambda q, d: q.quantify(d.table, d.effective_lengths, rel_tol=float("nan")), ValueError, "rel_tol"),
+        (lambda q, d: q.bootstrap_counts(d.table, d.effective_lengths, n_draws=True), ValueError, "n_draws"),
+        (lambda q, d: q.bootstrap_counts(d.table, d.effective_lengths, batch_size=0), ValueError, "batch_size"),
+        (lambda q, d: q.bootstrap_counts(d.table, d.effective_lengths, seed=-1), ValueError, "seed"),
+        (lambda q, d: q.bootstrap_counts(d.table, d.effective_lengths, algorithm="gibbs"), ValueError, "algorithm"),
+        (lambda q, d: q.posterior(d.table, d.effective_lengths, "bootstrap", num_samples=0), ValueError,
+         "num_samples"),
+        (lambda q, d: q.posterior(d.table, d.effective_lengths, "bootstrap", algorithm="x"), ValueError, "algorithm"),
+    ],
+)
+def test_quant_entry_points_reject_bad_arguments(sample, call, exc, match):
+    from diffbio_prob.workflows import quant
+
+    with pytest.raises(exc, match=match):
+        call(quant, sample)

@@ -192,3 +192,88 @@ def test_float32_operator_is_accurate():
                    "effective_lengths": jnp.asarray(LENGTHS, jnp.float32)}, {}, None)[0]
     assert out["abundances"].dtype == jnp.float32
     np.testing.assert_allclose(out["estimated_counts"], dense_em(np.full(3, 14 / 3), 30), rtol=1e-5, atol=1e-5)
+
+
+# --- bad input found by probing apply (each used to pass silently or fail with a JAX/NumPy message) ----
+@pytest.mark.parametrize(
+    "data,exc,match",
+    [
+        # all-zero counts / no classes used to return all-zero abundances
+        ({"compatibility": READS, "counts": np.zeros(14), "effective_lengths": LENGTHS}, ValueError,
+         "counts: all 14 classes have 0 fragments"),
+        ({"equivalence_classes": CLASSES, "counts": np.zeros(4), "effective_lengths": LENGTHS}, ValueError,
+         "counts: all 4 classes have 0 fragments"),
+        ({"equivalence_classes": np.zeros((0, 3)), "counts": np.zeros(0), "effective_lengths": LENGTHS}, ValueError,
+         "equivalence_classes: no equivalence classes"),
+        ({"equivalence_classes": [], "counts": [], "effective_lengths": LENGTHS}, ValueError,
+         "equivalence_classes: no equivalence classes"),
+        ({"compatibility": np.zeros((0, 3)), "effective_lengths": LENGTHS}, ValueError,
+         "compatibility: no equivalence classes"),
+        # dtypes: NumPy's "ufunc 'isfinite' not supported" before
+        ({"compatibility": READS, "effective_lengths": np.array(["a", "b", "c"])}, TypeError,
+         "effective_lengths: expected numbers"),
+        ({"compatibility": READS.astype(str), "effective_lengths": LENGTHS}, TypeError,
+         "compatibility: expected a numeric"),
+        ({"compatibility": READS, "counts": np.array(["1"] * 14), "effective_lengths": LENGTHS}, TypeError,
+         "counts: expected numbers"),
+        # lists: a float id was truncated to 0, a repeated id doubled the entry's weight
+        ({"equivalence_classes": [[0.5], [0, 1]], "counts": [1.0, 2.0], "effective_lengths": LENGTHS}, TypeError,
+         "class 0 must list integer transcript ids"),
+        ({"equivalence_classes": [[0, 0], [0, 1]], "counts": [1.0, 2.0], "effective_lengths": LENGTHS}, ValueError,
+         "class 0 lists a transcript more than once"),
+        ({"compatibility": READS, "effective_lengths": np.array([np.nan, 1.0, 2.0])}, ValueError,
+         "effective_lengths: must be finite and positive, got nan at index 0"),
+        ({"compatibility": READS, "effective_lengths": np.array([-5.0, 1.0, 2.0])}, ValueError,
+         "effective_lengths: must be finite and positive, got -5.0"),
+        ({"compatibility": READS, "counts": np.r_[np.ones(13), np.nan], "effective_lengths": LENGTHS}, ValueError,
+         "counts: must be finite, got nan for class 13"),
+    ],
+)
+def test_more_bad_input_is_named(data, exc, match):
+    with pytest.raises(exc, match=match):
+        op().apply(data, {}, None)
+
+
+@pytest.mark.float32
+def test_weight_below_the_smallest_normal_float_is_rejected():
+    """1e-40 is subnormal in float32: XLA flushes it to 0, the class went empty and the log-likelihood -inf."""
+    data = {"equivalence_classes": np.array([[1e-40, 0.0, 0.0], [1.0, 1.0, 0.0]]), "counts": np.array([5.0, 5.0]),
+            "effective_lengths": LENGTHS}
+    with pytest.raises(ValueError, match=r"weight 1e-40 at entry 0 \(class 0\) is below the smallest normal float32"):
+        op().apply(data, {}, None)
+    # a normal float32 weight is fine, and the log-likelihood is finite
+    data["equivalence_classes"] = np.array([[1e-30, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    out = op().apply(data, {}, None)[0]
+    assert np.isfinite(float(out["log_likelihood"]))
+    np.testing.assert_allclose(float(jnp.sum(out["estimated_counts"])), 10.0, rtol=1e-5)
+
+
+def test_tiny_weight_is_fine_in_float64():
+    # in float64 1e-40 is a normal number: the single-transcript class still gives its 5 fragments to t0
+    data = {"equivalence_classes": np.array([[1e-40, 0.0, 0.0], [1.0, 1.0, 0.0]]), "counts": np.array([5.0, 5.0]),
+            "effective_lengths": LENGTHS}
+    out = op().apply(data, {}, None)[0]
+    assert np.isfinite(float(out["log_likelihood"]))
+    assert float(out["estimated_counts"][0]) >= 5.0 - 1e-9
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"prior": float("nan")}, ValueError, "prior: expected a finite positive number, got nan"),
+        ({"prior": float("inf")}, ValueError, "prior: expected a finite positive number, got inf"),
+        ({"prior": -1.0}, ValueError, "prior: expected a finite positive number"),
+        ({"prior": 0.0}, ValueError, "prior: expected a finite positive number"),
+        ({"prior": "0.1"}, TypeError, "prior: expected a positive number, got str"),
+        ({"prior": 1e308, "n_transcripts": 3}, ValueError, "total prior mass of 1e\\+308 x 3, which overflows float64"),
+        ({"temperature": 0.0}, ValueError, "temperature: expected a finite positive number"),
+        ({"temperature": float("inf")}, ValueError, "temperature: expected a finite positive number"),
+        ({"temperature": "1"}, TypeError, "temperature: expected a number"),
+        ({"n_transcripts": True}, ValueError, "n_transcripts: expected a positive integer"),
+        ({"until_converged": "yes"}, TypeError, "until_converged: expected a bool"),
+        ({"learnable_init": 1}, TypeError, "learnable_init: expected a bool"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        EMQuantifierConfig(**kwargs)

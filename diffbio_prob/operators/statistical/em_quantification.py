@@ -55,16 +55,17 @@ class EMQuantifierConfig(OperatorConfig):
     learnable_init: bool = True
 
     def __post_init__(self):
-        if not isinstance(self.n_transcripts, (int, np.integer)) or self.n_transcripts < 1:
-            raise ValueError(f"n_transcripts: expected a positive integer, got {self.n_transcripts!r}")
-        if not isinstance(self.n_iterations, (int, np.integer)) or self.n_iterations < 1:
-            raise ValueError(f"n_iterations: expected a positive integer, got {self.n_iterations!r}")
-        if not np.isfinite(self.temperature) or self.temperature <= 0:
-            raise ValueError(f"temperature: expected a positive number, got {self.temperature!r}")
+        for name in ("n_transcripts", "n_iterations"):
+            v = getattr(self, name)
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        core._check_temperature(self.temperature)
         if self.algorithm not in ("em", "vbem"):
             raise ValueError(f"algorithm: expected 'em' or 'vbem', got {self.algorithm!r}")
-        if not np.isfinite(self.prior) or self.prior <= 0:
-            raise ValueError(f"prior: expected a positive number, got {self.prior!r}")
+        core.check_prior(self.prior, self.n_transcripts)  # the core's one prior check (also quantify's)
+        for name in ("until_converged", "learnable_init"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name}: expected a bool, got {getattr(self, name)!r}")
 
 
 def _concrete(x) -> bool:
@@ -143,6 +144,11 @@ class DifferentiableEMQuantifier(OperatorModule):
         if np.shape(lengths) != (T,):
             raise ValueError(f"effective_lengths: expected shape ({T},), got {np.shape(lengths)}")
         counts = data.get("counts")
+        for key, value in (("effective_lengths", lengths), ("counts", counts)):
+            if value is not None and _concrete(value) and not isinstance(value, core.EquivalenceClasses):
+                arr = np.asarray(value)
+                if not (np.issubdtype(arr.dtype, np.number) and arr.dtype != bool):
+                    raise TypeError(f"{key}: expected numbers, got dtype {arr.dtype}")
         if has_c:
             compat = data["compatibility"]
             shape = np.shape(compat)
@@ -157,18 +163,16 @@ class DifferentiableEMQuantifier(OperatorModule):
             eqc = self._classes_from(data["equivalence_classes"], counts)
         if jnp.issubdtype(eqc.counts.dtype, jnp.integer):
             eqc = eqc.replace(counts=eqc.counts.astype(jnp.result_type(float)))
-        core.validate(eqc, lengths if _concrete(lengths) else None)
-        if _concrete(lengths):
-            lengths_np = np.asarray(lengths)
-            if not np.all(np.isfinite(lengths_np)) or np.any(lengths_np <= 0):
-                i = int(np.argmax(~(np.isfinite(lengths_np) & (lengths_np > 0))))
-                raise ValueError(f"effective_lengths: must be finite and positive, got {lengths_np[i]} at index {i}")
+        core.validate(eqc, jnp.asarray(lengths, eqc.counts.dtype) if _concrete(lengths) else None,
+                      name="compatibility" if has_c else "equivalence_classes")
         return eqc, jnp.asarray(lengths, eqc.counts.dtype)
 
     def _check_dense(self, key: str, mat) -> None:
         if not _concrete(mat):
             return
         m = np.asarray(mat)
+        if not (np.issubdtype(m.dtype, np.number) or m.dtype == bool):
+            raise TypeError(f"{key}: expected a numeric (R, T) matrix, got dtype {m.dtype}")
         if not np.all(np.isfinite(m)) or np.any(m < 0):
             raise ValueError(f"{key}: entries must be finite and non-negative")
         empty = ~np.any(m > 0, axis=1)
@@ -191,10 +195,16 @@ class DifferentiableEMQuantifier(OperatorModule):
         if isinstance(classes, (list, tuple)) and all(isinstance(c, (list, tuple, np.ndarray)) for c in classes):
             if np.shape(counts) != (len(classes),):
                 raise ValueError(f"counts: expected shape ({len(classes)},), got {np.shape(counts)}")
-            cid = np.concatenate([np.full(len(c), i) for i, c in enumerate(classes)]) if classes else np.zeros(0, int)
-            tid = np.concatenate([np.asarray(c, np.int64) for c in classes]) if classes else np.zeros(0, int)
             if any(len(c) == 0 for c in classes):
                 raise ValueError(f"equivalence_classes: class {[len(c) for c in classes].index(0)} is empty")
+            for i, c in enumerate(classes):
+                ids = np.asarray(c)
+                if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) and ids.dtype != bool):
+                    raise TypeError(f"equivalence_classes: class {i} must list integer transcript ids, got {list(c)!r}")
+                if len(np.unique(ids)) != len(ids):
+                    raise ValueError(f"equivalence_classes: class {i} lists a transcript more than once: {list(c)!r}")
+            cid = np.concatenate([np.full(len(c), i) for i, c in enumerate(classes)]) if classes else np.zeros(0, int)
+            tid = np.concatenate([np.asarray(c, np.int64) for c in classes]) if classes else np.zeros(0, int)
             return core.make_eq_classes(cid, tid, counts, T)
         shape = np.shape(classes)
         if len(shape) != 2 or shape[1] != T:
