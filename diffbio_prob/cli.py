@@ -467,6 +467,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _importing(frame) -> bool:
+    """Whether ``frame`` runs inside an import (module-level code of a module other than ``__main__``)."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_filename.startswith("<frozen importlib") or (
+            code.co_name == "<module>" and frame.f_globals.get("__name__") != "__main__"
+        ):
+            return True
+        frame = frame.f_back
+    return False
+
+
 @contextlib.contextmanager
 def _interrupts():
     """Ctrl-C is never lost while a command runs.
@@ -474,11 +486,13 @@ def _interrupts():
     The SIGINT handler records the interrupt before raising ``KeyboardInterrupt``, so even when that
     exception is swallowed (raised inside a garbage-collector callback such as JAX's, where Python only
     prints "Exception ignored in ..."), the atomic writers refuse to replace any output and :func:`main`
-    exits 130. A swallowed ``KeyboardInterrupt`` is also delivered again a moment later, so that the run
-    stops at once rather than at its first write.
+    exits 130. A swallowed ``KeyboardInterrupt`` is delivered again a moment later, so the run stops at
+    once rather than at its first write; so is one that arrives during an import, where raising it would
+    break the importing module (a C extension turns it into an ``ImportError`` and prints a traceback).
     """
     import signal
     import threading
+    import time
 
     from diffbio_prob.io import atomic
 
@@ -486,17 +500,34 @@ def _interrupts():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    state = {"done": False, "timer": None}
+    lock = threading.Lock()
+    state = {"done": False, "pending": False}
+    timers: list[threading.Timer] = []
 
     def resend():
-        state["timer"] = None
-        if not state["done"]:
-            os.kill(os.getpid(), signal.SIGINT)
+        with lock:
+            state["pending"] = False
+            if not state["done"]:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    def later():
+        with lock:
+            if state["done"] or state["pending"]:
+                return
+            state["pending"] = True
+            timer = threading.Timer(0.05, resend)
+            timer.daemon = True
+            timers.append(timer)
+            timer.start()
 
     def on_sigint(signum, frame):
         atomic.mark_interrupted()
-        if not state["done"]:
-            raise KeyboardInterrupt
+        if state["done"]:
+            return
+        if _importing(frame):
+            later()
+            return
+        raise KeyboardInterrupt
 
     previous_hook = sys.unraisablehook
 
@@ -505,10 +536,7 @@ def _interrupts():
             isinstance(info.exc_type, type) and issubclass(info.exc_type, KeyboardInterrupt)
         ):
             atomic.mark_interrupted()
-            if not state["done"] and state["timer"] is None:
-                state["timer"] = threading.Timer(0.05, resend)
-                state["timer"].daemon = True
-                state["timer"].start()
+            later()
             return
         previous_hook(info)
 
@@ -521,11 +549,12 @@ def _interrupts():
     try:
         yield
     finally:
-        state["done"] = True
-        timer = state["timer"]
-        if timer is not None:
+        with lock:
+            state["done"] = True
+        for timer in timers:
             timer.cancel()
             timer.join()
+        time.sleep(0.001)  # a SIGINT already sent is handled here, by on_sigint, which now only records it
         sys.unraisablehook = previous_hook
         signal.signal(signal.SIGINT, previous)
 
@@ -539,13 +568,23 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``diffbio-prob``; returns the exit code (0 done, 2 bad input, 1 failed write, 130 Ctrl-C)."""
     from diffbio_prob.io import atomic
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    prefix = f"diffbio-prob {args.command}"
-    with _interrupts():
+    with _interrupts():  # first: Ctrl-C is handled from the start, while the parser is being built too
+        try:
+            parser = build_parser()
+            args, extra = parser.parse_known_args(argv)
+        except KeyboardInterrupt:
+            print("diffbio-prob: interrupted", file=sys.stderr)
+            return 130
+        if extra:  # reported by the subcommand's parser, whose --help lists what it takes
+            owner = parser
+            if args.command is not None:
+                sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+                owner = sub.choices[args.command]
+            owner.error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command is None:
+            parser.print_help()
+            return 2
+        prefix = f"diffbio-prob {args.command}"
         try:
             if getattr(args, "x64", False):
                 os.environ["JAX_ENABLE_X64"] = "1"
@@ -566,6 +605,11 @@ def main(argv: list[str] | None = None) -> int:
             if not atomic.interrupted():
                 print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
                 return 1
+        except BaseException:
+            # A Ctrl-C can surface as another exception: during the import of a C extension (jaxlib) it
+            # becomes "ImportError: Encountered an error while initializing the extension".
+            if not atomic.interrupted():
+                raise
     print(f"{prefix}: interrupted", file=sys.stderr)
     return 130
 

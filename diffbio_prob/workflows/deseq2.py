@@ -1054,6 +1054,20 @@ def _precision(precision: str):
         raise ValueError(f"precision: expected 'float64' or 'float32', got {precision!r}")
 
 
+def _reduced_design(des: Design, reduced: str, meta: pd.DataFrame) -> Design:
+    """The LRT's reduced design, which must use only the full design's variables and be smaller."""
+    red = build_design(reduced, meta)
+    missing = [v for v in red.variables if v not in des.variables]
+    if missing:
+        raise ValueError(f"reduced: variables {missing} are not in the full design {des.formula!r}")
+    if red.n_coef >= des.n_coef:
+        raise ValueError(
+            f"reduced: {reduced!r} has {red.n_coef} coefficients, the full design {des.n_coef}; "
+            "the reduced design must be smaller"
+        )
+    return red
+
+
 def fit_deseq2(
     counts,
     metadata=None,
@@ -1105,17 +1119,7 @@ def fit_deseq2(
     )
     counts_df, meta = prepare_inputs(counts, metadata, layer=layer)
     des = build_design(design, meta)
-    red = None
-    if test == "lrt":
-        red = build_design(reduced, meta)
-        missing = [v for v in red.variables if v not in des.variables]
-        if missing:
-            raise ValueError(f"reduced: variables {missing} are not in the full design {design!r}")
-        if red.n_coef >= des.n_coef:
-            raise ValueError(
-                f"reduced: {reduced!r} has {red.n_coef} coefficients, the full design {des.n_coef}; "
-                "the reduced design must be smaller"
-            )
+    red = _reduced_design(des, reduced, meta) if test == "lrt" else None
     y = counts_df.to_numpy(dtype=float)
     n = y.shape[1]
     if isinstance(size_factors, str):
@@ -1342,7 +1346,7 @@ def run_de(
         raise ValueError(f"{counts_path} / {metadata_path}: {exc}") from None
     des = build_design(design, meta_aligned)
     if test == "lrt":
-        build_design(reduced, meta_aligned)
+        _reduced_design(des, reduced, meta_aligned)
     resolve_contrast(contrast, des)
     start = time.perf_counter()
     fit = fit_deseq2(
