@@ -164,3 +164,133 @@ def test_readers_and_atomic_writer(tmp_path, reference):
         write_results(reference.drop(columns="padj"), tmp_path / "x.csv")
     assert not (tmp_path / "x.csv").exists()
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["res.csv"]  # no temporary left behind
+
+
+# ------------------------------------------------------------------------------------------------
+# Count tables: the content decides (delimiter, gzip), whatever the file is called
+# ------------------------------------------------------------------------------------------------
+def _table_text(sep=","):
+    return sep.join(["gene", "s1", "s2"]) + "\n" + sep.join(["g1", "1", "2"]) + "\n" + sep.join(["g2", "3", "4"]) + "\n"
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("tabs.csv", _table_text("\t").encode()),  # a TSV named .csv (was: "has no data")
+        ("commas.tsv", _table_text(",").encode()),
+        ("semicolons.csv", _table_text(";").encode()),
+        ("gzipped.csv", __import__("gzip").compress(_table_text(",").encode())),  # gzip whatever the suffix
+        ("plain.csv.gz", _table_text(",").encode()),  # a .gz name on plain text
+        ("tabs.tsv.gz", __import__("gzip").compress(_table_text("\t").encode())),
+        ("bom.csv", b"\xef\xbb\xbf" + _table_text(",").encode()),
+        ("rstyle.txt", b"s1\ts2\ng1\t1\t2\ng2\t3\t4\n"),  # R write.table: no header for the row names
+        ("spaces.txt", b"gene s1 s2\ng1 1 2\ng2 3 4\n"),
+        ("quoted.csv", b'"gene","s1","s2"\n"g1",1,2\n"g2",3,4\n'),
+        ("crlf.csv", _table_text(",").replace("\n", "\r\n").encode()),
+    ],
+)
+def test_read_counts_finds_delimiter_and_compression_from_content(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    df = read_counts(path)
+    assert list(df.index) == ["g1", "g2"] and list(df.columns) == ["s1", "s2"]
+    np.testing.assert_array_equal(df.to_numpy(), [[1, 2], [3, 4]])
+
+
+@pytest.mark.parametrize(
+    "name, data, match",
+    [
+        ("trunc.csv.gz", "truncated-gzip", r"counts file '.*trunc\.csv\.gz': the gzip stream ends early; the file is truncated"),
+        ("corrupt.csv.gz", "corrupt-gzip", r"counts file '.*corrupt\.csv\.gz': corrupt gzip data"),
+        ("binary.csv.gz", b"\x00\xff\xfe\x89garbage", r"binary\.csv\.gz': neither gzip nor UTF-8 text"),
+        ("binary.csv", b"\x89PNG\r\n\x1a\n\xff", r"binary\.csv': not UTF-8 text"),
+        ("empty.csv", b"\n\n", r"empty\.csv' is empty"),
+        ("header.csv", b"gene,s1,s2\n", r"header\.csv' has no data"),
+        ("dupcol.csv", b"gene,s1,s1\ng1,1,2\n", r"duplicated column name 's1'"),
+        ("noname.csv", b"gene,s1,,s3\ng1,1,2,3\n", r"column 3 of the header has no name"),
+        ("trailing.csv", b"gene,s1,s2\ng1,1,2,\ng2,3,4,\n", r"stray delimiter ','"),
+        ("norow.csv", b"gene,s1,s2\ng1,1,2\n,3,4\n", r"line 3 has no row name"),
+        ("dupgene.csv", b"gene,s1,s2\ng1,1,2\ng1,3,4\n", r"duplicated row name 'g1'"),
+        ("ragged.csv", b"gene,s1,s2\ng1,1,2\ng2,3,4,5,6\n", r"ragged\.csv' is not a readable CSV/TSV table"),
+    ],
+)
+def test_read_counts_bad_files_name_the_file(tmp_path, name, data, match):
+    import gzip
+
+    full = gzip.compress(_table_text().encode() * 50)
+    if data == "truncated-gzip":
+        data = full[: len(full) // 2]
+    elif data == "corrupt-gzip":
+        data = full[:12] + b"\x00" * 40 + full[52:]
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=match):
+        read_counts(path)
+
+
+def test_metadata_with_an_empty_last_column_is_not_a_stray_delimiter(tmp_path):
+    path = tmp_path / "meta.csv"
+    path.write_text("sample,condition,notes\ns1,A,\ns2,B,\n")
+    meta = read_metadata(path)
+    assert list(meta.columns) == ["condition", "notes"] and meta["notes"].isna().all()
+
+
+# ------------------------------------------------------------------------------------------------
+# Option checks run before any fitting
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"min_replicates_for_replace": -1}, "min_replicates_for_replace: expected a number >= 3"),
+        ({"min_replicates_for_replace": 2}, "min_replicates_for_replace"),
+        ({"min_replicates_for_replace": float("nan")}, "min_replicates_for_replace"),
+        ({"min_replicates_for_replace": "7"}, "min_replicates_for_replace"),
+        ({"fit_type": "local"}, "fit_type: expected 'parametric' or 'mean'"),
+        ({"dispersion_fit": "exact"}, "dispersion_fit: expected 'deseq2' or 'newton'"),
+        ({"size_factors": "tmm"}, "size_factors: expected 'ratio'"),
+        ({"precision": "float16"}, "precision"),
+    ],
+)
+def test_fit_option_errors_come_before_reading_the_counts(kwargs, match):
+    # the counts are not even a table: the option is rejected first
+    with pytest.raises(ValueError, match=match):
+        fit_deseq2(object(), None, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"alpha": 0}, r"alpha: expected a number in \(0, 1\)"),
+        ({"alpha": float("nan")}, "alpha"),
+        ({"alpha": True}, "alpha"),
+        ({"lfc_threshold": float("nan")}, "lfc_threshold: expected a finite non-negative number, got nan"),
+        ({"lfc_threshold": float("inf")}, "lfc_threshold"),
+        ({"lfc_threshold": -0.5}, "lfc_threshold"),
+        ({"cooks_cutoff": -1.0}, "cooks_cutoff: expected None/True"),
+        ({"cooks_cutoff": float("nan")}, "cooks_cutoff"),
+        ({"cooks_cutoff": "big"}, "cooks_cutoff"),
+        ({"alt_hypothesis": "two-sided"}, "alt_hypothesis"),
+    ],
+)
+def test_results_option_errors(synthetic, monkeypatch, kwargs, match):
+    import diffbio_prob.workflows.deseq2 as deseq2_mod
+
+    counts, meta = synthetic
+
+    def started(*a, **k):
+        raise AssertionError("fit started")
+
+    monkeypatch.setattr(deseq2_mod, "fit_deseq2", started)
+    with pytest.raises(ValueError, match=match):
+        deseq2_mod.deseq2(counts, meta, "~condition", **kwargs)  # before the fit
+
+
+def test_results_option_errors_on_a_fit(reference, synthetic):
+    counts, meta = synthetic
+    fit = fit_deseq2(counts, meta, "~condition")
+    with pytest.raises(ValueError, match="lfc_threshold"):
+        fit.results(lfc_threshold=float("nan"))
+    with pytest.raises(ValueError, match="cooks_cutoff"):
+        fit.results(cooks_cutoff=0)
+    res = fit.results(["condition", "B", "A"], cooks_cutoff=float("inf"))
+    assert np.isfinite(res["pvalue"]).all()

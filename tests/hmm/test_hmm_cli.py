@@ -178,3 +178,31 @@ def test_workflow_gradient_improves_likelihood():
     assert len(paths) == 2 and len(posteriors) == 300
     with pytest.raises(ValueError, match="method"):
         fit_hmm(rolls, 2, 6, "magic")
+
+
+@pytest.mark.parametrize("text", [">a\nA\n", ">a\nA\n>b\nCA\n", "1\n"])
+def test_cli_one_symbol_sequences_decode_cleanly(tmp_path, capsys, text):
+    """A one-letter FASTA (or a length-1 sequence among others) is valid input: exit 0, one row per position."""
+    inp = tmp_path / "one.fa"
+    inp.write_text(text)
+    out = tmp_path / "o"
+    assert main(["hmm", "--input", str(inp), "--states", "2", "--out", str(out), "--quiet", "--iters", "5",
+                 "--restarts", "1"]) == 0
+    assert capsys.readouterr().err == ""
+    post = pd.read_csv(out / "posteriors.tsv", sep="\t")
+    paths = pd.read_csv(out / "viterbi.tsv", sep="\t", dtype={"viterbi_path": str})
+    n = sum(len(line) for line in text.splitlines() if not line.startswith(">"))
+    assert len(post) == n and np.isfinite(post[["p_state0", "p_state1"]].to_numpy()).all()
+    assert np.isfinite(paths["log_likelihood"]).all() and np.isfinite(paths["viterbi_log_prob"]).all()
+    assert len(paths["viterbi_path"][0].split(",")) == 1
+
+
+def test_cli_out_checked_before_the_fit(tmp_path, capsys):
+    inp = tmp_path / "in.fa"
+    inp.write_text(">a\nACGT\n")
+    (tmp_path / "file").write_text("x\n")
+    for out, match in ((tmp_path / "file", "exists and is not a folder"), (tmp_path / "file" / "sub", "is a file")):
+        assert main(["hmm", "--input", str(inp), "--states", "2", "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("diffbio-prob hmm: error: --out: ") and match in err[0]
+    assert (tmp_path / "file").read_text() == "x\n"
