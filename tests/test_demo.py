@@ -301,3 +301,28 @@ def test_cli_bad_seed_is_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch)
     assert main(["demo", "--quick", "--seed", "-3", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("diffbio-prob demo: error:") and "seed" in err[0]
+
+
+def test_the_demo_calls_the_workflows_and_nothing_below_them():
+    # design.md: workflows/demo/ imports workflows/, io/ and plots/ only (no fit function, no operator,
+    # no model, no core), and no JAX internals
+    import ast
+    from pathlib import Path
+
+    import diffbio_prob.workflows.demo as demo
+
+    allowed = ("diffbio_prob.workflows", "diffbio_prob.io", "diffbio_prob.plots")
+    files = sorted(Path(demo.__file__).parent.glob("*.py"))
+    assert {f.name for f in files} >= {"__init__.py", "data.py", "hmm.py", "de.py", "quant.py", "runner.py"}
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith("jax._src"), (f.name, name)
+                if name.startswith("diffbio_prob"):
+                    assert name.startswith(allowed), (f.name, name)

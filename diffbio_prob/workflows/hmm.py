@@ -322,10 +322,12 @@ def decode_hmm(
     if len(alphabet) != m:
         raise ValueError(f"alphabet: expected {m} symbols (emission_probs has {m} columns), got {len(alphabet)}")
     op = DifferentiableHMM(HMMConfig(num_states=int(s), num_emissions=int(m))).load_model_params(params)
-    out, _, _ = op.apply({"observations": obs, "lengths": lengths}, {}, None)
-    post, ll = np.asarray(out["state_posteriors"]), np.asarray(out["log_likelihood"])
-    if draws is not None:
+    if draws is None:
+        out, _, _ = op.apply({"observations": obs, "lengths": lengths}, {}, None)
+        post, ll = np.asarray(out["state_posteriors"]), np.asarray(out["log_likelihood"])
+    else:
         post = _averaged_posteriors(draws, obs, lengths, max_draws)
+        ll = np.asarray(op.forward_pass(obs, lengths))
     path, vlp = (np.asarray(x) for x in op.viterbi(obs, lengths))
 
     valid = np.arange(obs.shape[1])[None, :] < lengths[:, None]
