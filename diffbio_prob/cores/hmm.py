@@ -257,6 +257,8 @@ def _safe_div(num: Array, den: Array) -> Array:
 def _tree_sum(x: Array) -> Array:
     """Sum over axis 0 by pairwise (tree) reduction: rounding error grows like log T, not T, whatever
     the backend's reduction order (a float32 running sum of 1e5 normalisers loses ~1e-5 relative)."""
+    if x.shape[0] == 0:  # e.g. Viterbi's per-step maxima of a length-1 sequence: nothing to add
+        return jnp.zeros(x.shape[1:], x.dtype)
     while x.shape[0] > 1:
         if x.shape[0] % 2:
             x = jnp.concatenate([x, jnp.zeros_like(x[:1])])
@@ -441,12 +443,43 @@ def _viterbi_tsb(params: HMMParams, ll: Array, lengths: Array):
 
     _, zs = lax.scan(back, z_last, psis, reverse=True, unroll=_UNROLL)
     path = jnp.concatenate([zs, z_last[None]])
-    return jnp.where(valid, path, -1).astype(jnp.int32), n0 + _tree_sum(ns)
+    # n0 is the first step's maximum; a sequence of length 0 has the empty path, log-probability 0.
+    return jnp.where(valid, path, -1).astype(jnp.int32), jnp.where(valid[0], n0, 0.0) + _tree_sum(ns)
 
 
-def _single(ll: Array, length):
+def _check_ll(ll: Array, ndim: int, params: HMMParams | None = None, name: str = "log_likelihoods") -> None:
+    """Static shape checks (they run at trace time, so under jit too): rank, at least one step and one
+    state, and as many states as the parameters."""
+    want = "(T, S)" if ndim == 2 else "(B, T, S)"
+    if ll.ndim != ndim:
+        raise ValueError(f"{name}: expected shape {want}, got shape {ll.shape}")
+    if ll.shape[-2] == 0 or ll.shape[-1] == 0:
+        raise ValueError(f"{name}: expected at least one step and one state, got shape {ll.shape}")
+    if params is not None:
+        s = jnp.shape(params.log_initial)[-1]
+        if jnp.shape(params.log_transition)[-2:] != (s, s):
+            raise ValueError(f"params: log_initial has {s} states but log_transition has shape "
+                             f"{jnp.shape(params.log_transition)}; expected ({s}, {s})")
+        if ll.shape[-1] != s:
+            raise ValueError(f"{name}: {ll.shape[-1]} states on the last axis, the parameters have {s}")
+
+
+def _check_obs_batch(obs: Array, params: HMMParams, log_emission: Array) -> None:
+    """Static checks of a padded (B, T) batch of symbols and a (S, M) emission matrix."""
+    if obs.ndim != 2 or 0 in obs.shape:
+        raise ValueError(f"observations: expected a non-empty (B, T) batch, got shape {obs.shape}")
+    if not jnp.issubdtype(obs.dtype, jnp.integer):
+        raise TypeError(f"observations: expected integer symbols (-1 = missing), got dtype {obs.dtype}")
+    s = jnp.shape(params.log_initial)[-1]
+    if jnp.ndim(log_emission) != 2 or jnp.shape(log_emission)[0] != s:
+        raise ValueError(f"log_emission: expected shape ({s}, M) for {s} states, got {jnp.shape(log_emission)}")
+    _check_ll(jnp.zeros((1, s)), 2, params)
+
+
+def _single(ll: Array, length, params: HMMParams | None = None):
     """A single (T, S) sequence as a batch of one: (T, S, 1) and lengths (1,)."""
     ll = jnp.asarray(ll)
+    _check_ll(ll, 2, params)
     return ll[:, :, None], _batch_lengths(length, 1, ll.shape[0])
 
 
@@ -470,7 +503,7 @@ def forward_filter(params: HMMParams, log_likelihoods: Array, length=None) -> Fi
         >>> round(float(forward_filter(p, jnp.log(jnp.array([[.9, .2]]))).filtered[0, 0]), 4)
         0.8182
     """
-    ll, lens = _single(log_likelihoods, length)
+    ll, lens = _single(log_likelihoods, length, params)
     total, c, alpha, (_, _, valid) = _forward(params, ll, lens, True)
     return FilterResult(total[0], jnp.where(valid, alpha[:, :, 0], 0.0), c[:, 0])
 
@@ -504,7 +537,7 @@ def log_likelihood(params: HMMParams, log_likelihoods: Array, length=None, *, me
         return parallel_log_likelihood(params, log_likelihoods, length)
     if method != "sequential":
         raise ValueError(f"method: expected 'sequential' or 'parallel', got {method!r}")
-    ll, lens = _single(log_likelihoods, length)
+    ll, lens = _single(log_likelihoods, length, params)
     return _log_likelihood(params.log_initial, params.log_transition, ll, lens)[0]
 
 
@@ -530,6 +563,7 @@ def log_likelihood_batch(params: HMMParams, log_likelihoods: Array, lengths=None
         [-1.617, -0.5978]
     """
     lls = jnp.asarray(log_likelihoods)
+    _check_ll(lls, 3, params)
     lens = _batch_lengths(lengths, lls.shape[0], lls.shape[1])
     return _log_likelihood(params.log_initial, params.log_transition, _to_tsb(lls), lens)
 
@@ -590,6 +624,7 @@ def categorical_log_likelihood_batch(
         [-3.39287]
     """
     obs = jnp.asarray(observations)
+    _check_obs_batch(obs, params, log_emission)
     lens = _batch_lengths(lengths, obs.shape[0], obs.shape[1])
     return _log_likelihood(params.log_initial, params.log_transition, _categorical_tsb(log_emission, obs), lens)
 
@@ -612,6 +647,7 @@ def categorical_posteriors_batch(
         [0.231703, 0.768297]
     """
     obs = jnp.asarray(observations)
+    _check_obs_batch(obs, params, log_emission)
     lens = _batch_lengths(lengths, obs.shape[0], obs.shape[1])
     ll = _categorical_tsb(log_emission, obs)
     log_lik, vjp = jax.vjp(lambda x: _log_likelihood(params.log_initial, params.log_transition, x, lens), ll)
@@ -632,6 +668,7 @@ def categorical_viterbi_batch(
         [[1, 0, 0], [0, 0, -1]]
     """
     obs = jnp.asarray(observations)
+    _check_obs_batch(obs, params, log_emission)
     lens = _batch_lengths(lengths, obs.shape[0], obs.shape[1])
     path, lp = _viterbi_tsb(params, _categorical_tsb(log_emission, obs), lens)
     return path.T, lp
@@ -657,7 +694,7 @@ def backward_pass(params: HMMParams, log_likelihoods: Array, length=None) -> Arr
         >>> backward_pass(p, jnp.zeros((3, 2))).tolist()
         [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
     """
-    ll, lens = _single(log_likelihoods, length)
+    ll, lens = _single(log_likelihoods, length, params)
     _, trans, w, _, valid = _prepare(params, ll, lens)
     return _backward_scan(trans, w, valid)[0][:, :, 0]
 
@@ -682,7 +719,7 @@ def smoother(params: HMMParams, log_likelihoods: Array, length=None) -> Posterio
         >>> smoother(p, ll).smoothed[2].round(4).tolist()
         [0.3075, 0.6925]
     """
-    ll, lens = _single(log_likelihoods, length)
+    ll, lens = _single(log_likelihoods, length, params)
     total, filtered, gamma, xi = _smoother_tsb(params, ll, lens)
     return Posterior(total[0], filtered[:, :, 0], gamma[:, :, 0], xi[0])
 
@@ -703,6 +740,7 @@ def smoother_batch(params: HMMParams, log_likelihoods: Array, lengths=None) -> P
         (0.8182, 0.0)
     """
     lls = jnp.asarray(log_likelihoods)
+    _check_ll(lls, 3, params)
     lens = _batch_lengths(lengths, lls.shape[0], lls.shape[1])
     total, filtered, gamma, xi = _smoother_tsb(params, _to_tsb(lls), lens)
     return Posterior(total, _from_tsb(filtered), _from_tsb(gamma), xi)
@@ -747,7 +785,7 @@ def viterbi(params: HMMParams, log_likelihoods: Array, length=None) -> tuple[Arr
         >>> path.tolist(), round(float(jnp.exp(lp)), 5)
         ([1, 0, 0], 0.01344)
     """
-    ll, lens = _single(log_likelihoods, length)
+    ll, lens = _single(log_likelihoods, length, params)
     path, lp = _viterbi_tsb(params, ll, lens)
     return path[:, 0], lp[0]
 
@@ -764,6 +802,7 @@ def viterbi_batch(params: HMMParams, log_likelihoods: Array, lengths=None) -> tu
         [[0, 1], [0, -1]]
     """
     lls = jnp.asarray(log_likelihoods)
+    _check_ll(lls, 3, params)
     lens = _batch_lengths(lengths, lls.shape[0], lls.shape[1])
     path, lp = _viterbi_tsb(params, _to_tsb(lls), lens)
     return path.T, lp
@@ -871,7 +910,7 @@ def posterior_sample(key: Array, params: HMMParams, log_likelihoods: Array, leng
 # Parallel (associative-scan) filter: opt-in, for accelerators
 # ------------------------------------------------------------------------------------------------
 def _parallel_elements(params: HMMParams, ll: Array, length):
-    ll3, lens = _single(ll, length)
+    ll3, lens = _single(ll, length, params)
     pi, trans, w, m, valid = _prepare(params, ll3, lens)
     w, m, valid = w[:, :, 0], m[:, 0], valid[:, 0]
     # t = 0: every row is p(z_1 | y_1) and log_b = log p(y_1) (independent of the "previous" state).

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Mapping
 
 import jax
@@ -126,9 +127,55 @@ class DiscreteHMM(dist.Distribution):
             lens = jnp.broadcast_to(self.lengths, batch_shape).reshape(n)
         return pi, a, b, lens
 
-    def log_prob(self, value):
-        """log p(value), states marginalised by the core's forward pass; shape ``sample + batch``."""
+    def _check_value(self, value):
+        """Shape and dtype of ``value`` (static: checked under ``jit`` too); returns ``(symbols, in_support)``.
+
+        Follows NumPyro's ``validate_sample`` convention for values outside the support (a symbol not in
+        ``-1..M-1``, or a non-integral float): their log-probability is ``-inf`` (probability 0, never
+        NaN), and with ``validate_args=True`` a concrete such value also warns, naming the first bad
+        entry. A value of the wrong event shape or a non-numeric dtype is a ``ValueError`` /
+        ``TypeError`` naming ``value`` (a structural error, not an improbable observation).
+        """
+        if isinstance(value, (str, bytes)):
+            raise TypeError(f"value: expected integer symbols, got {type(value).__name__}")
         value = jnp.asarray(value)
+        if value.dtype == jnp.bool_ or not (jnp.issubdtype(value.dtype, jnp.integer)
+                                            or jnp.issubdtype(value.dtype, jnp.floating)):
+            raise TypeError(f"value: expected integer symbols in 0..{self.num_emissions - 1} (-1 = missing), "
+                            f"got dtype {value.dtype}")
+        if value.ndim < 1 or value.shape[-1] != self.num_steps:
+            raise ValueError(f"value: expected event shape ({self.num_steps},) (num_steps) on the last axis, "
+                             f"got shape {value.shape}")
+        try:
+            jnp.broadcast_shapes(value.shape[:-1], self.batch_shape)
+        except ValueError:
+            raise ValueError(f"value: batch shape {value.shape[:-1]} does not broadcast with the distribution's "
+                             f"batch shape {self.batch_shape}") from None
+        ok = (value >= -1) & (value <= self.num_emissions - 1)
+        if jnp.issubdtype(value.dtype, jnp.floating):
+            ok = ok & (value == jnp.floor(value))  # NaN fails both
+        if self.lengths is not None:  # what lies past a sequence's length is padding, never looked at
+            ok = ok | (jnp.arange(self.num_steps) >= self.lengths[..., None])
+        if self._validate_args and not isinstance(value, jax.core.Tracer):
+            bad = ~np.asarray(ok)
+            if bad.any():
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                warnings.warn(
+                    f"value: {np.asarray(value)[where]} at index {where} is outside the support (symbols "
+                    f"0..{self.num_emissions - 1}, -1 = missing); its log_prob is -inf", stacklevel=3)
+        symbols = jnp.where(ok, value, -1).astype(jnp.int32)  # sanitised: an out-of-support step is masked below
+        return symbols, jnp.all(ok, axis=-1)
+
+    def log_prob(self, value):
+        """log p(value), states marginalised by the core's forward pass; shape ``sample + batch``.
+
+        ``-inf`` for a value outside the support (see :meth:`_check_value`); ``ValueError`` for a value
+        whose last axis is not ``num_steps`` long.
+        """
+        value, in_support = self._check_value(value)
+        return jnp.where(in_support, self._log_prob(value), -jnp.inf)
+
+    def _log_prob(self, value):
         batch_shape = jnp.broadcast_shapes(value.shape[:-1], self.batch_shape)
         y = jnp.broadcast_to(value, batch_shape + (self.num_steps,)).reshape(-1, self.num_steps)
         shared = self.initial_probs.ndim == 1 and self.transition_probs.ndim == 2 and self.emission_probs.ndim == 2

@@ -476,3 +476,76 @@ def test_parallel_filter_matches_sequential_with_lengths():
         np.testing.assert_allclose(par.filtered, hmm.forward_filter(p, ll, length).filtered, atol=1e-11)
     with pytest.raises(ValueError, match="method"):
         hmm.log_likelihood(p, ll, method="magic")
+
+
+# --- degenerate lengths ------------------------------------------------------------------------------------
+def _p1():  # built inside each test: module-level arrays would be float32 (x64 is set per test)
+    return hmm.HMMParams(jnp.log(jnp.array([0.6, 0.4])), jnp.log(jnp.array([[0.7, 0.3], [0.4, 0.6]])))
+
+
+def _b1():
+    return jnp.log(jnp.array([[0.1, 0.4, 0.5], [0.6, 0.3, 0.1]]))
+
+
+@pytest.mark.parametrize("symbol", [0, 1, 2])
+def test_viterbi_of_a_length_one_sequence(symbol):
+    """Before: IndexError in _tree_sum (no per-step maxima to add)."""
+    ll = hmm.categorical_log_likelihoods(_b1(), jnp.array([symbol]))
+    joint = np.log([0.6, 0.4]) + np.log(np.array([[0.1, 0.4, 0.5], [0.6, 0.3, 0.1]]))[:, symbol]
+    path, lp = hmm.viterbi(_p1(), ll)
+    assert path.tolist() == [int(np.argmax(joint))]
+    np.testing.assert_allclose(float(lp), joint.max(), rtol=1e-12)
+    paths, lps = hmm.viterbi_batch(_p1(), ll[None])
+    np.testing.assert_allclose(float(lps[0]), joint.max(), rtol=1e-12)
+    paths, lps = hmm.categorical_viterbi_batch(_p1(), _b1(), jnp.array([[symbol], [symbol]]))
+    np.testing.assert_allclose(np.asarray(lps), joint.max(), rtol=1e-12)
+
+
+def test_viterbi_of_an_empty_padded_sequence_is_the_empty_path():
+    """A length-0 row of a padded batch: path all -1 and log-probability 0 (was log max pi)."""
+    path, lp = hmm.viterbi(_p1(), jnp.zeros((3, 2)), 0)
+    assert path.tolist() == [-1, -1, -1] and float(lp) == 0.0
+
+
+@pytest.mark.parametrize(
+    "fn,args,match",
+    [
+        (hmm.viterbi, (jnp.zeros((0, 2)),), r"log_likelihoods: expected at least one step and one state, got shape \(0, 2\)"),
+        (hmm.log_likelihood, (jnp.zeros((0, 2)),), "at least one step"),
+        (hmm.smoother, (jnp.zeros((3, 3)),), "log_likelihoods: 3 states on the last axis, the parameters have 2"),
+        (hmm.forward_filter, (jnp.zeros(3),), r"log_likelihoods: expected shape \(T, S\)"),
+        (hmm.log_likelihood_batch, (jnp.zeros((3, 2)),), r"log_likelihoods: expected shape \(B, T, S\)"),
+        (hmm.viterbi_batch, (jnp.zeros((2, 0, 2)),), "at least one step"),
+    ],
+)
+def test_bad_shapes_raise_before_tracing(fn, args, match):
+    with pytest.raises(ValueError, match=match):
+        fn(_p1(), *args)
+
+
+def test_categorical_batch_checks_its_inputs():
+    with pytest.raises(ValueError, match=r"observations: expected a non-empty \(B, T\) batch, got shape \(3,\)"):
+        hmm.categorical_log_likelihood_batch(_p1(), _b1(), jnp.array([0, 1, 2]))
+    with pytest.raises(TypeError, match="observations: expected integer symbols"):
+        hmm.categorical_viterbi_batch(_p1(), _b1(), jnp.array([[0.0, 1.0]]))
+    with pytest.raises(ValueError, match=r"log_emission: expected shape \(2, M\)"):
+        hmm.categorical_posteriors_batch(_p1(), _b1().T, jnp.array([[0, 1]]))
+
+
+def test_cli_hmm_on_a_one_letter_fasta(tmp_path):
+    """Before: a traceback (IndexError from Viterbi). Now the tables are written and agree with each other."""
+    import pandas as pd
+
+    from diffbio_prob.cli import main
+
+    inp = tmp_path / "one.fa"
+    inp.write_text(">s\nA\n")
+    out = tmp_path / "o"
+    assert main(["hmm", "--input", str(inp), "--states", "2", "--alphabet", "ACGT", "--out", str(out), "--quiet",
+                 "--iters", "5", "--restarts", "1"]) == 0
+    vit = pd.read_csv(out / "viterbi.tsv", sep="\t")
+    post = pd.read_csv(out / "posteriors.tsv", sep="\t")
+    assert vit["length"].tolist() == [1] and len(post) == 1
+    assert np.isfinite(vit[["log_likelihood", "viterbi_log_prob"]].to_numpy()).all()
+    assert vit["viterbi_log_prob"][0] <= vit["log_likelihood"][0] + 1e-6  # one path's mass <= total mass
+    np.testing.assert_allclose(post[["p_state0", "p_state1"]].to_numpy().sum(), 1.0, atol=1e-5)

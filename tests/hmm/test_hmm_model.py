@@ -144,3 +144,86 @@ def test_nuts_recovers_dishonest_casino():
         assert lo <= truth <= hi, (label, lo, hi, truth)
     # the pointwise log-likelihood recorded for LOO is the model's, per draw
     assert res.log_likelihood["observations"].shape == (2, 1000)
+
+
+# --- DiscreteHMM.log_prob on bad values ------------------------------------------------------------------
+def brute_log_prob(y):
+    """log p(y) by enumerating the 2**T state paths (-1 = missing, factor 1)."""
+    total = []
+    for z in itertools.product([0, 1], repeat=len(y)):
+        lp = np.log(PI[z[0]])
+        for t, (zt, yt) in enumerate(zip(z, y)):
+            if t:
+                lp += np.log(A[z[t - 1], zt])
+            if yt >= 0:
+                lp += np.log(B[zt, yt])
+        total.append(lp)
+    return np.logaddexp.reduce(total)
+
+
+@pytest.mark.parametrize("validate_args", [False, True])
+def test_out_of_support_symbols_have_log_prob_minus_inf(validate_args):
+    """Before: NaN for symbol 2 (M = 2), and -2 was silently treated as missing."""
+    d = DiscreteHMM(PI, A, B, num_steps=4, validate_args=validate_args)
+    values = jnp.array([[0, 1, 0, 0], [0, 1, 2, 0], [0, 1, -2, 0], [0, -1, 1, 1]])
+    ctx = pytest.warns(UserWarning, match=r"value: 2 at index \(1, 2\) is outside the support") if validate_args \
+        else _no_warning()
+    with ctx:
+        lp = np.asarray(d.log_prob(values))
+    np.testing.assert_allclose(lp[[0, 3]], [brute_log_prob([0, 1, 0, 0]), brute_log_prob([0, -1, 1, 1])], rtol=1e-12)
+    assert lp[1] == -np.inf and lp[2] == -np.inf
+    # non-integral floats are outside the support; integral floats are fine
+    with _no_warning() if not validate_args else pytest.warns(UserWarning, match="0.5"):
+        lp = np.asarray(d.log_prob(jnp.array([[0.5, 1, 0, 0], [0.0, 1, 0, 0]])))
+    assert lp[0] == -np.inf
+    np.testing.assert_allclose(lp[1], brute_log_prob([0, 1, 0, 0]), rtol=1e-12)
+
+
+def _no_warning():
+    import warnings
+    from contextlib import contextmanager
+
+    @contextmanager
+    def ctx():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            yield
+
+    return ctx()
+
+
+def test_out_of_support_under_jit_and_grad_is_minus_inf_without_nan():
+    f = jax.jit(lambda v: DiscreteHMM(PI, A, B, num_steps=3).log_prob(v))
+    assert float(f(jnp.array([0, 5, 1]))) == -np.inf
+    with pytest.warns(UserWarning, match="outside the support"):  # concrete value, validation on (default)
+        g = jax.grad(lambda p: DiscreteHMM(p, A, B, num_steps=3).log_prob(jnp.array([0, 5, 1])))(jnp.asarray(PI))
+    assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_padding_past_lengths_is_not_checked():
+    d = DiscreteHMM(PI, A, B, num_steps=3, lengths=jnp.array([3, 1]))
+    lp = np.asarray(d.log_prob(jnp.array([[0, 1, 1], [1, 7, 9]])))  # 7, 9 lie in the second row's padding
+    np.testing.assert_allclose(lp, [brute_log_prob([0, 1, 1]), brute_log_prob([1])], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "value,exc,match",
+    [
+        ([0, 1, 0], ValueError, r"value: expected event shape \(4,\) \(num_steps\) on the last axis, got shape \(3,\)"),
+        ([[0, 1, 0, 0, 1]], ValueError, r"value: expected event shape \(4,\)"),
+        (0, ValueError, r"value: expected event shape \(4,\)"),
+        (np.array([True, False, True, True]), TypeError, "value: expected integer symbols"),
+        ("0101", TypeError, "value: expected integer symbols"),
+    ],
+)
+def test_bad_value_shapes_and_dtypes_are_named(value, exc, match):
+    """Before: a JAX broadcasting message ('Incompatible types for broadcasting')."""
+    d = DiscreteHMM(PI, A, B, num_steps=4)
+    with pytest.raises(exc, match=match):
+        d.log_prob(value if isinstance(value, str) else jnp.asarray(value))
+
+
+def test_value_batch_that_does_not_broadcast_is_named():
+    d = DiscreteHMM(PI, A, B, num_steps=2, lengths=jnp.array([2, 1, 2]))
+    with pytest.raises(ValueError, match=r"value: batch shape \(2,\) does not broadcast"):
+        d.log_prob(jnp.zeros((2, 2), jnp.int32))
