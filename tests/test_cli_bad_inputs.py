@@ -96,6 +96,10 @@ CASES = [
     ("de-counts-fraction", ["de", "--counts", "{t}/fraction.csv"] + DE[3:] + ["--out", "{t}/o.csv"], "expected integer counts"),
     ("de-counts-text", ["de", "--counts", "{t}/meta.csv"] + DE[3:] + ["--out", "{t}/o.csv"],
      "counts file '{t}/meta.csv': non-numeric entry 'A' in column 'condition'"),
+    ("de-counts-too-large", ["de", "--counts", "{t}/huge.csv"] + DE[3:] + ["--out", "{t}/o.csv"],
+     "expected counts <= 2147483647"),
+    ("de-design-infinite-covariate", DE[:3] + ["--metadata", "{t}/meta_inf.csv", "--design", "~ dose", "--out", "{t}/o.csv"],
+     "design: numeric variable 'dose' has a non-finite value (inf)"),
     ("de-metadata-samples", DE[:3] + ["--metadata", "{t}/meta_renamed.csv"] + DE[5:] + ["--out", "{t}/o.csv"],
      "do not match the index of metadata"),
     # --- quant
@@ -139,6 +143,8 @@ CASES = [
     ("hmm-alphabet-symbol", HMM + ["--out", "{t}/h", "--alphabet", "AC"], "{t}/in.fa:2: symbol 'G'"),
     ("hmm-input-missing", ["hmm", "--input", "{t}/nope.fa", "--states", "2", "--out", "{t}/h"], "{t}/nope.fa: no such file"),
     ("hmm-input-binary", ["hmm", "--input", "{t}/binary.csv", "--states", "2", "--out", "{t}/h"], "{t}/binary.csv"),
+    ("hmm-input-truncated-gz", ["hmm", "--input", "{t}/trunc.fa.gz", "--states", "2", "--out", "{t}/h"],
+     "{t}/trunc.fa.gz: the gzip stream ends early"),
     ("hmm-seed-negative", HMM + ["--out", "{t}/h", "--seed", "-5"], "--seed: expected an integer in [0, 2^32)"),
 ]
 
@@ -172,8 +178,14 @@ def folder(tmp_path, deseq2_ref):
         bad = counts.astype(object)
         bad.iloc[1, 2] = value
         bad.to_csv(t / f"{name}.csv")
-    meta = pd.read_csv(t / "meta.csv", index_col=0).rename(index={"sample7": "sampleX"})
-    meta.to_csv(t / "meta_renamed.csv")
+    meta = pd.read_csv(t / "meta.csv", index_col=0)
+    meta.rename(index={"sample7": "sampleX"}).to_csv(t / "meta_renamed.csv")
+    meta.assign(dose=[float("inf")] + [1.0] * (len(meta) - 1)).to_csv(t / "meta_inf.csv")
+    huge = counts.copy()
+    huge.iloc[0, 0] = 3 * 10**9
+    huge.to_csv(t / "huge.csv")
+    fasta = gzip.compress(b">a\nACGTTGCA\n" * 50)
+    (t / "trunc.fa.gz").write_bytes(fasta[: len(fasta) // 2])
     return t
 
 

@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 _GZIP_MAGIC = b"\x1f\x8b"
+MAX_COUNT = 2**31 - 1  # R's integer maximum: DESeq2 refuses larger counts
 
 RESULT_COLUMNS = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
 
@@ -188,7 +189,7 @@ def read_table(path: str | os.PathLike, *, what: str = "table") -> pd.DataFrame:
 
 
 def validate_counts(values: np.ndarray, *, name: str = "counts") -> np.ndarray:
-    """Check a count matrix: numeric, finite, non-negative integers. Returns float64 values.
+    """Check a count matrix: numeric, finite, non-negative integers up to ``MAX_COUNT``. Returns float64 values.
 
     Raises:
         ValueError / TypeError naming ``name`` and the first offending entry.
@@ -211,6 +212,12 @@ def validate_counts(values: np.ndarray, *, name: str = "counts") -> np.ndarray:
     if (arr < 0).any():
         i, j = map(int, np.argwhere(arr < 0)[0])
         raise ValueError(f"{name}: expected non-negative counts, found {arr[i, j]} at row {i}, column {j}")
+    if (arr > MAX_COUNT).any():
+        i, j = map(int, np.argwhere(arr > MAX_COUNT)[0])
+        raise ValueError(
+            f"{name}: expected counts <= {MAX_COUNT} (R DESeq2 stores counts as 32-bit integers), found "
+            f"{arr[i, j]:.6g} at row {i}, column {j}"
+        )
     frac = arr != np.round(arr)
     if frac.any():
         i, j = map(int, np.argwhere(frac)[0])

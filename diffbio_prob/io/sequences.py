@@ -2,7 +2,8 @@
 
 Plain text lines are either characters (``ACGTTGCA``; whitespace inside is not allowed) or
 whitespace-separated integers (``0 3 2 -1 1``; ``-1`` marks a missing observation). Blank lines and
-lines starting with ``#`` are skipped. Every error names the file and the 1-based line.
+lines starting with ``#`` are skipped. A gzipped file is read as well (detected from its first bytes).
+Every error names the file and the 1-based line.
 
 Example:
     >>> import tempfile, pathlib
@@ -16,7 +17,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -126,10 +129,21 @@ def read_sequences(
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a directory, expected a sequence file")
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":  # gzipped (FASTA .fa.gz), whatever the suffix
+        try:
+            raw = gzip.decompress(raw)
+        except EOFError:
+            raise ValueError(f"{path}: the gzip stream ends early; the file is truncated") from None
+        except (gzip.BadGzipFile, zlib.error, OSError) as exc:
+            raise ValueError(f"{path}: corrupt gzip data ({exc}); the file is damaged or truncated") from None
     try:
-        lines = path.read_text().splitlines()
+        lines = raw.decode("utf-8-sig").splitlines()
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not a text file ({exc.reason})") from None
+        raise ValueError(
+            f"{path}: not a text file ({exc.reason} at byte {exc.start}); expected FASTA or one sequence per line, "
+            "optionally gzipped"
+        ) from None
     records = list(_records(path, lines))
     kinds = {r[3] for r in records}
     if "ints" in kinds and kinds != {"ints"}:

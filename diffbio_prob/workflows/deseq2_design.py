@@ -138,7 +138,11 @@ def build_design(formula: str, metadata: pd.DataFrame) -> Design:
             levels = sorted(col.astype(str).unique())
             col = pd.Categorical(col.astype(str), categories=levels)
         else:
-            data[v] = col.astype(float).to_numpy()
+            values = col.astype(float).to_numpy()
+            if not np.isfinite(values).all():
+                bad = values[~np.isfinite(values)][0]
+                raise ValueError(f"design: numeric variable {v!r} has a non-finite value ({bad}); expected finite numbers")
+            data[v] = values
             continue
         if len(levels) < 2:
             raise ValueError(f"design: factor {v!r} has a single level {levels}; it cannot be estimated")

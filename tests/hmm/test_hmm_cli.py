@@ -206,3 +206,18 @@ def test_cli_out_checked_before_the_fit(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("diffbio-prob hmm: error: --out: ") and match in err[0]
     assert (tmp_path / "file").read_text() == "x\n"
+
+
+def test_read_gzipped_fasta_and_bad_gzip(tmp_path):
+    import gzip
+
+    data = gzip.compress(b">a\nACGT\n>b\nGG\n" * 20)
+    (tmp_path / "x.fa.gz").write_bytes(data)
+    s = read_sequences(tmp_path / "x.fa.gz", "ACGT")
+    assert s.names[:2] == ["a", "b"] and s.sequences[0].tolist() == [0, 1, 2, 3]
+    (tmp_path / "t.fa.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"t\.fa\.gz: the gzip stream ends early; the file is truncated"):
+        read_sequences(tmp_path / "t.fa.gz")
+    (tmp_path / "b.fa").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ValueError, match=r"b\.fa: not a text file"):
+        read_sequences(tmp_path / "b.fa")
