@@ -62,11 +62,23 @@ def _check_common(args) -> None:
         raise UsageError(f"--seed: expected an integer in [0, 2^32), got {args.seed}")
 
 
-def _output(flag: str, path, kind: str = "file"):
-    """An output path checked before any work (see :func:`diffbio_prob.io.atomic.check_output_path`)."""
+def _output(flag: str, path, kind: str = "file", inputs: dict | None = None):
+    """An output path checked before any work (see :func:`diffbio_prob.io.atomic.check_output_path`),
+    and not one of the ``inputs`` (``{flag: path}``): writing there would replace the user's data."""
     from diffbio_prob.io.atomic import check_output_path
 
-    return check_output_path(path, flag, kind)
+    out = check_output_path(path, flag, kind)
+    for in_flag, in_path in (inputs or {}).items():
+        if in_path is None:
+            continue
+        try:
+            same = os.path.samefile(out, in_path) if os.path.exists(out) and os.path.exists(in_path) else (
+                os.path.abspath(out) == os.path.abspath(in_path))
+        except OSError:
+            same = False
+        if same:
+            raise UsageError(f"{flag}: {str(path)!r} is the input file of {in_flag}; writing it would replace the input")
+    return out
 
 
 def _version() -> str:
@@ -229,11 +241,12 @@ def _run_de(args) -> int:
             "--min-replicates-for-replace: expected a number >= 3 (DESeq2 needs at least 3 replicates to call a "
             f"count an outlier) or inf to never replace, got {args.min_replicates_for_replace}"
         )
-    out = _output("--out", args.out)
+    inputs = {"--counts": args.counts, "--metadata": args.metadata}
+    out = _output("--out", args.out, inputs=inputs)
     if args.plots is not None:
         plots = _output("--plots", args.plots, "dir")
         for name in ("ma.png", "volcano.png"):
-            _output("--plots", plots / name)
+            _output("--plots", plots / name, inputs=inputs)
         if os.path.abspath(plots) == os.path.abspath(out):
             raise UsageError("--plots: names the same path as --out")
     if args.contrast is not None and args.contrast_vector is not None:
@@ -334,10 +347,9 @@ def _run_hmm(args) -> int:
     if args.alphabet is not None and not args.alphabet:
         raise UsageError("--alphabet: expected the symbols in order, e.g. ACGT, got an empty string")
     out = _output("--out", args.out, "dir")
-    for name in ("posteriors", "viterbi", "posterior_summary"):
-        _output("--out", out / f"{name}.{args.format}")
-    for name in ("parameters.json", "posterior.nc"):
-        _output("--out", out / name)
+    for name in (f"posteriors.{args.format}", f"viterbi.{args.format}", f"posterior_summary.{args.format}",
+                 "parameters.json", "posterior.nc"):
+        _output("--out", out / name, inputs={"--input": args.input})
     run_hmm(
         args.input, args.states, args.out, alphabet=args.alphabet, missing=args.missing, fit=args.fit,
         fmt=args.format, seed=args.seed, num_iters=args.iters, restarts=args.restarts,
@@ -417,11 +429,13 @@ def _run_quant(args) -> int:
             raise UsageError("--prior: only used with --algorithm vbem (EM has no prior)")
     elif args.per_nucleotide_prior and args.algorithm == "em":
         raise UsageError("--per-nucleotide-prior: only used with --algorithm vbem (EM has no prior)")
-    out = _output("--out", args.out)
+    inputs = {"--eq-classes": args.eq_classes, "--ec-counts": args.ec_counts, "--transcripts": args.transcripts,
+              "--lengths": args.lengths, "--fld": args.fld}
+    out = _output("--out", args.out, inputs=inputs)
     if args.posterior_out is not None and args.posterior is None:
         raise UsageError("--posterior-out: only used with --posterior")
     if args.posterior is not None:
-        post = _output("--posterior-out", args.posterior_out or out.with_suffix(".posterior.tsv"))
+        post = _output("--posterior-out", args.posterior_out or out.with_suffix(".posterior.tsv"), inputs=inputs)
         if os.path.abspath(post) == os.path.abspath(out):
             raise UsageError("--posterior-out: names the same file as --out")
     run_quant(

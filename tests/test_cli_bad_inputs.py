@@ -33,6 +33,8 @@ CASES = [
     ("de-out-empty", DE + ["--out", ""], "--out: expected a file path"),
     ("de-out-trailing-slash", DE + ["--out", "{t}/new/"], "--out: '{t}/new/' ends with a path separator"),
     ("de-out-device", DE + ["--out", "/dev/null"], "--out: '/dev/null' exists and is not a regular file"),
+    ("de-out-is-the-counts", DE + ["--out", "{t}/counts.csv"], "--out: '{t}/counts.csv' is the input file of --counts"),
+    ("de-out-is-the-metadata", DE + ["--out", "{t}/./meta.csv"], "is the input file of --metadata"),
     ("de-plots-is-file", DE + ["--out", "{t}/o.csv", "--plots", "{t}/afile"], "--plots: '{t}/afile' exists and is not a folder"),
     ("de-plots-ma-is-folder", DE + ["--out", "{t}/o.csv", "--plots", "{t}/figs"], "--plots: '{t}/figs/ma.png' is an existing folder"),
     ("de-plots-same-as-out", DE + ["--out", "{t}/o", "--plots", "{t}/o"], "--plots: names the same path as --out"),
@@ -105,6 +107,11 @@ CASES = [
     # --- quant
     ("quant-out-is-folder", QUANT + ["--out", "{t}/adir"], "--out: '{t}/adir' is an existing folder"),
     ("quant-out-under-file", QUANT + ["--out", "{t}/afile/q.sf"], "'{t}/afile' is a file, not a folder"),
+    ("quant-out-is-the-lengths", ["quant", "--eq-classes", EQ, "--lengths", "{t}/previous.csv", "--out", "{t}/previous.csv"],
+     "--out: '{t}/previous.csv' is the input file of --lengths"),
+    ("quant-posterior-out-is-input", ["quant", "--eq-classes", EQ, "--lengths", "{t}/previous.csv", "--out", "{t}/q.sf",
+                                      "--posterior", "bootstrap", "--posterior-out", "{t}/previous.csv"],
+     "--posterior-out: '{t}/previous.csv' is the input file of --lengths"),
     ("quant-posterior-out-folder", QUANT + ["--out", "{t}/q.sf", "--posterior", "bootstrap", "--posterior-out", "{t}/adir"],
      "--posterior-out: '{t}/adir' is an existing folder"),
     ("quant-posterior-default-folder", QUANT + ["--out", "{t}/q.sf", "--posterior", "bootstrap"],
@@ -132,6 +139,8 @@ CASES = [
     # --- hmm
     ("hmm-out-is-file", HMM + ["--out", "{t}/afile"], "--out: '{t}/afile' exists and is not a folder"),
     ("hmm-out-under-file", HMM + ["--out", "{t}/afile/sub"], "'{t}/afile' is a file, not a folder"),
+    ("hmm-out-holds-the-input", ["hmm", "--input", "{t}/hmm_in/viterbi.tsv", "--states", "2", "--out", "{t}/hmm_in"],
+     "--out: '{t}/hmm_in/viterbi.tsv' is the input file of --input"),
     ("hmm-out-table-is-folder", HMM + ["--out", "{t}/hmm_out"], "--out: '{t}/hmm_out/posteriors.tsv' is an existing folder"),
     ("hmm-states-0", HMM[:-1] + ["0", "--out", "{t}/h"], "--states: expected a positive integer, got 0"),
     ("hmm-states-text", HMM[:-1] + ["two", "--out", "{t}/h"], "argument --states: invalid int value: 'two'"),
@@ -164,6 +173,8 @@ def folder(tmp_path, deseq2_ref):
     (t / "q.posterior.tsv").mkdir()
     (t / "previous.csv").write_text("previous\n")
     (t / "in.fa").write_text(">a\nACGTTGCA\n")
+    (t / "hmm_in").mkdir()
+    (t / "hmm_in" / "viterbi.tsv").write_text("ACGT\n")
     data = gzip.compress((t / "counts.csv").read_bytes())
     (t / "trunc.csv.gz").write_bytes(data[: len(data) // 2])
     (t / "corrupt.csv.gz").write_bytes(data[:10] + b"\x00" * 64 + data[74:])
