@@ -50,10 +50,17 @@ def _finite(flag: str, value: float, *, low: float | None = None, high: float | 
 _FLOAT32_MAX = 3.4028234663852886e38
 
 
-def _count(flag: str, value: int, minimum: int = 1) -> int:
+_INT32_MAX = 2**31 - 1  # JAX loop counters and shapes are 32-bit
+_MAX_STATES = 10_000
+_MAX_ITER = 10_000  # quantify's max_iter
+
+
+def _count(flag: str, value: int, minimum: int = 1, maximum: int = _INT32_MAX, why: str = "") -> int:
     if value < minimum:
         kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise UsageError(f"{flag}: expected {kind}, got {value}")
+    if value > maximum:
+        raise UsageError(f"{flag}: expected at most {maximum}{why}, got {value}")
     return value
 
 
@@ -339,7 +346,7 @@ def _run_hmm(args) -> int:
     from diffbio_prob.workflows.hmm import run_hmm
 
     _check_common(args)
-    _count("--states", args.states)
+    _count("--states", args.states, maximum=_MAX_STATES, why=" (the K x K transition matrix)")
     for flag, value in (("--iters", args.iters), ("--restarts", args.restarts), ("--num-samples", args.num_samples),
                         ("--chains", args.chains)):
         _count(flag, value)
@@ -415,7 +422,7 @@ def _run_quant(args) -> int:
     from diffbio_prob.workflows.quant import run_quant
 
     _check_common(args)
-    _count("--min-iter", args.min_iter, 0)
+    _count("--min-iter", args.min_iter, 0, maximum=_MAX_ITER, why=" (the iteration limit)")
     if args.num_samples is not None:
         _count("--num-samples", args.num_samples)
         if args.posterior is None:
