@@ -1,8 +1,12 @@
 """The ``diffbio-prob`` command (also ``python -m diffbio_prob``).
 
 Subcommands: ``demo`` (all models on embedded data), ``hmm`` (fit and decode an HMM), ``de``
-(DESeq2-style differential expression), ``quant`` (salmon-style quantification). Bad input gives one
-line on stderr and exit code 2; every output file is written atomically.
+(DESeq2-style differential expression), ``quant`` (salmon-style quantification).
+
+Exit codes: 0 done; 2 bad input (arguments, output paths, input files: one line on stderr naming the
+argument or file, raised before any fitting starts); 1 a failure that is not the input's fault (disk
+full, a computation that overflowed: one line too); 130 Ctrl-C. Every output file is written
+atomically, and after a Ctrl-C none is replaced.
 """
 
 from __future__ import annotations
@@ -622,7 +626,8 @@ def main(argv: list[str] | None = None) -> int:
             if not atomic.interrupted():
                 print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
                 return 2
-        except OSError as exc:  # a failed read or write that is not the input's fault (disk full, I/O error)
+        except (OSError, ArithmeticError, MemoryError) as exc:
+            # not the input's fault (disk full, an I/O error, a fit that overflowed, no memory): one line, exit 1
             if not atomic.interrupted():
                 print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
                 return 1

@@ -274,6 +274,8 @@ def test_help_is_not_an_error(capsys):
         (NotADirectoryError("out: not a directory"), 2),
         (FileExistsError("out: exists"), 2),
         (OSError(28, "No space left on device", "/full/x.csv"), 1),
+        (FloatingPointError("quantify: EM produced non-finite counts"), 1),
+        (MemoryError("Unable to allocate 80 GiB"), 1),
     ],
 )
 def test_main_maps_errors_to_one_line(monkeypatch, capsys, exc, code):
