@@ -11,6 +11,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from diffbio_prob.inference.progress import Progress, step_counter
 from diffbio_prob.inference.results import FitResult
 
 __all__ = ["fit_gradient", "negative_log_likelihood"]
@@ -35,10 +36,10 @@ def fit_gradient(
     """Maximum likelihood (or any loss) for an NNX operator with an optax optimiser.
 
     Trains ``operator`` in place: only variables matching ``wrt`` (``nnx.Param`` by default) receive
-    gradients and updates, so parameters an operator stores as ``FrozenParam`` stay fixed. The step is
-    compiled once: without a progress bar the whole loop is one program (``lax.scan``); with one, one
-    ``nnx.jit`` step per call. A non-finite loss ends the fit with a ``FloatingPointError`` rather than
-    returning NaN parameters.
+    gradients and updates, so parameters an operator stores as ``FrozenParam`` stay fixed. The whole loop
+    is one compiled program (``lax.scan``), the progress bar driven from inside it, so a fit with and
+    without a bar is the same program. A non-finite loss ends the fit with a ``FloatingPointError`` (the
+    operator left as it was) rather than returning NaN parameters.
 
     Args:
         operator: the NNX operator to train.
@@ -46,7 +47,7 @@ def fit_gradient(
         loss_fn: ``loss_fn(operator, data) -> scalar``; defaults to ``negative_log_likelihood``.
         optimizer: an optax transformation (default ``optax.adam(1e-2)``).
         num_steps: number of optimiser steps.
-        progress: show a progress bar.
+        progress: show a progress bar (the same program either way).
         wrt: the NNX filter of the variables to train.
 
     Returns:
@@ -70,10 +71,7 @@ def fit_gradient(
     opt = nnx.Optimizer(operator, tx, wrt=wrt)
     grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt))
     start = time.perf_counter()
-    if progress:
-        losses = _steps_with_bar(operator, opt, grad_fn, data, num_steps)
-    else:
-        losses = _steps_compiled(operator, opt, grad_fn, data, num_steps)
+    losses = _steps(operator, opt, grad_fn, data, int(num_steps), progress)
     elapsed = time.perf_counter() - start
     params = operator.to_model_params() if hasattr(operator, "to_model_params") else {}
     return FitResult(
@@ -85,56 +83,32 @@ def fit_gradient(
     )
 
 
-def _steps_with_bar(operator, opt, grad_fn, data, num_steps: int) -> np.ndarray:
-    """One compiled step per call, the loss read back each step for the bar; stops at a non-finite loss."""
-
-    @nnx.jit
-    def step(model, optimiser, batch):
-        loss, grads = grad_fn(model, batch)
-        optimiser.update(model, grads)
-        return loss
-
-    step = nnx.cached_partial(step, operator, opt)
-    losses = np.empty(num_steps)
-    bar = _progress(num_steps, "gradient")
-    for i in range(num_steps):
-        losses[i] = float(step(data))
-        if not np.isfinite(losses[i]):
-            bar.close()
-            raise FloatingPointError(f"fit_gradient: loss became {losses[i]} at step {i}; lower the learning rate")
-        bar.update(1)
-        if i % 50 == 0:
-            bar.set_postfix(loss=f"{losses[i]:.4g}")
-    bar.close()
-    return losses
-
-
-def _steps_compiled(operator, opt, grad_fn, data, num_steps: int) -> np.ndarray:
-    """All steps as one compiled ``lax.scan`` (NNX's functional split/merge); the operator is updated
-    only when every loss is finite, so a failed fit leaves it as it was."""
+def _steps(operator, opt, grad_fn, data, num_steps: int, progress: bool) -> np.ndarray:
+    """All steps as one compiled ``lax.scan`` (NNX's functional split/merge), the progress bar driven from
+    inside it; the operator is updated only when every loss is finite, so a failed fit leaves it as it was."""
     graphdef, state = nnx.split((operator, opt))
+    bar = Progress(progress, num_steps, lambda _, step: "gradient")
 
     @jax.jit
     def run(state, batch):
-        def body(state, _):
+        def body(carry, _):
+            state, count = carry
             model, optimiser = nnx.merge(graphdef, state)
             loss, grads = grad_fn(model, batch)
             optimiser.update(model, grads)
-            return nnx.state((model, optimiser)), loss
+            count = count + 1
+            bar.tick(0, count, loss=loss)
+            return (nnx.state((model, optimiser)), count), loss
 
-        return jax.lax.scan(body, state, None, length=num_steps)
+        (state, _), losses = jax.lax.scan(body, (state, step_counter()), None, length=num_steps)
+        return state, losses
 
-    state, losses = run(state, data)
-    losses = np.asarray(losses, dtype=float)
+    with bar:
+        state, losses = run(state, data)
+        losses = np.asarray(losses, dtype=float)
     bad = np.flatnonzero(~np.isfinite(losses))
     if bad.size:
         i = int(bad[0])
         raise FloatingPointError(f"fit_gradient: loss became {losses[i]} at step {i}; lower the learning rate")
     nnx.update((operator, opt), state)
     return losses
-
-
-def _progress(total: int, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, mininterval=0.5, leave=False)

@@ -1,38 +1,75 @@
 """Fit a NumPyro model by SVI or NUTS and return a `FitResult`.
 
+Both are composed from NumPyro's public API and run as compiled programs:
+
+- ``fit_nuts``: each chain is one function of its key and the data, built from the kernel protocol
+  (``kernel.init``, ``kernel.sample`` in ``numpyro.util.fori_collect``, ``kernel.postprocess_fn``) and the
+  pointwise log-likelihood of its draws; a chain map (:mod:`diffbio_prob.inference.chains`) runs it for
+  every chain: sequentially, vectorised or sharded over devices. The draws are those of
+  ``numpyro.infer.MCMC`` with the same kernel and key (to floating-point rounding).
+- ``fit_svi``: the guide's set-up, ``SVI.init``, the steps (``lax.scan`` of ``SVI.update``), the draws and
+  the pointwise log-likelihood, all one program. A user's AutoGuide is deep-copied inside the program, so
+  the caller's guide keeps no tracer.
+
+Progress bars are driven from inside those programs (:mod:`diffbio_prob.inference.progress`), so a fit
+with and without a bar is the same program. Inside a compiled program ``kernel.init`` (NumPyro's search
+for a valid start) is traced too, so nothing runs op by op.
+
+The data are inputs of the program (a large data set is not baked into it). A model that needs concrete
+values of its data (it converts them to Python numbers or NumPy arrays) cannot be traced that way; for it,
+and only for it, the same program is compiled again with the data as constants (``extra["concrete_data"]``
+is then True).
+
 Both record the pointwise log-likelihood of every observed site (``numpyro.infer.log_likelihood``, which
 includes ``numpyro.factor`` sites), so the ArviZ conversion supports LOO.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
-import threading
 import time
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import numpyro.infer.util as numpyro_infer_util
 from numpyro import handlers
-from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_median, init_to_value
+from numpyro.infer import NUTS, SVI, Predictive, Trace_ELBO, init_to_median, init_to_value
 from numpyro.infer import log_likelihood as numpyro_log_likelihood
 from numpyro.infer.autoguide import AutoDelta, AutoGuide, AutoNormal
 from numpyro.optim import optax_to_numpyro
+from numpyro.util import fori_collect
 
+from diffbio_prob.inference.chains import chain_map, chain_map_names
+from diffbio_prob.inference.progress import Progress, step_counter
 from diffbio_prob.inference.results import FitResult
 
-__all__ = ["fit_svi", "fit_nuts", "model_sites"]
+__all__ = ["fit_svi", "fit_nuts", "model_sites", "as_prng_key"]
+
+_TRACE_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+                 jax.errors.TracerIntegerConversionError, jax.errors.TracerBoolConversionError)
 
 
-def _key(rng_key) -> jax.Array:
-    if isinstance(rng_key, (int, np.integer)):
+def as_prng_key(rng_key, name: str = "rng_key") -> jax.Array:
+    """An int seed or a single JAX PRNG key, as a key; anything else is a ``TypeError`` naming ``name``.
+
+    Accepted: a Python or NumPy integer (not a bool), a typed key (``jax.random.key``) of shape ``()`` or a
+    raw ``uint32`` key (``jax.random.PRNGKey``) of shape ``(2,)``.
+    """
+    if isinstance(rng_key, (int, np.integer)) and not isinstance(rng_key, (bool, np.bool_)):
         return jax.random.PRNGKey(int(rng_key))
-    return rng_key
+    if isinstance(rng_key, (jax.Array, np.ndarray)):
+        dtype, shape = rng_key.dtype, tuple(rng_key.shape)
+        if jnp.issubdtype(dtype, jax.dtypes.prng_key) and shape == ():
+            return rng_key
+        if dtype == np.uint32 and shape == (2,):
+            return jnp.asarray(rng_key)
+        raise TypeError(f"{name}: expected an int seed or a single JAX PRNG key, got an array of dtype "
+                        f"{dtype} and shape {shape}")
+    raise TypeError(f"{name}: expected an int seed or a single JAX PRNG key, got {type(rng_key).__name__} "
+                    f"{rng_key!r}")
 
 
 def model_sites(model: Callable, *args, **kwargs) -> dict[str, list[str]]:
@@ -62,138 +99,50 @@ def model_sites(model: Callable, *args, **kwargs) -> dict[str, list[str]]:
     return out
 
 
-_INIT_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _compiled_initialisation(*, traced_guide: bool = False) -> Iterator[None]:
-    """Make NumPyro find a single chain's initial point with one compiled program.
-
-    For one chain (SVI's guide set-up, sequential NUTS) ``numpyro.infer.util.find_valid_initial_params``
-    evaluates the potential and its gradient op by op, "to avoid compiling"; on a CPU every new op
-    shape then costs a ~40 ms XLA compilation, ~10 s for the HMM, against ~1 s for compiling the whole
-    search. Handing it a batch of one key takes its compiled ``lax.map`` path; the result is unbatched
-    again. Scoped to our own fit calls and serialised, as NumPyro's handlers are not thread-safe anyway.
-
-    With ``traced_guide`` (an AutoGuide set up while a program is traced, where NumPyro cannot check
-    validity anyway and the guide keeps only the point), the search skips the gradient: ~1 s less
-    compilation per SVI fit.
-    """
-    original = numpyro_infer_util.find_valid_initial_params
-
-    def batched(rng_key, *args, **kwargs):
-        if isinstance(rng_key, jax.core.Tracer) and traced_guide:
-            return original(rng_key, *args, **{**kwargs, "validate_grad": False})
-        if isinstance(rng_key, jax.core.Tracer) or jnp.ndim(rng_key) != 1:
-            return original(rng_key, *args, **kwargs)
-        (params, pe, grad), valid = original(rng_key[None], *args, **kwargs)
-        first = functools.partial(jax.tree_util.tree_map, lambda x: x[0])
-        return (first(params), pe[0], first(grad)), valid[0]
-
-    with _INIT_LOCK:
-        numpyro_infer_util.find_valid_initial_params = batched
-        try:
-            yield
-        finally:
-            numpyro_infer_util.find_valid_initial_params = original
-
-
 def _init_strategy(init_params: Mapping[str, Any] | None):
     if init_params:
         return init_to_value(values={k: np.asarray(v) for k, v in init_params.items()})
     return init_to_median
 
 
-_TRACE_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
-                 jax.errors.TracerIntegerConversionError, jax.errors.TracerBoolConversionError)
+def _program_inputs(args: tuple, kwargs: dict, *, traced: bool):
+    """The model's arguments split into the program's array inputs and a function rebuilding them.
 
-
-def _jitted(fn: Callable, *args, **kwargs) -> Callable:
-    """``lambda *lead: fn(*lead, *args, **kwargs)`` compiled with ``jax.jit``, once for all its calls.
-
-    Array leaves of ``args``/``kwargs`` are inputs of the program (a large data set is not baked into it
-    as a constant), everything else is static; ``lead`` are array arguments that change between calls.
+    With ``traced``, array leaves (NumPy or JAX) of ``args``/``kwargs`` are inputs of the program and
+    everything else is static; without, there are no inputs and everything is a constant of the program
+    (for a model that needs concrete data values).
     """
     leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
-    traced = [isinstance(leaf, (np.ndarray, jax.Array)) for leaf in leaves]
+    is_input = [traced and isinstance(leaf, (np.ndarray, jax.Array)) for leaf in leaves]
+    arrays = [leaf for leaf, inp in zip(leaves, is_input) if inp]
 
-    def call(arrays, *lead):
-        it = iter(arrays)
-        full = [next(it) if t else leaf for leaf, t in zip(leaves, traced)]
-        a, k = jax.tree_util.tree_unflatten(treedef, full)
-        return fn(*lead, *a, **k)
+    def rebuild(inputs) -> tuple[tuple, dict]:
+        it = iter(inputs)
+        return jax.tree_util.tree_unflatten(treedef, [next(it) if inp else leaf for leaf, inp in zip(leaves, is_input)])
 
-    jitted = jax.jit(call)
-    arrays = [leaf for leaf, t in zip(leaves, traced) if t]
-    return lambda *lead: jitted(arrays, *lead)
+    return arrays, rebuild
 
 
-def _jit_call(fn: Callable, *args, **kwargs):
-    """``fn(*args, **kwargs)`` as one ``jax.jit`` program (see :func:`_jitted`)."""
-    return _jitted(fn, *args, **kwargs)()
-
-
-def _compiled_call(fn: Callable, *args, **kwargs):
-    """``fn(*args, **kwargs)`` as one compiled program instead of hundreds of eager ones.
-
-    NumPyro's ``Predictive`` and ``log_likelihood`` run the model op by op, and on a CPU each new op
-    shape costs a ~40 ms compilation; one ``jax.jit`` of the whole call is several times cheaper.
-    A model that needs concrete data values is run eagerly instead.
-    """
+def _run_program(run: Callable, args: tuple, kwargs: dict):
+    """``run(inputs, rebuild)`` with the data as program inputs; for a model that needs concrete data
+    values, again with the data as constants of the program. Returns ``(output, concrete_data)``."""
     try:
-        return _jit_call(fn, *args, **kwargs)
+        return run(*_program_inputs(args, kwargs, traced=True)), False
     except _TRACE_ERRORS:
-        return fn(*args, **kwargs)
+        return run(*_program_inputs(args, kwargs, traced=False)), True
 
 
-def _tracing_copy(guide: AutoGuide) -> AutoGuide:
-    """A copy of ``guide`` to set up inside a traced program.
-
-    An AutoGuide sets itself up (its prototype trace, initial locations, transforms) on first use and
-    keeps what it found as attributes; set up under ``jax.jit`` those are tracers of a finished trace.
-    The copy takes them; the caller's guide is left as it was (it sets itself up when first used).
-    """
-    clone = copy.copy(guide)
-    for name, value in vars(guide).items():
-        if isinstance(value, dict):  # filled in place during set-up
-            setattr(clone, name, dict(value))
-    return clone
-
-
-def _svi_program(svi: SVI, num_steps: int, num_samples: int, sites: Mapping[str, list[str]], fit: bool):
-    """One SVI fit, and what is read from it, as a single function of the keys and the data.
-
-    With ``fit``: the guide's set-up, ``svi.init`` and ``num_steps`` updates, then the draws; without,
-    only the draws from a fitted state. Draws are the guide's latent sites, the model's deterministic
-    sites given them and the pointwise log-likelihood; with the guide's median. Compiled as one program,
-    NumPyro's set-up (which otherwise runs the model op by op, ~40 ms of XLA compilation per new op
-    shape on a CPU: 5-15 s per model) is only traced.
-    """
-    model, guide = svi.model, svi.guide
-
-    def program(start, key_draw, key_det, *args, **kwargs):
-        if fit:
-            state = svi.init(start, *args, **kwargs)
-            state, losses = jax.lax.scan(lambda s, _: svi.update(s, *args, **kwargs), state, None, length=num_steps)
-        else:
-            state, losses = start, None
-        params = svi.get_params(state)
-        draws = Predictive(guide, params=params, num_samples=num_samples)(key_draw, *args, **kwargs)
-        draws = {k: v for k, v in draws.items() if k in sites["latent"]}
-        if sites["deterministic"]:
-            det = Predictive(model, posterior_samples=draws, return_sites=sites["deterministic"])(key_det, *args, **kwargs)
-            draws = {**draws, **det}
-        ll = numpyro_log_likelihood(model, draws, *args, **kwargs)
-        return params, losses, draws, ll, guide.median(params)
-
-    return program
-
-
-def _pointwise_log_likelihood(model, flat_samples, chains, draws, args, kwargs) -> dict[str, np.ndarray]:
-    ll = _compiled_call(
-        lambda samples, *a, **k: numpyro_log_likelihood(model, samples, *a, **k), flat_samples, *args, **kwargs
-    )
-    return {k: np.asarray(v).reshape((chains, draws) + v.shape[1:]) for k, v in ll.items()}
+# ------------------------------------------------------------------------------------------------ SVI
+def _guide_copy(guide: AutoGuide) -> AutoGuide:
+    """A deep copy of ``guide`` to set up (or use) inside the traced fit: the caller's guide keeps no
+    tracer of the program, and is left as it was (not set up, if it was not)."""
+    try:
+        return copy.deepcopy(guide)
+    except jax.errors.UnexpectedTracerError:
+        # NumPyro set the guide up inside one of its own transformations (e.g. a first call through
+        # Predictive) and it keeps that transformation's tracers; NumPyro's SVI cannot fit it either.
+        raise ValueError("guide: this AutoGuide holds tracers of an earlier JAX transformation (it was first "
+                         "set up inside one, e.g. by Predictive); pass a new guide") from None
 
 
 def fit_svi(
@@ -214,19 +163,22 @@ def fit_svi(
         model: a NumPyro model function.
         *model_args, **model_kwargs: passed to the model.
         guide: ``"normal"`` (``AutoNormal``, mean-field), ``"delta"`` (``AutoDelta``, MAP) or an AutoGuide
-            built on ``model``.
+            built on ``model`` (left as it was: the fit sets up a copy).
         optimizer: an optax transformation (default ``optax.adam(1e-2)``).
         num_steps: SVI steps.
         num_samples: draws taken from the fitted guide (one chain).
-        rng_key: an int seed or a JAX key.
+        rng_key: an int seed or a single JAX PRNG key.
         init_params: ``{site: constrained value}`` to start the guide from (e.g. a gradient fit).
-        progress: show numpyro's progress bar (NumPyro's own loop, its guide set up op by op). Without
-            it, set-up, steps and draws are one compiled program: the same fit, compiled in less time.
+        progress: show a progress bar (driven from inside the compiled fit: the same program either way).
 
     Returns:
         ``FitResult(method="svi")`` with draws of shape ``(1, num_samples, ...)`` for latent and
-        deterministic sites, the pointwise log-likelihood, ``loss_history`` (negative ELBO) and ``params`` (the
-        guide's median).
+        deterministic sites, the pointwise log-likelihood, ``loss_history`` (negative ELBO) and ``params``
+        (the guide's median). ``extra``: ``"guide"`` (the guide object passed or built),
+        ``"svi_params"`` (the fitted guide parameters), ``"concrete_data"``.
+
+    Raises:
+        FloatingPointError: the ELBO is non-finite at the end of the fit.
 
     Example:
         >>> result = fit_svi(hmm_model, rolls, num_states=2, num_emissions=6, num_steps=500)  # doctest: +SKIP
@@ -244,95 +196,93 @@ def fit_svi(
         raise ValueError(f"num_steps: expected a positive integer, got {num_steps!r}")
     if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
         raise ValueError(f"num_samples: expected a positive integer, got {num_samples!r}")
-
-    key_fit, key_draw, key_det = jax.random.split(_key(rng_key), 3)
+    key_fit, key_draw, key_det = jax.random.split(as_prng_key(rng_key), 3)
     optim = optax_to_numpyro(optimizer if optimizer is not None else optax.adam(1e-2))
     sites = model_sites(model, *model_args, **model_kwargs)
+    num_steps, num_samples = int(num_steps), int(num_samples)
+    bar = Progress(progress, num_steps, lambda _, step: "SVI")
+
+    def fit(inputs, rebuild, guide):
+        args, kwargs = rebuild(inputs)
+        svi = SVI(model, guide, optim, Trace_ELBO())
+        state = svi.init(key_fit, *args, **kwargs)
+
+        def step(carry, _):
+            state, count = carry
+            state, loss = svi.update(state, *args, **kwargs)
+            count = count + 1
+            bar.tick(0, count, loss=loss)
+            return (state, count), loss
+
+        (state, _), losses = jax.lax.scan(step, (state, step_counter()), None, length=num_steps)
+        params = svi.get_params(state)
+        draws = Predictive(svi.guide, params=params, num_samples=num_samples)(key_draw, *args, **kwargs)
+        draws = {k: v for k, v in draws.items() if k in sites["latent"]}
+        if sites["deterministic"]:
+            det = Predictive(model, posterior_samples=draws, return_sites=sites["deterministic"])(key_det, *args, **kwargs)
+            draws = {**draws, **det}
+        ll = numpyro_log_likelihood(model, draws, *args, **kwargs)
+        return params, losses, draws, ll, svi.guide.median(params)
+
     start = time.perf_counter()
-    compiled = not progress  # set-up, steps and draws as one compiled program
-    if compiled:
-        try:
-            svi = SVI(model, _tracing_copy(guide_obj), optim, Trace_ELBO())
-            with _compiled_initialisation(traced_guide=True):
-                svi_params, losses, latent, ll, median = _jit_call(
-                    _svi_program(svi, num_steps, num_samples, sites, fit=True),
-                    key_fit, key_draw, key_det, *model_args, **model_kwargs)
-        except _TRACE_ERRORS:  # a model that needs concrete data values: NumPyro's loop below
-            compiled = False
-    if not compiled:  # NumPyro's loop (its progress bar) sets the guide up eagerly; then the draws
-        svi = SVI(model, guide_obj, optim, Trace_ELBO())
-        with _compiled_initialisation():
-            run = svi.run(key_fit, num_steps, *model_args, progress_bar=progress, **model_kwargs)
-        svi_params, _, latent, ll, median = _compiled_call(
-            _svi_program(svi, num_steps, num_samples, sites, fit=False),
-            run.state, key_draw, key_det, *model_args, **model_kwargs)
-        losses = run.losses
-    losses = np.asarray(losses)
+    with bar:
+        (svi_params, losses, draws, ll, median), concrete = _run_program(
+            # the guide is set up inside the program: a fresh copy for each trace, made outside it
+            lambda inputs, rebuild: jax.jit(functools.partial(fit, rebuild=rebuild, guide=_guide_copy(guide_obj)))(inputs),
+            model_args, model_kwargs)
+        losses = np.asarray(losses)
     if not np.all(np.isfinite(losses[-10:])):
         raise FloatingPointError("fit_svi: the ELBO became non-finite; lower the learning rate or check the data")
-    ll = {k: np.asarray(v).reshape((1, num_samples) + v.shape[1:]) for k, v in ll.items()}
     elapsed = time.perf_counter() - start
-    samples = {k: np.asarray(v)[None] for k, v in latent.items()}
-    params = {k: np.asarray(v) for k, v in median.items()}
     return FitResult(
         method="svi",
-        samples=samples,
-        log_likelihood=ll,
-        params=params,
+        samples={k: np.asarray(v)[None] for k, v in draws.items()},
+        log_likelihood={k: np.asarray(v)[None] for k, v in ll.items()},
+        params={k: np.asarray(v) for k, v in median.items()},
         loss_history=losses,
         elapsed_s=elapsed,
-        extra={"guide": guide_obj, "svi_params": svi_params},
+        extra={"guide": guide_obj, "svi_params": svi_params, "concrete_data": concrete},
     )
 
 
+# ----------------------------------------------------------------------------------------------- NUTS
 _NUTS_STATS = ("diverging", "energy", "num_steps", "accept_prob")
 
 
-def _nuts_program(make_kernel: Callable[[], NUTS], num_warmup: int, num_samples: int,
-                  sites: Mapping[str, list[str]]):
-    """One chain of a NUTS run, and the pointwise log-likelihood of its draws, as one function.
+def _nuts_chain(make_kernel: Callable[[], NUTS], num_warmup: int, num_samples: int, latent: list[str],
+                rebuild: Callable, bar: Progress) -> Callable:
+    """One NUTS chain and the pointwise log-likelihood of its draws: ``chain(key, index, inputs)``.
 
-    The same steps as ``numpyro.infer.MCMC.run`` with sequential chains (one key per chain from
-    ``random.split``; per chain ``kernel.init``, then ``num_warmup + num_samples`` calls of
-    ``kernel.sample``, the last ``num_samples`` kept and mapped to constrained values), so the draws are
-    NumPyro's, bit for bit. Compiled as one program, the kernel's set-up (the model run op by op, ~40 ms
-    of XLA compilation per new op shape on a CPU) is only traced; every chain is a call of the same
-    compiled program (a ``lax.map`` over the chains compiles ~40% slower for the HMM). Also returns the
-    chain's starting potential energy (NumPyro checks it eagerly; here the caller does).
+    NumPyro's ``MCMC.run`` for one chain, from the kernel protocol: ``kernel.init``, then
+    ``num_warmup + num_samples`` calls of ``kernel.sample`` in ``numpyro.util.fori_collect`` (one loop,
+    so the sampler is compiled once for both phases), the last ``num_samples`` states kept and mapped to
+    constrained values by ``kernel.postprocess_fn``. Also returns the chain's starting potential energy:
+    NumPyro checks it when ``kernel.init`` runs eagerly; in a traced program the caller does.
     """
-    model = make_kernel().model
 
-    def chain(key, args, kwargs):
+    def chain(key, index, inputs):
+        args, kwargs = rebuild(inputs)
         kernel = make_kernel()
         state = kernel.init(key, num_warmup, None, model_args=args, model_kwargs=kwargs)
-        start_pe = state.potential_energy
         to_constrained = kernel.postprocess_fn(args, kwargs)
 
-        def keep(s):
-            return to_constrained(s.z), {k: getattr(s, k) for k in _NUTS_STATS}
+        def body(val):
+            state, count = val
+            state = kernel.sample(state, args, kwargs)
+            count = count + 1
+            bar.tick(index, count, accept=state.mean_accept_prob, steps=state.num_steps)
+            return state, count
 
-        # One loop over warm-up and sampling, as NumPyro's fori_collect: the sampler's code (the largest
-        # part of the program) is compiled once, not once per phase.
-        shapes = jax.eval_shape(keep, state)
-        kept = jax.tree_util.tree_map(lambda x: jnp.zeros((num_samples,) + x.shape, x.dtype), shapes)
+        def collect(val):
+            state = val[0]
+            return to_constrained(state.z), {k: getattr(state, k) for k in _NUTS_STATS}
 
-        def body(i, carry):
-            s, kept = carry
-            s = kernel.sample(s, args, kwargs)
-            kept = jax.lax.cond(
-                i >= num_warmup,
-                lambda k: jax.tree_util.tree_map(lambda a, b: a.at[i - num_warmup].set(b), k, keep(s)),
-                lambda k: k,
-                kept,
-            )
-            return s, kept
+        draws, stats = fori_collect(num_warmup, num_warmup + num_samples, body, (state, step_counter()),
+                                    transform=collect, progbar=False)
+        ll = numpyro_log_likelihood(kernel.model, {k: v for k, v in draws.items() if k in latent}, *args, **kwargs)
+        return draws, stats, ll, state.potential_energy
 
-        _, (draws, stats) = jax.lax.fori_loop(0, num_warmup + num_samples, body, (state, kept))
-        latent = {k: v for k, v in draws.items() if k in sites["latent"]}
-        ll = numpyro_log_likelihood(model, latent, *args, **kwargs)
-        return draws, stats, ll, start_pe
-
-    return lambda key, *args, **kwargs: chain(key, args, kwargs)
+    return chain
 
 
 def fit_nuts(
@@ -356,65 +306,62 @@ def fit_nuts(
         model: a NumPyro model function (discrete latent states must be marginalised, as ours are).
         *model_args, **model_kwargs: passed to the model.
         num_warmup, num_samples, num_chains: sampler sizes.
-        chain_method: ``"sequential"``, ``"vectorized"`` or ``"parallel"`` (one chain per device; set
-            ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` on a CPU).
+        chain_method: a chain map of :mod:`diffbio_prob.inference.chains`: ``"sequential"`` (one compiled
+            chain program run per chain), ``"lax_map"`` (one program, chains in turn), ``"vectorized"``
+            (one program, chains in lock step) or ``"parallel"`` (chains sharded over devices; on a CPU
+            set ``XLA_FLAGS=--xla_force_host_platform_device_count=N``).
         init_params: ``{site: constrained value}`` to start every chain from (e.g. a gradient or EM fit).
-        rng_key: an int seed or a JAX key.
-        progress: show numpyro's progress bar (NumPyro's ``MCMC``). Without it, sequential chains run
-            as one compiled program per fit (the kernel's set-up traced, not run op by op): the same
-            draws, bit for bit, compiled in less time.
+        rng_key: an int seed or a single JAX PRNG key; chain ``i`` uses ``jax.random.split(key, num_chains)[i]``
+            (the key itself for one chain), as ``numpyro.infer.MCMC`` does.
+        progress: show a progress bar per chain (driven from inside the compiled chain: the same program,
+            the same draws, either way).
         target_accept_prob, dense_mass, max_tree_depth: NUTS settings.
 
     Returns:
         ``FitResult(method="nuts")`` with draws ``(chain, draw, ...)``, the pointwise log-likelihood,
         ``sample_stats`` (``diverging``, ``energy``, ``num_steps``, ``accept_prob``) and ``params`` (the
-        posterior mean).
+        posterior mean). ``extra``: ``"chain_method"``, ``"concrete_data"``.
+
+    Raises:
+        RuntimeError: the log density at a chain's start is not finite.
 
     Example:
         >>> result = fit_nuts(hmm_model, rolls, num_states=2, num_emissions=6)   # doctest: +SKIP
         >>> result.print_summary()                                               # doctest: +SKIP
     """
-    if chain_method not in ("sequential", "vectorized", "parallel"):
-        raise ValueError(f"chain_method: expected 'sequential', 'vectorized' or 'parallel', got {chain_method!r}")
+    if chain_method not in chain_map_names():
+        chain_map(chain_method)  # raises, naming the valid ones
     for name, value in (("num_warmup", num_warmup), ("num_samples", num_samples), ("num_chains", num_chains)):
         if not isinstance(value, (int, np.integer)) or value < (0 if name == "num_warmup" else 1):
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    num_warmup, num_samples, num_chains = int(num_warmup), int(num_samples), int(num_chains)
+    key = as_prng_key(rng_key)
+    keys = jax.random.split(key, num_chains) if num_chains > 1 else key[None]
 
     def make_kernel() -> NUTS:
         return NUTS(model, init_strategy=_init_strategy(init_params), target_accept_prob=target_accept_prob,
                     dense_mass=dense_mass, max_tree_depth=max_tree_depth)
 
     sites = model_sites(model, *model_args, **model_kwargs)
+    total = num_warmup + num_samples
+
+    def desc(chain: int, step: int) -> str:
+        return f"chain {chain} {'warmup' if step <= num_warmup and num_warmup else 'sample'}"
+
+    bar = Progress(progress, total, desc, bars=num_chains)
+    run_chains = chain_map(chain_method)
+
+    def run(inputs, rebuild):
+        chain = _nuts_chain(make_kernel, num_warmup, num_samples, sites["latent"], rebuild, bar)
+        return run_chains(chain, keys, inputs)
+
     start = time.perf_counter()
-    compiled = not progress and chain_method == "sequential"
-    if compiled:
-        try:
-            one_chain = _jitted(_nuts_program(make_kernel, num_warmup, num_samples, sites),
-                                *model_args, **model_kwargs)
-            key = _key(rng_key)
-            chains = [one_chain(k) for k in (jax.random.split(key, num_chains) if num_chains > 1 else [key])]
-            samples, stats, ll, start_pe = jax.tree_util.tree_map(lambda *c: np.stack(c), *chains)
-        except _TRACE_ERRORS:  # a model that needs concrete data values: NumPyro's MCMC below
-            compiled = False
-    if compiled:
-        if not np.all(np.isfinite(start_pe)):
-            raise RuntimeError("fit_nuts: cannot find valid initial parameters (the log density at the start "
-                               "is not finite); check the model, the data and init_params")
-        extra = {}
-    else:  # NumPyro's MCMC: progress bars, vectorized or parallel chains, a model that needs concrete values
-        mcmc = MCMC(make_kernel(), num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                    chain_method=chain_method, progress_bar=progress)
-        with _compiled_initialisation():
-            mcmc.run(_key(rng_key), *model_args, extra_fields=_NUTS_STATS, **model_kwargs)
-        samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-        flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
-        latent_flat = {k: v for k, v in flat.items() if k in sites["latent"]}
-        ll = _pointwise_log_likelihood(model, latent_flat, num_chains, num_samples, model_args, model_kwargs)
-        stats = {
-            k: np.asarray(v).reshape(num_chains, num_samples)
-            for k, v in mcmc.get_extra_fields(group_by_chain=True).items()
-        }
-        extra = {"mcmc": mcmc}
+    with bar:
+        (samples, stats, ll, start_pe), concrete = _run_program(run, model_args, model_kwargs)
+        samples, stats, ll, start_pe = jax.tree_util.tree_map(np.asarray, (samples, stats, ll, start_pe))
+    if not np.all(np.isfinite(start_pe)):
+        raise RuntimeError("fit_nuts: cannot find valid initial parameters (the log density at the start "
+                           "is not finite); check the model, the data and init_params")
     elapsed = time.perf_counter() - start
     result = FitResult(
         method="nuts",
@@ -422,7 +369,7 @@ def fit_nuts(
         log_likelihood=ll,
         sample_stats=stats,
         elapsed_s=elapsed,
-        extra=extra,
+        extra={"chain_method": chain_method, "concrete_data": concrete},
     )
     result.params = result.posterior_mean()
     return result

@@ -167,11 +167,30 @@ class FitResult:
 
     @classmethod
     def load(cls, path: str | Path) -> "FitResult":
-        """Reopen a result written by ``save`` (exact round trip of draws, log-likelihood and statistics)."""
+        """Reopen a result written by ``save`` (exact round trip of draws, log-likelihood and statistics).
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            IsADirectoryError: ``path`` is a directory.
+            ValueError: ``path`` is not a readable netCDF file (corrupt, truncated, another format); the
+                message names the file and the reader's error.
+        """
         import arviz as az
 
-        dt = az.from_netcdf(path)
-        return cls.from_arviz(dt)
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"FitResult.load: {path}: no such file")
+        if path.is_dir():
+            raise IsADirectoryError(f"FitResult.load: {path} is a directory, not a netCDF file")
+        try:
+            dt = az.from_netcdf(path)
+            result = cls.from_arviz(dt)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            # h5py/xarray report a bad file without naming it ("Unable to synchronously open file", "did
+            # not find a match in any of xarray's currently installed IO backends", ...)
+            raise ValueError(f"FitResult.load: cannot read {path} as a netCDF file written by FitResult.save "
+                             f"(corrupt or truncated?): {type(exc).__name__}: {exc}") from exc
+        return result
 
     @classmethod
     def from_arviz(cls, dt) -> "FitResult":

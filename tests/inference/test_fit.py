@@ -185,39 +185,3 @@ def test_posterior_mean_loads_into_operator(nuts_result):
     res = FitResult(method="nuts", samples={"slope": np.full((2, 3), 1.5), "intercept": np.full((2, 3), -2.0)})
     to_operator(res, op)
     assert float(op.slope[...]) == 1.5 and float(op.intercept[...]) == -2.0
-
-
-def test_compiled_initialisation_finds_the_same_start_and_restores_numpyro():
-    # fit_svi/fit_nuts let NumPyro search a single chain's start with one compiled program; the start,
-    # its potential energy and gradient must be those of NumPyro's own op-by-op search.
-    import jax
-    import numpyro.infer.util as nu
-    from numpyro.infer import init_to_value
-
-    from diffbio_prob.inference.numpyro_fit import _compiled_initialisation
-
-    y = np.array([0.3, 1.9, 2.4])
-
-    def model():
-        mu = numpyro.sample("mu", dist.Normal(0.0, PRIOR_SD))
-        sigma = numpyro.sample("sigma", dist.LogNormal(0.0, 1.0))
-        numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
-
-    def start():
-        info = nu.initialize_model(jax.random.PRNGKey(3), model, init_strategy=init_to_value(values={"mu": 1.0}))
-        return info.param_info
-
-    original = nu.find_valid_initial_params
-    eager = start()
-    with _compiled_initialisation():
-        assert nu.find_valid_initial_params is not original
-        compiled = start()
-    assert nu.find_valid_initial_params is original
-    for a, b in zip(jax.tree_util.tree_leaves(eager), jax.tree_util.tree_leaves(compiled)):
-        assert np.shape(a) == np.shape(b)
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
-    # sigma was drawn uniformly in (-2, 2) on the log scale; the closed-form potential at the start:
-    mu, log_sigma = 1.0, float(compiled.z["sigma"])
-    pe = -(dist.Normal(0, PRIOR_SD).log_prob(mu) + dist.Normal(0, 1).log_prob(log_sigma)
-           + dist.Normal(mu, np.exp(log_sigma)).log_prob(y).sum())
-    np.testing.assert_allclose(float(compiled.potential_energy), float(pe), rtol=1e-10)
