@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from diffbio_prob.io.atomic import atomic_write
+from diffbio_prob.io.atomic import atomic_path, atomic_write
 
 __all__ = [
     "read_table",
@@ -331,12 +331,22 @@ def from_anndata(adata, *, layer: str | None = None) -> tuple[pd.DataFrame, pd.D
 
 
 def write_results(results: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a DESeq2-shaped results table as CSV (``NA`` for missing, gene names in column 1), atomically."""
+    """Write a DESeq2-shaped results table atomically: CSV, or TSV for ``.tsv``/``.txt``, gzipped when the name
+    ends in ``.gz`` (``NA`` for missing, gene names in column 1)."""
     path = Path(path)
     missing = [c for c in RESULT_COLUMNS if c not in results.columns]
     if missing:
         raise ValueError(f"results: missing DESeq2 columns {missing}")
-    sep = "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
-    with atomic_write(path, "w", newline="") as fh:
-        results.to_csv(fh, sep=sep, na_rep="NA", float_format="%.17g")
+    name = path.name.lower()
+    gz = name.endswith(".gz")
+    if gz:
+        name = name[:-3]
+    sep = "\t" if name.endswith((".tsv", ".txt", ".tab")) else ","
+    if gz:
+        with atomic_path(path) as tmp:
+            with gzip.open(tmp, "wt", newline="", encoding="utf-8") as fh:
+                results.to_csv(fh, sep=sep, na_rep="NA", float_format="%.17g")
+    else:
+        with atomic_write(path, "w", newline="") as fh:
+            results.to_csv(fh, sep=sep, na_rep="NA", float_format="%.17g")
     return path

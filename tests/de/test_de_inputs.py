@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffbio_prob.io.counts import align_counts, read_counts, read_metadata, validate_counts, write_results
+from diffbio_prob.io.counts import align_counts, read_counts, read_metadata, read_table, validate_counts, write_results
 from diffbio_prob.workflows.deseq2 import fit_deseq2
 from diffbio_prob.workflows.deseq2_design import build_design, resolve_contrast
 
@@ -294,3 +294,15 @@ def test_results_option_errors_on_a_fit(reference, synthetic):
         fit.results(cooks_cutoff=0)
     res = fit.results(["condition", "B", "A"], cooks_cutoff=float("inf"))
     assert np.isfinite(res["pvalue"]).all()
+
+
+def test_write_results_gzip_and_tsv_by_name(tmp_path, reference):
+    import gzip
+
+    for name, sep in (("r.csv.gz", ","), ("r.tsv.gz", "\t"), ("r.txt", "\t")):
+        path = write_results(reference, tmp_path / name)
+        raw = path.read_bytes()
+        text = (gzip.decompress(raw) if name.endswith(".gz") else raw).decode()
+        assert text.splitlines()[0].split(sep)[1:] == list(reference.columns)
+        pd.testing.assert_frame_equal(read_table(path), reference.astype(float),
+                                      check_names=False, rtol=1e-15)
