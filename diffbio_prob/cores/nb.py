@@ -33,6 +33,9 @@ import jax.numpy as jnp
 from jax import lax
 
 __all__ = [
+    "check_counts",
+    "check_positive",
+    "check_finite",
     "lgamma_ratio",
     "digamma_ratio",
     "trigamma_ratio",
@@ -62,6 +65,74 @@ __all__ = [
     "fit_dispersion_newton",
     "cooks_distance",
 ]
+
+# --------------------------------------------------------------------------------------------
+# Input checks of concrete arrays, shared by the NNX operator and the NumPyro model (traced values
+# are skipped, so jit/grad keep working: check before tracing).
+# --------------------------------------------------------------------------------------------
+def _concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _numeric(name: str, x):
+    import numpy as np
+
+    arr = np.asarray(x)
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
+        raise TypeError(f"{name}: expected numbers, got dtype {arr.dtype}")
+    return arr.astype(float)
+
+
+def check_counts(counts, name: str = "counts") -> None:
+    """``ValueError``/``TypeError`` naming ``name`` unless the (concrete) counts are finite non-negative integers.
+
+    Example:
+        >>> check_counts([0, 3, 2.5])
+        Traceback (most recent call last):
+        ...
+        ValueError: counts: expected integer counts, found 2.5 at index (2,)
+    """
+    if not _concrete(counts):
+        return
+    import numpy as np
+
+    arr = _numeric(name, counts)
+    # in this order, so the first failing check is the one reported
+    for bad, what in ((np.isnan(arr), "contains NaN"), (np.isinf(arr), "contains infinite values"),
+                      (arr < 0, "expected non-negative counts, found"),
+                      (arr != np.round(arr), "expected integer counts, found")):
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            detail = f" {arr[where]:g}" if what.endswith("found") else ""
+            raise ValueError(f"{name}: {what}{detail} at index {where}")
+
+
+def check_positive(x, name: str) -> None:
+    """``ValueError``/``TypeError`` naming ``name`` unless the (concrete) values are finite and positive
+    (size factors, dispersions, prior scales)."""
+    if not _concrete(x):
+        return
+    import numpy as np
+
+    arr = _numeric(name, x)
+    bad = ~(np.isfinite(arr) & (arr > 0))
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0]) if arr.ndim else ()
+        raise ValueError(f"{name}: expected finite positive values, got {arr[where]:g}"
+                         + (f" at index {where}" if where else ""))
+
+
+def check_finite(x, name: str) -> None:
+    """``ValueError``/``TypeError`` naming ``name`` unless the (concrete) values are finite numbers."""
+    if not _concrete(x):
+        return
+    import numpy as np
+
+    arr = _numeric(name, x)
+    if not np.isfinite(arr).all():
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0]) if arr.ndim else ()
+        raise ValueError(f"{name}: contains NaN or infinite values (first at index {where})")
+
 
 # --------------------------------------------------------------------------------------------
 # Special-function differences.

@@ -96,6 +96,43 @@ def _coef_scales(design, prior_scale, intercept_scale):
     return jnp.where(intercept, jnp.asarray(intercept_scale, dtype=design.dtype), scales) * LN2
 
 
+def _check_model_args(counts, design, size_factors, n_genes, prior, prior_scale, intercept_scale, dispersion_trend,
+                      dispersion_prior_sd) -> None:
+    """The checks of :func:`nb_glm_model`'s arguments (shapes always; values when concrete)."""
+    if prior not in ("normal", "cauchy"):
+        raise ValueError(f"prior: expected 'normal' or 'cauchy', got {prior!r}")
+    if counts is None:
+        if n_genes is None:
+            raise ValueError("n_genes: required when counts is None")
+        if isinstance(n_genes, (bool, np.bool_)) or not isinstance(n_genes, (int, np.integer)) or n_genes < 1:
+            raise ValueError(f"n_genes: expected a positive integer, got {n_genes!r}")
+    d_shape = np.shape(design)
+    if len(d_shape) != 2 or 0 in d_shape:
+        raise ValueError(f"design: expected a non-empty (N, C) model matrix, got shape {d_shape}")
+    n, c = d_shape
+    if counts is not None:
+        c_shape = np.shape(counts)
+        if len(c_shape) != 2 or c_shape[0] != n or c_shape[1] == 0:
+            raise ValueError(f"counts: expected shape (N, G) with N={n} samples (the design's rows), got {c_shape}")
+        if n_genes is not None and int(n_genes) != c_shape[1]:
+            raise ValueError(f"n_genes: {n_genes} does not match counts' {c_shape[1]} genes")
+        core.check_counts(counts, "counts")
+    g = int(n_genes) if counts is None else int(np.shape(counts)[1])
+    if np.shape(size_factors) != (n,):
+        raise ValueError(f"size_factors: expected shape ({n},) (one per sample), got {np.shape(size_factors)}")
+    core.check_finite(design, "design")
+    core.check_positive(size_factors, "size_factors")
+    for name, value, shapes in (("prior_scale", prior_scale, ((), (c,))), ("intercept_scale", intercept_scale, ((),)),
+                                ("dispersion_trend", dispersion_trend, ((), (g,))),
+                                ("dispersion_prior_sd", dispersion_prior_sd, ((),))):
+        if value is None:
+            continue
+        if np.shape(value) not in shapes:
+            raise ValueError(f"{name}: expected a scalar" + (f" or shape {shapes[1]}" if len(shapes) > 1 else "")
+                             + f", got shape {np.shape(value)}")
+        core.check_positive(value, name)
+
+
 def nb_glm_model(
     counts,
     design,
@@ -127,12 +164,15 @@ def nb_glm_model(
         dispersion_prior_sd: sd of ``log alpha`` around the trend (DESeq2: ``sqrt(dispPriorVar)``).
 
     Raises:
-        ValueError: unknown ``prior``, or neither ``counts`` nor ``n_genes``.
+        ValueError / TypeError, naming the argument, before anything is traced (concrete values only, so
+        the model still runs under NUTS/SVI's jit): unknown ``prior``; neither ``counts`` nor
+        ``n_genes``; counts that are negative, non-integer, NaN or infinite (NumPyro alone gave a
+        log-density of -inf with a warning); size factors that are not finite and positive (NumPyro:
+        "invalid mu parameter", or -inf for 0); shapes that do not fit together; prior scales, trend
+        or prior sd that are not finite and positive.
     """
-    if prior not in ("normal", "cauchy"):
-        raise ValueError(f"prior: expected 'normal' or 'cauchy', got {prior!r}")
-    if counts is None and n_genes is None:
-        raise ValueError("n_genes: required when counts is None")
+    _check_model_args(counts, design, size_factors, n_genes, prior, prior_scale, intercept_scale, dispersion_trend,
+                      dispersion_prior_sd)
     design = jnp.asarray(design)
     n, c = design.shape
     g = int(n_genes) if counts is None else int(jnp.shape(counts)[-1])

@@ -140,3 +140,71 @@ def test_svi_and_nuts_posteriors_agree_with_deseq2(small_fit):
         tree = result.to_arviz()
         assert tree["log_likelihood"]["counts"].shape[-2:] == (100, 3)
     assert result.num_divergences == 0
+
+
+# --- bad input: a clear error naming the argument, before NumPyro sees it -----------------------------------
+def _model_data():
+    x = np.column_stack([np.ones(4), [0.0, 0.0, 1.0, 1.0]])
+    return np.array([[3, 0, 7], [1, 2, 5], [8, 1, 0], [4, 4, 2]], float), x, np.array([1.0, 0.8, 1.2, 1.0])
+
+
+@pytest.mark.parametrize(
+    "change,exc,match",
+    [
+        # before: log density -inf with only NumPyro's "Out-of-support values" warning
+        (dict(counts=(0, 0, -1.0)), ValueError, r"counts: expected non-negative counts, found -1 at index \(0, 0\)"),
+        (dict(counts=(1, 2, 2.5)), ValueError, r"counts: expected integer counts, found 2.5 at index \(1, 2\)"),
+        (dict(counts=(0, 1, np.nan)), ValueError, "counts: contains NaN"),
+        (dict(counts=(0, 1, np.inf)), ValueError, "counts: contains infinite values"),
+        # before: -inf for 0, "NBCounts distribution got invalid mu parameter" for < 0
+        (dict(size_factors=(1, 0.0)), ValueError, r"size_factors: expected finite positive values, got 0 at index \(1,\)"),
+        (dict(size_factors=(1, -1.0)), ValueError, "size_factors: expected finite positive values, got -1"),
+        (dict(size_factors=(1, np.nan)), ValueError, "size_factors: expected finite positive values, got nan"),
+        (dict(size_factors="short"), ValueError, r"size_factors: expected shape \(4,\)"),
+        (dict(counts="rows"), ValueError, r"counts: expected shape \(N, G\) with N=4"),
+        (dict(design="1d"), ValueError, r"design: expected a non-empty \(N, C\) model matrix"),
+        (dict(design=(0, 1, np.nan)), ValueError, "design: contains NaN or infinite values"),
+        (dict(counts="str"), TypeError, "counts: expected numbers"),
+        (dict(prior_scale=0.0), ValueError, "prior_scale: expected finite positive values"),
+        (dict(intercept_scale=-1.0), ValueError, "intercept_scale: expected finite positive values"),
+        (dict(dispersion_trend=np.array([0.1, -0.2, 0.3])), ValueError, "dispersion_trend: expected finite positive"),
+        (dict(dispersion_trend=np.ones(5)), ValueError, r"dispersion_trend: expected a scalar or shape \(3,\)"),
+        (dict(dispersion_prior_sd=0.0), ValueError, "dispersion_prior_sd: expected finite positive values"),
+    ],
+)
+def test_model_rejects_bad_input(change, exc, match):
+    y, x, sf = _model_data()
+    kwargs = {}
+    for key, value in change.items():
+        if key == "counts":
+            y = y[:3] if value == "rows" else np.full(y.shape, "x") if value == "str" else y.copy()
+            if isinstance(value, tuple):
+                y[value[0], value[1]] = value[2]
+        elif key == "size_factors":
+            sf = sf[:3] if value == "short" else sf.copy()
+            if isinstance(value, tuple):
+                sf[value[0]] = value[1]
+        elif key == "design":
+            x = x[:, 0] if value == "1d" else x.copy()
+            if isinstance(value, tuple):
+                x[value[0], value[1]] = value[2]
+        else:
+            kwargs[key] = value
+    with pytest.raises(exc, match=match):
+        handlers.seed(nb_glm_model, 0)(y, x, sf, **kwargs)
+
+
+def test_model_checks_skip_traced_values_and_keep_the_log_density():
+    """The checks look at concrete values only: under jit the model still gives the same log density."""
+    from numpyro.infer.util import log_density
+
+    y, x, sf = _model_data()
+    params = {"beta": jnp.zeros((2, 3)), "alpha": jnp.full(3, 0.2)}
+    eager = log_density(nb_glm_model, (y, x, sf), {}, params)[0]
+    jitted = jax.jit(lambda y, x, sf: log_density(nb_glm_model, (y, x, sf), {}, params)[0])(y, x, sf)
+    np.testing.assert_allclose(float(jitted), float(eager), rtol=1e-12)
+    mu = sf[:, None] * np.ones((4, 3))
+    ref = stats.nbinom.logpmf(y, 5.0, 5.0 / (5.0 + mu)).sum()  # size r = 1/alpha = 5
+    ref += stats.norm.logpdf(0.0, 0.0, np.array([10, 1])[:, None] * np.log(2) * np.ones((2, 3))).sum()
+    ref += stats.lognorm.logpdf(0.2, 1.0, scale=0.1) * 3
+    np.testing.assert_allclose(float(eager), ref, rtol=1e-10)

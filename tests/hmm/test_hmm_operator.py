@@ -231,3 +231,23 @@ def test_bad_inputs_other_entry_points():
         DifferentiableHMM({"num_states": 2})
     with pytest.raises(ValueError, match="num_states"):
         HMMConfig(num_states=0)
+
+
+def test_ragged_nested_lists_are_named():
+    """Before: NumPy's 'setting an array element with a sequence ... inhomogeneous shape'."""
+    hmm_op = DifferentiableHMM(HMMConfig(num_states=2, num_emissions=3))
+    with pytest.raises(ValueError, match="observations: sequences of different lengths; pad them"):
+        hmm_op.apply({"observations": [[0, 1], [1]]}, {}, None)
+
+
+def test_length_one_sequence_through_the_operator():
+    """T = 1 (the one-letter FASTA case): log-likelihood, posteriors and Viterbi against closed forms."""
+    hmm_op = DifferentiableHMM(HMMConfig(num_states=2, num_emissions=3), rngs=nnx.Rngs(3))
+    out = hmm_op.apply({"observations": jnp.array([2])}, {}, None)[0]
+    pi = np.exp(np.asarray(hmm_op.get_log_initial_distribution()))
+    b = np.exp(np.asarray(hmm_op.get_log_emission_matrix()))[:, 2]
+    np.testing.assert_allclose(float(out["log_likelihood"]), np.log(pi @ b), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(out["state_posteriors"])[0], pi * b / (pi @ b), rtol=1e-12)
+    path, lp = hmm_op.viterbi(jnp.array([2]))
+    assert int(path[0]) == int(np.argmax(pi * b))
+    np.testing.assert_allclose(float(lp), np.log(np.max(pi * b)), rtol=1e-12)

@@ -189,7 +189,11 @@ class DifferentiableHMM(OperatorModule):
             return obs
         if isinstance(obs, (str, bytes)) or (not hasattr(obs, "shape") and not isinstance(obs, (list, tuple))):
             raise TypeError(f"observations: expected an integer array, got {type(obs).__name__}")
-        arr = np.asarray(obs)
+        try:
+            arr = np.asarray(obs)
+        except ValueError:  # NumPy: "inhomogeneous shape"
+            raise ValueError("observations: sequences of different lengths; pad them to a (B, T) array with -1 "
+                             "and pass 'lengths'") from None
         if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
             raise TypeError(f"observations: expected integer symbols, got dtype {arr.dtype}")
         if arr.ndim not in (1, 2):

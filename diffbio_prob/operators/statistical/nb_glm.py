@@ -150,29 +150,10 @@ class DifferentiableNBGLM(OperatorModule):
             sf = np.ones(want_sf)
         elif np.shape(sf) != want_sf:
             raise ValueError(f"{sf_key}: expected shape {want_sf}, got {np.shape(sf)}")
-        if not _is_tracer(counts):
-            arr = np.asarray(counts)
-            if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-                raise TypeError(f"counts: expected numbers, got dtype {arr.dtype}")
-            arr = arr.astype(float)
-            if np.isnan(arr).any():
-                raise ValueError("counts: contains NaN")
-            if not np.isfinite(arr).all():
-                raise ValueError("counts: contains infinite values")
-            if (arr < 0).any():
-                raise ValueError(f"counts: expected non-negative counts, found {arr[arr < 0].flat[0]}")
-            if (arr != np.round(arr)).any():
-                raise ValueError(f"counts: expected integer counts, found {arr[arr != np.round(arr)].flat[0]}")
-        if not _is_tracer(design):
-            darr = np.asarray(design)
-            if not np.issubdtype(darr.dtype, np.number):
-                raise TypeError(f"design: expected numbers, got dtype {darr.dtype}")
-            if not np.isfinite(darr.astype(float)).all():
-                raise ValueError("design: contains NaN or infinite values")
-        if not _is_tracer(sf):
-            sarr = np.asarray(sf, dtype=float)
-            if not np.isfinite(sarr).all() or (sarr <= 0).any():
-                raise ValueError(f"{sf_key}: expected finite positive size factors, got {sarr}")
+        # the checks the NumPyro model runs too (cores.nb), on concrete values only
+        core.check_counts(counts, "counts")
+        core.check_finite(design, "design")
+        core.check_positive(sf, sf_key)
         dtype = jnp.result_type(float)
         return (
             jnp.asarray(counts, dtype),
