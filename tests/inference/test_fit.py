@@ -185,3 +185,22 @@ def test_posterior_mean_loads_into_operator(nuts_result):
     res = FitResult(method="nuts", samples={"slope": np.full((2, 3), 1.5), "intercept": np.full((2, 3), -2.0)})
     to_operator(res, op)
     assert float(op.slope[...]) == 1.5 and float(op.intercept[...]) == -2.0
+
+
+def test_load_names_a_missing_corrupt_or_truncated_file(tmp_path):
+    res = FitResult(method="nuts", samples={"mu": np.arange(6.0).reshape(2, 3)},
+                    log_likelihood={"y": np.ones((2, 3, 4))}, sample_stats={"diverging": np.zeros((2, 3), bool)})
+    good = res.save(tmp_path / "good.nc")
+    np.testing.assert_array_equal(FitResult.load(good).samples["mu"], res.samples["mu"])
+    missing = tmp_path / "missing.nc"
+    with pytest.raises(FileNotFoundError, match="missing.nc"):
+        FitResult.load(missing)
+    with pytest.raises(IsADirectoryError, match=str(tmp_path.name)):
+        FitResult.load(tmp_path)
+    data = good.read_bytes()
+    for name, content in [("truncated.nc", data[: len(data) // 2]), ("corrupt.nc", b"not a netCDF file" * 20),
+                          ("empty.nc", b"")]:
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        with pytest.raises(ValueError, match=f"cannot read .*{name}"):
+            FitResult.load(bad)
