@@ -84,6 +84,15 @@ def _read_text(path: Path, what: str) -> str:
         ) from None
 
 
+def _head(text: str, n: int = 60) -> list[str]:
+    """The first ``n`` lines (without splitting the whole of a large file)."""
+    limit = 1 << 23
+    lines = text[:limit].splitlines()
+    if len(text) > limit and len(lines) > 1:
+        lines = lines[:-1]  # possibly cut short
+    return lines[:n]
+
+
 def _count_unquoted(line: str, sep: str) -> int:
     n, quoted = 0, False
     for ch in line:
@@ -100,7 +109,7 @@ def _delimiter(text: str, path: Path) -> str:
     A candidate must appear outside quotes on every one of the first lines, the same number of times
     on every data line (the header may have one field fewer: R's ``write.table`` leaves the row-name
     column unnamed)."""
-    lines = [ln for ln in text.splitlines()[:60] if ln.strip()][:30]
+    lines = [ln for ln in _head(text) if ln.strip()][:30]
     if not lines:
         return _sep_for(path) or ","
     header, data = lines[0], lines[1:] or lines[:1]
@@ -120,7 +129,7 @@ def _delimiter(text: str, path: Path) -> str:
 
 
 def _header_fields(text: str, sep: str) -> list[str]:
-    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    first = next((ln for ln in _head(text) if ln.strip()), "")
     if sep == r"\s+":
         return first.split()
     return next(csv.reader([first], delimiter=sep), [])
@@ -149,9 +158,9 @@ def read_table(path: str | os.PathLike, *, what: str = "table") -> pd.DataFrame:
         raise ValueError(f"{label} is empty")
     sep = _delimiter(text, path)
     header = _header_fields(text, sep)
-    data = [ln.rstrip("\r") for ln in text.splitlines()[1:60] if ln.strip()]
+    data = [ln for ln in _head(text)[1:] if ln.strip()]
     if (sep != r"\s+" and data and all(ln.endswith(sep) for ln in data)
-            and _count_unquoted(data[0], sep) == _count_unquoted(text.splitlines()[0], sep) + 1):
+            and _count_unquoted(data[0], sep) == _count_unquoted(_head(text)[0], sep) + 1):
         raise ValueError(
             f"{label}: the data lines end with a stray delimiter {sep!r} (an empty last column); remove it"
         )
