@@ -210,10 +210,10 @@ def _add_de(sub) -> None:
             """
         ),
     )
-    p.add_argument("--counts", required=True, metavar="FILE", help="count table (CSV/TSV, either orientation)")
-    p.add_argument("--metadata", required=True, metavar="FILE", help="sample table (CSV/TSV, sample names first)")
+    p.add_argument("--counts", required=True, metavar="FILE", help="count table (CSV or TSV, gzip ok; either orientation)")
+    p.add_argument("--metadata", required=True, metavar="FILE", help="sample table (CSV/TSV, gzip ok; sample names first)")
     p.add_argument("--design", required=True, metavar="FORMULA", help='design formula, e.g. "~ group + condition"')
-    p.add_argument("--out", required=True, metavar="FILE", help="results table to write (.csv or .tsv)")
+    p.add_argument("--out", required=True, metavar="FILE", help="results table to write (.csv, .tsv; .gz to compress)")
     p.add_argument(
         "--contrast",
         nargs="+",
@@ -330,8 +330,8 @@ def _add_hmm(sub) -> None:
             """
         ),
     )
-    p.add_argument("--input", required=True, metavar="FILE", help="FASTA or plain-text sequence file")
-    p.add_argument("--states", required=True, type=int, metavar="K", help="number of hidden states")
+    p.add_argument("--input", required=True, metavar="FILE", help="FASTA or plain-text sequence file (gzip ok)")
+    p.add_argument("--states", required=True, type=int, metavar="K", help="number of hidden states (1 to 10000)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--alphabet", default=None, help="symbols in order, e.g. ACGT (default: the characters found)")
     p.add_argument("--missing", default="", metavar="CHARS", help="characters meaning a missing observation, e.g. N")
