@@ -570,6 +570,19 @@ def _check_loop(min_iter, max_iter, rel_tol, abs_cutoff, truncate_below) -> None
     _check_real("truncate_below", truncate_below, positive=False)
 
 
+def _check_init(init, n_transcripts: int) -> None:
+    """A concrete start must be ``(T,)``, finite, non-negative and not all zero (EM keeps zeros at zero)."""
+    if init is None or isinstance(init, jax.core.Tracer):
+        return
+    a = np.asarray(init)
+    if not (np.issubdtype(a.dtype, np.number) and a.dtype != bool):
+        raise TypeError(f"init: expected numbers, got dtype {a.dtype}")
+    if a.shape != (n_transcripts,):
+        raise ValueError(f"init: expected shape ({n_transcripts},), got {a.shape}")
+    if not np.all(np.isfinite(a)) or np.any(a < 0) or not np.sum(a) > 0:
+        raise ValueError("init: expected finite non-negative starting counts with a positive total")
+
+
 def _check_algorithm(algorithm: str) -> None:
     if algorithm not in ("em", "vbem"):
         raise ValueError(f"algorithm: expected 'em' or 'vbem', got {algorithm!r}")
@@ -810,6 +823,7 @@ def em(
     _check_algorithm(algorithm)
     _check_temperature(temperature)
     _check_loop(min_iter, max_iter, rel_tol, abs_cutoff, truncate_below)
+    _check_init(init, eqc.n_transcripts)
     validate(eqc, effective_lengths)
     effective_lengths = jnp.asarray(effective_lengths, eqc.counts.dtype)
     p = _prior_for(eqc, effective_lengths, algorithm, prior, per_nucleotide_prior)
@@ -866,6 +880,7 @@ def em_unrolled(
     _check_algorithm(algorithm)
     _check_temperature(temperature)
     _check_count("n_iterations", n_iterations, 0)
+    _check_init(init, eqc.n_transcripts)
     validate(eqc, effective_lengths)
     effective_lengths = jnp.asarray(effective_lengths, eqc.counts.dtype)
     p = _prior_for(eqc, effective_lengths, algorithm, prior, per_nucleotide_prior)

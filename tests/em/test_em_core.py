@@ -490,3 +490,30 @@ def test_quant_entry_points_reject_bad_arguments(sample, call, exc, match):
 
     with pytest.raises(exc, match=match):
         call(quant, sample)
+
+
+@pytest.mark.parametrize(
+    "init,exc,match",
+    [
+        (np.zeros(12), ValueError, "init: expected finite non-negative starting counts with a positive total"),
+        (np.r_[np.ones(11), np.nan], ValueError, "init: expected finite non-negative"),
+        (np.r_[np.ones(11), -1.0], ValueError, "init: expected finite non-negative"),
+        (np.ones(3), ValueError, r"init: expected shape \(12,\)"),
+        (np.array(["a"] * 12), TypeError, "init: expected numbers"),
+    ],
+)
+def test_bad_starting_point_is_named(init, exc, match):
+    eqc, lengths = random_problem(30)
+    with pytest.raises(exc, match=match):
+        E.em(eqc, lengths, init=init)
+    with pytest.raises(exc, match=match):
+        E.em_unrolled(eqc, lengths, init, 3)
+
+
+def test_operator_until_converged_with_more_iterations_than_the_default_cap():
+    from diffbio_prob.operators.statistical import DifferentiableEMQuantifier, EMQuantifierConfig
+
+    eqc, lengths = random_problem(31, T=4, C=6)
+    op = DifferentiableEMQuantifier(EMQuantifierConfig(n_transcripts=4, n_iterations=12_000, until_converged=True))
+    out = op.apply({"equivalence_classes": eqc, "effective_lengths": lengths}, {}, None)[0]
+    np.testing.assert_allclose(float(jnp.sum(out["estimated_counts"])), float(jnp.sum(eqc.counts)), rtol=1e-9)

@@ -223,7 +223,8 @@ class DifferentiableEMQuantifier(OperatorModule):
         init = self.get_initial_abundances().astype(eqc.counts.dtype) * jnp.sum(eqc.counts)
         if cfg.until_converged:
             return core.em(eqc, lengths, algorithm=cfg.algorithm, prior=cfg.prior, init=init,
-                           min_iter=cfg.n_iterations, temperature=cfg.temperature).counts
+                           min_iter=cfg.n_iterations, max_iter=max(10_000, cfg.n_iterations),
+                           temperature=cfg.temperature).counts
         return core.em_unrolled(eqc, lengths, init, cfg.n_iterations, algorithm=cfg.algorithm, prior=cfg.prior,
                                 temperature=cfg.temperature)
 
