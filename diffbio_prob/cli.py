@@ -523,7 +523,10 @@ def _interrupts():
 
     atomic.clear_interrupted()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        try:
+            yield
+        finally:
+            atomic.clear_interrupted()
         return
     lock = threading.Lock()
     state = {"done": False, "pending": False}
@@ -568,7 +571,10 @@ def _interrupts():
     try:
         previous = signal.signal(signal.SIGINT, on_sigint)
     except (ValueError, OSError):  # not settable here (an embedded interpreter)
-        yield
+        try:
+            yield
+        finally:
+            atomic.clear_interrupted()
         return
     sys.unraisablehook = unraisable
     try:
@@ -582,6 +588,7 @@ def _interrupts():
         time.sleep(0.001)  # a SIGINT already sent is handled here, by on_sigint, which now only records it
         sys.unraisablehook = previous_hook
         signal.signal(signal.SIGINT, previous)
+        atomic.clear_interrupted()  # main has answered it; later writes in this process (a caller of main) work
 
 
 def _one_line(exc: BaseException) -> str:

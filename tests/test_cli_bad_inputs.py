@@ -335,6 +335,9 @@ def test_swallowed_interrupt_keeps_outputs_and_exits_130(monkeypatch, tmp_path, 
     assert out.read_text() == "previous\n" and sorted(p.name for p in tmp_path.iterdir()) == ["quant.sf"]
     assert seen["handler"] is not signal.default_int_handler  # main's handler was installed ...
     assert signal.getsignal(signal.SIGINT) is not seen["handler"]  # ... and removed afterwards
+    with atomic_write(out) as fh:  # and the interrupt, answered, does not block later writes in this process
+        fh.write("later\n")
+    assert out.read_text() == "later\n"
 
 
 def test_swallowed_interrupt_is_delivered_again(monkeypatch, capsys):
