@@ -50,11 +50,13 @@ def em_model(eq_classes: core.EquivalenceClasses, effective_lengths, concentrati
     core.validate(eq_classes, effective_lengths)
     T = eq_classes.n_transcripts
     dtype = eq_classes.counts.dtype
-    conc = jnp.broadcast_to(jnp.asarray(concentration, dtype), (T,))
     if not isinstance(concentration, jax.core.Tracer):
-        c = np.asarray(concentration, float)
+        c = None if isinstance(concentration, (str, bytes)) else np.asarray(concentration)
+        if c is None or not (np.issubdtype(c.dtype, np.number) and c.dtype != bool):
+            raise TypeError(f"concentration: expected a positive number or ({T},) numbers, got {concentration!r}")
         if c.shape not in ((), (T,)) or not np.all(np.isfinite(c)) or np.any(c <= 0):
             raise ValueError(f"concentration: expected a positive scalar or shape ({T},), got {concentration!r}")
+    conc = jnp.broadcast_to(jnp.asarray(concentration, dtype), (T,))
     lengths = jnp.asarray(effective_lengths, dtype)
     alpha = numpyro.sample("abundances", dist.Dirichlet(conc))
     numpyro.factor("class_counts", core.class_log_likelihood(eq_classes, lengths, alpha))

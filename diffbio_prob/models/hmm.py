@@ -284,9 +284,15 @@ def hmm_model(
                 raise ValueError(f"observations: symbols must be in 0..{num_emissions - 1} or -1 for missing")
         elif num_emissions is None:
             raise ValueError("num_emissions: required when observations are traced")
+        observations = jnp.asarray(observations)
         num_steps = observations.shape[-1]
+        if lengths is not None and np.shape(lengths) != observations.shape[:-1]:
+            raise ValueError(f"lengths: expected shape {observations.shape[:-1]} (one per sequence of observations "
+                             f"{observations.shape}), got {np.shape(lengths)}")
     elif num_steps is None or num_emissions is None:
         raise ValueError("num_steps and num_emissions: required when observations is None (prior sampling)")
+    elif isinstance(num_steps, (bool, np.bool_)) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
+        raise ValueError(f"num_steps: expected a positive integer, got {num_steps!r}")
     if isinstance(num_emissions, bool) or not isinstance(num_emissions, (int, np.integer)) or num_emissions < 1:
         raise ValueError(f"num_emissions: expected a positive integer, got {num_emissions!r}")
     s, m = int(num_states), int(num_emissions)

@@ -104,3 +104,19 @@ def test_bootstrap_sd_matches_salmon_bootstrap(sample, salmon_sd):
     np.testing.assert_allclose(post.draws.sum(1), 10_000, rtol=1e-9)
     ratio = _assert_same_order(post.sd, salmon_sd["bootstrap30"], d.salmon_num_reads, 0.5, 2.0)
     assert 0.7 < np.median(ratio) < 1.4
+
+
+def test_em_model_concentration_is_checked_before_broadcasting():
+    from numpyro import handlers
+
+    from diffbio_prob.cores import em as E
+    from diffbio_prob.models import em_model
+
+    eqc = E.make_eq_classes([0, 1, 1], [0, 0, 1], counts=[3.0, 4.0], n_transcripts=2)
+    run = lambda **k: handlers.seed(em_model, 0)(eqc, jnp.ones(2), **k)  # noqa: E731
+    with pytest.raises(ValueError, match=r"concentration: expected a positive scalar or shape \(2,\)"):
+        run(concentration=jnp.ones(3))  # was JAX's "Incompatible types for broadcasting"
+    with pytest.raises(TypeError, match="concentration: expected a positive number"):
+        run(concentration="a")  # was "could not convert string to float"
+    with pytest.raises(ValueError, match="counts: all 2 classes have 0 fragments"):
+        handlers.seed(em_model, 0)(eqc.replace(counts=jnp.zeros(2)), jnp.ones(2))

@@ -227,3 +227,16 @@ def test_value_batch_that_does_not_broadcast_is_named():
     d = DiscreteHMM(PI, A, B, num_steps=2, lengths=jnp.array([2, 1, 2]))
     with pytest.raises(ValueError, match=r"value: batch shape \(2,\) does not broadcast"):
         d.log_prob(jnp.zeros((2, 2), jnp.int32))
+
+
+def test_hmm_model_argument_checks():
+    run = lambda *a, **k: handlers.seed(hmm_model, 0)(*a, **k)  # noqa: E731
+    # before: a (3,) lengths with a (2, T) batch was accepted (the batch shape silently became (3,))
+    with pytest.raises(ValueError, match=r"lengths: expected shape \(2,\) \(one per sequence"):
+        run(jnp.array([[0, 1], [1, 0]]), lengths=jnp.array([1, 2, 2]))
+    # before: 2.5 steps became 2
+    with pytest.raises(ValueError, match="num_steps: expected a positive integer, got 2.5"):
+        run(None, num_emissions=2, num_steps=2.5)
+    # before: AttributeError ('list' object has no attribute 'shape'); a list is fine now
+    tr = handlers.trace(handlers.seed(hmm_model, 0)).get_trace([0, 1, 1])
+    assert tr["observations"]["value"].shape == (3,)
