@@ -529,7 +529,7 @@ def _interrupts():
             atomic.clear_interrupted()
         return
     lock = threading.Lock()
-    state = {"done": False, "pending": False}
+    state = {"done": False, "pending": False, "deferred": 0}
     timers: list[threading.Timer] = []
 
     def resend():
@@ -552,7 +552,8 @@ def _interrupts():
         atomic.mark_interrupted()
         if state["done"]:
             return
-        if _importing(frame):
+        if _importing(frame) and state["deferred"] < 200:  # at most ~10 s: main() itself may run in an import
+            state["deferred"] += 1
             later()
             return
         raise KeyboardInterrupt
