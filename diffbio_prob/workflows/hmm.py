@@ -1,9 +1,12 @@
 """Fit a categorical HMM to symbol sequences and decode them (state posteriors + Viterbi paths).
 
-Three fits share one likelihood: Baum-Welch EM (``"em"``, the default), gradient ascent on the NNX
-operator (``"gradient"``), and NUTS on the NumPyro model started from an EM fit (``"nuts"``; the states
-are relabelled per draw, see :func:`diffbio_prob.models.hmm.relabel_states`). Decoding uses the operator
-loaded with the fitted (or posterior-mean) parameters. States are always reported in a canonical order:
+Four fits share one likelihood: Baum-Welch EM (``"em"``, the default), gradient ascent on the NNX
+operator (``"gradient"``), and SVI (``"svi"``, a mean-field normal guide) or NUTS (``"nuts"``) on the
+NumPyro model, started from an EM fit or from a start point ``init`` (e.g. a gradient fit's
+parameters); their states are relabelled per draw, see :func:`diffbio_prob.models.hmm.relabel_states`.
+EM and the gradient fit start from ``init`` too when given. Decoding uses the operator loaded with the
+fitted (or posterior-mean) parameters; with posterior ``draws`` the state posteriors are averaged over
+draws (parameter uncertainty included). States are always reported in a canonical order:
 ascending probability of emitting ``order_symbol`` (the last symbol by default), so runs and methods
 are comparable.
 
