@@ -12,7 +12,8 @@ contain ``1/l``, as in salmon's ``--dumpEqWeights`` dump).
   (``∝ (a_t aff_ct)^(1/T)``); ``T = 1`` is exact EM.
 * **VBEM** (salmon's default, ``VBEMUpdate_``): the same update with ``a`` replaced by ``e_t =
   exp(digamma(a_t + prior_t) - digamma(sum_j (a_j + prior_j)))`` (0 when ``a_t + prior_t <= 1e-10``);
-  the prior is not added to ``a'``. Prior 0.01 per transcript, or ``1e-5 * l_t`` per nucleotide.
+  the prior is not added to ``a'``. Prior 0.01 per transcript, or ``1e-5 * l_t`` per nucleotide; it
+  must be finite, positive and fit the float type (:func:`check_prior`, the one check of it).
 * **Convergence** (salmon): at least ``min_iter`` (100) map evaluations, then stop once every ``t`` with
   ``a'_t > 1e-2`` has ``|a'_t - a_t| / a'_t <= 1e-2``, or at ``max_iter`` (10,000); afterwards
   ``a_t <= 1e-8`` is set to 0.
@@ -372,7 +373,8 @@ def check_prior(prior, n_transcripts: int | None = None, effective_lengths=None,
     if not 2.0 * (value * units + n) < top:  # half the range: headroom for the sums' rounding
         raise ValueError(
             f"prior: the {what} is a total prior mass of {value:.3g} x {units:.6g}, which overflows {dtype} "
-            f"(max {top:.3g}); the largest usable prior is about {(top - n) / units / 2:.3g}"
+            f"(VBEM's sums need it below half the largest {dtype}, {top / 2:.3g}); the largest usable prior is "
+            f"about {max(top / 2 - n, 0.0) / units:.3g}"
             + (" (or enable float64: jax_enable_x64 / --x64)" if dtype != np.float64 else ""))
 
 
