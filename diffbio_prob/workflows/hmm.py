@@ -241,16 +241,18 @@ def fit_hmm(
     from diffbio_prob.models.hmm import hmm_model, interior_params, relabel_states
 
     point = interior_params(_canonical(start, order_symbol))
+    # one whole sequence goes to the model as (T,): the pointwise log-likelihood is then one scalar per draw
+    data = (obs[0],) if obs.shape[0] == 1 and lengths[0] == obs.shape[1] else (obs, lengths)
     kw = dict(num_states=num_states, num_emissions=num_emissions, init_params=point, rng_key=seed,
               progress=progress)
     if method == "svi":
         import optax
 
-        res = fit_svi(hmm_model, obs, lengths, num_steps=num_steps, num_samples=num_samples,
+        res = fit_svi(hmm_model, *data, num_steps=num_steps, num_samples=num_samples,
                       optimizer=optax.adam(0.01 if learning_rate is None else learning_rate), **kw)
         history = res.loss_history
     else:
-        res = fit_nuts(hmm_model, obs, lengths, num_warmup=num_warmup, num_samples=num_samples,
+        res = fit_nuts(hmm_model, *data, num_warmup=num_warmup, num_samples=num_samples,
                        num_chains=num_chains, **kw)
     samples = relabel_states(res.samples, order_symbol)
     mean = {k: samples[k].mean(axis=(0, 1)) for k in _SITES}

@@ -76,8 +76,8 @@ def run_hmm_part(sizes: DemoSizes, seed: int, out: Outputs, progress: Progress) 
         comparison = comparison.astype({"log-likelihood": float, "time (s)": float})
 
         dims = {"initial_probs": ["state"], "transition_probs": ["from_state", "to_state"],
-                "emission_probs": ["state", "face"], "observations": ["sequence"]}
-        coords = {"sequence": ["casino"], "state": list(CASINO_STATES), "from_state": list(CASINO_STATES),
+                "emission_probs": ["state", "face"], "observations": []}
+        coords = {"state": list(CASINO_STATES), "from_state": list(CASINO_STATES),
                   "to_state": list(CASINO_STATES), "face": [str(f) for f in range(1, 7)]}
         dt = out.netcdf("hmm/posterior_nuts.nc", nuts.result, "HMM posterior draws (NUTS), ArviZ netCDF", coords, dims)
         out.netcdf("hmm/posterior_svi.nc", svi.result, "HMM posterior draws (SVI), ArviZ netCDF", coords, dims)
