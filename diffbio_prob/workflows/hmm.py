@@ -379,7 +379,7 @@ def run_hmm(
     """The ``diffbio-prob hmm`` command: read, fit, decode, write (every file atomically).
 
     Writes into ``out``: ``posteriors.<fmt>`` (per position), ``viterbi.<fmt>`` (per sequence),
-    ``parameters.json`` (fitted probabilities, alphabet, log-likelihood, history) and, for NUTS,
+    ``parameters.json`` (fitted probabilities, alphabet, log-likelihood, history) and, for SVI and NUTS,
     ``posterior_summary.<fmt>`` and ``posterior.nc`` (ArviZ netCDF).
 
     Returns:
@@ -411,7 +411,7 @@ def run_hmm(
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     files = {"posteriors": posteriors, "viterbi": paths}
-    if result.method == "nuts":
+    if result.method in ("svi", "nuts"):
         summary = result.result.summary(var_names=["initial_probs", "transition_probs", "emission_probs"])
         files["posterior_summary"] = summary.reset_index().rename(columns={"index": "parameter"})
     for name, frame in files.items():
@@ -431,7 +431,7 @@ def run_hmm(
     with atomic_write(out / "parameters.json") as fh:
         json.dump(meta, fh, indent=2)
     written["parameters"] = out / "parameters.json"
-    if result.method == "nuts":
+    if result.method in ("svi", "nuts"):
         with atomic_path(out / "posterior.nc") as tmp:
             result.result.save(tmp)
         written["posterior"] = out / "posterior.nc"

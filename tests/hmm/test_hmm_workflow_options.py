@@ -135,3 +135,19 @@ def test_decode_with_draws_averages_the_posteriors_of_the_draws(casino):
     picked, _ = decode_hmm(a, rolls, draws=draws, max_draws=2)
     np.testing.assert_allclose(picked[cols].to_numpy(), mixed[cols].to_numpy(), atol=1e-5)
     assert abs(post_a["p_state1"] - post_b["p_state1"]).max() > 0.05  # the two draws do differ
+
+
+@pytest.mark.slow
+def test_run_hmm_with_svi_writes_the_posterior(tmp_path, casino):
+    import arviz as az
+
+    from diffbio_prob.workflows.hmm import run_hmm
+
+    inp = tmp_path / "rolls.txt"
+    inp.write_text("".join(str(v + 1) for v in casino[:600]) + "\n")
+    written = run_hmm(inp, 2, tmp_path / "out", alphabet="123456", fit="svi", quiet=True)
+    assert {"posterior", "posterior_summary", "parameters"} <= set(written)
+    post = az.from_netcdf(written["posterior"])["posterior"].to_dataset()
+    # the summary and the netCDF hold the same (relabelled) draws: fair first, P(six) smaller
+    six = post["emission_probs"].values[..., 5]
+    assert (six[..., 0] < six[..., 1]).all()
