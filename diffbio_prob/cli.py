@@ -326,7 +326,7 @@ def _add_hmm(sub) -> None:
               posteriors.tsv   one row per position: sequence, position, symbol, viterbi_state, p_state0..
               viterbi.tsv      one row per sequence: length, log_likelihood, viterbi_log_prob, viterbi_path
               parameters.json  initial/transition/emission probabilities, alphabet, log-likelihood
-              posterior_summary.tsv, posterior.nc   (--fit nuts) ArviZ summary and netCDF draws
+              posterior_summary.tsv, posterior.nc   (--fit nuts or svi) ArviZ summary and netCDF draws
             """
         ),
     )
@@ -335,7 +335,7 @@ def _add_hmm(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--alphabet", default=None, help="symbols in order, e.g. ACGT (default: the characters found)")
     p.add_argument("--missing", default="", metavar="CHARS", help="characters meaning a missing observation, e.g. N")
-    p.add_argument("--fit", choices=("em", "gradient", "nuts"), default="em", help="fitting method (default em)")
+    p.add_argument("--fit", choices=("em", "gradient", "svi", "nuts"), default="em", help="fitting method (default em)")
     p.add_argument("--format", choices=("tsv", "csv"), default="tsv", help="table format (default tsv)")
     p.add_argument("--iters", type=int, default=200, help="EM iterations per restart (default 200)")
     p.add_argument("--restarts", type=int, default=3, help="EM random restarts (default 3)")

@@ -221,3 +221,21 @@ def test_read_gzipped_fasta_and_bad_gzip(tmp_path):
     (tmp_path / "b.fa").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
     with pytest.raises(ValueError, match=r"b\.fa: not a text file"):
         read_sequences(tmp_path / "b.fa")
+
+
+@pytest.mark.slow
+def test_cli_hmm_svi_writes_the_guides_draws(tmp_path):
+    import arviz as az
+
+    rolls = _casino_rolls(n_seq=1, n=400)
+    inp = tmp_path / "rolls.txt"
+    inp.write_text("".join(str(v + 1) for v in rolls[0]) + "\n")
+    out = tmp_path / "out"
+    assert main(["hmm", "--input", str(inp), "--states", "2", "--fit", "svi", "--num-samples", "40",
+                 "--out", str(out), "--quiet"]) == 0
+    assert {"posterior.nc", "posterior_summary.tsv", "parameters.json"} <= {p.name for p in out.iterdir()}
+    post = az.from_netcdf(out / "posterior.nc")["posterior"].to_dataset()
+    assert post.sizes["draw"] == 40
+    e = np.array(json.loads((out / "parameters.json").read_text())["emission_probs"])
+    np.testing.assert_allclose(e.sum(-1), 1.0, atol=1e-6)
+    assert e[1, 5] > e[0, 5]  # canonical order: the loaded die second
