@@ -163,7 +163,7 @@ def test_cli_help_has_examples():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     text = sub.choices["hmm"].format_help()
-    assert "examples:" in text and "diffbio-prob hmm --input" in text and "--fit {em,gradient,nuts}" in text
+    assert "examples:" in text and "diffbio-prob hmm --input" in text and "--fit {em,gradient,svi,nuts}" in text
 
 
 def test_workflow_gradient_improves_likelihood():
