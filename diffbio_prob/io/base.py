@@ -30,6 +30,7 @@ __all__ = [
     "open_text",
     "read_all_lines",
     "first_content_lines",
+    "decode_text",
     "gunzip_bytes",
     "parse_int",
     "parse_float",
@@ -165,18 +166,18 @@ class EqFormat:
     read: Callable[..., EqClassTable]
 
 
-def _undecodable(path, exc: BaseException) -> FormatError:
-    """The one message for a file whose bytes cannot be read as (gzipped) UTF-8 text."""
-    name = str(path)
+def _undecodable(path, exc: BaseException, expected: str = "a text file", label: str | None = None) -> FormatError:
+    """The one message for a file whose bytes cannot be read as (gzipped) UTF-8 text (named ``label`` or its path)."""
+    name = path if label is None else label
     if isinstance(exc, UnicodeDecodeError):
-        hint = (" the name ends in .gz but the content is neither gzip nor text" if name.endswith(".gz")
-                else " is it a binary file?")
-        return FormatError(path, None, f"not UTF-8 text ({exc.reason}: byte "
-                                       f"{exc.object[exc.start:exc.start + 1]!r});{hint}")
+        hint = ("the name ends in .gz but the content is neither gzip nor UTF-8 text"
+                if str(path).lower().endswith(".gz") else f"expected {expected}")
+        return FormatError(name, None, f"not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at offset "
+                                       f"{exc.start}); {hint}")
     if isinstance(exc, EOFError):
-        return FormatError(path, None, f"gzip stream ends early ({exc}); the file is truncated")
-    return FormatError(path, None, f"corrupt gzip data ({type(exc).__name__}: {exc}); the file may be truncated "
-                                   "or damaged")
+        return FormatError(name, None, "the gzip stream ends early; the file is truncated")
+    return FormatError(name, None, f"corrupt gzip data ({type(exc).__name__}: {exc}); the file is damaged or "
+                                   "truncated")
 
 
 @contextlib.contextmanager
@@ -224,6 +225,19 @@ def first_content_lines(path, n: int = 3) -> list[str]:
                 if len(out) >= n:
                     break
     return out
+
+
+def decode_text(path, raw: bytes, *, expected: str = "a text file", label: str | None = None) -> str:
+    """A file's bytes as text: gunzipped when they start with the gzip magic (whatever the suffix), decoded as
+    UTF-8 without a byte-order mark. A truncated or corrupt gzip stream or undecodable bytes are one
+    :class:`FormatError` naming the file (``label``, e.g. ``"counts file 'x.csv'"``, or else ``path``) and,
+    for text that is not UTF-8, ``expected`` (what the file should have been)."""
+    try:
+        if raw[:2] == GZIP_MAGIC:
+            raw = gzip.decompress(raw)
+        return raw.decode("utf-8-sig")
+    except (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError, OSError) as exc:
+        raise _undecodable(path, exc, expected, label) from None
 
 
 def gunzip_bytes(path, raw: bytes) -> bytes:

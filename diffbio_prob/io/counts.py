@@ -22,13 +22,13 @@ import csv
 import gzip
 import io
 import os
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from diffbio_prob.io.atomic import atomic_path, atomic_write
+from diffbio_prob.io.base import decode_text
 
 __all__ = [
     "read_table",
@@ -41,7 +41,6 @@ __all__ = [
     "RESULT_COLUMNS",
 ]
 
-_GZIP_MAGIC = b"\x1f\x8b"
 MAX_COUNT = 2**31 - 1  # R's integer maximum: DESeq2 refuses larger counts
 
 RESULT_COLUMNS = ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
@@ -67,21 +66,7 @@ def _read_text(path: Path, what: str) -> str:
         raise PermissionError(f"{label}: permission denied") from None
     except OSError as exc:
         raise ValueError(f"{label}: cannot be read ({exc.strerror or exc})") from None
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except EOFError:
-            raise ValueError(f"{label}: the gzip stream ends early; the file is truncated") from None
-        except (gzip.BadGzipFile, zlib.error, OSError) as exc:
-            raise ValueError(f"{label}: corrupt gzip data ({exc}); the file is damaged or truncated") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        hint = "neither gzip nor UTF-8 text" if path.name.lower().endswith(".gz") else "not UTF-8 text"
-        raise ValueError(
-            f"{label}: {hint} (byte {raw[exc.start:exc.start + 1]!r} at offset {exc.start}); "
-            "expected a CSV/TSV table, optionally gzipped"
-        ) from None
+    return decode_text(path, raw, expected="a CSV/TSV table, optionally gzipped", label=label)
 
 
 def _head(text: str, n: int = 60) -> list[str]:

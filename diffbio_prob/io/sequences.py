@@ -17,12 +17,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import os
-import zlib
 from pathlib import Path
 
 import numpy as np
+
+from diffbio_prob.io.base import decode_text
 
 __all__ = ["SequenceSet", "read_sequences"]
 
@@ -130,20 +130,7 @@ def read_sequences(
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a directory, expected a sequence file")
     raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":  # gzipped (FASTA .fa.gz), whatever the suffix
-        try:
-            raw = gzip.decompress(raw)
-        except EOFError:
-            raise ValueError(f"{path}: the gzip stream ends early; the file is truncated") from None
-        except (gzip.BadGzipFile, zlib.error, OSError) as exc:
-            raise ValueError(f"{path}: corrupt gzip data ({exc}); the file is damaged or truncated") from None
-    try:
-        lines = raw.decode("utf-8-sig").splitlines()
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"{path}: not a text file ({exc.reason} at byte {exc.start}); expected FASTA or one sequence per line, "
-            "optionally gzipped"
-        ) from None
+    lines = decode_text(path, raw, expected="FASTA or one sequence per line, optionally gzipped").splitlines()
     records = list(_records(path, lines))
     kinds = {r[3] for r in records}
     if "ints" in kinds and kinds != {"ints"}:

@@ -219,7 +219,7 @@ def test_read_gzipped_fasta_and_bad_gzip(tmp_path):
     with pytest.raises(ValueError, match=r"t\.fa\.gz: the gzip stream ends early; the file is truncated"):
         read_sequences(tmp_path / "t.fa.gz")
     (tmp_path / "b.fa").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
-    with pytest.raises(ValueError, match=r"b\.fa: not a text file"):
+    with pytest.raises(ValueError, match=r"b\.fa: not UTF-8 text .*; expected FASTA"):
         read_sequences(tmp_path / "b.fa")
 
 
