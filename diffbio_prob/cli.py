@@ -140,8 +140,8 @@ def _add_demo(sub) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="small sizes and few draws (under a minute on a first run on 2 cores; ~35 s with JAX's "
-        "compilation cache warm)",
+        help="small sizes and few draws (under a minute on a first run on 2 cores, 31-41 s measured; "
+        "~16 s with JAX's compilation cache warm)",
     )
     _common(p)
     p.set_defaults(run=_run_demo)

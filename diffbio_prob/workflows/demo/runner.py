@@ -146,8 +146,8 @@ def run_demo(out: str | os.PathLike = "diffbio-prob-demo", quick: bool = False, 
 
     Args:
         out: output folder (created; files in it are replaced atomically).
-        quick: small sizes and few draws instead of the full demo (2-core CPU, through the CLI: 50-56 s
-            on a first run, ~35 s with its compilation cache warm; the full demo ~2 min).
+        quick: small sizes and few draws instead of the full demo (2-core CPU, through the CLI: 31-41 s
+            on a first run, ~16 s with its compilation cache warm; the full demo ~1 min).
         seed: random seed of the simulated data and the samplers.
         quiet: no progress lines and no final listing.
         parallel: run the parts in parallel processes (default: when the machine has at least two
