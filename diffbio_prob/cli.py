@@ -73,6 +73,18 @@ def _check_common(args) -> None:
         raise UsageError(f"--seed: expected an integer in [0, 2^32), got {args.seed}")
 
 
+def _as_flags(check, **kwargs) -> None:
+    """Run a workflow's own argument check; its messages name the Python argument (``min_replicates_for_replace:
+    ...``), reported here under the command line's flag (``--min-replicates-for-replace: ...``)."""
+    try:
+        check(**kwargs)
+    except (ValueError, TypeError) as exc:
+        name, sep, rest = str(exc).partition(":")
+        if sep and name in kwargs:
+            raise UsageError(f"--{name.replace('_', '-')}:{rest}") from None
+        raise
+
+
 def _output(flag: str, path, kind: str = "file", inputs: dict | None = None):
     """An output path checked before any work (see :func:`diffbio_prob.io.atomic.check_output_path`),
     and not one of the ``inputs`` (``{flag: path}``): writing there would replace the user's data."""
@@ -243,15 +255,11 @@ def _add_de(sub) -> None:
 
 
 def _run_de(args) -> int:
-    from diffbio_prob.workflows.deseq2 import run_de
+    from diffbio_prob.workflows.deseq2 import check_fit_args, run_de
 
     _check_common(args)
     _finite("--alpha", args.alpha, low=0.0, high=1.0, low_open=True, high_open=True)
-    if args.min_replicates_for_replace < 3 or args.min_replicates_for_replace != args.min_replicates_for_replace:
-        raise UsageError(
-            "--min-replicates-for-replace: expected a number >= 3 (DESeq2 needs at least 3 replicates to call a "
-            f"count an outlier) or inf to never replace, got {args.min_replicates_for_replace}"
-        )
+    _as_flags(check_fit_args, min_replicates_for_replace=args.min_replicates_for_replace, fit_type=args.fit_type)
     inputs = {"--counts": args.counts, "--metadata": args.metadata}
     out = _output("--out", args.out, inputs=inputs)
     if args.plots is not None:
