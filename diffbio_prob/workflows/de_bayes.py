@@ -151,7 +151,7 @@ def bayesian_lfc(
 
     from diffbio_prob.inference import fit_nuts, fit_svi
     from diffbio_prob.models.nb_glm import nb_glm_model
-    from diffbio_prob.workflows.deseq2_design import resolve_contrast
+    from diffbio_prob.workflows.deseq2.design import resolve_contrast
 
     if method not in ("svi", "nuts", "gradient"):
         raise ValueError(f"method: expected 'svi', 'nuts' or 'gradient', got {method!r}")

@@ -8,7 +8,7 @@ import pytest
 
 from diffbio_prob.io.counts import align_counts, read_counts, read_metadata, read_table, validate_counts, write_results
 from diffbio_prob.workflows.deseq2 import fit_deseq2
-from diffbio_prob.workflows.deseq2_design import build_design, resolve_contrast
+from diffbio_prob.workflows.deseq2.design import build_design, resolve_contrast
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +273,7 @@ def test_fit_option_errors_come_before_reading_the_counts(kwargs, match):
     ],
 )
 def test_results_option_errors(synthetic, monkeypatch, kwargs, match):
-    import diffbio_prob.workflows.deseq2 as deseq2_mod
+    import diffbio_prob.workflows.deseq2.pipeline as deseq2_mod
 
     counts, meta = synthetic
 

@@ -13,7 +13,7 @@ import pytest
 SCRIPT = textwrap.dedent(
     """
     import json, sys, numpy as np, pandas as pd, jax
-    from diffbio_prob.workflows import deseq2 as D
+    from diffbio_prob.workflows.deseq2 import pipeline as D
 
     counts = pd.read_json(sys.argv[1], orient="split")
     meta = pd.read_json(sys.argv[2], orient="split")

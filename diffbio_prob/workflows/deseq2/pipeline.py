@@ -12,7 +12,7 @@ Every per-gene computation runs in the vectorised core (:mod:`diffbio_prob.cores
 the batch axis; when JAX sees several devices the genes are sharded across them
 (``jax.sharding.NamedSharding`` over a one-axis mesh) and results do not change. The small global
 steps (the dispersion trend, the prior variance, filtering) run on the host with R's own
-definitions (:mod:`diffbio_prob.workflows.deseq2_stats`).
+definitions (:mod:`diffbio_prob.workflows.deseq2.rstats`).
 
 Example:
     >>> import numpy as np, pandas as pd
@@ -41,8 +41,8 @@ from scipy import optimize, special, stats
 
 from diffbio_prob.cores import nb as core
 from diffbio_prob.io.counts import align_counts, from_anndata, validate_counts
-from diffbio_prob.workflows import deseq2_stats as rstats
-from diffbio_prob.workflows.deseq2_design import Contrast, Design, build_design, resolve_contrast
+from diffbio_prob.workflows.deseq2 import rstats
+from diffbio_prob.workflows.deseq2.design import Contrast, Design, build_design, resolve_contrast
 
 __all__ = [
     "DESeq2Options",
@@ -740,7 +740,7 @@ class DESeq2Fit:
     Attributes:
         genes, samples: names.
         counts: ``(G, N)`` original counts (genes x samples).
-        design: the :class:`~diffbio_prob.workflows.deseq2_design.Design`.
+        design: the :class:`~diffbio_prob.workflows.deseq2.design.Design`.
         reduced: reduced design for the LRT (or ``None``).
         test: ``"wald"`` or ``"lrt"``.
         size_factors: ``(N,)``.
