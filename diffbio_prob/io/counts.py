@@ -138,7 +138,11 @@ def read_table(path: str | os.PathLike, *, what: str = "table") -> pd.DataFrame:
         raise FileNotFoundError(f"{label} does not exist")
     if path.is_dir():
         raise IsADirectoryError(f"{label} is a directory")
-    text = _read_text(path, what)
+    return _table_from_text(_read_text(path, what), path, label)
+
+
+def _table_from_text(text: str, path: Path, label: str) -> pd.DataFrame:
+    """:func:`read_table` on the decoded text of ``path`` (``label`` names the file in the messages)."""
     if not text.strip():
         raise ValueError(f"{label} is empty")
     sep = _delimiter(text, path)
@@ -182,12 +186,23 @@ def read_table(path: str | os.PathLike, *, what: str = "table") -> pd.DataFrame:
     return df
 
 
-def validate_counts(values: np.ndarray, *, name: str = "counts") -> np.ndarray:
+def validate_counts(values: np.ndarray, *, name: str = "counts", row_names=None, column_names=None) -> np.ndarray:
     """Check a count matrix: numeric, finite, non-negative integers up to ``MAX_COUNT``. Returns float64 values.
+
+    ``row_names`` / ``column_names`` (genes, samples), when given, are named next to the position of the
+    first offending entry.
 
     Raises:
         ValueError / TypeError naming ``name`` and the first offending entry.
     """
+
+    def at(i: int, j: int) -> str:
+        where = f"at row {i}, column {j}"
+        named = [f"{kind} {str(labels[k])!r}"
+                 for kind, labels, k in (("gene", row_names, i), ("sample", column_names, j))
+                 if labels is not None and k < len(labels)]
+        return where + (f" ({', '.join(named)})" if named else "")
+
     arr = np.asarray(values)
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
         try:
@@ -202,29 +217,33 @@ def validate_counts(values: np.ndarray, *, name: str = "counts") -> np.ndarray:
     bad = ~np.isfinite(arr)
     if bad.any():
         i, j = map(int, np.argwhere(bad)[0])
-        raise ValueError(f"{name}: expected finite counts, found {arr[i, j]} at row {i}, column {j}")
+        raise ValueError(f"{name}: expected finite counts, found {arr[i, j]} {at(i, j)}")
     if (arr < 0).any():
         i, j = map(int, np.argwhere(arr < 0)[0])
-        raise ValueError(f"{name}: expected non-negative counts, found {arr[i, j]} at row {i}, column {j}")
+        raise ValueError(f"{name}: expected non-negative counts, found {arr[i, j]} {at(i, j)}")
     if (arr > MAX_COUNT).any():
         i, j = map(int, np.argwhere(arr > MAX_COUNT)[0])
         raise ValueError(
             f"{name}: expected counts <= {MAX_COUNT} (R DESeq2 stores counts as 32-bit integers), found "
-            f"{arr[i, j]:.6g} at row {i}, column {j}"
+            f"{arr[i, j]:.6g} {at(i, j)}"
         )
     frac = arr != np.round(arr)
     if frac.any():
         i, j = map(int, np.argwhere(frac)[0])
         raise ValueError(
-            f"{name}: expected integer counts (DESeq2 models raw counts), found {arr[i, j]} at row {i}, "
-            f"column {j}"
+            f"{name}: expected integer counts (DESeq2 models raw counts), found {arr[i, j]} "
+            f"{at(i, j)}"
         )
     return arr
 
 
 def read_counts(path: str | os.PathLike) -> pd.DataFrame:
     """Read a count table file; checks that every entry is a non-negative integer."""
-    df = read_table(path, what="counts")
+    return _counts_from_table(read_table(path, what="counts"), path)
+
+
+def _counts_from_table(df: pd.DataFrame, path) -> pd.DataFrame:
+    """The table's values checked as counts (:func:`validate_counts`), as float64."""
     try:
         values = df.apply(pd.to_numeric, errors="raise").to_numpy(dtype=float)
     except (ValueError, TypeError):
