@@ -2,6 +2,9 @@
 
 - :func:`trace_plot`, :func:`posterior_plot`: MCMC/SVI diagnostics through ArviZ 1.x.
 - :func:`ma_plot`, :func:`volcano_plot`: differential expression on DESeq2-shaped tables.
+- :func:`dispersion_plot`, :func:`pca_plot`, :func:`sample_distance_heatmap`: DESeq2's diagnostics
+  (``plotDispEsts``, ``plotPCA``, the vignette's sample-distance heatmap); :func:`pca_of_transformed`
+  and :func:`sample_distances` compute plotPCA's and the heatmap's numbers.
 - :func:`posterior_track_plot`: HMM state posteriors along a sequence against truth and Viterbi.
 - :func:`counts_vs_truth_plot`: quantification estimates against true counts with intervals.
 
@@ -13,9 +16,10 @@ Example:
 """
 
 from diffbio_prob.plots._common import figure_to_png, save_figure
-from diffbio_prob.plots.de import ma_plot, volcano_plot
+from diffbio_prob.plots.de import dispersion_plot, ma_plot, pca_plot, sample_distance_heatmap, volcano_plot
 from diffbio_prob.plots.diagnostics import posterior_plot, trace_plot
 from diffbio_prob.plots.hmm import posterior_track_plot
+from diffbio_prob.plots.pca import pca_of_transformed, sample_distances
 from diffbio_prob.plots.quant import counts_vs_truth_plot, mard
 
 __all__ = [
@@ -23,6 +27,11 @@ __all__ = [
     "posterior_plot",
     "ma_plot",
     "volcano_plot",
+    "dispersion_plot",
+    "pca_plot",
+    "pca_of_transformed",
+    "sample_distance_heatmap",
+    "sample_distances",
     "posterior_track_plot",
     "counts_vs_truth_plot",
     "mard",
