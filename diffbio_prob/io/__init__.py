@@ -5,7 +5,11 @@
 * ``salmon.py`` / ``kallisto.py``: each tool's files; they import ``base`` (and ``atomic``) only.
 * ``eqclasses.py``: the format registry (``EQ_FORMATS``), ``read_eq_classes``, ``detect_eq_format``,
   ``read_lengths``; it imports the two format modules and re-exports ``base``'s names.
-* ``counts.py`` (count tables, AnnData), ``sequences.py`` (FASTA / integer sequences), ``atomic.py``.
+* ``counts.py`` (count tables, AnnData objects, sample tables, result tables), ``sequences.py`` (FASTA /
+  integer sequences), ``atomic.py``.
+* ``count_formats.py``: ``read_count_input(paths, *, layer=None, sample_names=None) -> CountInput``, the
+  count inputs told apart by their content: AnnData ``.h5ad``, featureCounts tables, htseq-count files
+  (one per sample), else a ``counts.py`` table; it imports ``base`` and ``counts``.
 
 Every bad input file raises a ``ValueError`` naming the file (and the line where there is one).
 """
