@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 
-import matplotlib
+from matplotlib.colors import same_color
 import numpy as np
 import pandas as pd
 import pytest
@@ -103,7 +103,7 @@ def test_dispersion_plot_draws_each_series_where_deseq2_does(disp_table):
     order = np.argsort(kept["baseMean"].to_numpy(), kind="stable")
     np.testing.assert_array_equal(line.get_xdata(), kept["baseMean"].to_numpy()[order])
     np.testing.assert_array_equal(line.get_ydata(), kept["dispFit"].to_numpy()[order])
-    assert matplotlib.colors.same_color(line.get_color(), "red")
+    assert same_color(line.get_color(), "red")
     # final dispersions: blue dots, outliers circled (open markers), counts as in dispOutlier
     out = kept["dispOutlier"].to_numpy()
     plain, circled = _by_gid(fig, "final"), _by_gid(fig, "final-outlier")
@@ -111,8 +111,8 @@ def test_dispersion_plot_draws_each_series_where_deseq2_does(disp_table):
     _same_rows(_offsets(circled), kept.loc[out, ["baseMean", "dispersion"]].to_numpy())
     assert len(_offsets(circled)) == int(out.sum())
     assert circled.get_facecolors().size == 0 or np.all(circled.get_facecolors()[:, 3] == 0)
-    assert matplotlib.colors.same_color(plain.get_facecolors()[0], "dodgerblue")
-    assert matplotlib.colors.same_color(_by_gid(fig, "gene-est").get_facecolors()[0], "black")
+    assert same_color(plain.get_facecolors()[0], "dodgerblue")
+    assert same_color(_by_gid(fig, "gene-est").get_facecolors()[0], "black")
     # everything is on the one axes
     assert all(a in ax.get_children() for a in (line, plain, circled))
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
