@@ -40,6 +40,7 @@ import io
 import os
 import re
 import shlex
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -184,14 +185,16 @@ def _read_h5ad(path: Path, layer: str | None) -> CountInput:
 
     label = _label(path)
     try:
-        adata = anndata.read_h5ad(path)
+        with warnings.catch_warnings():  # anndata's read-time notes (e.g. non-unique names) become our errors
+            warnings.simplefilter("ignore")
+            adata = anndata.read_h5ad(path)
     except Exception as exc:  # h5py / anndata raise many types for a non-AnnData HDF5 file
         msg = " ".join(str(exc).split())[:300]
         raise ValueError(
             f"{label}: an HDF5 file that anndata cannot read as .h5ad ({type(exc).__name__}: {msg}); expected an "
             "AnnData .h5ad (a 10x Genomics .h5 or a .loom file must be converted first, e.g. with scanpy)"
         ) from None
-    layers = list(adata.layers.keys())
+    layers = [k for k in adata.layers.keys() if k is not None]  # anndata >= 0.12 lists X as None
     if layer is not None and not isinstance(layer, str):
         raise TypeError(f"layer: expected a layer name (str) or None for X, got {type(layer).__name__}")
     if layer is None:
@@ -199,7 +202,7 @@ def _read_h5ad(path: Path, layer: str | None) -> CountInput:
             raise ValueError(f"layer: {label} has no X matrix; choose one of its layers: {layers}")
         x, where = adata.X, "X"
     else:
-        if layer not in adata.layers:
+        if layer not in layers:
             raise ValueError(
                 f"layer: {layer!r} is not a layer of {label} (its layers: {layers}; leave layer unset for X)"
             )
