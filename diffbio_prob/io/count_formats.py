@@ -165,16 +165,26 @@ def _is_number(text: str) -> bool:
 
 
 def detect_count_format(path: str | os.PathLike) -> str:
-    """The format of one count file from its content: one of :data:`COUNT_FORMATS` (``"htseq-count"`` only
-    for a file with htseq-count's ``__`` counter rows; several two-column files are htseq-count whatever
-    their rows, see :func:`read_count_input`)."""
+    """The format of one count file from its content: one of :data:`COUNT_FORMATS`. ``"htseq-count"`` for a
+    file with htseq-count's ``__`` counter rows or headerless ``gene<TAB>count`` lines (several files are read
+    as htseq-count whatever their rows, see :func:`read_count_input`). featureCounts' ``.summary`` file is a
+    ``ValueError``."""
     path = Path(path)
     raw = _read_bytes(path)
     if _is_hdf5(raw):
         return "h5ad"
     fmt = _sniff_text(decode_text(path, raw, expected="a count table, featureCounts or htseq-count output, or an "
                                                        "AnnData .h5ad", label=_label(path)))
-    return "table" if fmt == "featurecounts-summary" else fmt
+    if fmt == "featurecounts-summary":
+        _refuse_summary(path)
+    return fmt
+
+
+def _refuse_summary(path: Path):
+    name = str(path)
+    hint = f" ({name[:-8]!r}?)" if name.endswith(".summary") else ""
+    raise ValueError(f"{_label(path)}: this is featureCounts' .summary file (read assignment statistics); give "
+                     f"the counts file featureCounts wrote next to it{hint}")
 
 
 # ---------------------------------------------------------------------------------------------------- h5ad
@@ -573,10 +583,7 @@ def read_count_input(
     formats = [_sniff_text(t) for t in texts]
     for p, fmt in zip(files, formats):
         if fmt == "featurecounts-summary":
-            name = str(p)
-            hint = f" ({name[:-8]!r}?)" if name.endswith(".summary") else ""
-            raise ValueError(f"{_label(p)}: this is featureCounts' .summary file (read assignment statistics); "
-                             f"give the counts file featureCounts wrote next to it{hint}")
+            _refuse_summary(p)
     if "featurecounts" in formats:
         if len(set(formats)) > 1:
             other = files[next(i for i, f in enumerate(formats) if f != "featurecounts")]

@@ -423,3 +423,20 @@ def test_h5ad_without_x_needs_a_layer(tmp_path):
     inp = read_count_input(tmp_path / "nox.h5ad", layer="counts")
     pd.testing.assert_frame_equal(inp.counts, expected_frame(), check_exact=True)
     assert inp.metadata.shape == (3, 0)
+
+
+def test_sample_names_that_do_not_fit_the_format(tmp_path):
+    fc = write(tmp_path / "featureCounts.txt", featurecounts_text())
+    htseq = htseq_files(tmp_path / "htseq")
+    with pytest.raises(ValueError, match=r"sample_names: expected 3 names \(one per featureCounts sample column\), "
+                                         r"got 2"):
+        read_count_input(fc, sample_names=["a", "b"])
+    with pytest.raises(ValueError, match=r"sample_names: expected 'stem' or a list of 3 names .*got the string "
+                                         r"'header'"):
+        read_count_input(htseq, sample_names="header")
+    with pytest.raises(TypeError, match=r"sample_names: expected a list of names, got int"):
+        read_count_input(fc, sample_names=3)
+    with pytest.raises(ValueError, match=r"paths: '.*featureCounts.txt' is featureCounts output but "
+                                         r"'.*ctrl_1.htseq.counts.txt' is not"):
+        read_count_input([fc, htseq[0]])
+    assert list(read_count_input(htseq, sample_names="stem").counts.columns) == SAMPLES
