@@ -219,7 +219,7 @@ def _snapshot(root: Path) -> dict[str, str]:
 @pytest.fixture()
 def no_fit(monkeypatch):
     """Make every fitting entry point fail the test: bad input must be rejected before any of them runs."""
-    import diffbio_prob.workflows.deseq2.pipeline as deseq2
+    import diffbio_prob.workflows.deseq2.api as deseq2
     import diffbio_prob.workflows.hmm as hmm
     import diffbio_prob.workflows.quant as quant
 

@@ -22,10 +22,13 @@ ALLOWED_INTERNAL = {
     "cores": {"cores"},
     "operators": {"cores", "operators"},
     "models": {"cores", "models"},
-    "inference": {"cores", "operators", "models", "inference", "io"},
+    "inference": {"cores", "operators", "models", "inference", "io", "parallel"},
+    "parallel": set(),
     "io": {"io"},
     "plots": {"plots", "io"},
-    "workflows": {"cores", "operators", "models", "inference", "io", "plots", "workflows", "workflows.demo", "root"},
+    "workflows": {
+        "cores", "operators", "models", "inference", "io", "plots", "parallel", "workflows", "workflows.demo", "root"
+    },
     "workflows.demo": {"workflows", "workflows.demo", "io", "plots", "root"},
     "cli": {"workflows", "workflows.demo", "io", "root"},
     "main": {"cli"},
@@ -157,9 +160,9 @@ def check(root: Path, package: str = "diffbio_prob") -> dict[str, list[str]]:
             out["numpyro_internals"].append(f"{where} (private: {', '.join(imp.private_names)})")
         if _stdlib(top):
             continue
-        if src == "cores":
+        if src in ("cores", "parallel"):
             if top not in ALLOWED_EXTERNAL_CORES:
-                out["external"].append(f"{where} (cores import only {sorted(ALLOWED_EXTERNAL_CORES)})")
+                out["external"].append(f"{where} ({src} imports only {sorted(ALLOWED_EXTERNAL_CORES)})")
         elif top in (FORBIDDEN_EXTERNAL.get(src) or ()):
             out["external"].append(f"{where} ({src} must not import {top})")
     out["cycles"] = [" -> ".join(c) for c in _cycles(graph)]

@@ -179,9 +179,9 @@ def _table_text(sep=","):
         ("tabs.csv", _table_text("\t").encode()),  # a TSV named .csv (was: "has no data")
         ("commas.tsv", _table_text(",").encode()),
         ("semicolons.csv", _table_text(";").encode()),
-        ("gzipped.csv", __import__("gzip").compress(_table_text(",").encode())),  # gzip whatever the suffix
+        ("gzipped.csv", __import__("gzip").compress(_table_text(",").encode(), mtime=0)),  # gzip whatever the suffix
         ("plain.csv.gz", _table_text(",").encode()),  # a .gz name on plain text
-        ("tabs.tsv.gz", __import__("gzip").compress(_table_text("\t").encode())),
+        ("tabs.tsv.gz", __import__("gzip").compress(_table_text("\t").encode(), mtime=0)),
         ("bom.csv", b"\xef\xbb\xbf" + _table_text(",").encode()),
         ("rstyle.txt", b"s1\ts2\ng1\t1\t2\ng2\t3\t4\n"),  # R write.table: no header for the row names
         ("spaces.txt", b"gene s1 s2\ng1 1 2\ng2 3 4\n"),
@@ -245,7 +245,7 @@ def test_metadata_with_an_empty_last_column_is_not_a_stray_delimiter(tmp_path):
         ({"min_replicates_for_replace": 2}, "min_replicates_for_replace"),
         ({"min_replicates_for_replace": float("nan")}, "min_replicates_for_replace"),
         ({"min_replicates_for_replace": "7"}, "min_replicates_for_replace"),
-        ({"fit_type": "local"}, "fit_type: expected 'parametric' or 'mean'"),
+        ({"fit_type": "loess"}, "fit_type: expected 'parametric', 'local' or 'mean'"),
         ({"dispersion_fit": "exact"}, "dispersion_fit: expected 'deseq2' or 'newton'"),
         ({"size_factors": "tmm"}, "size_factors: expected 'ratio'"),
         ({"precision": "float16"}, "precision"),
@@ -273,7 +273,7 @@ def test_fit_option_errors_come_before_reading_the_counts(kwargs, match):
     ],
 )
 def test_results_option_errors(synthetic, monkeypatch, kwargs, match):
-    import diffbio_prob.workflows.deseq2.pipeline as deseq2_mod
+    import diffbio_prob.workflows.deseq2.api as deseq2_mod
 
     counts, meta = synthetic
 

@@ -13,17 +13,18 @@ import pytest
 SCRIPT = textwrap.dedent(
     """
     import json, sys, numpy as np, pandas as pd, jax
-    from diffbio_prob.workflows.deseq2 import pipeline as D
+    from diffbio_prob import parallel
+    from diffbio_prob.workflows import deseq2 as D
 
     counts = pd.read_json(sys.argv[1], orient="split")
     meta = pd.read_json(sys.argv[2], orient="split")
     seen = []
-    orig = D._run_genes
-    def spy(kernel, gene_args, shared_args=(), *, shard=True, **kw):
-        mesh = D._mesh(shard)
+    orig = parallel.batch_mesh
+    def spy(shard=True):
+        mesh = orig(shard)
         seen.append(1 if mesh is None else mesh.size)
-        return orig(kernel, gene_args, shared_args, shard=shard, **kw)
-    D._run_genes = spy
+        return mesh
+    parallel.batch_mesh = spy
     fit = D.fit_deseq2(counts, meta, "~condition")
     out = {"res": fit.results().to_numpy().tolist(), "disp": fit.gene["dispersion"].tolist()}
     print(json.dumps({"devices": jax.device_count(), "seen": sorted(set(seen)), **out}))
