@@ -22,9 +22,9 @@ htseq-count files (one per sample) and plain CSV/TSV count tables.
   :func:`diffbio_prob.io.counts.align_counts` finds it against the sample table).
 
 The counts come back as float64 whole numbers with unnamed index and columns, so the same data in any
-format gives the same DataFrame. Every bad input raises a ``ValueError`` (or ``TypeError`` for a wrong argument type) naming the argument or
-file, the line where there is one, and what was expected. ``gzip`` is recognised from the first bytes
-(whatever the suffix) for the text formats.
+format gives the same DataFrame. Every bad input raises a ``ValueError`` (or ``TypeError`` for a wrong
+argument type) naming the argument or file, the line where there is one, and what was expected. The text
+formats may be gzipped (recognised from the first bytes, whatever the suffix).
 
 Example:
     >>> inp = read_count_input(["A.htseq.txt", "B.htseq.txt"])  # doctest: +SKIP

@@ -334,7 +334,8 @@ def from_anndata(adata, *, layer: str | None = None) -> tuple[pd.DataFrame, pd.D
         x = adata.X
     else:
         if layer not in adata.layers:
-            raise ValueError(f"layer: {layer!r} is not a layer of the AnnData (has {[k for k in adata.layers.keys() if k is not None]})")
+            layers = [k for k in adata.layers.keys() if k is not None]  # anndata >= 0.12 lists X as None
+            raise ValueError(f"layer: {layer!r} is not a layer of the AnnData (has {layers})")
         x = adata.layers[layer]
     if hasattr(x, "toarray"):
         x = x.toarray()

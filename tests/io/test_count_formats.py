@@ -128,8 +128,8 @@ def test_featurecounts_extra_attributes_named_on_the_command_line_are_not_sample
     assert inp.annotation.loc["ENSG00000227232.5", "gene_name"] == "WASH7P"
     # without the comment line naming them, the attribute column is taken for a sample and refused with a hint
     bare = "\n".join(text.splitlines()[1:]) + "\n"
-    with pytest.raises(ValueError, match=r"fc_bare.txt', line 2: non-numeric count 'DDX11L2' in column 'gene_name' \(an "
-                                         r"--extraAttributes column\?"):
+    with pytest.raises(ValueError, match=r"fc_bare.txt', line 2: non-numeric count 'DDX11L2' in column "
+                                         r"'gene_name' \(an --extraAttributes column\?"):
         read_count_input(write(tmp_path / "fc_bare.txt", bare))
 
 
@@ -143,8 +143,9 @@ def test_featurecounts_star_bams_with_the_same_stem_need_the_header_or_names(tmp
 
 
 def test_featurecounts_several_files_one_per_sample_are_joined(tmp_path):
-    paths = [write(tmp_path / f"{s}.featureCounts.txt",
-                   featurecounts_text(bams=[f"/data/bam/{s}.bam"], values=VALUES[:, [j]])) for j, s in enumerate(SAMPLES)]
+    paths = [write(tmp_path / f"{s}.featureCounts.txt", featurecounts_text(bams=[f"/data/bam/{s}.bam"],
+                                                                          values=VALUES[:, [j]]))
+             for j, s in enumerate(SAMPLES)]
     inp = read_count_input(paths)
     assert inp.format == "featurecounts" and inp.sources == tuple(map(str, paths))
     pd.testing.assert_frame_equal(inp.counts, expected_frame(), check_exact=True)
@@ -305,7 +306,8 @@ def test_h5ad_layer_selection_and_errors(tmp_path):
                                          r"layers: \['counts', 'spliced'\]; leave layer unset for X\)"):
         read_count_input(path, layer="raw_counts")
     with pytest.raises(ValueError, match=r"pb.h5ad' \(X\): expected integer counts .*gene 'ENSG00000223972.5', "
-                                         r"sample 'ctrl_2'.*another matrix: \[\"layer 'counts'\", \"layer 'spliced'\"\]"):
+                                         r"sample 'ctrl_2'.*another matrix: "
+                                         r"\[\"layer 'counts'\", \"layer 'spliced'\"\]"):
         read_count_input(path)
     with pytest.raises(TypeError, match=r"layer: expected a layer name \(str\) or None for X, got int"):
         read_count_input(path, layer=0)
