@@ -11,6 +11,7 @@ import pytest
 from scipy import optimize, special, stats
 
 from diffbio_prob.cores import nb as core
+from diffbio_prob.cores import nb_dispersion, nb_glm_fit, spd
 
 
 def _grid():
@@ -80,10 +81,10 @@ def test_spd_helpers_match_numpy(p):
     m = rng.normal(size=(4, p, p))
     a = m @ np.swapaxes(m, -1, -2) + p * np.eye(p)
     b = rng.normal(size=(4, p))
-    np.testing.assert_allclose(core.spd_cholesky(a), np.linalg.cholesky(a), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(core.spd_solve(a, b), np.linalg.solve(a, b[..., None])[..., 0], rtol=1e-10)
-    np.testing.assert_allclose(core.spd_logdet(a), np.linalg.slogdet(a)[1], rtol=1e-12)
-    np.testing.assert_allclose(core.spd_inverse(a), np.linalg.inv(a), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(spd.spd_cholesky(a), np.linalg.cholesky(a), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(spd.spd_solve(a, b), np.linalg.solve(a, b[..., None])[..., 0], rtol=1e-10)
+    np.testing.assert_allclose(spd.spd_logdet(a), np.linalg.slogdet(a)[1], rtol=1e-12)
+    np.testing.assert_allclose(spd.spd_inverse(a), np.linalg.inv(a), rtol=1e-10, atol=1e-12)
 
 
 def _problem(g=6, n=12, seed=0):
@@ -103,7 +104,7 @@ _jit0 = partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 @partial(_jit0, static_argnames=("min_mu", "tol"))
 def _irls(y, x, log_sf, alpha, b0, ridge, min_mu, tol):
-    return core.irls_fit(y, x, log_sf, alpha, b0, ridge, min_mu=min_mu, tol=tol)
+    return nb_glm_fit.irls_fit(y, x, log_sf, alpha, b0, ridge, min_mu=min_mu, tol=tol)
 
 
 def _init(y, x, sf):
@@ -150,7 +151,7 @@ def test_newton_fallback_agrees_with_irls_and_respects_bounds():
     assert np.all(np.abs(np.asarray(irls.beta[1:])) < 5.0)
     y = y.copy()
     y[0, 6:] = 0.0
-    newton = _jit0(lambda *a: core.fit_beta_newton(*a, bound=5.0))
+    newton = _jit0(lambda *a: nb_glm_fit.fit_beta_newton(*a, bound=5.0))
     beta, conv = newton(y, x, np.log(sf), alpha, np.zeros((y.shape[0], 3)), ridge)
     assert np.all(conv)
     np.testing.assert_allclose(beta[1:], irls.beta[1:], atol=1e-6)
@@ -161,7 +162,7 @@ def test_wald_covariance_and_hat_values():
     y, x, sf, alpha = _problem()
     mu = np.maximum(sf * np.exp(np.full((y.shape[0], 3), 0.3) @ x.T), 0.5)
     ridge = np.full(3, 0.01)
-    sigma, hat = core.wald_covariance_and_hat(x, mu, alpha, ridge)
+    sigma, hat = nb_glm_fit.wald_covariance_and_hat(x, mu, alpha, ridge)
     for i in range(y.shape[0]):
         w = mu[i] / (1 + alpha[i] * mu[i])
         m = x.T @ (w[:, None] * x)
@@ -170,7 +171,7 @@ def test_wald_covariance_and_hat_values():
         hmat = np.sqrt(w)[:, None] * x @ inv @ x.T * np.sqrt(w)[None, :]
         np.testing.assert_allclose(hat[i], np.diag(hmat), rtol=1e-10)
     # without a ridge the hat values of each gene sum to the number of coefficients
-    _, hat0 = core.wald_covariance_and_hat(x, mu, alpha, np.zeros(3))
+    _, hat0 = nb_glm_fit.wald_covariance_and_hat(x, mu, alpha, np.zeros(3))
     np.testing.assert_allclose(np.asarray(hat0).sum(axis=1), 3.0, rtol=1e-10)
 
 
@@ -184,11 +185,11 @@ def test_cox_reid_derivatives_match_finite_differences(use_prior, p):
     kw = dict(prior_mean=prior, prior_var=0.7, use_prior=use_prior)
     a = np.log(alpha)
     h = 1e-5
-    lp = lambda v: np.asarray(core.cr_log_posterior(v, y, mu, x, **kw))  # noqa: E731
-    grad = np.asarray(core.cr_log_posterior_grad(a, y, mu, x, **kw))
-    hess = np.asarray(core.cr_log_posterior_hess(a, y, mu, x, **kw))
+    lp = lambda v: np.asarray(nb_dispersion.cr_log_posterior(v, y, mu, x, **kw))  # noqa: E731
+    grad = np.asarray(nb_dispersion.cr_log_posterior_grad(a, y, mu, x, **kw))
+    hess = np.asarray(nb_dispersion.cr_log_posterior_hess(a, y, mu, x, **kw))
     np.testing.assert_allclose(grad, (lp(a + h) - lp(a - h)) / (2 * h), rtol=1e-6, atol=1e-6)
-    gr = lambda v: np.asarray(core.cr_log_posterior_grad(v, y, mu, x, **kw))  # noqa: E731
+    gr = lambda v: np.asarray(nb_dispersion.cr_log_posterior_grad(v, y, mu, x, **kw))  # noqa: E731
     np.testing.assert_allclose(hess, (gr(a + h) - gr(a - h)) / (2 * h), rtol=1e-5, atol=1e-5)
     # and the value is the NB log-likelihood (up to alpha-free terms) minus half log det X'WX
     i = 0
@@ -204,7 +205,7 @@ def test_cox_reid_derivatives_match_finite_differences(use_prior, p):
 
 @partial(_jit0, static_argnames=("compact",))
 def _ls(y, mu, x, start, compact=None):
-    return core.fit_dispersion_line_search(
+    return nb_dispersion.fit_dispersion_line_search(
         y, mu, x, start, start + 0.5, 0.8, use_prior=True, min_log_alpha=np.log(1e-9), compact=compact
     )
 
@@ -219,20 +220,20 @@ def _disp_problem():
 def test_line_search_newton_and_grid_find_the_maximum():
     y, x, mu, start = _disp_problem()
     kw = dict(prior_mean=start + 0.5, prior_var=0.8, use_prior=True)
-    nt = _jit0(lambda *a: core.fit_dispersion_newton(*a, lower=np.log(1e-8), upper=np.log(20.0), **kw))(y, mu, x, start)
+    nt = _jit0(lambda *a: nb_dispersion.fit_dispersion_newton(*a, lower=np.log(1e-8), upper=np.log(20.0), **kw))(y, mu, x, start)
     a = np.asarray(nt.log_alpha)
     # the exact optimiser: zero derivative, negative curvature
-    assert np.max(np.abs(np.asarray(core.cr_log_posterior_grad(a, y, mu, x, **kw)))) < 1e-6
-    assert np.all(np.asarray(core.cr_log_posterior_hess(a, y, mu, x, **kw)) < 0)
+    assert np.max(np.abs(np.asarray(nb_dispersion.cr_log_posterior_grad(a, y, mu, x, **kw)))) < 1e-6
+    assert np.all(np.asarray(nb_dispersion.cr_log_posterior_hess(a, y, mu, x, **kw)) < 0)
     # DESeq2's line search climbs and stops within its tolerance (1e-6 per step) of the optimum
     ls = _ls(y, mu, x, start)
     assert np.all(np.asarray(ls.last_lp) >= np.asarray(ls.initial_lp))
-    best = np.asarray(core.cr_log_posterior(a, y, mu, x, **kw))
+    best = np.asarray(nb_dispersion.cr_log_posterior(a, y, mu, x, **kw))
     assert np.all(best - np.asarray(ls.last_lp) < 1e-4)
     assert np.all(np.asarray(ls.n_iter) < 100)
     # the grid fallback lands within one fine-grid step of the optimum
     grid = np.linspace(np.log(1e-8), np.log(20.0), 20)
-    g = _jit0(lambda *a: core.fit_dispersion_grid(*a, use_prior=True, grid=grid))(y, mu, x, start + 0.5, 0.8)
+    g = _jit0(lambda *a: nb_dispersion.fit_dispersion_grid(*a, use_prior=True, grid=grid))(y, mu, x, start + 0.5, 0.8)
     assert np.all(np.abs(np.asarray(g) - a) <= 2 * (grid[1] - grid[0]) / 19 + 1e-12)
 
 
@@ -253,4 +254,4 @@ def test_cooks_distance_formula():
     hat = rng.uniform(0.05, 0.5, (3, 6))
     a = np.array([0.04, 0.2, 1.0])
     expected = (y - mu) ** 2 / (mu + a[:, None] * mu**2) / 2 * hat / (1 - hat) ** 2
-    np.testing.assert_allclose(core.cooks_distance(y, mu, hat, a, 2), expected, rtol=1e-12)
+    np.testing.assert_allclose(nb_glm_fit.cooks_distance(y, mu, hat, a, 2), expected, rtol=1e-12)

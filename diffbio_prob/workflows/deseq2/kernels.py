@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from diffbio_prob.cores import nb as core
+from diffbio_prob.cores import nb, nb_dispersion, nb_glm_fit
 from diffbio_prob.parallel import kernel
 
 __all__ = ["k_irls", "k_beta_newton", "k_line_search", "k_disp_newton", "k_grid", "k_loglik"]
@@ -17,7 +17,7 @@ __all__ = ["k_irls", "k_beta_newton", "k_line_search", "k_disp_newton", "k_grid"
 
 @kernel("min_mu", "tol", "max_iter")
 def k_irls(counts, log_sf, alpha, beta_init, design, ridge, smask, cmask, *, min_mu, tol, max_iter):
-    res = core.irls_fit(
+    res = nb_glm_fit.irls_fit(
         counts,
         design,
         log_sf,
@@ -30,19 +30,19 @@ def k_irls(counts, log_sf, alpha, beta_init, design, ridge, smask, cmask, *, min
         sample_mask=smask,
         coef_mask=cmask,
     )
-    sigma, hat = core.wald_covariance_and_hat(design, res.mu, alpha, ridge, smask, cmask)
-    mu_raw = core.glm_mean(design, res.beta, log_sf)
+    sigma, hat = nb_glm_fit.wald_covariance_and_hat(design, res.mu, alpha, ridge, smask, cmask)
+    mu_raw = nb.glm_mean(design, res.beta, log_sf)
     return res.beta, res.n_iter, sigma, hat, mu_raw, res.log_likelihood
 
 
 @kernel("min_mu")
 def k_beta_newton(counts, log_sf, alpha, beta_init, design, ridge, smask, cmask, *, min_mu):
-    beta, conv = core.fit_beta_newton(
+    beta, conv = nb_glm_fit.fit_beta_newton(
         counts, design, log_sf, alpha, beta_init, ridge, sample_mask=smask, coef_mask=cmask
     )
-    mu_raw = core.glm_mean(design, beta, log_sf)
-    sigma, _ = core.wald_covariance_and_hat(design, jnp.maximum(mu_raw, min_mu), alpha, ridge, smask, cmask)
-    loglik = core.nb_log_likelihood(counts, mu_raw, alpha, smask)
+    mu_raw = nb.glm_mean(design, beta, log_sf)
+    sigma, _ = nb_glm_fit.wald_covariance_and_hat(design, jnp.maximum(mu_raw, min_mu), alpha, ridge, smask, cmask)
+    loglik = nb.nb_log_likelihood(counts, mu_raw, alpha, smask)
     return beta, conv, sigma, mu_raw, loglik
 
 
@@ -67,7 +67,7 @@ def k_line_search(
     # Large problems: 15 passes over all genes (DESeq2's line search needs ~12 for most), then the
     # stragglers in chunks of g/8 (see cores.nb._masked_loop).
     compact = (15, g // 8) if g >= 4096 else None
-    return core.fit_dispersion_line_search(
+    return nb_dispersion.fit_dispersion_line_search(
         counts,
         mu,
         design,
@@ -87,7 +87,7 @@ def k_line_search(
 
 @kernel("lower", "upper")
 def k_disp_newton(counts, mu, log_alpha0, prior_mean, design, prior_var, use_prior, smask, cmask, *, lower, upper):
-    return core.fit_dispersion_newton(
+    return nb_dispersion.fit_dispersion_newton(
         counts,
         mu,
         design,
@@ -104,11 +104,11 @@ def k_disp_newton(counts, mu, log_alpha0, prior_mean, design, prior_var, use_pri
 
 @kernel()
 def k_grid(counts, mu, prior_mean, design, prior_var, grid, use_prior, smask, cmask):
-    return core.fit_dispersion_grid(
+    return nb_dispersion.fit_dispersion_grid(
         counts, mu, design, prior_mean, prior_var, use_prior=use_prior, grid=grid, sample_mask=smask, coef_mask=cmask
     )
 
 
 @kernel()
 def k_loglik(counts, mu, alpha, smask):
-    return core.nb_log_likelihood(counts, mu, alpha, smask)
+    return nb.nb_log_likelihood(counts, mu, alpha, smask)

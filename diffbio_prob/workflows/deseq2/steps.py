@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import optimize, special, stats
 
-from diffbio_prob.cores import nb as core
+from diffbio_prob.cores import nb_glm_fit
 from diffbio_prob.workflows.deseq2 import rstats
 from diffbio_prob.workflows.deseq2.data import DESeq2Data
 from diffbio_prob.workflows.deseq2.dispersion import (
@@ -211,7 +211,7 @@ def max_cooks(cooks: np.ndarray, design: np.ndarray) -> np.ndarray:
 
 def _cooks(data: DESeq2Data, fit: GLMFit) -> tuple[np.ndarray, np.ndarray]:
     alpha_rob = rstats.robust_method_of_moments_disp(data.normalized, data.design)
-    cooks = np.asarray(core.cooks_distance(data.counts, fit.mu, fit.hat, alpha_rob, data.n_coef))
+    cooks = np.asarray(nb_glm_fit.cooks_distance(data.counts, fit.mu, fit.hat, alpha_rob, data.n_coef))
     return cooks, max_cooks(cooks, data.design)
 
 

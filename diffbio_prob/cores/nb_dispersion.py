@@ -1,0 +1,427 @@
+"""DESeq2's dispersion estimation, vectorised over genes: the Cox-Reid adjusted profile log-likelihood
+with its normal log prior (``log_posterior`` and its derivatives), R's line search (``fitDisp``), the grid
+fallback (``fitDispGrid``) and an exact Newton alternative.
+
+Shapes: ``counts`` and ``mu`` are ``(G, N)``, ``design`` ``(N, P)``, ``log_alpha`` ``(G,)``. Follows
+thelovelab/DESeq2 ``src/DESeq2.cpp``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from diffbio_prob.cores.nb import _coef_pad, _lgamma_digamma_ratio, _masked, lgamma_ratio, trigamma_ratio
+from diffbio_prob.cores.nb_glm_fit import _backtrack
+from diffbio_prob.cores.spd import _chol_solve, spd_cholesky, weighted_gram
+
+__all__ = [
+    "cr_log_posterior",
+    "cr_log_posterior_grad",
+    "cr_log_posterior_hess",
+    "DispersionFit",
+    "fit_dispersion_line_search",
+    "fit_dispersion_grid",
+    "fit_dispersion_newton",
+]
+
+# --------------------------------------------------------------------------------------------
+# Dispersion: Cox-Reid adjusted profile log-likelihood (DESeq2 log_posterior and derivatives).
+# --------------------------------------------------------------------------------------------
+
+
+def _cr_parts(
+    log_alpha, counts, mu, design, want_grad: bool, want_hess: bool, sample_mask=None, coef_mask=None
+):
+    """Likelihood part, Cox-Reid part and their log-alpha derivatives, as DESeq2 splits them."""
+    alpha = jnp.exp(log_alpha)[:, None]
+    size = jnp.exp(-log_alpha)[:, None]
+    log1p_ma = jnp.log1p(mu * alpha)
+    inv = 1.0 / (mu + size)
+    ratio = mu * inv  # mu alpha / (1 + mu alpha)
+    if want_grad or want_hess:
+        lgr, dgr = _lgamma_digamma_ratio(counts, size)
+    else:
+        lgr = lgamma_ratio(counts, size)
+    # DESeq2's ll_part leaves out -lgamma(y + 1) + y log(mu) (constant in alpha); its value enters
+    # DESeq2's "no increase" test, so we keep DESeq2's exact form.
+    ll = lgr - counts * jnp.log(mu + size) - size * log1p_ma
+    ll = jnp.sum(_masked(ll, sample_mask), -1)
+    w = _masked(size * ratio, sample_mask)  # 1 / (1/mu + alpha)
+    b = weighted_gram(design, w) + _coef_pad(design.shape[1], coef_mask, w.dtype)
+    chol = spd_cholesky(b)
+    cr = -jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)  # -0.5 log det
+    out = {"ll": ll, "cr": cr}
+    if want_grad or want_hess:
+        y_ratio = counts * inv
+        s_sum = jnp.sum(_masked(-dgr + y_ratio + log1p_ma - ratio, sample_mask), -1)
+        r = size[:, 0]
+        out["dll"] = r * s_sum
+        db = weighted_gram(design, -(w * w))
+        m1 = _chol_solve(chol, db)  # B^-1 dB
+        t1 = jnp.trace(m1, axis1=-2, axis2=-1)
+        a0 = alpha[:, 0]
+        out["dcr"] = -0.5 * t1 * a0
+        if want_hess:
+            s_prime = jnp.sum(
+                _masked(
+                    -trigamma_ratio(counts, size)
+                    - counts * inv * inv
+                    - ratio / size
+                    + mu * inv * inv,
+                    sample_mask,
+                ),
+                -1,
+            )
+            out["d2ll"] = -r * s_sum - r * r * s_prime
+            d2b = weighted_gram(design, 2.0 * w * w * w)
+            t2 = jnp.trace(m1 @ m1, axis1=-2, axis2=-1)
+            t3 = jnp.trace(_chol_solve(chol, d2b), axis1=-2, axis2=-1)
+            out["d2cr"] = a0 * (-0.5 * t1) + a0 * a0 * (0.5 * t2 - 0.5 * t3)
+    return out
+
+
+def _prior_terms(log_alpha, prior_mean, prior_var, use_prior):
+    """Normal prior on log alpha and its two derivatives, times 0/1 ``use_prior`` (may be traced)."""
+    w = jnp.asarray(use_prior, log_alpha.dtype)
+    mean = jnp.zeros_like(log_alpha) if prior_mean is None else prior_mean
+    dev = log_alpha - mean
+    return -w * 0.5 * dev * dev / prior_var, -w * dev / prior_var, -w / prior_var * jnp.ones_like(dev)
+
+
+def cr_log_posterior(
+    log_alpha, counts, mu, design, prior_mean=None, prior_var=1.0, use_prior=False, *, sample_mask=None, coef_mask=None
+):
+    """Cox-Reid adjusted profile log-likelihood of ``log alpha``, plus an optional normal prior.
+
+    ``l(a) = sum_n [lgamma(y + 1/alpha) - lgamma(1/alpha) - y log(mu + 1/alpha)
+    - (1/alpha) log(1 + mu alpha)] - 0.5 log det(X' W X) - (a - m)^2 / (2 v)`` with
+    ``W = 1 / (1/mu + alpha)`` (DESeq2 ``log_posterior``; constants in ``alpha`` are left out as
+    there). Cox & Reid 1987; McCarthy et al. 2012.
+
+    Args:
+        log_alpha: ``Float[Array, "G"]``.
+        counts: ``Float[Array, "G N"]``.
+        mu: ``Float[Array, "G N"]`` fitted means (floored at DESeq2's ``minmu``).
+        design: ``Float[Array, "N P"]``.
+        prior_mean: ``Float[Array, "G"]`` prior mean of ``log alpha`` (used if ``use_prior``).
+        prior_var: prior variance of ``log alpha``.
+        use_prior: add the normal prior (MAP) or not (MLE).
+        sample_mask, coef_mask: padding masks as in :func:`irls_fit`.
+
+    Returns:
+        ``Float[Array, "G"]``.
+    """
+    parts = _cr_parts(log_alpha, counts, mu, design, False, False, sample_mask, coef_mask)
+    return parts["ll"] + parts["cr"] + _prior_terms(log_alpha, prior_mean, prior_var, use_prior)[0]
+
+
+def cr_log_posterior_grad(
+    log_alpha, counts, mu, design, prior_mean=None, prior_var=1.0, use_prior=False, *, sample_mask=None, coef_mask=None
+):
+    """Derivative of :func:`cr_log_posterior` with respect to ``log alpha`` (DESeq2 ``dlog_posterior``)."""
+    parts = _cr_parts(log_alpha, counts, mu, design, True, False, sample_mask, coef_mask)
+    return parts["dll"] + parts["dcr"] + _prior_terms(log_alpha, prior_mean, prior_var, use_prior)[1]
+
+
+def cr_log_posterior_hess(
+    log_alpha, counts, mu, design, prior_mean=None, prior_var=1.0, use_prior=False, *, sample_mask=None, coef_mask=None
+):
+    """Second derivative of :func:`cr_log_posterior` in ``log alpha`` (DESeq2 ``d2log_posterior``)."""
+    parts = _cr_parts(log_alpha, counts, mu, design, True, True, sample_mask, coef_mask)
+    return parts["d2ll"] + parts["d2cr"] + _prior_terms(log_alpha, prior_mean, prior_var, use_prior)[2]
+
+
+class DispersionFit(NamedTuple):
+    """Output of the dispersion fits (DESeq2 ``fitDisp``'s list, per gene)."""
+
+    log_alpha: jax.Array
+    n_iter: jax.Array
+    n_accept: jax.Array
+    initial_lp: jax.Array
+    last_lp: jax.Array
+    last_dlp: jax.Array
+    last_change: jax.Array
+
+
+def fit_dispersion_line_search(
+    counts,
+    mu,
+    design,
+    log_alpha_init,
+    prior_mean,
+    prior_var,
+    *,
+    use_prior,
+    min_log_alpha: float,
+    kappa_0: float = 1.0,
+    tol: float = 1e-6,
+    max_iter: int = 100,
+    epsilon: float = 1e-4,
+    compact: tuple[int, int] | None = None,
+    sample_mask=None,
+    coef_mask=None,
+):
+    """DESeq2's dispersion line search (``fitDisp``), all genes at once.
+
+    Gradient ascent in ``a = log alpha`` with Armijo backtracking: propose ``a + kappa l'(a)``
+    (clamped to ``[-30, 10]``), accept if ``l`` rises by at least ``epsilon kappa l'(a)^2``, else halve
+    ``kappa``; after an accepted step ``kappa = min(1.1 kappa, kappa_0)``, halved every fifth
+    acceptance; stop when an accepted step gains less than ``tol`` or ``a < min_log_alpha``. Every
+    branch, counter and stopping rule is DESeq2's, so the estimates (and ``n_iter``, used by DESeq2's
+    convergence tests) reproduce R's, not only its optimum.
+
+    Args:
+        counts: ``Float[Array, "G N"]``.
+        mu: ``Float[Array, "G N"]`` fitted means (floored).
+        design: ``Float[Array, "N P"]``.
+        log_alpha_init: ``Float[Array, "G"]`` starting values.
+        prior_mean: ``Float[Array, "G"]`` prior means of ``log alpha`` (ignored unless ``use_prior``).
+        prior_var: prior variance.
+        use_prior: MAP (True) or MLE (False); may be a traced boolean.
+        min_log_alpha: stop once ``log alpha`` goes below this (DESeq2: ``log(minDisp / 10)``).
+        kappa_0, tol, max_iter, epsilon: DESeq2's ``kappa_0``, ``dispTol``, ``maxit`` and Armijo
+            constant.
+        compact: ``(k, chunk)`` to iterate all genes ``k`` times, then the unfinished ones in chunks
+            of ``chunk`` (same results, less work on large problems); ``None`` for one batch.
+        sample_mask, coef_mask: padding masks as in :func:`irls_fit`.
+
+    Returns:
+        :class:`DispersionFit` (``n_iter == max_iter`` means not converged).
+    """
+    counts = jnp.asarray(counts)
+    dtype = counts.dtype
+    g = counts.shape[0]
+    prior_mean = jnp.broadcast_to(jnp.asarray(prior_mean, dtype), (g,))
+    prior_w = jnp.asarray(use_prior, dtype)  # 0/1: adding 0 * prior leaves DESeq2's MLE unchanged
+
+    def step(data, st):
+        """One pass of DESeq2's loop for every gene of ``data`` (a row subset of the problem)."""
+        cnt, m, pm = data
+        a, lp, dlp, kappa, n_iter, n_acc, done, change, lp0, started = st
+        # One evaluation site: a gene's first pass evaluates its starting point, later passes
+        # the proposal (halves the code XLA compiles).
+        first = ~started
+        active = ~done & started
+        n_iter = jnp.where(active, n_iter + 1, n_iter)
+        a_prop = a + kappa * dlp
+        kappa = jnp.where(active & (a_prop < -30.0), (-30.0 - a) / dlp, kappa)
+        kappa = jnp.where(active & (a_prop > 10.0), (10.0 - a) / dlp, kappa)
+        a_try = jnp.where(first, a, a + kappa * dlp)
+        parts = _cr_parts(a_try, cnt, m, design, True, False, sample_mask, coef_mask)
+        dev = a_try - pm
+        lp_try = parts["ll"] + parts["cr"] - prior_w * (0.5 * dev * dev / prior_var)
+        dlp_try = parts["dll"] + parts["dcr"] - prior_w * (dev / prior_var)
+        lp0 = jnp.where(first, lp_try, lp0)
+        lp = jnp.where(first, lp_try, lp)
+        dlp = jnp.where(first, dlp_try, dlp)
+        theta_kappa = -lp_try
+        theta_hat = -lp - kappa * epsilon * dlp * dlp
+        accept = active & (theta_kappa <= theta_hat)
+        reject = active & ~accept
+        n_acc = jnp.where(accept, n_acc + 1, n_acc)
+        change_new = lp_try - lp
+        small = change_new < tol
+        below = a_try < min_log_alpha
+        cont = accept & ~small & ~below
+        a = jnp.where(accept, a_try, a)
+        change = jnp.where(accept, change_new, change)
+        # DESeq2 leaves lp at its previous value when it stops for a < min_log_alpha.
+        lp = jnp.where(accept & (small | ~below), lp_try, lp)
+        dlp = jnp.where(cont, dlp_try, dlp)
+        kappa_acc = jnp.minimum(kappa * 1.1, kappa_0)
+        kappa_acc = jnp.where(n_acc % 5 == 0, kappa_acc / 2.0, kappa_acc)
+        kappa = jnp.where(cont, kappa_acc, jnp.where(reject, kappa / 2.0, kappa))
+        done = done | (accept & (small | below)) | (n_iter >= max_iter)
+        return a, lp, dlp, kappa, n_iter, n_acc, done, change, lp0, jnp.ones_like(started)
+
+    zeros_i = jnp.zeros(g, jnp.int32)
+    zeros = jnp.zeros(g, dtype)
+    falses = jnp.zeros(g, bool)
+    st = (
+        jnp.asarray(log_alpha_init, dtype),
+        zeros,
+        zeros,
+        jnp.full(g, kappa_0, dtype),
+        zeros_i,
+        zeros_i,
+        falses,
+        jnp.full(g, -1.0, dtype),
+        zeros,
+        falses,
+    )
+    data = (counts, jnp.asarray(mu, dtype), prior_mean)
+    st = _masked_loop(step, data, st, done_index=6, max_steps=max_iter + 1, compact=compact)
+    a, lp, dlp, _, n_iter, n_acc, _, change, lp0, _ = st
+    return DispersionFit(
+        log_alpha=a,
+        n_iter=n_iter,
+        n_accept=n_acc,
+        initial_lp=lp0,
+        last_lp=lp,
+        last_dlp=dlp,
+        last_change=change,
+    )
+
+
+def _masked_loop(step, data, state, *, done_index: int, max_steps: int, compact):
+    """Run ``state = step(data, state)`` until every row is done, optionally compacting.
+
+    Rows (genes) are independent; ``step`` must leave done rows unchanged. Without compaction the
+    whole batch iterates until its slowest row finishes. With ``compact = (k, chunk)``, the batch
+    runs ``k`` passes, then the unfinished rows are gathered ``chunk`` at a time into a small batch
+    that runs to completion and is scattered back: work follows each row's own iteration count
+    instead of the maximum (DESeq2's line search: median ~12, maximum ~30 on 10,000 genes).
+    """
+
+    def run(data_, st, steps):
+        def body(carry):
+            t, s = carry
+            return t + 1, step(data_, s)
+
+        def cond(carry):
+            t, s = carry
+            return (t < steps) & ~jnp.all(s[done_index])
+
+        return lax.while_loop(cond, body, (0, st))[1]
+
+    if compact is None:
+        return run(data, state, max_steps)
+    k, chunk = compact
+    g = state[done_index].shape[0]
+    chunk = int(min(chunk, g))
+    state = run(data, state, k)
+
+    def outer_body(st):
+        done = st[done_index]
+        (idx,) = jnp.nonzero(~done, size=chunk, fill_value=g)
+        valid = idx < g
+        idx_c = jnp.minimum(idx, g - 1)
+        sub_data = tuple(x[idx_c] for x in data)
+        sub = tuple(x[idx_c] for x in st)
+        sub = tuple(
+            jnp.where(valid, x, True) if i == done_index else x for i, x in enumerate(sub)
+        )
+        sub = run(sub_data, sub, max_steps)
+        # invalid slots point at row g-1 with done=True: drop them from the scatter
+        tgt = jnp.where(valid, idx, g)
+        return tuple(x.at[tgt].set(y, mode="drop") for x, y in zip(st, sub))
+
+    def outer_cond(st):
+        return ~jnp.all(st[done_index])
+
+    return lax.while_loop(outer_cond, outer_body, state)
+
+
+def fit_dispersion_grid(
+    counts, mu, design, prior_mean, prior_var, *, use_prior, grid, sample_mask=None, coef_mask=None
+):
+    """DESeq2's grid fallback (``fitDispGrid``): best of a coarse grid, then of a fine grid around it.
+
+    Args:
+        counts, mu, design, prior_mean, prior_var, use_prior: as :func:`fit_dispersion_line_search`.
+        grid: ``Float[Array, "K"]`` equally spaced ``log alpha`` values (DESeq2: 20 points from
+            ``log 1e-8`` to ``log max(10, N)``).
+
+    Returns:
+        ``Float[Array, "G"]`` ``log alpha``.
+    """
+    counts = jnp.asarray(counts)
+    grid = jnp.asarray(grid, counts.dtype)
+    g = counts.shape[0]
+    prior_mean = jnp.broadcast_to(jnp.asarray(prior_mean, counts.dtype), (g,))
+    delta = grid[1] - grid[0]
+
+    def eval_at(a):  # a: (G,)
+        return cr_log_posterior(
+            a, counts, mu, design, prior_mean, prior_var, use_prior, sample_mask=sample_mask, coef_mask=coef_mask
+        )
+
+    coarse = jax.vmap(lambda a: eval_at(jnp.full(g, a)), out_axes=1)(grid)
+    a_hat = grid[jnp.argmax(coarse, axis=1)]
+    k = grid.shape[0]
+    fine_grid = a_hat[:, None] - delta + (2.0 * delta / (k - 1)) * jnp.arange(k, dtype=grid.dtype)
+    fine = jax.vmap(eval_at, in_axes=1, out_axes=1)(fine_grid)
+    return jnp.take_along_axis(fine_grid, jnp.argmax(fine, axis=1)[:, None], axis=1)[:, 0]
+
+
+def fit_dispersion_newton(
+    counts,
+    mu,
+    design,
+    log_alpha_init,
+    prior_mean,
+    prior_var,
+    *,
+    use_prior: bool,
+    lower: float,
+    upper: float,
+    max_iter: int = 50,
+    tol: float = 1e-10,
+    sample_mask=None,
+    coef_mask=None,
+):
+    """Exact maximiser of the Cox-Reid log posterior by safeguarded Newton in ``log alpha``.
+
+    A faster alternative to :func:`fit_dispersion_line_search` that converges to the optimum itself
+    (DESeq2's line search stops within ``dispTol`` of it, so the two agree to ~1e-4 in ``alpha``).
+    Newton steps where the curvature is negative, a gradient step otherwise, step halving until the
+    objective does not fall, bounds ``[lower, upper]`` on ``log alpha``.
+
+    Returns:
+        :class:`DispersionFit` (``last_change`` is the final gain; ``n_accept`` counts Newton steps).
+    """
+    counts = jnp.asarray(counts)
+    dtype = counts.dtype
+    g = counts.shape[0]
+    prior_mean = jnp.broadcast_to(jnp.asarray(prior_mean, dtype), (g,))
+
+    def parts(a):
+        p = _cr_parts(a, counts, mu, design, True, True, sample_mask, coef_mask)
+        q0, q1, q2 = _prior_terms(a, prior_mean, prior_var, use_prior)
+        return p["ll"] + p["cr"] + q0, p["dll"] + p["dcr"] + q1, p["d2ll"] + p["d2cr"] + q2
+
+    a0 = jnp.clip(jnp.asarray(log_alpha_init, dtype), lower, upper)
+    lp0, d10, d20 = parts(a0)
+
+    def body(state):
+        t, a, lp, d1, d2, n_iter, n_newton, done, change = state
+        active = ~done
+        newton = d2 < 0
+        step = jnp.where(newton, -d1 / jnp.where(newton, d2, -1.0), jnp.clip(d1, -1.0, 1.0))
+        step = jnp.clip(step, -5.0, 5.0)
+        a_new, lp_new = _backtrack(
+            lambda cand: cr_log_posterior(
+                cand, counts, mu, design, prior_mean, prior_var, use_prior, sample_mask=sample_mask, coef_mask=coef_mask
+            ),
+            a,
+            step,
+            lp,
+            lower,
+            upper,
+            max_halvings=20,
+        )
+        gain = lp_new - lp
+        lpn, d1n, d2n = parts(a_new)
+        stop = active & ((gain <= tol * (jnp.abs(lp) + 1.0)) | (jnp.abs(a_new - a) < 1e-10))
+        a = jnp.where(active, a_new, a)
+        lp = jnp.where(active, lpn, lp)
+        d1 = jnp.where(active, d1n, d1)
+        d2 = jnp.where(active, d2n, d2)
+        n_iter = jnp.where(active, n_iter + 1, n_iter)
+        n_newton = jnp.where(active & newton, n_newton + 1, n_newton)
+        change = jnp.where(active, gain, change)
+        return t + 1, a, lp, d1, d2, n_iter, n_newton, done | stop, change
+
+    def cond(state):
+        t, *_, done, _ = state
+        return (t < max_iter) & ~jnp.all(done)
+
+    zi = jnp.zeros(g, jnp.int32)
+    state = (0, a0, lp0, d10, d20, zi, zi, jnp.zeros(g, bool), jnp.zeros(g, dtype))
+    _, a, lp, d1, _, n_iter, n_newton, done, change = lax.while_loop(cond, body, state)
+    n_iter = jnp.where(done, n_iter, max_iter)
+    return DispersionFit(a, n_iter, n_newton, lp0, lp, d1, change)
