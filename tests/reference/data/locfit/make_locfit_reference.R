@@ -1,6 +1,8 @@
 ## Reference predictions of R locfit (and DESeq2's localDispersionFit) for tests/de/test_locfit.py.
 ## Usage (from the repository root):
-##   Rscript tests/reference/data/locfit/make_locfit_reference.R /work/shared/deseq2_real tests/reference/data/locfit
+##   Rscript tests/reference/data/locfit/make_locfit_reference.R REAL OUT [DESIGNS]
+## REAL: a deseq2_real folder (marioni/, tagseq/ with R's r_dispersions*.csv[.gz]); OUT: this folder;
+## DESIGNS (optional, default REAL): a deseq2_real folder holding marioni_1v2, marioni_2v2, marioni_2v3.
 ## For each case NAME it writes
 ##   NAME_input.csv     x, y, w            (the data given to locfit, %.17g)
 ##   NAME_vertices.csv  xev, coef, slope, h (fit$eva: tree vertices, value and slope minus the
@@ -8,12 +10,20 @@
 ##   NAME_pc.csv        name, value         (fit$eva$pc[1:(deg+2)]: xbar then the parametric coefficients)
 ##   NAME_pred.csv      x, fit              (predict(fit, data.frame(x = x)), inside and outside the range)
 ## plus cases.csv (NAME, alpha, deg, cut, kind) and, for the DESeq2 wrapper,
-##   deseq2_marioni_all_input.csv (means, disps) and deseq2_marioni_all_pred.csv (means, dispFit).
+##   deseq2_marioni_all_input.csv (means, disps) and deseq2_marioni_all_pred.csv (means, dispFit),
+## and dispfit_CASE.csv: R DESeq()'s own baseMean, allZero, dispGeneEst, dispFit for the designs where
+## DESeq2 fell back to the local trend (copied from DESeq2's output, checked here to be reproduced by
+## localDispersionFit on the genes estimateDispersionsFit passes it).
 ## Files above 50 KB are gzipped.
 suppressPackageStartupMessages({ library(locfit); library(DESeq2) })
 args <- commandArgs(trailingOnly = TRUE)
 real <- if (length(args) >= 1) args[1] else "/work/shared/deseq2_real"
 out <- if (length(args) >= 2) args[2] else "tests/reference/data/locfit"
+designs <- if (length(args) >= 3) args[3] else real
+read_disp <- function(dir, case) {
+  f <- file.path(dir, case, "r_dispersions.csv")
+  read.csv(if (file.exists(f)) f else paste0(f, ".gz"))
+}
 dir.create(out, showWarnings = FALSE, recursive = TRUE)
 
 fmt <- function(v) if (is.numeric(v)) sprintf("%.17g", v) else v
@@ -90,11 +100,21 @@ write_csv(data.frame(x = x, y = y, w = rep(1, 1000)), "overflow_input.csv")
 
 ## DESeq2's own localDispersionFit on every non-all-zero marioni gene (the 1e-8 estimates are
 ## below 10 * minDisp and dropped inside it), evaluated at every gene's baseMean.
-r <- read.csv(file.path(real, "marioni/r_dispersions.csv"))
+r <- read_disp(real, "marioni")
 r <- r[!r$allZero, ]
 f <- DESeq2:::localDispersionFit(r$baseMean, r$dispGeneEst, 1e-8)
 write_csv(data.frame(means = r$baseMean, disps = r$dispGeneEst), "deseq2_marioni_all_input.csv")
 write_csv(data.frame(means = r$baseMean, dispFit = f(r$baseMean)), "deseq2_marioni_all_pred.csv")
+
+for (case in c("marioni", "marioni_1v2", "marioni_2v2", "marioni_2v3")) {
+  r <- read_disp(if (case == "marioni") real else designs, case)
+  nz <- !r$allZero
+  f <- DESeq2:::localDispersionFit(r$baseMean[nz & r$dispGeneEst > 100 * 1e-8],
+                                   r$dispGeneEst[nz & r$dispGeneEst > 100 * 1e-8], 1e-8)
+  stopifnot(isTRUE(all.equal(f(r$baseMean[nz]), r$dispFit[nz], tolerance = 1e-14)))
+  write_csv(data.frame(baseMean = r$baseMean, allZero = r$allZero, dispGeneEst = r$dispGeneEst,
+                       dispFit = r$dispFit), paste0("dispfit_", case, ".csv"))
+}
 
 writeLines(c(R.version.string, paste("locfit", packageVersion("locfit")),
              paste("DESeq2", packageVersion("DESeq2"))), file.path(out, "versions.txt"))
