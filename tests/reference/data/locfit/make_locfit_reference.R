@@ -90,6 +90,9 @@ x <- runif(40, 0, 1); run_case("deg3_alpha09", x, x^4 + rnorm(40, sd = 0.01), ru
 x <- c(rnorm(900, 0, 1e-3), runif(100, -100, 100))  # a dense cluster: 93 tree vertices
 run_case("clustered_alpha01", x, x + rnorm(1000), NULL, alpha = 0.1)
 x <- 1:6 + 0; run_case("six_points", x, x^2 + c(0.1, -0.2, 0.3, 0.1, 0, 0), NULL)  # k = 4 = deg + 2
+## Data exactly on a quadratic: locfit misses it by ~1e-7 (its Jacobi eigensolver, eig_dec in
+## src/m_eigen.c, treats off-diagonals with x_ij^2 <= 1e-15 |x_ii x_jj| as zero).
+x <- runif(150, -2, 3); run_case("quadratic_exact", x, 0.5 - 1.25 * x + 0.75 * x^2, runif(150, 0.5, 2))
 write.csv(cases, file.path(out, "cases.csv"), row.names = FALSE, quote = FALSE)
 
 ## The same cluster with alpha = 0.7: the tree needs more than locfit's 19 vertices and R stops.
