@@ -200,7 +200,7 @@ def test_weight_scale_and_data_order_do_not_matter():
     base = fit_locfit(x, y, w)
     xq = np.linspace(-1, 6, 71)
     p0 = base.predict(xq)
-    tol = dict(rtol=LOCFIT_SOLVE_TOL, atol=LOCFIT_SOLVE_TOL)
+    tol = {"rtol": LOCFIT_SOLVE_TOL, "atol": LOCFIT_SOLVE_TOL}
     np.testing.assert_allclose(fit_locfit(x, y, 1000.0 * w).predict(xq), p0, **tol)
     order = np.argsort(x)  # sorted data takes locfit's nbhd1 path
     np.testing.assert_allclose(fit_locfit(x[order], y[order], w[order]).predict(xq), p0, **tol)
@@ -232,19 +232,19 @@ def test_predict_shapes():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(x=[1.0, 2.0, 3.0], y=[1.0, 2.0]), "y has 2 values but x has 3"),
-        (dict(x=np.arange(10.0), y=np.arange(10.0), weights=np.ones(9)), "weights has 9 values"),
-        (dict(x=[1.0, np.nan] + [3.0] * 8, y=np.arange(10.0)), "x must be finite"),
-        (dict(x=np.arange(10.0), y=[np.inf] + [0.0] * 9), "y must be finite"),
-        (dict(x=np.arange(10.0), y=np.arange(10.0), weights=[0.0] + [1.0] * 9), "weights must be positive"),
-        (dict(x=np.arange(10.0), y=np.arange(10.0), weights=[-1.0] + [1.0] * 9), "weights must be positive"),
-        (dict(x=np.arange(10.0), y=np.arange(10.0), weights=[np.nan] + [1.0] * 9), "weights must be finite"),
-        (dict(x=np.arange(5.0), y=np.arange(5.0)), "too few points"),
-        (dict(x=np.ones(10), y=np.arange(10.0)), "two distinct values"),
-        (dict(x=np.ones((3, 4)), y=np.ones((3, 4))), "x must be one-dimensional"),
-        (dict(x=np.arange(10.0), y=np.arange(10.0), alpha=0.0), "alpha must be"),
-        (dict(x=np.arange(10.0), y=np.arange(10.0), deg=4), "deg must be"),
-        (dict(x=np.arange(10.0), y=np.arange(10.0), cut=-1.0), "cut must be"),
+        ({"x": [1.0, 2.0, 3.0], "y": [1.0, 2.0]}, "y has 2 values but x has 3"),
+        ({"x": np.arange(10.0), "y": np.arange(10.0), "weights": np.ones(9)}, "weights has 9 values"),
+        ({"x": [1.0, np.nan] + [3.0] * 8, "y": np.arange(10.0)}, "x must be finite"),
+        ({"x": np.arange(10.0), "y": [np.inf] + [0.0] * 9}, "y must be finite"),
+        ({"x": np.arange(10.0), "y": np.arange(10.0), "weights": [0.0] + [1.0] * 9}, "weights must be positive"),
+        ({"x": np.arange(10.0), "y": np.arange(10.0), "weights": [-1.0] + [1.0] * 9}, "weights must be positive"),
+        ({"x": np.arange(10.0), "y": np.arange(10.0), "weights": [np.nan] + [1.0] * 9}, "weights must be finite"),
+        ({"x": np.arange(5.0), "y": np.arange(5.0)}, "too few points"),
+        ({"x": np.ones(10), "y": np.arange(10.0)}, "two distinct values"),
+        ({"x": np.ones((3, 4)), "y": np.ones((3, 4))}, "x must be one-dimensional"),
+        ({"x": np.arange(10.0), "y": np.arange(10.0), "alpha": 0.0}, "alpha must be"),
+        ({"x": np.arange(10.0), "y": np.arange(10.0), "deg": 4}, "deg must be"),
+        ({"x": np.arange(10.0), "y": np.arange(10.0), "cut": -1.0}, "cut must be"),
     ],
 )
 def test_fit_locfit_validation(kwargs, match):

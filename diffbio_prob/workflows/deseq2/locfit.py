@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
 import numpy as np
 
 __all__ = [
-    "LocfitFit",
     "LocalDispersionFunction",
+    "LocfitFit",
     "fit_locfit",
     "local_dispersion_fit",
     "predict_locfit",
@@ -158,8 +159,7 @@ def _jacob_solve(z: list[list[float]], v: list[float]) -> list[float]:
     xv = [v[i] * dg[i] for i in range(d)]
     mx = dmat[0]
     for i in range(1, d):
-        if dmat[i * (d + 1)] > mx:
-            mx = dmat[i * (d + 1)]
+        mx = max(mx, dmat[i * (d + 1)])
     tol = _E_TOL * mx
     w = []
     for i in range(d):
