@@ -245,6 +245,9 @@ def test_predict_shapes():
         ({"x": np.arange(10.0), "y": np.arange(10.0), "alpha": 0.0}, "alpha must be"),
         ({"x": np.arange(10.0), "y": np.arange(10.0), "deg": 4}, "deg must be"),
         ({"x": np.arange(10.0), "y": np.arange(10.0), "cut": -1.0}, "cut must be"),
+        ({"x": np.arange(10.0), "y": np.arange(10.0), "deg": None}, "deg must be"),
+        ({"x": np.arange(10.0), "y": np.arange(10.0), "deg": 1.5}, "deg must be"),
+        ({"x": np.arange(10.0), "y": np.arange(10.0), "alpha": float("nan")}, "alpha must be"),
     ],
 )
 def test_fit_locfit_validation(kwargs, match):
@@ -258,6 +261,14 @@ def test_six_points_is_the_minimum_for_deg2():
     with pytest.raises(ValueError, match="too few points"):
         fit_locfit(x[:5], x[:5] ** 2)
     fit_locfit(x[:5], x[:5], deg=1)  # int(5 * 0.7) = 3 = deg + 2
+
+
+def test_fit_is_immutable():
+    fit = fit_locfit(np.arange(10.0), np.arange(10.0) ** 2)
+    with pytest.raises(ValueError, match="read-only"):
+        fit.values[0] = 1.0
+    with pytest.raises(AttributeError):
+        fit.deg = 1
 
 
 def test_predict_validation():

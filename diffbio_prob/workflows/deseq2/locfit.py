@@ -17,6 +17,7 @@ component, outside the data range). Public API: :func:`fit_locfit` -> :class:`Lo
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +36,7 @@ _E_MAXIT = 20  # m_eigen.c: Jacobi sweeps
 _NN_EPS = 1.0e-12  # locfit.c: (int)(n * alpha + 1e-12) nearest neighbours
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LocfitFit:
     """A fitted locfit model of one predictor: tree vertices, their local fits and the parametric part.
 
@@ -290,6 +291,16 @@ def _max_vertices(alpha: float, cut: float) -> int:
     return int(1.0 * nvm)
 
 
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _readonly(arr: np.ndarray) -> np.ndarray:
+    arr = np.array(arr, dtype=float)
+    arr.flags.writeable = False
+    return arr
+
+
 def _as_vector(name: str, value) -> np.ndarray:
     arr = np.asarray(value, dtype=float)
     if arr.ndim != 1:
@@ -337,12 +348,12 @@ def fit_locfit(
             )
         if np.any(wv <= 0):
             raise ValueError(f"weights must be positive; {int(np.sum(wv <= 0))} value(s) are <= 0")
-    if isinstance(deg, bool) or int(deg) != deg or not 0 <= int(deg) <= 3:
+    if not (isinstance(deg, numbers.Integral) and not isinstance(deg, bool) and 0 <= deg <= 3):
         raise ValueError(f"deg must be an integer in 0..3, got {deg!r}")
     deg = int(deg)
-    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
+    if not (_is_real(alpha) and alpha > 0):
         raise ValueError(f"alpha must be a positive finite number, got {alpha!r}")
-    if not (isinstance(cut, (int, float)) and math.isfinite(cut) and cut > 0):
+    if not (_is_real(cut) and cut > 0):
         raise ValueError(f"cut must be a positive finite number, got {cut!r}")
     alpha = float(alpha)
     cut = max(float(cut), 0.01)  # atree_guessnv raises cut below 0.01 to 0.01 (with a warning)
@@ -404,12 +415,12 @@ def fit_locfit(
 
     coef_arr = np.array(coefs)
     return LocfitFit(
-        vertices=np.array(verts),
-        values=coef_arr[:, 0].copy(),
-        slopes=coef_arr[:, 1].copy() if deg >= 1 else np.zeros(len(verts)),
-        bandwidths=np.array(hs),
+        vertices=_readonly(verts),
+        values=_readonly(coef_arr[:, 0]),
+        slopes=_readonly(coef_arr[:, 1] if deg >= 1 else np.zeros(len(verts))),
+        bandwidths=_readonly(hs),
         pc_center=pc_center,
-        pc_coef=pc_coef,
+        pc_coef=_readonly(pc_coef),
         box=(lo, hi),
         alpha=alpha,
         deg=deg,
@@ -459,7 +470,7 @@ def predict_locfit(fit: LocfitFit, xnew: np.ndarray | float) -> np.ndarray:
     return out.reshape(shape)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LocalDispersionFunction:
     """DESeq2's local dispersion trend: ``means -> exp(predict(fit, log(means)))``, or ``min_disp``.
 
@@ -500,7 +511,7 @@ def local_dispersion_fit(means: np.ndarray, disps: np.ndarray, min_disp: float) 
         raise ValueError(f"means must be positive; {int(np.sum(m <= 0))} value(s) are <= 0")
     if np.any(dsp <= 0):
         raise ValueError(f"disps must be positive; {int(np.sum(dsp <= 0))} value(s) are <= 0")
-    if not (isinstance(min_disp, (int, float)) and math.isfinite(min_disp) and min_disp > 0):
+    if not (_is_real(min_disp) and min_disp > 0):
         raise ValueError(f"min_disp must be a positive finite number, got {min_disp!r}")
     if np.all(dsp < min_disp * 10):
         return LocalDispersionFunction(fit=None, min_disp=float(min_disp))
