@@ -9,7 +9,11 @@ iterations), the tricube kernel, a nearest-neighbour bandwidth (fraction ``alpha
 ``h``), local quadratics, a global parametric component subtracted before interpolation, and the
 default adaptive-tree evaluation structure (``ev = rbox(cut = 0.8)``, ``ETREE``) whose vertex values
 and slopes are joined by cubic Hermite pieces (and continued linearly, plus the parametric
-component, outside the data range). Public API: :func:`fit_locfit` -> :class:`LocfitFit`,
+component, outside the data range). The arithmetic follows the C code operation by operation
+(sums in C's order, locfit's own Jacobi eigensolver), because that solver stops at off-diagonals
+``x_ij^2 <= 1e-15 |x_ii x_jj|`` and so carries a truncation of ~1e-8 that a different but equally
+accurate solve would not share; done this way the predictions are bit-identical to R's on every
+test fixture (``tests/reference/data/locfit``). Public API: :func:`fit_locfit` -> :class:`LocfitFit`,
 :meth:`LocfitFit.predict` (also :func:`predict_locfit`), and :func:`local_dispersion_fit`
 (DESeq2's function) -> :class:`LocalDispersionFunction`.
 """
@@ -72,8 +76,10 @@ class LocfitFit:
         parametric component with a cubic Hermite piece (``hermite2``; linear in the slope at the
         nearer end outside ``[a, b]``, so outside the data range R extrapolates the boundary
         vertex's value and slope linearly), then add the parametric component at ``x``
-        (``addparcomp``). For ``deg = 0`` locfit stores no slopes and interpolates linearly.
-        Returns an array shaped like ``xnew``; raises ``ValueError`` on non-finite ``xnew``.
+        (``addparcomp``). For ``deg = 0`` locfit stores no slopes and interpolates linearly. R never
+        returns NA here, outside the data range included, except that ``preplot.locfit`` turns a
+        value exactly equal to its sentinel 0.1278433 into NA, which this port does not. Returns an
+        array shaped like ``xnew``; raises ``ValueError`` on non-finite ``xnew``.
         """
         return predict_locfit(self, xnew)
 
