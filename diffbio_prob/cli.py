@@ -113,10 +113,11 @@ def _version() -> str:
         return "0+unknown"
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, *, x64: bool = True) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.add_argument("--x64", action="store_true", help="compute in float64 (default float32)")
+    if x64:
+        parser.add_argument("--x64", action="store_true", help="compute in float64 (default float32)")
 
 
 def _formatter(prog):
@@ -203,11 +204,12 @@ def _add_de(sub) -> None:
         "de",
         help="DESeq2 differential expression (Wald or likelihood-ratio test) with R's numbers",
         formatter_class=_formatter,
-        description="Run R DESeq2's pipeline (size factors, Cox-Reid dispersions with the parametric trend and "
-        "MAP shrinkage, NB GLM, Wald test or LRT, Cook's outlier replacement, independent filtering, "
-        "Benjamini-Hochberg) on a count table and write DESeq2's results table: baseMean, log2FoldChange, "
-        "lfcSE, stat, pvalue, padj. The count table may be genes x samples or samples x genes: samples are "
-        "matched to the metadata's first column by name.",
+        description="Run R DESeq2's pipeline (size factors, Cox-Reid dispersions with the parametric, local or "
+        "mean trend and MAP shrinkage, NB GLM, Wald test or LRT, Cook's outlier replacement, independent "
+        "filtering, Benjamini-Hochberg) on a count table and write DESeq2's results table: baseMean, "
+        "log2FoldChange, lfcSE, stat, pvalue, padj. A table may be genes x samples or samples x genes: samples "
+        "are matched to the metadata's first column by name. DE always computes in float64, as R does (there "
+        "is no --x64).",
         epilog=textwrap.dedent(
             """\
             examples:
@@ -216,14 +218,41 @@ def _add_de(sub) -> None:
               diffbio-prob de --counts counts.tsv --metadata meta.tsv --design "~ group + condition" \\
                   --test lrt --reduced "~ group" --out lrt.csv --plots figures
               diffbio-prob de --counts c.csv --metadata m.csv --design "~ batch + dose" --contrast dose --out r.csv
+              diffbio-prob de --counts featureCounts.txt --metadata m.csv --design "~condition" \\
+                  --shrink apeglm --vst vst.csv --out shrunk.csv
+              diffbio-prob de --counts A.htseq.txt B.htseq.txt C.htseq.txt D.htseq.txt --metadata m.csv ...
+              diffbio-prob de --counts data.h5ad --layer counts --design "~condition" --out r.csv
             outputs:
-              --out        CSV (or .tsv) with one row per gene, NA where DESeq2 gives NA
-              --plots DIR  ma.png and volcano.png
+              --out                CSV (or .tsv) with one row per gene, NA where DESeq2 gives NA
+              --vst FILE           vst(blind=TRUE) matrix, genes x samples
+              --normalized-counts  counts / size factors, genes x samples
+              --plots DIR          ma.png, volcano.png, dispersion.png (plotDispEsts), pca.png (plotPCA of the
+                                   vst), sample_distances.png, and ma_shrunken.png with --shrink
             """
         ),
     )
-    p.add_argument("--counts", required=True, metavar="FILE", help="count table (CSV or TSV, gzip ok; either orientation)")
-    p.add_argument("--metadata", required=True, metavar="FILE", help="sample table (CSV/TSV, gzip ok; sample names first)")
+    p.add_argument(
+        "--counts",
+        required=True,
+        nargs="+",
+        metavar="FILE",
+        help="count table: CSV/TSV (either orientation, gzip ok), .h5ad (obs = samples), featureCounts output, "
+        "or one htseq-count file per sample; the format is read from the content",
+    )
+    p.add_argument(
+        "--metadata",
+        default=None,
+        metavar="FILE",
+        help="sample table (CSV/TSV, gzip ok; sample names first); optional for .h5ad, whose obs is used",
+    )
+    p.add_argument("--layer", default=None, metavar="NAME", help=".h5ad layer holding the counts (default X)")
+    p.add_argument(
+        "--samples",
+        default=None,
+        metavar="NAMES",
+        help="sample names for htseq-count / featureCounts columns: comma-separated names, 'stem' (file or "
+        "BAM name without extension; the default) or 'header' (featureCounts' raw column names)",
+    )
     p.add_argument("--design", required=True, metavar="FORMULA", help='design formula, e.g. "~ group + condition"')
     p.add_argument("--out", required=True, metavar="FILE", help="results table to write (.csv, .tsv; .gz to compress)")
     p.add_argument(
@@ -240,7 +269,12 @@ def _add_de(sub) -> None:
     p.add_argument(
         "--size-factors", choices=("ratio", "poscounts", "iterate"), default="ratio", help="size factor method"
     )
-    p.add_argument("--fit-type", choices=("parametric", "mean"), default="parametric", help="dispersion trend")
+    p.add_argument(
+        "--fit-type",
+        choices=("parametric", "local", "mean"),
+        default="parametric",
+        help="dispersion trend, R's fitType (parametric falls back to local, as R does, when it fails)",
+    )
     p.add_argument("--no-independent-filtering", action="store_true", help="plain BH without filtering")
     p.add_argument(
         "--min-replicates-for-replace",
@@ -249,8 +283,22 @@ def _add_de(sub) -> None:
         metavar="N",
         help="replace Cook's outliers in cells with >= N samples and refit (default 7; inf to disable)",
     )
-    p.add_argument("--plots", default=None, metavar="DIR", help="write an MA plot and a volcano plot here")
-    _common(p)
+    p.add_argument(
+        "--shrink",
+        choices=("normal", "apeglm"),
+        default=None,
+        help="write R's lfcShrink table (shrunken log2FoldChange and lfcSE) to --out; the contrast must be "
+        "one coefficient",
+    )
+    p.add_argument("--vst", default=None, metavar="FILE", help="write the variance-stabilised counts (vst, blind)")
+    p.add_argument("--normalized-counts", default=None, metavar="FILE", help="write counts / size factors")
+    p.add_argument(
+        "--plots",
+        default=None,
+        metavar="DIR",
+        help="write ma.png, volcano.png, dispersion.png, pca.png, sample_distances.png (and ma_shrunken.png)",
+    )
+    _common(p, x64=False)
     p.set_defaults(run=_run_de)
 
 
@@ -260,14 +308,29 @@ def _run_de(args) -> int:
     _check_common(args)
     _finite("--alpha", args.alpha, low=0.0, high=1.0, low_open=True, high_open=True)
     _as_flags(check_fit_args, min_replicates_for_replace=args.min_replicates_for_replace, fit_type=args.fit_type)
-    inputs = {"--counts": args.counts, "--metadata": args.metadata}
+    from diffbio_prob.workflows.deseq2.run import PLOT_FILES
+
+    inputs = {f"--counts ({c})": c for c in args.counts}
+    inputs["--metadata"] = args.metadata
     out = _output("--out", args.out, inputs=inputs)
+    written = {os.path.abspath(out): "--out"}
+    for flag, path in (("--vst", args.vst), ("--normalized-counts", args.normalized_counts)):
+        if path is not None:
+            p = _output(flag, path, inputs=inputs)
+            if os.path.abspath(p) in written:
+                raise UsageError(f"{flag}: names the same path as {written[os.path.abspath(p)]}")
+            written[os.path.abspath(p)] = flag
     if args.plots is not None:
         plots = _output("--plots", args.plots, "dir")
-        for name in ("ma.png", "volcano.png"):
+        for name in PLOT_FILES + (("ma_shrunken.png",) if args.shrink else ()):
             _output("--plots", plots / name, inputs=inputs)
-        if os.path.abspath(plots) == os.path.abspath(out):
-            raise UsageError("--plots: names the same path as --out")
+        if os.path.abspath(plots) in written:
+            raise UsageError(f"--plots: names the same path as {written[os.path.abspath(plots)]}")
+    if args.shrink is not None and args.test != "wald":
+        raise UsageError("--shrink: lfcShrink shrinks Wald-test coefficients; use it with --test wald")
+    samples = args.samples
+    if samples is not None and samples not in ("stem", "header"):
+        samples = [s.strip() for s in samples.split(",")]
     if args.contrast is not None and args.contrast_vector is not None:
         raise UsageError("--contrast and --contrast-vector: give one of them")
     contrast = None
@@ -305,6 +368,11 @@ def _run_de(args) -> int:
         independent_filtering=not args.no_independent_filtering,
         min_replicates_for_replace=args.min_replicates_for_replace,
         plots=args.plots,
+        shrink=args.shrink,
+        vst_out=args.vst,
+        normalized_counts_out=args.normalized_counts,
+        layer=args.layer,
+        sample_names=samples,
         quiet=args.quiet,
     )
     return 0

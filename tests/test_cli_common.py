@@ -64,8 +64,11 @@ def test_subcommand_help_has_examples_and_common_options(name):
     run = _run(name, "--help")
     assert run.returncode == 0 and run.stdout.startswith(f"usage: diffbio-prob {name}")
     assert "examples:" in run.stdout and f"diffbio-prob {name}" in run.stdout.split("examples:")[1]
-    for option in ("--seed", "--quiet", "--x64"):
+    # de always computes in float64 (R's numbers), so it has no --x64; the others default to float32
+    for option in ("--seed", "--quiet") + (("--x64",) if name != "de" else ()):
         assert option in run.stdout
+    if name == "de":
+        assert "--x64" not in run.stdout.split("options:")[1]
 
 
 def test_no_subcommand_prints_help_and_exits_2():

@@ -8,11 +8,12 @@ jitted in :mod:`.kernels`), the fitted state and ``results()`` (:mod:`.fit`), th
 """
 
 from diffbio_prob.workflows.deseq2.design import Contrast, Design, build_design, resolve_contrast
-from diffbio_prob.workflows.deseq2.api import deseq2, fit_deseq2, prepare_inputs, run_de
+from diffbio_prob.workflows.deseq2.api import deseq2, fit_deseq2, prepare_inputs
 from diffbio_prob.workflows.deseq2.checks import check_fit_args, check_results_args
 from diffbio_prob.workflows.deseq2.data import DESeq2Data
 from diffbio_prob.workflows.deseq2.fit import DESeq2Fit
 from diffbio_prob.workflows.deseq2.options import DESeq2Options
+from diffbio_prob.workflows.deseq2.run import run_de
 from diffbio_prob.workflows.deseq2.steps import estimate_size_factors
 
 __all__ = [

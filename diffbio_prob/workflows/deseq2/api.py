@@ -1,5 +1,5 @@
 """The entry points: :func:`fit_deseq2` (R's ``DESeq()``), :func:`deseq2` (``results(DESeq(dds))``) and
-:func:`run_de` (the ``diffbio-prob de`` command).
+:func:`~diffbio_prob.workflows.deseq2.run.run_de` (the ``diffbio-prob de`` command) is beside them.
 
 Example:
     >>> import numpy as np, pandas as pd
@@ -25,11 +25,11 @@ from diffbio_prob.io.counts import align_counts, from_anndata, validate_counts
 from diffbio_prob.workflows.deseq2 import steps
 from diffbio_prob.workflows.deseq2.checks import check_fit_args, check_results_args
 from diffbio_prob.workflows.deseq2.data import DESeq2Data
-from diffbio_prob.workflows.deseq2.design import Design, build_design, resolve_contrast
+from diffbio_prob.workflows.deseq2.design import Design, build_design
 from diffbio_prob.workflows.deseq2.fit import DESeq2Fit
 from diffbio_prob.workflows.deseq2.options import DESeq2Options
 
-__all__ = ["fit_deseq2", "deseq2", "prepare_inputs", "run_de"]
+__all__ = ["fit_deseq2", "deseq2", "prepare_inputs"]
 
 
 def prepare_inputs(counts, metadata=None, *, layer: str | None = None):
@@ -69,7 +69,7 @@ def _precision(precision: str):
         raise ValueError(f"precision: expected 'float64' or 'float32', got {precision!r}")
 
 
-def _reduced_design(des: Design, reduced: str, meta: pd.DataFrame) -> Design:
+def reduced_design(des: Design, reduced: str, meta: pd.DataFrame) -> Design:
     """The LRT's reduced design, which must use only the full design's variables and be smaller."""
     red = build_design(reduced, meta)
     missing = [v for v in red.variables if v not in des.variables]
@@ -91,10 +91,12 @@ def fit_deseq2(
     test: str = "wald",
     reduced: str | None = None,
     size_factors="ratio",
+    normalization_factors=None,
     fit_type: str = "parametric",
     min_replicates_for_replace: float = 7,
     dispersion_fit: str = "deseq2",
     layer: str | None = None,
+    inplace: bool = True,
     shard: bool = True,
     precision: str = "float64",
     options: DESeq2Options | None = None,
@@ -110,6 +112,10 @@ def fit_deseq2(
         reduced: reduced formula for the LRT (e.g. ``"~ 1"``).
         size_factors: ``"ratio"``, ``"poscounts"``, ``"iterate"`` or an array of ``N`` positive
             factors.
+        normalization_factors: a genes x samples matrix of positive normalisation factors (R's
+            ``normalizationFactors(dds) <-``, as tximport's average transcript lengths give them): a
+            DataFrame matched by gene and sample names, or an array in the counts' order. Replaces size
+            factors.
         fit_type: dispersion trend, ``"parametric"`` (falls back to ``"local"`` as R does, with a
             warning), ``"local"`` (locfit) or ``"mean"``.
         min_replicates_for_replace: replace outlier counts in cells with at least this many samples
@@ -117,6 +123,9 @@ def fit_deseq2(
         dispersion_fit: ``"deseq2"`` reproduces R's line search (R's numbers); ``"newton"`` goes to
             the exact optimum (faster, ~1e-4 from R in ``alpha``).
         layer: AnnData layer holding the counts.
+        inplace: for an AnnData input, write the fit into it (see
+            :mod:`diffbio_prob.workflows.deseq2.anndata`: ``layers["normed_counts"]``,
+            ``obsm["size_factors"]``, ``var`` dispersion columns, ``varm["LFC"]``, ``uns["deseq2"]``).
         shard: shard genes across JAX devices when there are several.
         precision: ``"float64"`` (default; R's numbers) or ``"float32"``.
         options: further :class:`DESeq2Options`.
@@ -135,7 +144,7 @@ def fit_deseq2(
     )
     counts_df, meta = prepare_inputs(counts, metadata, layer=layer)
     des = build_design(design, meta)
-    red = _reduced_design(des, reduced, meta) if test == "lrt" else None
+    red = reduced_design(des, reduced, meta) if test == "lrt" else None
     y = counts_df.to_numpy(dtype=float)
     n = y.shape[1]
     if isinstance(size_factors, str):
@@ -148,11 +157,54 @@ def fit_deseq2(
             raise ValueError(f"size_factors: expected {n} values (one per sample), got shape {sf.shape}")
         if not np.all(np.isfinite(sf)) or np.any(sf <= 0):
             raise ValueError("size_factors: expected finite positive values")
+    nf = None
+    if normalization_factors is not None:
+        if not isinstance(size_factors, str) or size_factors != "ratio":
+            raise ValueError("normalization_factors: give either size_factors or normalization_factors, not both")
+        nf = _normalization_factors(normalization_factors, counts_df)
     with _precision(precision):
-        if sf is None:
-            sf = steps.estimate_size_factors(y, sf_method, opts=opts)
-        data = DESeq2Data(y, des.matrix, size_factors=sf)
-        return _deseq(data, counts_df.index, counts_df.columns, des, red, test, opts, shard)
+        if nf is not None:
+            data = DESeq2Data(y, des.matrix, normalization_factors=nf)
+        else:
+            if sf is None:
+                sf = steps.estimate_size_factors(y, sf_method, opts=opts)
+            data = DESeq2Data(y, des.matrix, size_factors=sf)
+        fit = _deseq(data, counts_df.index, counts_df.columns, des, red, test, opts, shard)
+    if inplace and _is_anndata(counts):
+        from diffbio_prob.workflows.deseq2.anndata import write_to_anndata
+
+        write_to_anndata(fit, counts)
+    return fit
+
+
+def _is_anndata(x) -> bool:
+    return hasattr(x, "obs") and hasattr(x, "var") and hasattr(x, "X")
+
+
+def _normalization_factors(nf, counts_df: pd.DataFrame) -> np.ndarray:
+    g, n = counts_df.shape
+    if isinstance(nf, pd.DataFrame):
+        if nf.shape == (n, g) and set(map(str, nf.index)) == set(map(str, counts_df.columns)):
+            nf = nf.T
+        missing_g = counts_df.index.difference(nf.index)
+        missing_s = counts_df.columns.difference(nf.columns)
+        if len(missing_g) or len(missing_s):
+            raise ValueError(
+                "normalization_factors: expected a genes x samples table with the counts' names; missing "
+                f"genes {list(missing_g[:3])}, samples {list(missing_s[:3])}"
+            )
+        arr = nf.loc[counts_df.index, counts_df.columns].to_numpy()
+    else:
+        arr = np.asarray(nf)
+        if arr.shape != (g, n):
+            raise ValueError(f"normalization_factors: expected shape ({g}, {n}) (genes x samples), got {arr.shape}")
+    try:
+        arr = arr.astype(float)
+    except (TypeError, ValueError):
+        raise TypeError("normalization_factors: expected numbers") from None
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError("normalization_factors: expected finite positive values")
+    return arr
 
 
 def _deseq(data: DESeq2Data, genes, samples, des: Design, red: Design | None, test, opts, shard) -> DESeq2Fit:
@@ -265,13 +317,16 @@ def deseq2(
 ) -> pd.DataFrame:
     """``results(DESeq(dds), contrast=...)`` in one call; see :func:`fit_deseq2` and :meth:`DESeq2Fit.results`.
 
+    For an AnnData input the fit and the table (``varm["results"]``) are written into it unless
+    ``inplace=False``.
+
     Returns:
         DESeq2's results table: ``baseMean, log2FoldChange, lfcSE, stat, pvalue, padj`` by gene.
     """
     check_results_args(alpha=alpha, lfc_threshold=lfc_threshold, alt_hypothesis=alt_hypothesis,
                        cooks_cutoff=cooks_cutoff, independent_filtering=independent_filtering)
     fit = fit_deseq2(counts, metadata, design, test=test, reduced=reduced, **fit_kwargs)
-    return fit.results(
+    res = fit.results(
         contrast,
         alpha=alpha,
         independent_filtering=independent_filtering,
@@ -279,96 +334,8 @@ def deseq2(
         alt_hypothesis=alt_hypothesis,
         cooks_cutoff=cooks_cutoff,
     )
+    if fit_kwargs.get("inplace", True) and _is_anndata(counts):
+        from diffbio_prob.workflows.deseq2.anndata import write_to_anndata
 
-
-def run_de(
-    counts_path,
-    metadata_path,
-    design: str,
-    out,
-    *,
-    contrast=None,
-    test: str = "wald",
-    reduced: str | None = None,
-    alpha: float = 0.1,
-    size_factors: str = "ratio",
-    fit_type: str = "parametric",
-    independent_filtering: bool = True,
-    min_replicates_for_replace: float = 7,
-    plots=None,
-    quiet: bool = False,
-) -> pd.DataFrame:
-    """The ``diffbio-prob de`` command: read files, run DESeq2, write the table (and plots) atomically.
-
-    Args:
-        counts_path: CSV/TSV count table (either orientation).
-        metadata_path: CSV/TSV sample table (first column = sample names).
-        design, contrast, test, reduced, alpha, size_factors, fit_type, independent_filtering,
-            min_replicates_for_replace: as :func:`fit_deseq2` and :meth:`DESeq2Fit.results`.
-        out: results CSV (``.tsv`` for tab-separated).
-        plots: folder for ``ma.png`` and ``volcano.png`` (or ``None``).
-        quiet: no progress lines on stderr.
-
-    Returns:
-        The results table.
-    """
-    import sys
-    import time
-    from pathlib import Path
-
-    from diffbio_prob.io.atomic import check_output_path
-    from diffbio_prob.io.counts import read_counts, read_metadata, write_results
-
-    def say(msg):
-        if not quiet:
-            print(msg, file=sys.stderr)
-
-    # Every argument, output path and input is checked before the fit: a mistake fails in a second, not
-    # after the whole pipeline, and leaves no partial output.
-    check_fit_args(test=test, reduced=reduced, size_factors=size_factors, fit_type=fit_type,
-                   min_replicates_for_replace=min_replicates_for_replace)
-    check_results_args(alpha=alpha, independent_filtering=independent_filtering)
-    check_output_path(out, "out", "file")
-    if plots is not None:
-        check_output_path(plots, "plots", "dir")
-        for name in ("ma.png", "volcano.png"):
-            check_output_path(Path(plots) / name, "plots", "file")
-    counts = read_counts(counts_path)
-    meta = read_metadata(metadata_path)
-    try:
-        _, meta_aligned = prepare_inputs(counts, meta)
-    except ValueError as exc:
-        raise ValueError(f"{counts_path} / {metadata_path}: {exc}") from None
-    des = build_design(design, meta_aligned)
-    if test == "lrt":
-        _reduced_design(des, reduced, meta_aligned)
-    resolve_contrast(contrast, des)
-    start = time.perf_counter()
-    fit = fit_deseq2(
-        counts,
-        meta,
-        design,
-        test=test,
-        reduced=reduced,
-        size_factors=size_factors,
-        fit_type=fit_type,
-        min_replicates_for_replace=min_replicates_for_replace,
-    )
-    res = fit.results(contrast, alpha=alpha, independent_filtering=independent_filtering)
-    say(
-        f"diffbio-prob de: {len(res)} genes, {fit.counts.shape[1]} samples, {res.attrs['contrast']}: "
-        f"{int((res['padj'] < alpha).sum())} with padj < {alpha} ({time.perf_counter() - start:.1f} s)"
-    )
-    write_results(res, out)
-    say(f"diffbio-prob de: wrote {out}")
-    if plots is not None:
-        from pathlib import Path
-
-        from diffbio_prob.plots import save_figure
-        from diffbio_prob.plots.de import ma_plot, volcano_plot
-
-        folder = Path(plots)
-        save_figure(ma_plot(res, alpha=alpha), folder / "ma.png")
-        save_figure(volcano_plot(res, alpha=alpha), folder / "volcano.png")
-        say(f"diffbio-prob de: wrote {folder / 'ma.png'} and {folder / 'volcano.png'}")
+        write_to_anndata(fit, counts, results=res)
     return res
