@@ -216,7 +216,7 @@ def _deseq(data: DESeq2Data, genes, samples, des: Design, red: Design | None, te
     xr = red.matrix if red is not None else None
     sub = data.rows(nz)
     disp = steps.estimate_dispersions(sub, opts, shard=shard)
-    tf = steps._run_test(sub, disp.dispersion, opts, test, xr, shard)
+    tf = steps._run_test(sub, disp, opts, test, xr, shard)
     refit = steps.cooks_and_refit(sub, tf, disp, opts, test=test, reduced_design=xr, shard=shard)
 
     def full(v, fill=np.nan, dtype=float):

@@ -209,9 +209,12 @@ def max_cooks(cooks: np.ndarray, design: np.ndarray) -> np.ndarray:
     return np.full(cooks.shape[0], np.nan)
 
 
-def _cooks(data: DESeq2Data, fit: GLMFit) -> tuple[np.ndarray, np.ndarray]:
+def _cooks(data: DESeq2Data, fit: GLMFit, mu: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    # R's calculateCooksDistance reads assays(object)[["mu"]]: the GLM's mu after nbinomWaldTest, but
+    # in nbinomLRT the assay still holds the dispersion step's mu (it is replaced after the Cook's).
     alpha_rob = rstats.robust_method_of_moments_disp(data.normalized, data.design)
-    cooks = np.asarray(nb_glm_fit.cooks_distance(data.counts, fit.mu, fit.hat, alpha_rob, data.n_coef))
+    mu = fit.mu if mu is None else mu
+    cooks = np.asarray(nb_glm_fit.cooks_distance(data.counts, mu, fit.hat, alpha_rob, data.n_coef))
     return cooks, max_cooks(cooks, data.design)
 
 
@@ -224,21 +227,36 @@ def fit_nbinom_wald(data: DESeq2Data, dispersion: np.ndarray, opts: DESeq2Option
 
 
 def fit_nbinom_lrt(
-    data: DESeq2Data, dispersion: np.ndarray, reduced_design: np.ndarray, opts: DESeq2Options, *, shard: bool = True
+    data: DESeq2Data,
+    dispersion: np.ndarray,
+    reduced_design: np.ndarray,
+    opts: DESeq2Options,
+    *,
+    cooks_mu: np.ndarray | None = None,
+    shard: bool = True,
 ) -> TestFit:
-    """R's ``nbinomLRT``: full and reduced GLMs, the likelihood-ratio statistic on ``P - P_reduced`` df."""
+    """R's ``nbinomLRT``: full and reduced GLMs, the likelihood-ratio statistic on ``P - P_reduced`` df.
+
+    ``cooks_mu``: the means R's ``nbinomLRT`` computes Cook's distances with, the ``mu`` assay the
+    dispersion step left (``GeneDispersions.mu``, floored at ``minmu``); R stores the full model's mu
+    only after the Cook's distances. ``None``: the full model's mu (as the Wald test).
+    """
     fit = fit_glm(data, dispersion, opts, shard=shard)
     red = fit_glm(data.with_design(reduced_design), dispersion, opts, shard=shard)
-    cooks, mc = _cooks(data, fit)
+    cooks, mc = _cooks(data, fit, cooks_mu)
     lrt = 2.0 * (fit.loglik - red.loglik)
     df = data.n_coef - reduced_design.shape[1]
     return TestFit(fit, lrt, stats.chi2.sf(lrt, df), cooks, mc, red)
 
 
 def _run_test(data, dispersion, opts, test, reduced_design, shard):
+    """The test at the final dispersions; ``dispersion`` is a :class:`Dispersions` (or an array: then the
+    LRT's Cook's distances use the full model's mu, not R's dispersion-step mu)."""
+    disp, cooks_mu = (dispersion.dispersion, dispersion.gene.mu) if isinstance(dispersion, Dispersions) else (
+        dispersion, None)
     if test == "wald":
-        return fit_nbinom_wald(data, dispersion, opts, shard=shard)
-    return fit_nbinom_lrt(data, dispersion, reduced_design, opts, shard=shard)
+        return fit_nbinom_wald(data, disp, opts, shard=shard)
+    return fit_nbinom_lrt(data, disp, reduced_design, opts, cooks_mu=cooks_mu, shard=shard)
 
 
 def cooks_and_refit(
@@ -281,7 +299,7 @@ def cooks_and_refit(
     if refit.any():
         sub = data.with_counts(new).rows(refit)
         disp2 = estimate_dispersions(sub, opts, trend=dispersions.trend, shard=shard)
-        test2 = _run_test(sub, disp2.dispersion, opts, test, reduced_design, shard)
+        test2 = _run_test(sub, disp2, opts, test, reduced_design, shard)
     if replaceable.all():
         mc = np.full(g, np.nan)
     else:
