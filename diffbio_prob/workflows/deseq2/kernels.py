@@ -41,8 +41,10 @@ def k_beta_newton(counts, log_sf, alpha, beta_init, design, ridge, smask, cmask,
         counts, design, log_sf, alpha, beta_init, ridge, sample_mask=smask, coef_mask=cmask
     )
     mu_raw = nb.glm_mean(design, beta, log_sf)
-    sigma, _ = nb_glm_fit.wald_covariance_and_hat(design, jnp.maximum(mu_raw, min_mu), alpha, ridge, smask, cmask)
-    loglik = nb.nb_log_likelihood(counts, mu_raw, alpha, smask)
+    mu_floor = jnp.maximum(mu_raw, min_mu)
+    sigma, _ = nb_glm_fit.wald_covariance_and_hat(design, mu_floor, alpha, ridge, smask, cmask)
+    # R's fitNbinomGLMsOptim takes the log-likelihood at the floored mean (mu_row[mu_row < minmu] <- minmu)
+    loglik = nb.nb_log_likelihood(counts, mu_floor, alpha, smask)
     return beta, conv, sigma, mu_raw, loglik
 
 
