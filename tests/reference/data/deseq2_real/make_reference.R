@@ -14,7 +14,8 @@
 ##   metadata.csv                 the case's samples (the counts are <dataset>/counts.csv.gz, those columns)
 ##   r_results.csv                DESeq(dds); results(dds, contrast = c("condition","B","A"))
 ##   r_results_no_independent_filtering.csv   gene, padj only (all other columns equal r_results.csv; checked)
-##   r_results_lrt.csv            DESeq(dds, test = "LRT", reduced = ~1 [~run for *_run]); results()
+##   r_results_lrt.csv            DESeq(dds, test = "LRT", reduced = ~1 [~run for *_run]); results():
+##                                gene, stat, pvalue, padj (baseMean, log2FoldChange, lfcSE equal r_results.csv; checked)
 ##   r_size_factors.csv, r_dispersions.csv, r_dispersion_function.csv
 ##   r_shrink_normal.csv          lfcShrink(dds, coef = "condition_B_vs_A", type = "normal"):
 ##                                gene, log2FoldChange, lfcSE (other columns equal r_results.csv; checked)
@@ -22,12 +23,16 @@
 ##   r_rlog_blind.csv             assay(rlog(dds, blind = TRUE))
 ##   r_normalized_counts.csv      counts(dds, normalized = TRUE)
 ##   *_fit_local / *_fit_mean     (cases in FIT_VARIANTS) DESeq(dds, fitType = ...): results, dispersions,
-##                                dispersion function and assay(vst(dds, blind = FALSE, fitType = ...))
+##                                dispersion function and assay(vst(dds, blind = FALSE, fitType = ...));
+##                                results and dispersions are not written when the parametric run fell back
+##                                to that fitType (they equal r_results.csv / r_dispersions.csv; checked)
+## To keep the repo small: tagseq (full table) has no shrinkage/transform files (tagseq_2v2 has them), and
+## tagseq_2v2 no rlog / normalized counts (the marioni cases have them).
 ##   r_prior_var_seeds[_fit_*].csv (1 <= m - p <= 3) R's estimateDispersionsPriorVar simulation re-run on the
 ##                                same residuals with set.seed(1..20): the spread of R's own estimate
 ##   r_na_summary.csv, r_log.txt (R's messages), r_sessionInfo.txt
 ## marioni also: the ~ run + condition design (r_results_run.csv, r_results_run_lrt.csv vs ~run,
-## r_dispersions_run.csv, r_dispersion_function_run.csv), as in the shared folder.
+## r_dispersions_run.csv, r_dispersion_function_run.csv), as in the shared folder (LRT file: stat, pvalue, padj).
 
 args <- commandArgs(trailingOnly = TRUE)
 if (length(args) < 1) stop("usage: Rscript make_reference.R <case> [root]")
@@ -45,13 +50,15 @@ CASES <- list(
                          design = ~run + condition, reduced = ~run),
   marioni_1v2 = list(ds = "marioni", samples = c("R1L1Kidney", "R1L2Liver", "R1L4Liver"),
                      design = ~condition, reduced = ~1, transforms = FALSE),
-  tagseq = list(ds = "tagseq", samples = NULL, design = ~condition, reduced = ~1),
-  tagseq_2v2 = list(ds = "tagseq", samples = c("N1", "N2", "T1a", "T1b"), design = ~condition, reduced = ~1)
+  tagseq = list(ds = "tagseq", samples = NULL, design = ~condition, reduced = ~1, transforms = FALSE),
+  tagseq_2v2 = list(ds = "tagseq", samples = c("N1", "N2", "T1a", "T1b"), design = ~condition, reduced = ~1,
+                    skip = c("rlog", "normalized_counts"))
 )
 FIT_VARIANTS <- c("marioni", "marioni_2v2")
 if (!case %in% names(CASES)) stop("unknown case ", case, "; one of ", paste(names(CASES), collapse = ", "))
 cs <- CASES[[case]]
 if (is.null(cs$transforms)) cs$transforms <- TRUE
+if (is.null(cs$skip)) cs$skip <- character(0)
 outdir <- file.path(root, case)
 dir.create(outdir, showWarnings = FALSE, recursive = TRUE)
 
@@ -109,7 +116,7 @@ cat("case:", case, "| dataset", cs$ds, "| samples", paste(colnames(counts), coll
     "| design", deparse(cs$design), "| dims", nrow(counts), "x", ncol(counts), "\n")
 
 ## ---------------------------------------------------------------- helpers
-write_dispersions <- function(dds, suffix) {
+write_dispersions <- function(dds, suffix, write_genes = TRUE) {
   mc <- mcols(dds)
   df <- data.frame(gene = rownames(dds), baseMean = mc$baseMean, allZero = mc$allZero,
                    dispGeneEst = mc$dispGeneEst, dispGeneIter = mc$dispGeneIter,
@@ -117,7 +124,7 @@ write_dispersions <- function(dds, suffix) {
                    dispersion = mc$dispersion, dispOutlier = mc$dispOutlier,
                    maxCooks = mc$maxCooks, stringsAsFactors = FALSE)
   if ("replace" %in% colnames(mc)) df$replace <- mc$replace
-  write_df(df, paste0("r_dispersions", suffix, ".csv"))
+  if (write_genes) write_df(df, paste0("r_dispersions", suffix, ".csv"))
   dfun <- dispersionFunction(dds)
   co <- attr(dfun, "coefficients")      # NULL when DESeq2 fell back to fitType "local"
   if (is.null(co)) co <- numeric(0)
@@ -211,7 +218,8 @@ prior_var_seeds(dds, "")
 ## ---------------------------------------------------------------- LRT
 ddsL <- DESeq(dds0, test = "LRT", reduced = cs$reduced)
 resL <- results(ddsL)
-write_df(res_df(resL), "r_results_lrt.csv")
+same_cols(res, resL, c("baseMean", "log2FoldChange", "lfcSE"))
+write_df(res_df(resL, c("stat", "pvalue", "padj")), "r_results_lrt.csv")
 summ[[length(summ) + 1]] <- na_summary(resL, ddsL, "r_results_lrt.csv")
 
 ## ---------------------------------------------------------------- shrinkage and transforms
@@ -219,10 +227,10 @@ if (cs$transforms) {
   shr <- lfcShrink(dds, coef = "condition_B_vs_A", type = "normal")
   same_cols(res, shr, c("baseMean", "stat", "pvalue", "padj"))
   write_df(res_df(shr, c("log2FoldChange", "lfcSE")), "r_shrink_normal.csv")
-  write_df(mat_df(counts(dds, normalized = TRUE)), "r_normalized_counts.csv")
+  if (!"normalized_counts" %in% cs$skip) write_df(mat_df(counts(dds, normalized = TRUE)), "r_normalized_counts.csv")
   write_df(mat_df(assay(vst(dds, blind = TRUE))), "r_vst_blind.csv")
   write_df(mat_df(assay(vst(dds, blind = FALSE))), "r_vst.csv")
-  write_df(mat_df(assay(rlog(dds, blind = TRUE))), "r_rlog_blind.csv")
+  if (!"rlog" %in% cs$skip) write_df(mat_df(assay(rlog(dds, blind = TRUE))), "r_rlog_blind.csv")
 }
 
 ## ---------------------------------------------------------------- fitType local / mean
@@ -230,8 +238,15 @@ if (case %in% FIT_VARIANTS) {
   for (ft in c("local", "mean")) {
     ddsF <- DESeq(dds0, fitType = ft)
     resF <- results(ddsF, contrast = contrast)
-    write_df(res_df(resF), paste0("r_results_fit_", ft, ".csv"))
-    write_dispersions(ddsF, paste0("_fit_", ft))
+    if (identical(attr(dispersionFunction(dds), "fitType"), ft)) {
+      ## the parametric run already fell back to this fit: same numbers, not written twice
+      stopifnot(identical(res_df(resF), res_df(res)),
+                identical(as.data.frame(mcols(ddsF)), as.data.frame(mcols(dds))))
+      cat("NOTE: fitType", ft, "gives exactly r_results.csv and r_dispersions.csv (parametric fell back to it)\n")
+    } else {
+      write_df(res_df(resF), paste0("r_results_fit_", ft, ".csv"))
+    }
+    write_dispersions(ddsF, paste0("_fit_", ft), write_genes = !identical(attr(dispersionFunction(dds), "fitType"), ft))
     prior_var_seeds(ddsF, paste0("_fit_", ft))
     write_df(mat_df(assay(vst(ddsF, blind = FALSE, fitType = ft))), paste0("r_vst_fit_", ft, ".csv"))
     summ[[length(summ) + 1]] <- na_summary(resF, ddsF, paste0("r_results_fit_", ft, ".csv"))
@@ -248,7 +263,8 @@ if (case == "marioni") {
   summ[[length(summ) + 1]] <- na_summary(resb, ddsb, "r_results_run.csv")
   ddsbL <- DESeq(dds0b, test = "LRT", reduced = ~run)
   resbL <- results(ddsbL)
-  write_df(res_df(resbL), "r_results_run_lrt.csv")
+  same_cols(resb, resbL, c("baseMean", "log2FoldChange", "lfcSE"))
+  write_df(res_df(resbL, c("stat", "pvalue", "padj")), "r_results_run_lrt.csv")
   summ[[length(summ) + 1]] <- na_summary(resbL, ddsbL, "r_results_run_lrt.csv")
 }
 
