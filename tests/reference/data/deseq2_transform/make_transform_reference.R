@@ -12,7 +12,7 @@
 ##   2v2  : R1L1Kidney, R1L3Kidney, R1L2Liver, R1L4Liver, design ~ condition (parametric fails, R falls back
 ##          to the local trend; 2 residual df)
 ## Output <case>_<what>.csv.gz: first column gene, then one column per sample, 12 significant digits, for a
-## subset of genes (every 4th gene, the first 5 all-zero genes, the gene with the largest count); the
+## subset of genes (every 6th gene, the first 5 all-zero genes, the gene with the largest count); the
 ## transformations themselves are computed on ALL genes (the local VST, vst()'s subsample and rlog's prior
 ## depend on every gene).
 ##   normalized            counts(dds, normalized = TRUE)
@@ -24,10 +24,11 @@
 ##   rlog_blind / rlog     assay(rlog(dds, blind = TRUE / FALSE))
 ##   rlog_blind_mean       assay(rlog(dds, blind = TRUE, fitType = "mean"))
 ##   rlog_intercept        (2v2) assay(rlog(dds, blind = FALSE, intercept = mcols(rld)$rlogIntercept,
-##                         betaPriorVar = attr(rld, "betaPriorVar"))) with rld = rlog(dds_run_subset...) -- here rld is
-##                         rlog_blind of the same case, and the intercept vector is written to <case>_rlog_intercept_in.csv
-## <case>_summary.csv: per output, the dispersion trend R used (fitType, asymptDisp, extraPois, mean) and
-## rlog's betaPriorVar; <case>_size_factors.csv.
+##                         betaPriorVar = attr(rld, "betaPriorVar"))) with rld = rlog(dds, blind = TRUE) (R's documented
+##                         use); the intercepts (all genes) are in <case>_rlog_intercept_in.csv.gz
+## <case>_summary.csv: per output, the dispersion trend R used (fitType, asymptDisp, extraPois, mean; "fit" is
+## DESeq()'s own; NA for the rlog rows, whose blind trend R does not return) and rlog's betaPriorVar;
+## <case>_size_factors.csv. r_log.txt, r_sessionInfo.txt: R's messages and session.
 
 options(digits = 17, warn = 1)
 suppressPackageStartupMessages(library(DESeq2))
@@ -46,8 +47,10 @@ CASES <- list(
 fmt <- function(x) { y <- sprintf("%.12g", x); y[is.na(x)] <- "NA"; y }
 rows_of <- function(cts) {
   az <- which(rowSums(cts) == 0)
-  sort(unique(c(seq(1, nrow(cts), by = 4), head(az, 5), which.max(apply(cts, 1, max)))))
+  sort(unique(c(seq(1, nrow(cts), by = 6), head(az, 5), which.max(apply(cts, 1, max)))))
 }
+no_trend <- function(what, bpv)  # rlog(blind = TRUE) re-fits a trend it does not return: only betaPriorVar
+  data.frame(output = what, fitType = NA, asymptDisp = NA, extraPois = NA, mean = NA, betaPriorVar = bpv)
 trend_info <- function(obj, what) {
   f <- dispersionFunction(obj)
   co <- attr(f, "coefficients")
@@ -102,7 +105,7 @@ for (cname in names(CASES)) {
 
   rld <- suppressMessages(suppressWarnings(rlog(dds, blind = TRUE)))
   write_mat(assay(rld), "rlog_blind")
-  s <- trend_info(dds, "rlog_blind"); s$fitType <- NA; s$betaPriorVar <- attr(rld, "betaPriorVar")
+  s <- no_trend("rlog_blind", attr(rld, "betaPriorVar"))
   summ[[length(summ) + 1]] <- s
   rl2 <- suppressMessages(suppressWarnings(rlog(dds, blind = FALSE)))
   write_mat(assay(rl2), "rlog")
@@ -110,7 +113,7 @@ for (cname in names(CASES)) {
   summ[[length(summ) + 1]] <- s
   rl3 <- suppressMessages(suppressWarnings(rlog(dds, blind = TRUE, fitType = "mean")))
   write_mat(assay(rl3), "rlog_blind_mean")
-  s <- trend_info(dds, "rlog_blind_mean"); s$fitType <- "mean"; s$betaPriorVar <- attr(rl3, "betaPriorVar")
+  s <- no_trend("rlog_blind_mean", attr(rl3, "betaPriorVar"))
   summ[[length(summ) + 1]] <- s
   if (cname == "2v2") {
     ## R's documented use: transform with a previous rlog's intercepts and prior variance
