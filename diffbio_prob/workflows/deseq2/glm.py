@@ -12,13 +12,14 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+from scipy import optimize, special
 
 from diffbio_prob.parallel import Padding, run_batched
 from diffbio_prob.workflows.deseq2 import kernels
 from diffbio_prob.workflows.deseq2.data import DESeq2Data
 from diffbio_prob.workflows.deseq2.options import DESeq2Options
 
-__all__ = ["GLMFit", "fit_glm", "nb_log_likelihood", "LOG2E", "LN2"]
+__all__ = ["GLMFit", "fit_glm", "nb_log_likelihood", "optim_fallback", "LOG2E", "LN2"]
 
 LOG2E = 1.0 / math.log(2.0)
 LN2 = math.log(2.0)
@@ -51,6 +52,7 @@ def fit_glm(
     opts: DESeq2Options,
     *,
     ridge_log2=1e-6,
+    fallback: str = "optim",
     shard: bool = True,
 ) -> GLMFit:
     """DESeq2 ``fitNbinomGLMs`` of every gene of ``data`` at dispersions ``alpha``.
@@ -61,6 +63,11 @@ def fit_glm(
         opts: ``min_mu``, ``beta_tol``, ``beta_maxit``.
         ridge_log2: R's ``lambda`` (on the log2 scale): a number or ``(P,)`` per coefficient (the
             inverse of a normal prior's variance, as ``lfcShrink(type="normal")`` and ``rlog`` use it).
+        fallback: for the rows IRLS leaves unconverged, unstable or with a non-positive variance:
+            ``"optim"`` (R's ``fitNbinomGLMsOptim``: L-BFGS-B per row on the host, see
+            :func:`optim_fallback`; used with ``opts.dispersion_fit == "deseq2"``) or ``"newton"``
+            (the vectorised projected Newton of :func:`diffbio_prob.cores.nb_glm_fit.fit_beta_newton`,
+            which goes to the optimum itself).
         shard: split genes across local devices.
 
     Returns:
@@ -113,17 +120,103 @@ def fit_glm(
     conv = np.asarray(n_iter) < opts.beta_maxit
     rows = np.flatnonzero(~conv | ~row_stable | ~var_pos)
     if rows.size:
+        # R's fitNbinomGLMsOptim start: the IRLS betas (log2) when finite and all below 30, else the
+        # least-squares start beta_mat, which is on the natural-log scale but handed to optim as log2.
         ok_start = row_stable[rows] & np.all(np.abs(beta[rows] * LOG2E) < 30, axis=1)
-        start = np.nan_to_num(np.where(ok_start[:, None], beta[rows], beta_init[rows] * LN2))
-        b2, c2, s2, m2, l2 = run_batched(
-            kernels.k_beta_newton,
-            (data.padded_counts[rows], data.padded_log_offset[rows], alpha[rows], pad.coefs(start)),
-            shared,
-            shard=shard,
-            min_mu=opts.min_mu,
-        )
-        beta[rows], sigma[rows] = b2[:, :p], s2[:, :p, :p]
-        mu[rows], loglik[rows] = m2[:, :n], l2
+        # R solves beta_mat by QR (qr.R / qr.Q); the optimum on a flat likelihood depends on the start's bits
+        q, r_ = np.linalg.qr(design)
+        init_qr = np.linalg.solve(r_, q.T @ np.log(norm[rows] + 0.1).T).T
+        start_log2 = np.nan_to_num(np.where(ok_start[:, None], beta[rows] * LOG2E, init_qr))
+        if opts.dispersion_fit == "deseq2" and fallback == "optim":
+            b2, c2, s2, m2, l2 = optim_fallback(
+                counts[rows], design, data.norm_factors[rows], alpha[rows], start_log2, lam, opts.min_mu
+            )
+        else:
+            b2, c2, s2, m2, l2 = run_batched(
+                kernels.k_beta_newton,
+                (data.padded_counts[rows], data.padded_log_offset[rows], alpha[rows], pad.coefs(start_log2 * LN2)),
+                shared,
+                shard=shard,
+                min_mu=opts.min_mu,
+            )
+            b2, s2, m2 = np.asarray(b2)[:, :p], np.asarray(s2)[:, :p, :p], np.asarray(m2)[:, :n]
+        beta[rows], sigma[rows] = b2, s2
+        mu[rows], loglik[rows] = m2, l2
         conv[rows] = conv[rows] | np.asarray(c2)
     se = np.sqrt(np.maximum(np.diagonal(sigma, axis1=1, axis2=2), 0.0))
     return GLMFit(beta=beta, sigma=sigma, se=se, mu=mu, loglik=loglik, conv=conv, n_iter=np.asarray(n_iter), hat=hat)
+
+
+def _r_dnbinom_log(k: np.ndarray, mu: np.ndarray, size: float) -> np.ndarray:
+    """``dnbinom(k, mu = mu, size = size, log = TRUE)`` (to rounding; ``-inf`` where mu is 0 and k > 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lg = special.gammaln(k + size) - special.gammaln(size) - special.gammaln(k + 1.0)
+        out = lg + size * np.log(size / (size + mu)) + special.xlogy(k, mu / (size + mu))
+        zero = size * np.where(size < mu, np.log(size / (size + mu)), np.log1p(-mu / (size + mu)))
+    return np.where(k == 0, zero, out)
+
+
+def optim_fallback(counts, design, norm_factors, alpha, start_log2, lam, min_mu):
+    """R's ``fitNbinomGLMsOptim`` for a few rows: ``optim(method = "L-BFGS-B")`` per row, on the host.
+
+    Minimises ``-(sum dnbinom(k, nf 2^(X p), 1/alpha, log) + sum dnorm(p, 0, sqrt(1/lambda), log))``
+    over log2 coefficients ``p`` in ``[-30, 30]`` (``1e300`` where not finite), with R ``optim``'s
+    defaults (``lmm = 5``, ``factr = 1e7``, ``pgtol = 0``, ``maxit = 100``) and its gradient: central
+    differences with ``ndeps = 1e-3``, shortened at the bounds (R's ``fmingr``). DESeq2 passes no
+    ``gr`` and no ``control``. Then, as R: ``mu`` unfloored, the covariance and log-likelihood at
+    ``mu`` floored at ``minmu``; ``betaConv`` set where optim reports convergence. R's answer is where
+    L-BFGS-B stops on a flat likelihood (a group of zeros: |LFC| 18-26), so it depends on the path;
+    scipy's L-BFGS-B takes R's steps, to rounding.
+
+    Returns:
+        ``(beta (R, P) natural log, conv (R,), sigma (R, P, P), mu (R, N), loglik (R,))``.
+    """
+    counts = np.asarray(counts, float)
+    x = np.asarray(design, float)
+    rows, n = counts.shape
+    p = x.shape[1]
+    lam = np.broadcast_to(np.asarray(lam, float), (p,))
+    sd = np.sqrt(1.0 / lam)
+    large = 30.0
+    ridge = np.diag(lam / LN2**2)
+    beta = np.zeros((rows, p))
+    conv = np.zeros(rows, bool)
+    sigma = np.zeros((rows, p, p))
+    mu = np.zeros((rows, n))
+    loglik = np.zeros(rows)
+    log_norm_sd = -0.5 * math.log(2 * math.pi) - np.log(sd)
+    for r in range(rows):
+        k, nf, size = counts[r], norm_factors[r], 1.0 / alpha[r]
+
+        def fn(par, k=k, nf=nf, size=size):
+            mu_row = nf * np.exp2(x @ par)
+            ll = np.sum(_r_dnbinom_log(k, mu_row, size))
+            prior = np.sum(log_norm_sd - 0.5 * (par / sd) ** 2)
+            v = -(ll + prior)
+            return float(v) if np.isfinite(v) else 1e300
+
+        def gr(par, fn=fn):
+            g = np.empty(p)
+            for i in range(p):
+                hi, lo = par.copy(), par.copy()
+                hi[i] = min(par[i] + 1e-3, large)
+                lo[i] = max(par[i] - 1e-3, -large)
+                g[i] = (fn(hi) - fn(lo)) / ((hi[i] - par[i]) + (par[i] - lo[i]))
+            return g
+
+        res = optimize.minimize(
+            fn, np.asarray(start_log2[r], float), jac=gr, method="L-BFGS-B", bounds=[(-large, large)] * p,
+            options={"maxcor": 5, "ftol": 1e7 * np.finfo(float).eps, "gtol": 0.0, "maxiter": 100},
+        )
+        par = res.x
+        conv[r] = res.status == 0
+        beta[r] = par * LN2
+        mu_row = nf * np.exp2(x @ par)
+        mu[r] = mu_row
+        mu_f = np.maximum(mu_row, min_mu)
+        w = 1.0 / (1.0 / mu_f + alpha[r])
+        xtwx = x.T @ (w[:, None] * x)
+        inv = np.linalg.inv(xtwx + ridge)
+        sigma[r] = inv @ xtwx @ inv
+        loglik[r] = np.sum(_r_dnbinom_log(k, mu_f, size))
+    return beta, conv, sigma, mu, loglik
