@@ -109,15 +109,15 @@ def test_fit_trends_are_rs(fit_2v2, fit_run):
 
 VST_CASES = [
     # (case, reference, kwargs): blind=False reads the fit's trend; blind=True re-fits under ~ 1
-    ("run", "vsd", dict(blind=False)),  # parametric closed form
-    ("run", "vsd_blind", dict()),  # blind parametric
-    ("run", "vsd_blind_mean", dict(fit_type="mean")),
-    ("run", "vsd_blind_local", dict(fit_type="local")),
-    ("2v2", "vsd", dict(blind=False)),  # local (R's fallback), numeric integration + fmm spline
-    ("2v2", "vsd_fit_local", dict(blind=False)),  # DESeq(fitType="local") = the fallback's trend
-    ("2v2", "vsd_blind", dict()),
-    ("2v2", "vsd_blind_local", dict(fit_type="local")),
-    ("2v2", "vsd_blind_mean", dict(fit_type="mean")),
+    ("run", "vsd", {"blind": False}),  # parametric closed form
+    ("run", "vsd_blind", {}),  # blind parametric
+    ("run", "vsd_blind_mean", {"fit_type": "mean"}),
+    ("run", "vsd_blind_local", {"fit_type": "local"}),
+    ("2v2", "vsd", {"blind": False}),  # local (R's fallback), numeric integration + fmm spline
+    ("2v2", "vsd_fit_local", {"blind": False}),  # DESeq(fitType="local") = the fallback's trend
+    ("2v2", "vsd_blind", {}),
+    ("2v2", "vsd_blind_local", {"fit_type": "local"}),
+    ("2v2", "vsd_blind_mean", {"fit_type": "mean"}),
 ]
 
 
@@ -128,11 +128,11 @@ def test_vst_matches_r(case, what, kwargs, request):
 
 
 VST_FAST = [
-    ("run", "vstfast_blind", dict()),
-    ("run", "vstfast", dict(blind=False)),
-    ("2v2", "vstfast_blind", dict()),
-    ("2v2", "vstfast", dict(blind=False)),
-    ("2v2", "vstfast_blind_mean", dict(fit_type="mean")),
+    ("run", "vstfast_blind", {}),
+    ("run", "vstfast", {"blind": False}),
+    ("2v2", "vstfast_blind", {}),
+    ("2v2", "vstfast", {"blind": False}),
+    ("2v2", "vstfast_blind_mean", {"fit_type": "mean"}),
 ]
 
 
@@ -159,12 +159,12 @@ def test_vst_fit_type_run_matches_r(fit_type):
 
 
 RLOG_CASES = [
-    ("run", "rlog_blind", dict()),
-    ("run", "rlog", dict(blind=False)),
-    ("run", "rlog_blind_mean", dict(fit_type="mean")),
-    ("2v2", "rlog_blind", dict()),
-    ("2v2", "rlog", dict(blind=False)),
-    ("2v2", "rlog_blind_mean", dict(fit_type="mean")),
+    ("run", "rlog_blind", {}),
+    ("run", "rlog", {"blind": False}),
+    ("run", "rlog_blind_mean", {"fit_type": "mean"}),
+    ("2v2", "rlog_blind", {}),
+    ("2v2", "rlog", {"blind": False}),
+    ("2v2", "rlog_blind_mean", {"fit_type": "mean"}),
 ]
 
 
@@ -236,7 +236,7 @@ def synthetic():
 
 @pytest.mark.parametrize(
     "ref,kwargs",
-    [("r_vst.csv", dict()), ("r_vst_with_design.csv", dict(blind=False)), ("r_mean_vst.csv", dict(fit_type="mean"))],
+    [("r_vst.csv", {}), ("r_vst_with_design.csv", {"blind": False}), ("r_mean_vst.csv", {"fit_type": "mean"})],
 )
 def test_vst_matches_pydeseq2_r_files(synthetic, ref, kwargs):
     # PyDESeq2's R DESeq2 1.34.0 outputs: 10 genes x 100 samples, ~ condition, parametric trend
@@ -262,7 +262,7 @@ def test_fmm_spline_matches_r_splinefun():
 def test_fmm_spline_is_exact_on_cubics():
     # fmm's end conditions match the third derivative of the cubic through the end points: cubics are exact
     x = np.array([0.0, 0.3, 1.1, 1.7, 2.0, 3.4, 4.0])
-    f = lambda u: 1.0 - 2.0 * u + 0.5 * u**2 - 0.3 * u**3  # noqa: E731
+    f = lambda u: 1.0 - 2.0 * u + 0.5 * u**2 - 0.3 * u**3
     u = np.linspace(-1.0, 5.0, 61)
     np.testing.assert_allclose(T._spline_eval(x, f(x), T._fmm_spline(x, f(x)), u), f(u), rtol=1e-11, atol=1e-11)
 
@@ -307,9 +307,14 @@ def test_bad_inputs(fit_2v2):
         rlog(fit_2v2, intercept=np.full(fit_2v2.counts.shape[0], np.nan))
     with pytest.raises(TypeError, match="intercept"):
         rlog(fit_2v2, intercept=["a"] * fit_2v2.counts.shape[0])
-    for bad in (-1.0, 0.0, np.inf, "1", True):
+    for bad in (-1.0, 0.0, np.inf, np.nan):
         with pytest.raises(ValueError, match="beta_prior_var"):
             rlog(fit_2v2, beta_prior_var=bad)
+    for bad in ("1", True, [1.0]):
+        with pytest.raises(TypeError, match="beta_prior_var"):
+            rlog(fit_2v2, beta_prior_var=bad)
+    with pytest.raises(ValueError, match="intercept"):
+        rlog(fit_2v2, intercept=pd.Series(0.0, index=[f"x{i}" for i in range(fit_2v2.counts.shape[0])]))
     neg = pd.DataFrame([[1, -2, 3], [4, 5, 6]], columns=["a", "b", "c"])
     with pytest.raises(ValueError, match="fit_or_inputs"):
         vst(neg)
@@ -321,6 +326,19 @@ def test_bad_inputs(fit_2v2):
 
 
 def test_fit_type_ignored_with_blind_false_warns(fit_run):
+    # as R, blind=False on a fit reuses its trend / dispFit; a fit_type that differs is named in a warning
     with pytest.warns(UserWarning, match="fit_type"):
         out = vst(fit_run, blind=False, fit_type="mean")
     np.testing.assert_array_equal(out.to_numpy(), vst(fit_run, blind=False).to_numpy())
+    with pytest.warns(UserWarning, match="fit_type"):
+        out = rlog(fit_run, blind=False, fit_type="local")
+    np.testing.assert_array_equal(out.to_numpy(), rlog(fit_run, blind=False).to_numpy())
+
+
+def test_rlog_intercept_series_is_aligned_by_gene(fit_2v2):
+    blind = _quiet(rlog, fit_2v2)
+    icpt = pd.Series(blind.attrs["rlogIntercept"], index=blind.index)
+    bpv = blind.attrs["betaPriorVar"]
+    a = rlog(fit_2v2, blind=False, intercept=icpt, beta_prior_var=bpv)
+    b = rlog(fit_2v2, blind=False, intercept=icpt.iloc[::-1], beta_prior_var=bpv)
+    np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())

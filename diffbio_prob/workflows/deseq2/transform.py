@@ -49,7 +49,7 @@ from diffbio_prob.workflows.deseq2.glm import LN2, LOG2E
 from diffbio_prob.workflows.deseq2.options import FIT_TYPES, DESeq2Options
 from diffbio_prob.workflows.deseq2.trend import Trend, fit_trend
 
-__all__ = ["normalized_counts", "vst", "rlog"]
+__all__ = ["normalized_counts", "rlog", "vst"]
 
 # R's rlogData: fitNbinomGLMs(..., betaTol = 1e-4, useOptim = FALSE, useQR = TRUE), R's default maxit and minmu.
 _RLOG_BETA_TOL = 1e-4
@@ -574,9 +574,11 @@ def rlog(fit_or_inputs, blind: bool = True, intercept=None, beta_prior_var: floa
         blind: re-estimate gene-wise dispersions and the trend under ``~ 1`` (R's default); ``False`` uses
             the fit's ``dispFit`` and ``baseMean``.
         intercept: ``(G,)`` log2 intercepts (e.g. ``result.attrs["rlogIntercept"]`` of an earlier rlog, where
-            all-zero genes are ``-inf``): fit the sample coefficients only, around these intercepts.
+            all-zero genes are ``-inf``; a Series is aligned on the gene names): fit the sample coefficients
+            only, around these intercepts (R's ``intercept``; genes with a non-finite one come out 0, as in R).
         beta_prior_var: the prior variance of the sample coefficients; ``None``: estimated as R does.
-        fit_type: trend fitted when one is (re-)estimated; ``None`` is R's default ``"parametric"``.
+        fit_type: trend fitted when one is (re-)estimated; ``None`` is R's default ``"parametric"``. Like
+            R, not used (warned when given) with ``blind=False`` on a fit.
         shard: split genes across local JAX devices.
 
     Returns:
@@ -589,13 +591,19 @@ def rlog(fit_or_inputs, blind: bool = True, intercept=None, beta_prior_var: floa
     """
     _check_bool("blind", blind)
     ft = _check_fit_type(fit_type)
-    if beta_prior_var is not None:
-        if (not isinstance(beta_prior_var, numbers.Real) or isinstance(beta_prior_var, (bool, np.bool_))
-                or not np.isfinite(beta_prior_var) or beta_prior_var <= 0):
-            raise ValueError(f"beta_prior_var: expected None or a finite positive number, got {beta_prior_var!r}")
+    if beta_prior_var is not None and (
+        not isinstance(beta_prior_var, numbers.Real) or isinstance(beta_prior_var, (bool, np.bool_))
+    ):
+        raise TypeError(f"beta_prior_var: expected None or a number, got {beta_prior_var!r}")
+    if beta_prior_var is not None and not (np.isfinite(beta_prior_var) and beta_prior_var > 0):
+        raise ValueError(f"beta_prior_var: expected a finite positive number, got {beta_prior_var!r}")
     src = _source(fit_or_inputs)
     g = src.counts.shape[0]
     if intercept is not None:
+        if isinstance(intercept, pd.Series) and not intercept.index.equals(src.genes):
+            if not (intercept.index.is_unique and set(intercept.index) == set(src.genes)):
+                raise ValueError("intercept: a Series must be indexed by the genes of fit_or_inputs")
+            intercept = intercept.reindex(src.genes)
         icpt = np.asarray(intercept)
         if icpt.dtype == object or not np.issubdtype(icpt.dtype, np.number):
             raise TypeError(f"intercept: expected numbers (log2 intercepts), got dtype {icpt.dtype}")
@@ -616,6 +624,13 @@ def rlog(fit_or_inputs, blind: bool = True, intercept=None, beta_prior_var: floa
         disp_fit = np.full(g, np.nan)
         disp_fit[~all_zero] = trend(base_mean[~all_zero])
     else:
+        if fit_type is not None and fit_type != src.fit.trend.kind:
+            warnings.warn(
+                f"fit_type={fit_type!r} is not used: blind=False reuses the fit's dispFit ({src.fit.trend.kind!r} "
+                "trend), as R's rlog does; fit with fit_type to change it",
+                UserWarning,
+                stacklevel=2,
+            )
         gene = src.fit.gene
         base_mean = np.asarray(gene["baseMean"], dtype=float)
         all_zero = np.asarray(gene["allZero"], dtype=bool)
