@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import numpy as np
 import pandas as pd
 from scipy import special, stats
@@ -174,8 +175,9 @@ def _normal(fit, k: int, res: pd.DataFrame, shard: bool) -> tuple[np.ndarray, np
         raise ValueError("beta prior variances are equal to zero for some variables (as R refuses)")
     nz = ~np.asarray(fit.gene["allZero"], bool)
     data = _data(fit, np.asarray(fit.counts, dtype=float)[nz], rows=nz)
-    glm = fit_glm(data, np.asarray(fit.gene["dispersion"], dtype=float)[nz], fit.options,
-                  ridge_log2=1.0 / prior_var, shard=shard)
+    with jax.enable_x64(True):  # the fitter runs in float64 only inside this context (as fit_deseq2 runs it)
+        glm = fit_glm(data, np.asarray(fit.gene["dispersion"], dtype=float)[nz], fit.options,
+                      ridge_log2=1.0 / prior_var, shard=shard)
     g = fit.counts.shape[0]
     lfc = np.full(g, np.nan)
     se = np.full(g, np.nan)
