@@ -100,6 +100,10 @@ def irls_fit(
     alpha = jnp.asarray(alpha, dtype)
     size = 1.0 / alpha
     ridge_m = jnp.diag(jnp.asarray(ridge, dtype)) + _coef_pad(design.shape[1], coef_mask, dtype)
+    # DESeq2's betaTol (1e-8) is below float32's resolution: a float32 deviance changes by whole ulps
+    # (1.2e-7 relative) and never passes it, so every gene would run to maxit and go to the fallback.
+    # The tolerance is floored at a few ulps of the working precision (a no-op in float64).
+    tol_eff = max(float(tol), 8.0 * float(jnp.finfo(dtype).eps))
     # Deviance terms that do not depend on mu are computed once.
     const = jnp.sum(
         _masked(lgamma_ratio(counts, size[:, None]) - jax.scipy.special.gammaln(counts + 1.0), sample_mask),
@@ -127,7 +131,7 @@ def irls_fit(
         dev = deviance(mu_new)
         conv_test = jnp.abs(dev - dev_old) / (jnp.abs(dev) + 0.1)
         is_nan = jnp.isnan(conv_test)
-        converged = (t > 0) & (conv_test < tol)
+        converged = (t > 0) & (conv_test < tol_eff)
         n_iter_new = jnp.where(active, n_iter + 1, n_iter)
         # A divergent gene keeps its large beta (as fitBeta does) but not the new mean.
         beta = jnp.where(active[:, None], beta_new, beta)
