@@ -11,7 +11,8 @@ Each file holds 12 significant digits for every 6th gene (the transformations us
 ``|ours - R| <= RTOL |R| + ATOL`` with ``RTOL = 1e-6``, ``ATOL = 1e-8`` (what we see today is ~1e-11
 relative, ~5e-9 for values near 0: the files' rounding); normalised counts to the files' rounding.
 Also PyDESeq2's copies of R's ``varianceStabilizingTransformation`` on the synthetic 10-gene set
-(``deseq2_ref/single_factor``: blind, with the design, ``fitType = "mean"``).
+(``deseq2_ref/single_factor``: blind, with the design, ``fitType = "mean"``), and (``slow``) the transform files of
+``deseq2_real`` (R's ``vst()``, ``rlog(blind = TRUE)``, normalised counts on all genes of 5 real-data cases).
 """
 
 from __future__ import annotations
@@ -244,6 +245,72 @@ def test_vst_matches_pydeseq2_r_files(synthetic, ref, kwargs):
     fit = fit_deseq2(counts, meta, "~ condition")
     r = pd.read_csv(SYN / "single_factor" / ref, index_col=0)
     _check(vst(fit, **kwargs), r)
+
+
+# ------------------------------------------------------------------------------------------------
+# deseq2_real's R files (full gene sets, 17 digits): R's vst() (nsub = 1000), rlog(blind = TRUE), normalised
+# counts on the marioni / tagseq cases (see that folder's README). One fit per case, cached.
+# ------------------------------------------------------------------------------------------------
+
+REAL = REF / "deseq2_real"
+REAL_CASES = {
+    "marioni": ("marioni", "~ condition"),
+    "marioni_2v2": ("marioni", "~ condition"),
+    "marioni_2v3": ("marioni", "~ condition"),
+    "marioni_3v3_run": ("marioni", "~ run + condition"),
+    "tagseq_2v2": ("tagseq", "~ condition"),
+}
+_REAL_FITS: dict = {}
+
+
+def _real_fit(case, fit_type="parametric"):
+    key = (case, fit_type)
+    if key not in _REAL_FITS:
+        ds, design = REAL_CASES[case]
+        meta = pd.read_csv(REAL / case / "metadata.csv", index_col=0)
+        counts = pd.read_csv(REAL / ds / "counts.csv.gz", index_col=0)[list(meta.index)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            _REAL_FITS[key] = fit_deseq2(counts, meta, design, fit_type=fit_type)
+    return _REAL_FITS[key]
+
+
+REAL_FILES = {
+    "r_normalized_counts": lambda case: normalized_counts(_real_fit(case)),
+    "r_vst_blind": lambda case: _quiet(vst, _real_fit(case), nsub=1000),
+    "r_vst": lambda case: _quiet(vst, _real_fit(case), blind=False, nsub=1000),
+    "r_vst_fit_local": lambda case: _quiet(vst, _real_fit(case, "local"), blind=False, nsub=1000, fit_type="local"),
+    "r_vst_fit_mean": lambda case: _quiet(vst, _real_fit(case, "mean"), blind=False, nsub=1000, fit_type="mean"),
+    "r_rlog_blind": lambda case: _quiet(rlog, _real_fit(case)),
+}
+REAL_XFAIL = {
+    ("marioni_3v3_run", "r_rlog_blind"): (
+        "2 of 4956 gene-wise dispersions under ~ 1 differ from R (ENSG00000135930: 0.06399 vs R 0.06621, the line "
+        "search hits maxit; ENSG00000152292: 1e-8 vs 1.19e-8), moving the blind parametric trend by ~3e-6 and the "
+        "rlog by up to 6e-6 (2.6e-4 relative near 0): dispersion.py's gene-wise estimate, not the transform"
+    ),
+}
+
+
+def _real_params():
+    out = []
+    for case in REAL_CASES:
+        for name in REAL_FILES:
+            if not (REAL / case / f"{name}.csv.gz").exists():
+                continue  # README: not every case has every transform file
+            marks = [pytest.mark.slow]
+            if (case, name) in REAL_XFAIL:
+                marks.append(pytest.mark.xfail(reason=REAL_XFAIL[(case, name)], strict=True))
+            out.append(pytest.param(case, name, marks=marks, id=f"{case}-{name}"))
+    return out
+
+
+@pytest.mark.parametrize("case,name", _real_params())
+def test_deseq2_real_transforms_match_r(case, name):
+    ref = pd.read_csv(REAL / case / f"{name}.csv.gz", index_col=0)
+    ours = REAL_FILES[name](case)
+    assert list(ours.index) == list(ref.index)  # every gene
+    _check(ours, ref, rtol=1e-11 if name == "r_normalized_counts" else RTOL)
 
 
 # ------------------------------------------------------------------------------------------------
