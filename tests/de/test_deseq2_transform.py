@@ -215,6 +215,27 @@ def test_count_table_input_is_blind(fit_run):
     np.testing.assert_allclose(vst(counts, blind=False).to_numpy(), ours.to_numpy(), rtol=1e-12, atol=0)
 
 
+def test_tuple_input_estimates_the_trend_under_its_design():
+    # R: vst / rlog(blind = FALSE) of DESeqDataSetFromMatrix(counts, colData, design) before DESeq() estimate
+    # gene-wise dispersions and the trend under the design: DESeq()'s trend and dispFit, so DESeq's answers
+    counts, meta = _inputs("run")
+    inputs = (counts, meta, "~ run + condition")
+    _check(vst(inputs, blind=False), _ref("run", "vsd"))
+    _check(vst(inputs), _ref("run", "vsd_blind"))
+    _check(rlog(inputs, blind=False), _ref("run", "rlog"))
+    with pytest.raises(ValueError, match="fit_or_inputs"):
+        vst((counts, meta))
+    with pytest.raises(ValueError, match="design"):
+        vst((counts, meta, "condition"))
+
+
+def test_rlog_in_gene_chunks_is_the_same(fit_2v2, monkeypatch):
+    whole = rlog(fit_2v2, blind=False)
+    monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 1)  # 1024 genes per IRLS call
+    # other batch sizes, other XLA programs: the same to rounding
+    np.testing.assert_allclose(rlog(fit_2v2, blind=False).to_numpy(), whole.to_numpy(), rtol=1e-10, atol=1e-12)
+
+
 def test_normalization_factors_equal_to_size_factors_give_the_same(fit_2v2):
     # gene x sample factors all equal to the size factors: every branch reading normalizationFactors
     # (local VST's exp(colMeans(log nf)), xim, rlog's offsets) must give the size-factor answers

@@ -16,8 +16,11 @@ transformation and the regularised log.
   to the same stopping point, so the values are R's to rounding.
 
 Each function takes a :class:`~diffbio_prob.workflows.deseq2.fit.DESeq2Fit` (R's ``DESeqDataSet`` after
-``DESeq()``) or, as R takes a matrix, a genes x samples count table (a pandas DataFrame or a 2-D array):
-design ``~ 1``, median-of-ratios size factors. They return pandas DataFrames, genes x samples.
+``DESeq()``); or, as R takes a matrix, a genes x samples count table (a pandas DataFrame or a 2-D array):
+design ``~ 1``, median-of-ratios size factors; or a ``(counts, metadata, design)`` tuple, R's
+``DESeqDataSetFromMatrix(counts, colData, design)`` before ``DESeq()`` (median-of-ratios size factors; with
+``blind=False`` the trend is estimated under that design, as R does for an object without one). They return
+pandas DataFrames, genes x samples.
 
 Example:
     >>> import numpy as np, pandas as pd
@@ -107,6 +110,19 @@ class _Source:
 
 
 def _source(obj, name: str = "fit_or_inputs") -> _Source:
+    if isinstance(obj, tuple):
+        # (counts, metadata, design): R's DESeqDataSetFromMatrix(counts, colData, design) before DESeq()
+        if len(obj) != 3:
+            raise ValueError(f"{name}: a tuple must be (counts, metadata, design formula), got {len(obj)} items")
+        from diffbio_prob.workflows.deseq2.api import prepare_inputs
+        from diffbio_prob.workflows.deseq2.design import build_design
+
+        counts_df, meta = prepare_inputs(obj[0], obj[1])
+        des = build_design(obj[2], meta)
+        values = counts_df.to_numpy(dtype=float)
+        sf = steps.estimate_size_factors(values, "ratio")
+        return _Source(pd.Index(counts_df.index), pd.Index(counts_df.columns), values, des.matrix, sf, None, None,
+                       DESeq2Options())
     if isinstance(obj, DESeq2Fit):
         return _Source(
             genes=pd.Index(obj.genes),
@@ -132,8 +148,8 @@ def _source(obj, name: str = "fit_or_inputs") -> _Source:
         samples = pd.Index([str(j + 1) for j in range(values.shape[1])])
     else:
         raise TypeError(
-            f"{name}: expected a DESeq2Fit (from fit_deseq2) or a genes x samples count table "
-            f"(pandas DataFrame or 2-D numpy array), got {type(obj).__name__}"
+            f"{name}: expected a DESeq2Fit (from fit_deseq2), a genes x samples count table (pandas DataFrame "
+            f"or 2-D numpy array) or a (counts, metadata, design) tuple, got {type(obj).__name__}"
         )
     # R's matrix input: DESeqDataSetFromMatrix(object, ..., ~ 1), then estimateSizeFactors (median of ratios).
     sf = steps.estimate_size_factors(values, "ratio")
@@ -407,11 +423,13 @@ def vst(fit_or_inputs, blind: bool = True, fit_type: str | None = None, *, nsub:
     """R DESeq2's variance-stabilising transformation (``varianceStabilizingTransformation``, or ``vst``).
 
     Args:
-        fit_or_inputs: a :class:`~diffbio_prob.workflows.deseq2.fit.DESeq2Fit`, or a genes x samples count
-            table (DataFrame or 2-D array; as R's matrix input: design ``~ 1``, median-of-ratios size factors).
+        fit_or_inputs: a :class:`~diffbio_prob.workflows.deseq2.fit.DESeq2Fit`, a genes x samples count
+            table (DataFrame or 2-D array; as R's matrix input: design ``~ 1``, median-of-ratios size factors)
+            or a ``(counts, metadata, design)`` tuple (a DESeqDataSet before ``DESeq()``).
         blind: re-estimate the dispersion trend under the design ``~ 1`` (R's default). ``False`` uses the
             fit's trend (``nsub=None``) or, with ``nsub``, re-fits the trend under the fit's design on the
-            subsample, as R's ``vst(blind = FALSE)`` does. A count table has no design: always ``~ 1``.
+            subsample, as R's ``vst(blind = FALSE)`` does; a tuple's trend is estimated under its design. A
+            count table has no design: always ``~ 1``.
         fit_type: the trend fitted when one is (re-)estimated: ``None`` is R's default ``"parametric"`` (with
             R's fallback to ``"local"``, warned), or ``"local"``, ``"mean"``. Like R, ignored when
             ``blind=False`` and ``nsub=None`` reuse a fit's trend.
@@ -436,10 +454,11 @@ def vst(fit_or_inputs, blind: bool = True, fit_type: str | None = None, *, nsub:
     ones = np.ones((src.counts.shape[1], 1))
     if nsub is not None:
         rows = _subsample_rows(ncounts, int(nsub))
-        design = ones if (blind or src.fit is None) else src.design
-        trend = _estimate_trend(src, design, ft, rows, shard=shard)
+        trend = _estimate_trend(src, ones if blind else src.design, ft, rows, shard=shard)
     elif blind or src.fit is None:
-        trend = _estimate_trend(src, ones, ft, shard=shard)
+        # R: blind sets design ~ 1; an object without a trend (a count table, a tuple) gets one estimated
+        # under its current design
+        trend = _estimate_trend(src, ones if blind else src.design, ft, shard=shard)
     else:
         trend = src.fit.trend
         if fit_type is not None and fit_type != trend.kind:
@@ -471,9 +490,22 @@ def _sparse_test(ncounts: np.ndarray, p: float = 0.9, t1: float = 100, t2: float
         )
 
 
+_CHUNK_ELEMENTS = 2**24  # genes x P x P per IRLS call (the kernel returns (G, P, P) covariances)
+
+
 def _ridge_irls(counts, nf, design, alpha, lam_log2, beta_init, *, shard: bool):
     """R's ``fitBeta`` (IRLS with a ridge, ``betaTol = 1e-4``) from ``beta_init``; rows R would hand to its
-    optimiser (a non-finite coefficient or a non-positive variance) go to the Newton fallback."""
+    optimiser (a non-finite coefficient or a non-positive variance) go to the Newton fallback. Genes go in
+    chunks so that many samples (P = N + 1 coefficients) do not need G x P x P memory at once."""
+    g, p = counts.shape[0], design.shape[1]
+    chunk = max(1024, _CHUNK_ELEMENTS // (p * p))
+    if g > chunk:
+        parts = [
+            _ridge_irls(counts[i : i + chunk], nf[i : i + chunk], design, alpha[i : i + chunk], lam_log2,
+                        beta_init[i : i + chunk], shard=shard)
+            for i in range(0, g, chunk)
+        ]
+        return np.concatenate(parts, axis=0)
     data = DESeq2Data(counts, design, normalization_factors=nf)
     pad = data.padding
     p = design.shape[1]
@@ -569,8 +601,9 @@ def rlog(fit_or_inputs, blind: bool = True, intercept=None, beta_prior_var: floa
     trend dispersions ``dispFit``; the values are ``log2`` of the fitted means over the size factors.
 
     Args:
-        fit_or_inputs: a :class:`~diffbio_prob.workflows.deseq2.fit.DESeq2Fit`, or a genes x samples count
-            table (DataFrame or 2-D array; design ``~ 1``, median-of-ratios size factors).
+        fit_or_inputs: a :class:`~diffbio_prob.workflows.deseq2.fit.DESeq2Fit`, a genes x samples count
+            table (DataFrame or 2-D array; design ``~ 1``, median-of-ratios size factors) or a
+            ``(counts, metadata, design)`` tuple (a DESeqDataSet before ``DESeq()``).
         blind: re-estimate gene-wise dispersions and the trend under ``~ 1`` (R's default); ``False`` uses
             the fit's ``dispFit`` and ``baseMean``.
         intercept: ``(G,)`` log2 intercepts (e.g. ``result.attrs["rlogIntercept"]`` of an earlier rlog, where
@@ -618,7 +651,8 @@ def rlog(fit_or_inputs, blind: bool = True, intercept=None, beta_prior_var: floa
         _sparse_test(ncounts)
     nf = np.array(src.norm_factors, dtype=float)
     if blind or src.fit is None:
-        trend = _estimate_trend(src, np.ones((src.counts.shape[1], 1)), ft, shard=shard)
+        design = np.ones((src.counts.shape[1], 1)) if blind else src.design
+        trend = _estimate_trend(src, design, ft, shard=shard)
         base_mean = _r_row_means(ncounts)
         all_zero = src.counts.sum(axis=1) == 0
         disp_fit = np.full(g, np.nan)
