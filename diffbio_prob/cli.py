@@ -454,19 +454,26 @@ def _add_quant(sub) -> None:
         "quant",
         help="salmon-style transcript quantification from equivalence classes (EM/VBEM)",
         formatter_class=_formatter,
-        description="Quantify transcripts from equivalence classes by EM or VBEM with salmon's rules, write "
-        "salmon's quant.sf, and optionally the posterior of the counts (NUTS, SVI or bootstrap). The input "
-        "format is detected from the content: salmon eq_classes.txt(.gz) (with or without --dumpEqWeights), "
-        "or kallisto matrix.ec/pseudoalignments.ec with --ec-counts.",
+        description="Quantify transcripts from equivalence classes by EM or VBEM with salmon's rules, and write "
+        "salmon's quant.sf (--out) or salmon's output folder (--out-dir: quant.sf, cmd_info.json, "
+        "aux_info/meta_info.json and the inferential replicates in aux_info/bootstrap/, which tximport and "
+        "fishpond read). Replicates: salmon's bootstrap (--num-bootstraps), salmon's Gibbs sampler "
+        "(--num-gibbs-samples, --thinning-factor) or posterior draws (--posterior nuts|svi). The input format "
+        "is detected from the content: salmon eq_classes.txt(.gz) (with or without --dumpEqWeights), or "
+        "kallisto matrix.ec/pseudoalignments.ec with --ec-counts.",
         epilog=textwrap.dedent(
             """\
             examples:
               diffbio-prob quant --eq-classes aux_info/eq_classes.txt.gz --lengths quant.sf --out my/quant.sf
+              diffbio-prob quant --eq-classes eq.txt.gz --lengths quant.sf --num-gibbs-samples 20 --out-dir s1
+              diffbio-prob quant --eq-classes eq.txt.gz --lengths quant.sf --num-bootstraps 30 --out-dir s1
               diffbio-prob quant --eq-classes eq.txt.gz --lengths quant.sf --algorithm em --squarem --out q.sf
               diffbio-prob quant --eq-classes pseudoalignments.ec --ec-counts pseudoalignments.tsv \\
                   --transcripts transcripts.txt --lengths lengths.tsv --fld flens.txt \\
                   --length-formula kallisto --out quant.sf
               diffbio-prob quant --eq-classes eq.txt.gz --lengths quant.sf --posterior nuts --out q.sf
+            in R:
+              tximport(file.path(dirs, "quant.sf"), type = "salmon", txOut = TRUE)   # $infReps: T x R each
             """
         ),
     )
@@ -488,25 +495,49 @@ def _add_quant(sub) -> None:
     p.add_argument("--per-nucleotide-prior", action="store_true", help="prior scaled by effective length")
     p.add_argument("--squarem", action="store_true", help="SQUAREM acceleration")
     p.add_argument("--min-iter", type=int, default=100, help="minimum iterations (salmon: 100)")
-    p.add_argument("--posterior", choices=("nuts", "svi", "bootstrap"),
-                   help="also estimate the posterior of the counts (per-transcript mean, sd, 95%% interval)")
+    p.add_argument("--num-bootstraps", type=int, default=None, metavar="N",
+                   help="salmon's bootstrap: class counts resampled, EM/VBEM rerun, N times")
+    p.add_argument("--num-gibbs-samples", type=int, default=None, metavar="N",
+                   help="salmon's Gibbs sampler over the equivalence classes: N draws")
+    p.add_argument("--thinning-factor", type=int, default=None, metavar="K",
+                   help="Gibbs rounds per recorded draw (salmon's default 16)")
+    p.add_argument("--posterior", choices=("nuts", "svi", "bootstrap", "gibbs"),
+                   help="draws of the counts: NUTS or SVI on the Dirichlet model, or bootstrap/Gibbs as above "
+                   "(with --out: a table of per-transcript mean, sd, 95%% interval)")
     p.add_argument("--num-samples", type=int, default=None,
-                   help="posterior draws (default: NUTS 500 per chain, SVI 1000, bootstrap 30)")
-    p.add_argument("--posterior-out", metavar="FILE", help="posterior table (default: OUT with .posterior.tsv)")
-    p.add_argument("--out", required=True, metavar="FILE", help="output quant.sf")
+                   help="--posterior draws (default: NUTS 500 per chain, SVI 1000, bootstrap and Gibbs 30)")
+    p.add_argument("--posterior-out", metavar="FILE",
+                   help="table of the draws (default with --out: OUT with .posterior.tsv; with --out-dir: none)")
+    p.add_argument("--out", metavar="FILE", help="output quant.sf")
+    p.add_argument("--out-dir", metavar="DIR",
+                   help="output folder in salmon's layout (quant.sf, cmd_info.json, aux_info/), instead of --out")
     _common(p)
     p.set_defaults(run=_run_quant)
 
 
 def _run_quant(args) -> int:
-    from diffbio_prob.workflows.quant import run_quant
+    from diffbio_prob.workflows.quant import _salmon_dir_files, run_quant
 
     _check_common(args)
     _count("--min-iter", args.min_iter, 0, maximum=_MAX_ITER, why=" (the iteration limit)")
+    if (args.out is None) == (args.out_dir is None):
+        raise UsageError("--out, --out-dir: give one (a quant.sf file, or a folder in salmon's layout)"
+                         if args.out is None else "--out-dir: give --out or --out-dir, not both")
+    draws = [f for f, v in (("--num-bootstraps", args.num_bootstraps), ("--num-gibbs-samples", args.num_gibbs_samples),
+                            ("--posterior", args.posterior)) if v is not None]
+    if len(draws) > 1:
+        raise UsageError(f"{draws[1]}: give one way to draw replicates, not {' and '.join(draws)}")
+    for flag, value in (("--num-bootstraps", args.num_bootstraps), ("--num-gibbs-samples", args.num_gibbs_samples),
+                        ("--thinning-factor", args.thinning_factor)):
+        if value is not None:
+            _count(flag, value, maximum=100_000 if flag != "--thinning-factor" else 10_000)
+    if args.thinning_factor is not None and args.num_gibbs_samples is None and args.posterior != "gibbs":
+        raise UsageError("--thinning-factor: only used with --num-gibbs-samples (or --posterior gibbs)")
     if args.num_samples is not None:
         _count("--num-samples", args.num_samples)
         if args.posterior is None:
-            raise UsageError("--num-samples: only used with --posterior")
+            raise UsageError("--num-samples: only used with --posterior (or give --num-bootstraps / "
+                             "--num-gibbs-samples N)")
     if args.prior is not None:
         _finite("--prior", args.prior, low=0.0, low_open=True)
         if not args.x64 and args.prior > _FLOAT32_MAX:
@@ -518,16 +549,28 @@ def _run_quant(args) -> int:
         raise UsageError("--per-nucleotide-prior: only used with --algorithm vbem (EM has no prior)")
     inputs = {"--eq-classes": args.eq_classes, "--ec-counts": args.ec_counts, "--transcripts": args.transcripts,
               "--lengths": args.lengths, "--fld": args.fld}
-    out = _output("--out", args.out, inputs=inputs)
-    if args.posterior_out is not None and args.posterior is None:
-        raise UsageError("--posterior-out: only used with --posterior")
-    if args.posterior is not None:
-        post = _output("--posterior-out", args.posterior_out or out.with_suffix(".posterior.tsv"), inputs=inputs)
-        if os.path.abspath(post) == os.path.abspath(out):
-            raise UsageError("--posterior-out: names the same file as --out")
+    has_draws = bool(draws)
+    if args.posterior_out is not None and not has_draws:
+        raise UsageError("--posterior-out: only used with --posterior, --num-bootstraps or --num-gibbs-samples")
+    written = []
+    if args.out is not None:
+        written.append(_output("--out", args.out, inputs=inputs))
+        if has_draws:
+            written.append(_output("--posterior-out", args.posterior_out or written[0].with_suffix(".posterior.tsv"),
+                                   inputs=inputs))
+    else:
+        out_dir = _output("--out-dir", args.out_dir, kind="dir")
+        for sub in ("aux_info", os.path.join("aux_info", "bootstrap")):
+            _output("--out-dir", out_dir / sub, kind="dir")
+        written += [_output("--out-dir", f, inputs=inputs) for f in _salmon_dir_files(out_dir).values()]
+        if args.posterior_out is not None:
+            written.append(_output("--posterior-out", args.posterior_out, inputs=inputs))
+    if len(written) > 1 and os.path.abspath(written[-1]) in {os.path.abspath(w) for w in written[:-1]}:
+        raise UsageError(f"--posterior-out: names the same file as {'--out' if args.out else 'an --out-dir file'}")
     run_quant(
         args.eq_classes,
         args.out,
+        out_dir=args.out_dir,
         lengths=args.lengths,
         ec_counts=args.ec_counts,
         transcripts=args.transcripts,
@@ -541,6 +584,9 @@ def _run_quant(args) -> int:
         posterior_method=args.posterior,
         num_samples=args.num_samples,
         posterior_out=args.posterior_out,
+        num_bootstraps=args.num_bootstraps,
+        num_gibbs_samples=args.num_gibbs_samples,
+        thinning_factor=16 if args.thinning_factor is None else args.thinning_factor,
         seed=args.seed,
         quiet=args.quiet,
     )

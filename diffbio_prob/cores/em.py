@@ -73,6 +73,8 @@ __all__ = [
     "tpm",
     "truncate",
     "fast_digamma",
+    "gibbs_sample",
+    "gibbs_num_chains",
 ]
 
 Array = jax.Array
@@ -929,3 +931,188 @@ def _quant_outputs_jit(counts, effective_lengths):
     total = jnp.sum(counts)
     abundances = jnp.where(total > 0, counts / jnp.where(total > 0, total, 1.0), 0.0)
     return QuantOutputs(abundances, counts, tpm(counts, effective_lengths))
+
+
+# --- salmon's Gibbs sampler over equivalence classes ----------------------------------------------
+GIBBS_BETA = 0.1  # salmon's rate offset of the Gamma draw (CollapsedGibbsSampler.cpp, ``beta``)
+
+
+def gibbs_num_chains(num_samples: int) -> int:
+    """salmon's number of chains for ``num_samples`` draws: 1, then 2 from 50, 4 from 100, 8 from 200."""
+    return 8 if num_samples >= 200 else 4 if num_samples >= 100 else 2 if num_samples >= 50 else 1
+
+
+class _GibbsLayout(NamedTuple):
+    """The fragments of classes with more than one live entry, each as its class's entry range."""
+
+    frag_lo: Array  # (F,) first entry of the fragment's class
+    frag_hi: Array  # (F,) one past its last entry
+    class_start: Array  # (E,) bool: the entry opens its class (for the segmented cumulative sum)
+    direct: Array  # (T,) fragments of single-entry classes, given outright
+    active: Array  # (T,) bool: the transcript has a live entry
+
+
+def _gibbs_layout(eqc: EquivalenceClasses) -> tuple[_GibbsLayout, int]:
+    cid = np.asarray(eqc.class_ids)
+    tid = np.asarray(eqc.transcript_ids)
+    w = np.asarray(eqc.weights)
+    n = np.asarray(eqc.counts, np.float64)
+    if not np.all(n == np.floor(n)):
+        i = int(np.argmax(n != np.floor(n)))
+        raise ValueError(f"counts: the Gibbs sampler assigns whole fragments; class {i} has {n[i]!r}")
+    C, T = n.size, eqc.n_transcripts
+    live = w > 0
+    sizes = np.bincount(cid[live], minlength=C)
+    start = np.searchsorted(cid, np.arange(C), side="left")
+    end = np.searchsorted(cid, np.arange(C), side="right")
+    multi = (sizes > 1) & (n > 0)
+    reps = n.astype(np.int64) * multi
+    frag_lo = np.repeat(start, reps).astype(np.int32)
+    frag_hi = np.repeat(end, reps).astype(np.int32)
+    single = live & (sizes[cid] == 1)
+    direct = np.bincount(tid[single], weights=n[cid[single]], minlength=T)
+    active = np.bincount(tid[live], minlength=T) > 0
+    opens = np.zeros(cid.size, bool)
+    opens[start[end > start]] = True
+    width = int((end - start)[multi].max()) if multi.any() else 1
+    dtype = eqc.counts.dtype
+    return _GibbsLayout(jnp.asarray(frag_lo), jnp.asarray(frag_hi), jnp.asarray(opens), jnp.asarray(direct, dtype),
+                        jnp.asarray(active)), width
+
+
+def _segmented_cumsum(values: Array, opens: Array) -> Array:
+    """Inclusive cumulative sum that restarts at every ``opens`` entry (exact per class in any float type)."""
+    def combine(left, right):
+        lf, lv = left
+        rf, rv = right
+        return lf | rf, jnp.where(rf, rv, lv + rv)
+
+    return lax.associative_scan(combine, (opens, values))[1]
+
+
+def _gibbs_round(eqc, layout, log_aff, log_len, prior, n_bisect, x, key):
+    """One salmon round: rates ``mu_t ~ Gamma(x_t + prior_t, 1/(beta + l_t))`` for the active transcripts,
+    then every fragment of a multi-transcript class reassigned ``∝ mu_t l_t aff_ct``. Returns the new hard
+    counts and ``log(mu_t l_t)`` (``-inf`` for inactive transcripts)."""
+    k_gamma, k_unif = jax.random.split(key)
+    shape = jnp.where(layout.active, x + prior, 1.0)
+    log_theta = jnp.where(layout.active, jax.random.loggamma(k_gamma, shape, dtype=x.dtype) + log_len, -jnp.inf)
+    cid, tid = eqc.class_ids, eqc.transcript_ids
+    logits = lax.optimization_barrier(log_theta)[tid] + log_aff
+    top = jax.ops.segment_max(logits, cid, eqc.n_classes, indices_are_sorted=True)
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    p = jnp.where(jnp.isfinite(logits), jnp.exp(logits - top[cid]), 0.0)
+    cum = _segmented_cumsum(p, layout.class_start)
+    F = layout.frag_lo.shape[0]
+    if F:
+        # u scaled by the class total, so the entry found always has positive probability
+        u = jax.random.uniform(k_unif, (F,), x.dtype) * cum[layout.frag_hi - 1]
+        lo, hi = layout.frag_lo, layout.frag_hi - 1
+        for _ in range(n_bisect):  # first entry of the class range with cum > u
+            mid = (lo + hi) // 2
+            right = cum[mid] <= u
+            lo = jnp.where(right, mid + 1, lo)
+            hi = jnp.where(right, hi, mid)
+        hits = jax.ops.segment_sum(jnp.ones((F,), x.dtype), tid[jnp.minimum(lo, layout.frag_hi - 1)],
+                                   eqc.n_transcripts)
+    else:
+        hits = jnp.zeros_like(x)
+    return hits + layout.direct, log_theta
+
+
+def _gibbs_impl(eqc, layout, effective_lengths, prior, init, keys, *, num_samples, thinning, n_bisect, beta):
+    log_aff = _safe_log(entry_affinities(eqc, effective_lengths))
+    log_len = jnp.log(effective_lengths) - jnp.log(beta + effective_lengths)
+    x0 = jnp.where(layout.active, init, 0.0)
+
+    def chain(key):
+        def sample(carry, _):
+            x, key = carry
+
+            def rnd(_, state):
+                x, _, key = state
+                key, sub = jax.random.split(key)
+                x, log_theta = _gibbs_round(eqc, layout, log_aff, log_len, prior, n_bisect, x, sub)
+                return x, log_theta, key
+
+            x, log_theta, key = lax.fori_loop(0, thinning, rnd, (x, jnp.zeros_like(x), key))
+            return (x, key), log_theta
+
+        return lax.scan(sample, (x0, key), None, length=num_samples)[1]
+
+    return jax.vmap(chain)(keys)
+
+
+_gibbs_jit = jax.jit(_gibbs_impl, static_argnames=("num_samples", "thinning", "n_bisect", "beta"))
+
+
+def gibbs_sample(
+    eqc: EquivalenceClasses,
+    effective_lengths: Array,
+    init: Array,
+    key,
+    *,
+    num_samples: int,
+    thinning_factor: int = 16,
+    prior=1.0,
+    num_chains: int | None = None,
+    total: float | None = None,
+    beta: float = GIBBS_BETA,
+    truncate_below: float = MIN_ALPHA,
+) -> Array:
+    """salmon's Gibbs sampler (``CollapsedGibbsSampler.cpp``, after Turro et al. 2011), vectorised.
+
+    Each round draws a rate per active transcript, ``mu_t ~ Gamma(x_t + prior_t, rate = beta + l_t)``
+    (``x`` the hard counts of the previous round; at a chain's start the point estimate ``init``), then
+    reassigns every fragment of a class with more than one transcript to transcript ``t`` with
+    probability ``∝ mu_t w_ct`` (``w_ct`` salmon's per-entry weight before the ``1/l`` factor, i.e.
+    ``∝ (mu_t l_t) aff_ct``); single-transcript classes keep their fragments. After
+    ``thinning_factor`` rounds a draw is recorded: ``total * mu_t l_t / sum_j mu_j l_j``, values
+    ``<= truncate_below`` set to 0 (salmon's count extrapolation). Transcripts in no class stay at 0.
+    Chains (salmon: :func:`gibbs_num_chains`) run in parallel (``vmap``) and each restarts from
+    ``init``; chain ``k`` gives draws ``k * (R // n) ..``, the last one the remainder, as in salmon.
+    All fragments are reassigned at once (one uniform each, found by bisection in its class's
+    cumulative weights, computed in log space), so a round is O(fragments * log(class size) + entries).
+
+    Args:
+        eqc: equivalence classes (concrete counts, whole numbers: the fragment layout is built from them).
+        effective_lengths: ``Float[Array, "T"]``.
+        init: ``Float[Array, "T"]`` start of every chain (salmon: the EM/VBEM estimate).
+        key: a ``jax.random`` key (or an integer seed).
+        num_samples: draws ``R``; thinning_factor: rounds per draw (salmon's ``--thinningFactor``, 16).
+        prior: ``prior_t`` (scalar or ``(T,)``); salmon uses 1 per transcript after VBEM (``max(vbPrior, 1)``)
+            and 1e-3 after EM.
+        num_chains: default salmon's rule.
+        total: what each draw sums to (default the number of fragments, ``sum(eqc.counts)``).
+        beta: the Gamma's rate offset (salmon 0.1).
+
+    Returns:
+        ``Float[Array, "R T"]`` draws of the expected counts.
+    """
+    _check_count("num_samples", num_samples, 1)
+    _check_count("thinning_factor", thinning_factor, 1)
+    if num_chains is not None:
+        _check_count("num_chains", num_chains, 1)
+    validate(eqc, effective_lengths)
+    dtype = eqc.counts.dtype
+    lengths = jnp.asarray(effective_lengths, dtype)
+    p = jnp.broadcast_to(jnp.asarray(prior, dtype), (eqc.n_transcripts,))
+    if not bool(jnp.all(jnp.isfinite(p) & (p > 0))):
+        raise ValueError("prior: the Gibbs prior must be finite and positive")
+    _check_init(init, eqc.n_transcripts)
+    layout, width = _gibbs_layout(eqc)
+    n_bisect = max(1, int(np.ceil(np.log2(width))) + 1)
+    chains = gibbs_num_chains(num_samples) if num_chains is None else int(num_chains)
+    chains = min(chains, num_samples)
+    step = num_samples // chains
+    longest = num_samples - (chains - 1) * step
+    if isinstance(key, (int, np.integer)):
+        key = jax.random.PRNGKey(int(key))
+    keys = jax.random.split(key, chains)
+    log_theta = _gibbs_jit(eqc, layout, lengths, p, jnp.asarray(init, dtype), keys, num_samples=int(longest),
+                           thinning=int(thinning_factor), n_bisect=n_bisect, beta=float(beta))
+    parts = [log_theta[k, :step] for k in range(chains - 1)] + [log_theta[chains - 1]]
+    log_theta = jnp.concatenate(parts, axis=0)
+    n = jnp.sum(eqc.counts) if total is None else jnp.asarray(total, dtype)
+    draws = n * jax.nn.softmax(log_theta, axis=-1)
+    return jnp.where(draws > truncate_below, draws, 0.0)

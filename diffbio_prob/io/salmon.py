@@ -53,6 +53,12 @@ __all__ = [
     "SampleData",
     "load_sample_data",
     "SALMON_EQ_FORMAT",
+    "SalmonQuant",
+    "read_salmon_dir",
+    "write_salmon_dir",
+    "salmon_tpm",
+    "SALMON_FORMAT_VERSION",
+    "SAMP_TYPES",
 ]
 
 
@@ -521,3 +527,341 @@ SALMON_EQ_FORMAT = EqFormat(
     sniff=_sniff_salmon_eq,
     read=_read_salmon_registered,
 )
+
+
+# --- salmon's output folder: quant.sf, cmd_info.json, aux_info/meta_info.json, inferential replicates ---------
+#: The salmon output-format version the folders written here follow (``salmon_version`` in their JSON files:
+#: tximport requires ``>= 0.8.0`` and parses it with R's ``package_version``, so it must be a dotted number).
+SALMON_FORMAT_VERSION = "1.10.1"
+
+#: salmon's ``samp_type`` values, and this package's for posterior draws (tximport reads the field but
+#: does not use it; fishpond never reads it).
+SAMP_TYPES = ("none", "bootstrap", "gibbs", "nuts", "svi")
+
+
+@dataclasses.dataclass
+class SalmonQuant:
+    """A salmon output folder (``read_salmon_dir``): ``quant.sf``, the run's JSON metadata and the
+    inferential replicates.
+
+    Attributes:
+        path: the folder.
+        names, lengths, effective_lengths, tpm, num_reads: ``quant.sf``'s columns.
+        draws: ``(R, T)`` replicates (NumReads per draw, the file's replicate-major rows, columns in
+            ``quant.sf`` order), or ``None`` when the run has none.
+        samp_type: ``meta_info.json``'s ``samp_type`` (``"bootstrap"``, ``"gibbs"``, ``"none"``, ...).
+        cmd_info, meta_info: the parsed JSON files (``{}`` when absent).
+        aux_dir: the auxiliary folder (``cmd_info.json``'s ``auxDir``, default ``aux_info``).
+    """
+
+    path: Path
+    names: list[str]
+    lengths: np.ndarray
+    effective_lengths: np.ndarray
+    tpm: np.ndarray
+    num_reads: np.ndarray
+    draws: np.ndarray | None
+    samp_type: str | None
+    cmd_info: dict
+    meta_info: dict
+    aux_dir: Path
+
+    @property
+    def num_bootstraps(self) -> int:
+        return 0 if self.draws is None else int(self.draws.shape[0])
+
+    @property
+    def inf_reps(self) -> np.ndarray | None:
+        """``(T, R)``: what tximport returns as ``infReps`` for the sample (column k = replicate k)."""
+        return None if self.draws is None else self.draws.T
+
+    @property
+    def num_mapped(self) -> float | None:
+        value = self.meta_info.get("num_mapped")
+        return None if value is None else float(value)
+
+    def to_frame(self):
+        return QuantTable(self.names, self.lengths, self.effective_lengths, self.tpm, self.num_reads,
+                          str(self.path)).to_frame()
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(path, None, "not UTF-8 text; expected a JSON object") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FormatError(path, exc.lineno, f"not valid JSON: {exc.msg}") from None
+    if not isinstance(obj, dict):
+        raise FormatError(path, 1, f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _meta_int(meta: dict, key: str, path: Path) -> int | None:
+    if key not in meta:
+        return None
+    value = meta[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
+        raise FormatError(path, None, f"{key}: expected a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _read_replicates(folder: Path, n_draws: int, n_targets: int) -> np.ndarray:
+    """``bootstraps.gz`` as ``(n_draws, n_targets)`` float64; as tximport, 4-byte integers when the file
+    does not hold ``n_draws * n_targets`` doubles."""
+    path = folder / "bootstraps.gz"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file (meta_info.json declares {n_draws} replicates)")
+    raw = gunzip_bytes(path, path.read_bytes())
+    expected = n_draws * n_targets
+    if len(raw) == 8 * expected:
+        draws = np.frombuffer(raw, "<f8").astype(float)
+    elif len(raw) == 4 * expected:
+        draws = np.frombuffer(raw, "<i4").astype(float)
+    else:
+        raise FormatError(path, None, f"{len(raw)} bytes; meta_info.json's {n_draws} replicates of {n_targets} "
+                                      f"targets need {8 * expected} (float64) or {4 * expected} (int32)")
+    draws = draws.reshape(n_draws, n_targets).copy()
+    bad = ~(np.isfinite(draws) & (draws >= 0))
+    if bad.any():
+        d, t = np.unravel_index(int(np.argmax(bad)), draws.shape)
+        raise FormatError(path, None, f"replicate {d}, target {t} is {float(draws[d, t])!r}; expected a finite "
+                                      "non-negative count")
+    return draws
+
+
+def read_salmon_dir(path: str | os.PathLike) -> SalmonQuant:
+    """Read a salmon output folder (salmon's own, or one written by :func:`write_salmon_dir`).
+
+    Reads ``quant.sf``; ``cmd_info.json`` for ``auxDir`` (default ``aux_info``); ``<aux>/meta_info.json``;
+    and, when it declares ``num_bootstraps > 0``, ``<aux>/bootstrap/bootstraps.gz`` as tximport does
+    (``num_valid_targets``, else ``num_targets``, else quant.sf's row count, values per replicate;
+    float64, or int32 when the size says so). Unlike tximport, it checks that the target count equals
+    quant.sf's rows and that ``names.tsv.gz``, when present, lists quant.sf's names in the same order.
+
+    Args:
+        path: the folder, or its ``quant.sf``.
+
+    Example:
+        >>> q = read_salmon_dir("salmon/A1")            # doctest: +SKIP
+        >>> q.draws.shape, q.samp_type                  # doctest: +SKIP
+        ((20, 10072), 'bootstrap')
+    """
+    path = Path(path)
+    folder = path.parent if path.name == "quant.sf" and path.is_file() else path
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{path}: no such salmon output folder")
+    quant_path = folder / "quant.sf"
+    if not quant_path.exists():
+        raise FileNotFoundError(f"{quant_path}: no such file (not a salmon output folder?)")
+    quant = read_quant_sf(quant_path)
+    cmd_path = folder / "cmd_info.json"
+    cmd_info = _read_json(cmd_path) if cmd_path.exists() else {}
+    aux_name = cmd_info.get("auxDir", "aux_info")
+    if not isinstance(aux_name, str) or not aux_name:
+        raise FormatError(cmd_path, None, f"auxDir: expected a folder name, got {aux_name!r}")
+    aux_dir = folder / aux_name
+    meta_path = aux_dir / "meta_info.json"
+    meta = _read_json(meta_path) if meta_path.exists() else {}
+    n_draws = _meta_int(meta, "num_bootstraps", meta_path) or 0
+    draws = None
+    if n_draws > 0:
+        n_targets = _meta_int(meta, "num_valid_targets", meta_path)
+        if n_targets is None:
+            n_targets = _meta_int(meta, "num_targets", meta_path)
+        if n_targets is None:
+            n_targets = len(quant.names)
+        if n_targets != len(quant.names):
+            raise FormatError(meta_path, None, f"{n_targets} targets, but {quant_path} has {len(quant.names)} rows")
+        boot = aux_dir / "bootstrap"
+        draws = _read_replicates(boot, n_draws, n_targets)
+        names_path = boot / "names.tsv.gz"
+        if names_path.exists():
+            lines = [ln for ln in read_all_lines(names_path) if ln.strip()]
+            names = [n for n in lines[0].rstrip("\n").split("\t") if n] if lines else []
+            if names != quant.names:
+                where = next((i for i, (a, b) in enumerate(zip(names, quant.names)) if a != b), min(len(names),
+                                                                                               len(quant.names)))
+                raise FormatError(names_path, 1, f"{len(names)} names that differ from quant.sf's {len(quant.names)} "
+                                                 f"from position {where}")
+    samp = meta.get("samp_type")
+    return SalmonQuant(folder, quant.names, quant.lengths, quant.effective_lengths, quant.tpm, quant.num_reads,
+                       draws, None if samp is None else str(samp), cmd_info, meta, aux_dir)
+
+
+def salmon_tpm(num_reads, effective_lengths) -> np.ndarray:
+    """salmon's TPM in float64: ``1e6 (n_t / l_t) / sum_j n_j / l_j`` (zeros if every count is 0)."""
+    n = np.asarray(num_reads, np.float64)
+    rate = n / np.asarray(effective_lengths, np.float64)
+    total = rate.sum()
+    return 1e6 * rate / total if total > 0 else np.zeros_like(rate)
+
+
+def _salmon_time(t: float) -> str:
+    import time
+
+    return time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(t))
+
+
+def write_salmon_dir(
+    out_dir: str | os.PathLike,
+    names: Sequence[str],
+    lengths,
+    effective_lengths,
+    num_reads,
+    *,
+    tpm=None,
+    draws=None,
+    samp_type: str | None = None,
+    opt_type: str = "vb",
+    num_mapped: float | None = None,
+    num_processed: float | None = None,
+    num_eq_classes: int | None = None,
+    library_types: Sequence[str] = ("A",),
+    frag_length_mean: float | None = None,
+    frag_length_sd: float | None = None,
+    cmd_info: dict | None = None,
+    meta: dict | None = None,
+    aux_dir: str = "aux_info",
+    start_time: float | None = None,
+) -> Path:
+    """Write salmon's output layout: everything tximport and fishpond read.
+
+    * ``quant.sf`` (:func:`write_quant_sf`; TPM from ``num_reads`` in float64 unless given);
+    * ``cmd_info.json``: ``salmon_version`` (:data:`SALMON_FORMAT_VERSION`), ``diffbio_prob_version``,
+      ``auxDir`` and the entries of ``cmd_info`` (salmon writes every value as a string);
+    * ``<aux>/meta_info.json``: salmon 1.10's fields (``samp_type``, ``opt_type``, ``num_bootstraps``,
+      ``num_valid_targets``, ``num_processed``, ``num_mapped``, ``percent_mapped``, ``library_types``,
+      ``frag_length_mean``/``sd`` when known, ``call: "quant"``, times) plus ``meta``'s entries;
+    * with ``draws`` (``(R, T)``): ``<aux>/bootstrap/bootstraps.gz`` (gzip of little-endian float64,
+      replicate-major) and ``names.tsv.gz`` (the names on one tab-separated line).
+
+    Every file is first written to a temporary file beside its target; the renames happen only once all
+    are written (so a failure leaves the folder as it was). A stale ``bootstrap/`` pair from an earlier
+    run is removed when there are no draws now.
+
+    Args:
+        out_dir: the folder (created).
+        names, lengths, effective_lengths, num_reads: ``quant.sf``'s columns.
+        tpm: default :func:`salmon_tpm`.
+        draws: ``(R, T)`` inferential replicates, or ``None``.
+        samp_type: one of :data:`SAMP_TYPES` (default ``"bootstrap"`` with draws, ``"none"`` without).
+        opt_type: ``"vb"`` or ``"em"``.
+        num_mapped: mapped fragments (default ``sum(num_reads)``); num_processed: fragments processed
+            (default ``num_mapped``).
+        aux_dir: the auxiliary folder's name (``cmd_info.json``'s ``auxDir``).
+    """
+    import contextlib
+    import json
+    import time
+
+    from diffbio_prob.io.atomic import check_output_path
+
+    T = len(names)
+    reads = np.asarray(num_reads, np.float64)
+    eff = np.asarray(effective_lengths, np.float64)
+    if reads.shape != (T,) or eff.shape != (T,):
+        raise ValueError(f"num_reads, effective_lengths: expected shape ({T},), got {reads.shape}, {eff.shape}")
+    tpm = salmon_tpm(reads, eff) if tpm is None else np.asarray(tpm, np.float64)
+    if samp_type is None:
+        samp_type = "none" if draws is None else "bootstrap"
+    if samp_type not in SAMP_TYPES:
+        raise ValueError(f"samp_type: expected one of {', '.join(SAMP_TYPES)}, got {samp_type!r}")
+    if opt_type not in ("vb", "em", "none"):
+        raise ValueError(f"opt_type: expected 'vb' or 'em', got {opt_type!r}")
+    if not isinstance(aux_dir, str) or not aux_dir or os.path.isabs(aux_dir) or ".." in Path(aux_dir).parts:
+        raise ValueError(f"aux_dir: expected a folder name inside out_dir, got {aux_dir!r}")
+    payload = None
+    if draws is not None:
+        d = np.asarray(draws, np.float64)
+        if d.ndim != 2 or d.shape[1] != T or d.shape[0] < 1:
+            raise ValueError(f"draws: expected shape (R, {T}) with R >= 1, got {d.shape}")
+        if not np.all(np.isfinite(d) & (d >= 0)):
+            raise ValueError("draws: expected finite non-negative counts")
+        payload = np.ascontiguousarray(d, "<f8").tobytes()
+    if any(("\t" in n or "\n" in n) for n in names):
+        raise ValueError("names: transcript names may not contain tabs or newlines")
+    mapped = float(reads.sum()) if num_mapped is None else float(num_mapped)
+    processed = mapped if num_processed is None else float(num_processed)
+    out = check_output_path(out_dir, "out_dir", "dir")
+    aux = out / aux_dir
+    boot = aux / "bootstrap"
+    for folder, what in ((aux, "aux_dir"), (boot, "bootstrap folder")):
+        check_output_path(folder, what, "dir")
+
+    def num(x):
+        return int(x) if float(x).is_integer() else float(x)
+
+    now = time.time()
+    cmd = {"salmon_version": SALMON_FORMAT_VERSION, "diffbio_prob_version": _package_version()}
+    cmd.update({k: v for k, v in (cmd_info or {}).items()})
+    cmd["auxDir"] = aux_dir
+    info = {
+        "salmon_version": SALMON_FORMAT_VERSION,
+        "diffbio_prob_version": _package_version(),
+        "samp_type": samp_type,
+        "opt_type": opt_type,
+        "quant_errors": [],
+        "num_libraries": len(library_types),
+        "library_types": list(library_types),
+    }
+    if frag_length_mean is not None:
+        info["frag_length_mean"] = float(frag_length_mean)
+    if frag_length_sd is not None:
+        info["frag_length_sd"] = float(frag_length_sd)
+    info.update({"seq_bias_correct": False, "gc_bias_correct": False, "mapping_type": "mapping",
+                 "num_valid_targets": T, "num_decoy_targets": 0})
+    if num_eq_classes is not None:
+        info["num_eq_classes"] = int(num_eq_classes)
+    info.update({
+        "serialized_eq_classes": False,
+        "num_bootstraps": 0 if payload is None else int(np.asarray(draws).shape[0]),
+        "num_processed": num(processed),
+        "num_mapped": num(round(mapped, 6)),
+        "percent_mapped": 100.0 * mapped / processed if processed > 0 else 0.0,
+        "call": "quant",
+        "start_time": _salmon_time(now if start_time is None else start_time),
+        "end_time": _salmon_time(now),
+    })
+    for key, value in (meta or {}).items():
+        if key not in ("num_bootstraps", "num_valid_targets", "samp_type", "salmon_version"):
+            info[key] = value
+
+    def json_text(obj):
+        return json.dumps(obj, indent=4) + "\n"
+
+    with contextlib.ExitStack() as stack:
+        # all temporary files first; the renames run as the stack unwinds (bootstraps first, quant.sf last)
+        quant_tmp = stack.enter_context(atomic_path(out / "quant.sf"))
+        cmd_tmp = stack.enter_context(atomic_path(out / "cmd_info.json"))
+        meta_tmp = stack.enter_context(atomic_path(aux / "meta_info.json"))
+        if payload is not None:
+            names_tmp = stack.enter_context(atomic_path(boot / "names.tsv.gz"))
+            boot_tmp = stack.enter_context(atomic_path(boot / "bootstraps.gz"))
+            with gzip.open(boot_tmp, "wb", compresslevel=6) as fh:
+                fh.write(payload)
+            with gzip.open(names_tmp, "wt", encoding="utf-8", compresslevel=6) as fh:
+                fh.write("\t".join(names) + "\n")
+        meta_tmp.write_text(json_text(info), encoding="utf-8")
+        cmd_tmp.write_text(json_text(cmd), encoding="utf-8")
+        write_quant_sf(quant_tmp, names, lengths, eff, tpm, reads)
+    if payload is None:
+        for stale in (boot / "bootstraps.gz", boot / "names.tsv.gz"):
+            if stale.is_file():
+                stale.unlink()
+    return out
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("diffbio-prob")
+    except PackageNotFoundError:
+        from diffbio_prob import __version__
+
+        return __version__

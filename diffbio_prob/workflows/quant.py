@@ -24,6 +24,7 @@ import numpy as np
 
 from diffbio_prob.cores import em as core
 from diffbio_prob.io.eqclasses import EqClassTable, read_eq_classes, read_lengths
+from diffbio_prob.io.salmon import salmon_tpm
 
 __all__ = [
     "QuantResult",
@@ -31,6 +32,8 @@ __all__ = [
     "to_eq_classes",
     "quantify",
     "bootstrap_counts",
+    "gibbs_counts",
+    "gibbs_prior",
     "posterior",
     "log_likelihood",
     "run_quant",
@@ -206,7 +209,7 @@ def quantify(
         raise FloatingPointError("quantify: EM produced non-finite counts; check the weights and lengths")
     out = core.quant_outputs(jnp.asarray(counts), jnp.asarray(eff))
     return QuantResult(
-        names=list(table.names), lengths=L, effective_lengths=eff, tpm=np.asarray(out.tpm, float),
+        names=list(table.names), lengths=L, effective_lengths=eff, tpm=salmon_tpm(counts, eff),
         num_reads=counts, abundances=np.asarray(out.abundances, float), algorithm=algorithm,
         n_iterations=int(res.n_iterations), n_evaluations=int(res.n_evaluations), converged=bool(res.converged),
         objective=float(res.objective),
@@ -236,7 +239,7 @@ def _quantify_gradient(table, eqc, eff, L, num_steps, unrolled_steps, learning_r
         raise FloatingPointError("quantify: the gradient fit produced non-finite counts")
     q = core.quant_outputs(jnp.asarray(counts), jnp.asarray(eff))
     return QuantResult(
-        names=list(table.names), lengths=L, effective_lengths=eff, tpm=np.asarray(q.tpm, float), num_reads=counts,
+        names=list(table.names), lengths=L, effective_lengths=eff, tpm=salmon_tpm(counts, eff), num_reads=counts,
         abundances=np.asarray(q.abundances, float), algorithm="gradient", n_iterations=int(unrolled_steps),
         n_evaluations=int(unrolled_steps), converged=False,
         objective=log_likelihood(eqc, eff, counts), fit=fit,
@@ -270,6 +273,7 @@ def bootstrap_counts(
     seed: int = 0,
     min_iter: int = 50,
     batch_size: int | None = None,
+    per_nucleotide_prior: bool = False,
 ) -> np.ndarray:
     """salmon's bootstrap: class counts resampled ``Multinomial(N, n_c / N)``, EM/VBEM rerun on each from
     the uniform start (``min_iter`` 50 as in salmon's bootstraps), truncated. Returns ``(n_draws, T)``.
@@ -286,15 +290,17 @@ def bootstrap_counts(
         raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
     if algorithm not in ("em", "vbem"):
         raise ValueError(f"algorithm: expected 'em' or 'vbem', got {algorithm!r}")
-    core.check_prior(prior, eqc.n_transcripts, dtype=eqc.counts.dtype)  # before the draws are traced
     eff = jnp.asarray(_check_lengths(effective_lengths, eqc.n_transcripts), eqc.counts.dtype)
+    # before the draws are traced
+    core.check_prior(prior, eqc.n_transcripts, eff, per_nucleotide_prior, dtype=eqc.counts.dtype)
     counts = np.asarray(eqc.counts, float)
     total = int(round(counts.sum()))
     rng = np.random.default_rng(seed)
     resampled = rng.multinomial(total, counts / counts.sum(), size=n_draws).astype(np.asarray(eqc.counts).dtype)
 
     def one(c):
-        return core.em(eqc.replace(counts=c), eff, algorithm=algorithm, prior=prior, min_iter=min_iter).counts
+        return core.em(eqc.replace(counts=c), eff, algorithm=algorithm, prior=prior,
+                       per_nucleotide_prior=per_nucleotide_prior, min_iter=min_iter).counts
 
     resampled = jnp.asarray(resampled)
     if batch_size is None and n_draws * eqc.n_entries <= 2**25:
@@ -302,6 +308,63 @@ def bootstrap_counts(
     else:  # bounded memory: batches of batch_size (default 1) through lax.map
         draws = jax.lax.map(one, resampled, batch_size=batch_size)
     return np.asarray(draws, float)
+
+
+def gibbs_prior(n_transcripts: int, effective_lengths=None, *, algorithm: str = "vbem", prior: float | None = None,
+                per_nucleotide_prior: bool = False) -> np.ndarray:
+    """salmon's Gibbs prior (``populatePriorAlphasGibbs_``): after VBEM ``max(prior, 1)`` per transcript
+    (``prior`` default 0.01, so 1), or ``max(prior, 1e-3) * max(1, l_t)`` per nucleotide (default 1e-5,
+    so 1e-3); after EM 1e-3 per transcript."""
+    if algorithm == "em":
+        return np.full(n_transcripts, 1e-3)
+    if per_nucleotide_prior:
+        value = max(core.PER_NUCLEOTIDE_PRIOR if prior is None else float(prior), 1e-3)
+        return value * np.maximum(1.0, np.asarray(effective_lengths, float))
+    return np.full(n_transcripts, max(core.PER_TRANSCRIPT_PRIOR if prior is None else float(prior), 1.0))
+
+
+def gibbs_counts(
+    table_or_eqc,
+    effective_lengths,
+    *,
+    n_draws: int = 30,
+    thinning_factor: int = 16,
+    init=None,
+    algorithm: str = "vbem",
+    prior: float | None = None,
+    per_nucleotide_prior: bool = False,
+    num_chains: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """salmon's ``--numGibbsSamples``: :func:`diffbio_prob.cores.em.gibbs_sample` from the EM/VBEM estimate
+    ``init`` (computed here when not given), with salmon's prior (:func:`gibbs_prior`) and chains.
+    Returns ``(n_draws, T)`` float64 draws, each summing to the number of fragments."""
+    eqc = table_or_eqc if isinstance(table_or_eqc, core.EquivalenceClasses) else to_eq_classes(table_or_eqc)
+    for name, value in (("n_draws", n_draws), ("thinning_factor", thinning_factor), ("seed", seed)):
+        low = 0 if name == "seed" else 1
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name}: expected a {'non-negative' if name == 'seed' else 'positive'} integer, "
+                             f"got {value!r}")
+    if algorithm not in ("em", "vbem"):
+        raise ValueError(f"algorithm: expected 'em' or 'vbem', got {algorithm!r}")
+    core.check_prior(prior)
+    eff = _check_lengths(effective_lengths, eqc.n_transcripts)
+    lengths = jnp.asarray(eff, eqc.counts.dtype)
+    if init is None:
+        init = core.em(eqc, lengths, algorithm=algorithm, prior=prior, per_nucleotide_prior=per_nucleotide_prior).counts
+    p = gibbs_prior(eqc.n_transcripts, eff, algorithm=algorithm, prior=prior, per_nucleotide_prior=per_nucleotide_prior)
+    draws = core.gibbs_sample(eqc, lengths, jnp.asarray(init, eqc.counts.dtype), jax.random.PRNGKey(int(seed)),
+                              num_samples=int(n_draws), thinning_factor=int(thinning_factor), prior=p,
+                              num_chains=num_chains)
+    return _to_total(np.asarray(draws, np.float64), float(np.sum(np.asarray(eqc.counts, np.float64))))
+
+
+def _to_total(draws: np.ndarray, total: float) -> np.ndarray:
+    """Each row rescaled in float64 to sum to ``total`` (the working float type's rounding removed)."""
+    sums = draws.sum(axis=1, keepdims=True)
+    if not np.all(np.isfinite(draws)) or np.any(sums <= 0):
+        raise FloatingPointError("draws: a replicate is non-finite or all zero")
+    return draws * (total / sums)
 
 
 def posterior(
@@ -317,23 +380,30 @@ def posterior(
     algorithm: str = "vbem",
     seed: int = 0,
     progress: bool = False,
+    thinning_factor: int = 16,
+    prior: float | None = None,
+    per_nucleotide_prior: bool = False,
+    init=None,
 ) -> PosteriorSummary:
-    """Posterior of the counts per transcript by NUTS or SVI on ``em_model``, or by salmon's bootstrap.
+    """Posterior of the counts per transcript by NUTS or SVI on ``em_model``, or by salmon's bootstrap or
+    Gibbs sampler (:func:`gibbs_counts`, ``thinning_factor`` rounds per draw).
 
     NUTS starts every chain at the EM estimate (``init_params``); SVI uses a mean-field normal guide in
     the Dirichlet's unconstrained space. Draws are of ``estimated_counts`` (NumReads).
 
     Args:
         table, effective_lengths: the data (see :func:`quantify`).
-        method: ``"nuts"``, ``"svi"`` or ``"bootstrap"``.
-        num_samples: draws (default 500 per NUTS chain, 1000 for SVI, 30 bootstraps).
+        method: ``"nuts"``, ``"svi"``, ``"bootstrap"`` or ``"gibbs"``.
+        num_samples: draws (default 500 per NUTS chain, 1000 for SVI, 30 bootstraps or Gibbs draws).
         num_warmup, num_chains: NUTS settings; num_steps: SVI steps.
         concentration: the Dirichlet prior of ``em_model``.
-        algorithm: what the bootstrap reruns (``"em"`` or ``"vbem"``).
+        algorithm: what the bootstrap reruns (``"em"`` or ``"vbem"``), and the Gibbs sampler's prior rule.
         seed: random seed; progress: show progress bars.
+        thinning_factor: Gibbs rounds per draw; prior, per_nucleotide_prior: the VBEM prior (bootstrap,
+            Gibbs); init: the Gibbs chains' start (default the EM/VBEM estimate).
     """
-    if method not in ("nuts", "svi", "bootstrap"):
-        raise ValueError(f"method: expected 'nuts', 'svi' or 'bootstrap', got {method!r}")
+    if method not in ("nuts", "svi", "bootstrap", "gibbs"):
+        raise ValueError(f"method: expected 'nuts', 'svi', 'bootstrap' or 'gibbs', got {method!r}")
     if num_samples is not None and (isinstance(num_samples, (bool, np.bool_))
                                     or not isinstance(num_samples, (int, np.integer)) or num_samples < 1):
         raise ValueError(f"num_samples: expected a positive integer or None (the default), got {num_samples!r}")
@@ -343,8 +413,13 @@ def posterior(
     eff = _check_lengths(effective_lengths, eqc.n_transcripts)
     names = list(table.names)
     if method == "bootstrap":
-        draws = bootstrap_counts(eqc, eff, n_draws=num_samples or 30, algorithm=algorithm, seed=seed)
+        draws = bootstrap_counts(eqc, eff, n_draws=num_samples or 30, algorithm=algorithm, seed=seed, prior=prior,
+                                 per_nucleotide_prior=per_nucleotide_prior)
         return PosteriorSummary(names, draws, "bootstrap")
+    if method == "gibbs":
+        draws = gibbs_counts(eqc, eff, n_draws=num_samples or 30, thinning_factor=thinning_factor, init=init,
+                             algorithm=algorithm, prior=prior, per_nucleotide_prior=per_nucleotide_prior, seed=seed)
+        return PosteriorSummary(names, draws, "gibbs")
 
     from diffbio_prob.inference import fit_nuts, fit_svi
     from diffbio_prob.models import em_model
@@ -364,10 +439,67 @@ def posterior(
     return PosteriorSummary(names, draws.reshape(-1, draws.shape[-1]), method, fit=fit)
 
 
+#: ``meta_info.json`` fields taken from the input's own salmon run (the ``meta_info.json`` beside its
+#: ``eq_classes.txt.gz``) when that run has the same number of targets: they describe the reads and the
+#: index, which the quantification from the classes does not change.
+INHERITED_META = (
+    "num_libraries", "library_types", "frag_dist_length", "frag_length_mean", "frag_length_sd", "seq_bias_correct",
+    "gc_bias_correct", "num_bias_bins", "mapping_type", "keep_duplicates", "num_decoy_targets", "length_classes",
+    "index_seq_hash", "index_name_hash", "index_seq_hash512", "index_name_hash512", "index_decoy_seq_hash",
+    "index_decoy_name_hash", "num_processed",
+)
+
+
+def _inherited_meta(eq_classes, n_transcripts: int, num_mapped: float) -> dict:
+    from diffbio_prob.io.base import FormatError
+    from diffbio_prob.io.salmon import _read_json
+
+    path = Path(eq_classes).parent / "meta_info.json"
+    if not path.is_file():
+        return {}
+    try:
+        meta = _read_json(path)
+    except (FormatError, OSError):
+        return {}
+    if meta.get("num_valid_targets", meta.get("num_targets")) != n_transcripts:
+        return {}
+    out = {k: meta[k] for k in INHERITED_META if k in meta}
+    processed = out.get("num_processed")
+    if not isinstance(processed, (int, float)) or isinstance(processed, bool) or processed < num_mapped:
+        out.pop("num_processed", None)
+    return out
+
+
+def _fld_moments(fld) -> dict:
+    from diffbio_prob.io.salmon import read_fld
+
+    m = read_fld(fld) if isinstance(fld, (str, os.PathLike)) else np.asarray(fld, float)
+    x = np.arange(m.size)
+    mean = float((x * m).sum() / m.sum())
+    return {"frag_dist_length": int(m.size), "frag_length_mean": mean,
+            "frag_length_sd": float(np.sqrt(((x - mean) ** 2 * m).sum() / m.sum()))}
+
+
+def _salmon_dir_files(out_dir) -> dict[str, Path]:
+    d = Path(out_dir)
+    return {"quant.sf": d / "quant.sf", "cmd_info.json": d / "cmd_info.json",
+            "meta_info.json": d / "aux_info" / "meta_info.json",
+            "bootstraps.gz": d / "aux_info" / "bootstrap" / "bootstraps.gz",
+            "names.tsv.gz": d / "aux_info" / "bootstrap" / "names.tsv.gz"}
+
+
+def _positive(name, value, allow_none=True):
+    if value is None and allow_none:
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+
+
 def run_quant(
     eq_classes: str | os.PathLike,
-    out: str | os.PathLike,
+    out: str | os.PathLike | None = None,
     *,
+    out_dir: str | os.PathLike | None = None,
     lengths: str | os.PathLike | None = None,
     ec_counts: str | os.PathLike | None = None,
     transcripts: str | os.PathLike | None = None,
@@ -381,24 +513,68 @@ def run_quant(
     posterior_method: str | None = None,
     num_samples: int | None = None,
     posterior_out: str | os.PathLike | None = None,
+    num_bootstraps: int | None = None,
+    num_gibbs_samples: int | None = None,
+    thinning_factor: int = 16,
     seed: int = 0,
     quiet: bool = False,
+    command: dict | None = None,
 ) -> tuple[QuantResult, PosteriorSummary | None]:
-    """Read -> quantify -> write ``quant.sf`` (and a posterior table); what ``diffbio-prob quant`` runs.
+    """Read -> quantify -> write ``quant.sf`` (and the draws); what ``diffbio-prob quant`` runs.
 
-    Every input is read and checked before anything is written; outputs are written atomically.
-    The posterior table goes to ``posterior_out`` (default: ``out`` with suffix ``.posterior.tsv``).
+    ``out`` writes one ``quant.sf``, and with draws their summary table (``posterior_out``, default
+    ``out`` with suffix ``.posterior.tsv``). ``out_dir`` writes salmon's layout instead
+    (:func:`diffbio_prob.io.salmon.write_salmon_dir`: ``quant.sf``, ``cmd_info.json``,
+    ``aux_info/meta_info.json``, the draws as ``aux_info/bootstrap/bootstraps.gz`` + ``names.tsv.gz``),
+    which tximport reads with its inferential replicates; the table then only if ``posterior_out`` is given.
+
+    The draws: ``num_bootstraps`` (salmon's bootstrap), ``num_gibbs_samples`` with ``thinning_factor``
+    (salmon's Gibbs sampler) or ``posterior_method`` (``"nuts"``, ``"svi"``, ``"bootstrap"``, ``"gibbs"``)
+    with ``num_samples``: at most one of the three. Each replicate sums to the number of fragments.
+
+    Every argument and input is read and checked before anything is written; outputs are written atomically.
     """
     if algorithm not in ("em", "vbem"):
         raise ValueError(f"algorithm: expected 'em' or 'vbem', got {algorithm!r}")
-    if posterior_method not in (None, "nuts", "svi", "bootstrap"):
-        raise ValueError(f"posterior: expected 'nuts', 'svi' or 'bootstrap', got {posterior_method!r}")
+    if posterior_method not in (None, "nuts", "svi", "bootstrap", "gibbs"):
+        raise ValueError(f"posterior: expected 'nuts', 'svi', 'bootstrap' or 'gibbs', got {posterior_method!r}")
+    if (out is None) == (out_dir is None):
+        raise ValueError("out: give exactly one of out (a quant.sf file) and out_dir (a salmon output folder)")
+    for name, value in (("num_samples", num_samples), ("num_bootstraps", num_bootstraps),
+                        ("num_gibbs_samples", num_gibbs_samples), ("thinning_factor", thinning_factor)):
+        _positive(name, value, allow_none=name != "thinning_factor")
+    chosen = [n for n, v in (("num_bootstraps", num_bootstraps), ("num_gibbs_samples", num_gibbs_samples),
+                             ("posterior_method", posterior_method)) if v is not None]
+    if len(chosen) > 1:
+        raise ValueError(f"{chosen[1]}: give one way to draw replicates, not {' and '.join(chosen)}")
+    method, n_draws = posterior_method, num_samples
+    if num_bootstraps is not None:
+        method, n_draws = "bootstrap", num_bootstraps
+    elif num_gibbs_samples is not None:
+        method, n_draws = "gibbs", num_gibbs_samples
+    if num_samples is not None and posterior_method is None:
+        raise ValueError("num_samples: only used with posterior_method")
+    if posterior_out is not None and method is None:
+        raise ValueError("posterior_out: only used with draws (posterior_method, num_bootstraps, num_gibbs_samples)")
     from diffbio_prob.io.atomic import check_output_path  # output paths checked before any work
 
-    check_output_path(out, "out", "file")
-    if posterior_method is not None:
-        check_output_path(Path(posterior_out) if posterior_out else Path(out).with_suffix(".posterior.tsv"),
-                          "posterior_out", "file")
+    post_path = None
+    if out is not None:
+        check_output_path(out, "out", "file")
+        if method is not None:
+            post_path = Path(posterior_out) if posterior_out else Path(out).with_suffix(".posterior.tsv")
+    else:
+        check_output_path(out_dir, "out_dir", "dir")
+        for folder in (Path(out_dir) / "aux_info", Path(out_dir) / "aux_info" / "bootstrap"):
+            check_output_path(folder, "out_dir", "dir")
+        for path in _salmon_dir_files(out_dir).values():
+            check_output_path(path, "out_dir", "file")
+        post_path = Path(posterior_out) if posterior_out else None
+    if post_path is not None:
+        check_output_path(post_path, "posterior_out", "file")
+    import time
+
+    start = time.time()
     table = read_eq_classes(eq_classes, counts=ec_counts, transcripts=transcripts)
     tx_lengths = None
     if lengths is not None:
@@ -413,20 +589,61 @@ def run_quant(
                          "name<TAB>efflen table, or transcript lengths with --fld)")
     result = quantify(table, eff, lengths=tx_lengths, algorithm=algorithm, prior=prior,
                       per_nucleotide_prior=per_nucleotide_prior, squarem=squarem, min_iter=min_iter)
+    total = float(np.sum(table.counts))
     post = None
-    if posterior_method is not None:
-        post = posterior(table, eff, posterior_method, num_samples=num_samples, algorithm=algorithm, seed=seed,
-                         progress=not quiet)
-    result.write(out)
-    if post is not None:
-        post_path = Path(posterior_out) if posterior_out else Path(out).with_suffix(".posterior.tsv")
+    if method is not None:
+        post = posterior(table, eff, method, num_samples=n_draws, algorithm=algorithm, seed=seed,
+                         progress=not quiet, thinning_factor=thinning_factor, prior=prior,
+                         per_nucleotide_prior=per_nucleotide_prior,
+                         init=result.num_reads if method == "gibbs" else None)
+        post.draws = _to_total(np.asarray(post.draws, np.float64), total)
+    if out is not None:
+        result.write(out)
+    else:
+        from diffbio_prob.io.salmon import write_salmon_dir
+
+        meta = _inherited_meta(eq_classes, table.n_transcripts, total)
+        if fld is not None:
+            meta.update(_fld_moments(fld))
+        meta["num_eq_classes"] = int(table.drop_empty().n_classes)
+        processed = meta.pop("num_processed", None)
+        libs = meta.pop("library_types", ["A"])
+        mean, sd = meta.pop("frag_length_mean", None), meta.pop("frag_length_sd", None)
+        meta.pop("num_libraries", None)
+        cmd = {"eqclasses": str(eq_classes)}
+        for key, value in (("lengths", lengths), ("ecCounts", ec_counts), ("transcripts", transcripts), ("fld", fld)):
+            if value is not None:
+                cmd[key] = str(value)
+        cmd["algorithm"] = algorithm
+        if method == "bootstrap":
+            cmd["numBootstraps"] = str(n_draws or 30)
+        elif method == "gibbs":
+            cmd.update({"numGibbsSamples": str(n_draws or 30), "thinningFactor": str(thinning_factor)})
+        elif method is not None:
+            cmd["posterior"] = method
+            if n_draws is not None:
+                cmd["numSamples"] = str(n_draws)
+        cmd["seed"] = str(seed)
+        cmd["output"] = str(out_dir)
+        cmd.update(command or {})
+        write_salmon_dir(
+            out_dir, result.names, result.lengths, result.effective_lengths, result.num_reads, tpm=result.tpm,
+            draws=None if post is None else post.draws, samp_type="none" if post is None else post.method,
+            opt_type="vb" if algorithm == "vbem" else "em", num_mapped=total, num_processed=processed,
+            num_eq_classes=meta.pop("num_eq_classes"), library_types=libs, frag_length_mean=mean,
+            frag_length_sd=sd, cmd_info=cmd, meta=meta, start_time=start)
+    if post is not None and post_path is not None:
         post.write(post_path)
     if not quiet:
         status = "converged" if result.converged else "stopped at max_iter"
+        if out is not None:
+            wrote = f"{out}" + (f" and {post_path}" if post_path is not None else "")
+        else:
+            draws = "" if post is None else f" with {post.draws.shape[0]} {post.method} replicates"
+            wrote = f"{out_dir}/ (salmon layout{draws})" + (f" and {post_path}" if post_path is not None else "")
         print(
             f"quant: {table.n_transcripts} transcripts, {table.n_classes} classes, {table.counts.sum():,.0f} "
-            f"fragments; {algorithm.upper()} {status} after {result.n_iterations} iterations; wrote {out}"
-            + (f" and {post_path}" if post is not None else ""),
+            f"fragments; {algorithm.upper()} {status} after {result.n_iterations} iterations; wrote {wrote}",
             file=sys.stderr,
         )
     return result, post
