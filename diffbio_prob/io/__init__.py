@@ -10,6 +10,12 @@
 * ``count_formats.py``: ``read_count_input(paths, *, layer=None, sample_names=None) -> CountInput``, the
   count inputs told apart by their content: AnnData ``.h5ad``, featureCounts tables, htseq-count files
   (one per sample), else a ``counts.py`` table; it imports ``base`` and ``counts``.
+* ``tximport.py``: ``tximport(paths, type="salmon", tx2gene=None, ...) -> TximportResult``, R tximport 1.26
+  for salmon output (gene/transcript counts, abundance, length, inferential replicates). Import it as
+  ``from diffbio_prob.io.tximport import tximport``: the package does not re-export it, because a package
+  attribute ``tximport`` holding the function would shadow the submodule (``import
+  diffbio_prob.io.tximport as m`` would then bind the function) and would load numpy and pandas on every
+  ``diffbio_prob.io`` import (``diffbio-prob --help`` imports ``diffbio_prob.io.atomic``).
 
 Every bad input file raises a ``ValueError`` naming the file (and the line where there is one).
 """
