@@ -526,6 +526,112 @@ def apeglm_cpp_map(y, x, size, offset, sigma2, s2, shrink_mask, init, cnst, *, m
     return xk, status
 
 
+# ------------------------------------------------------------------------------------------------
+# apeglm's R fallback (optimNbinom): optim(method = "BFGS"), R's vmmin, one gene at a time.
+# ------------------------------------------------------------------------------------------------
+
+
+def _r_nbinom_fn(beta, x, y, size, offset, sigma2, s2, shrink_mask, cnst):
+    # apeglm:::nbinomFn (the negative log posterior plus a constant) for one gene
+    xbeta = x @ beta
+    b2 = beta * beta
+    prior = np.sum(np.where(shrink_mask, -np.log1p(b2 / s2), -b2 / (2.0 * sigma2)))
+    return float(-np.sum(y * xbeta - (y + size) * np.log(size + np.exp(xbeta + offset))) - prior + cnst)
+
+
+def _r_nbinom_gr(beta, x, y, size, offset, sigma2, s2, shrink_mask):
+    # apeglm:::nbinomGr for one gene
+    e = np.exp(x @ beta + offset)
+    prior = np.where(shrink_mask, -2.0 * beta / (s2 + beta * beta), -beta / sigma2)
+    return -(x.T @ (y - (y + size) * e / (size + e))) - prior
+
+
+def r_vmmin(fn, gr, b0, *, maxit: int = 100, abstol: float = -np.inf, reltol: float = math.sqrt(_EPS)):
+    """R's ``optim(method = "BFGS")`` (``vmmin``), step for step: returns ``(par, value, fail)``."""
+    stepredn, acctol, reltest = 0.2, 0.0001, 10.0
+    b = np.array(b0, dtype=float)
+    n = b.size
+    f = fn(b)
+    if not np.isfinite(f):
+        raise ValueError("initial value in 'vmmin' is not finite")
+    fmin = f
+    g = gr(b)
+    gradcount = 1
+    it = 1
+    ilast = gradcount
+    bmat = np.eye(n)
+    count = 0
+    while True:
+        if ilast == gradcount:
+            bmat = np.eye(n)
+        xv = b.copy()
+        c = g.copy()
+        full = np.tril(bmat) + np.tril(bmat, -1).T
+        t = -(full @ g)
+        gradproj = float(np.sum(t * g))
+        if gradproj < 0.0:
+            steplength = 1.0
+            accpoint = False
+            while True:
+                b = xv + steplength * t
+                count = int(np.sum(reltest + xv == reltest + b))
+                if count < n:
+                    f = fn(b)
+                    accpoint = bool(np.isfinite(f) and f <= fmin + gradproj * steplength * acctol)
+                    if not accpoint:
+                        steplength *= stepredn
+                if count == n or accpoint:
+                    break
+            enough = (f > abstol) and abs(f - fmin) > reltol * (abs(fmin) + reltol)
+            if not enough:
+                count = n
+                fmin = f
+            if count < n:
+                fmin = f
+                g = gr(b)
+                gradcount += 1
+                it += 1
+                t = steplength * t
+                c = g - c
+                d1 = float(np.sum(t * c))
+                if d1 > 0:
+                    full = np.tril(bmat) + np.tril(bmat, -1).T
+                    xv = full @ c
+                    d2 = 1.0 + float(np.sum(xv * c)) / d1
+                    upd = (d2 * np.outer(t, t) - np.outer(xv, t) - np.outer(t, xv)) / d1
+                    bmat = bmat + np.tril(upd)
+                else:
+                    ilast = gradcount
+            else:
+                if ilast < gradcount:
+                    count = 0
+                    ilast = gradcount
+        else:
+            count = 0
+            if ilast == gradcount:
+                count = n
+            else:
+                ilast = gradcount
+        if it >= maxit:
+            break
+        if gradcount - ilast > 2 * n:
+            ilast = gradcount
+        if count == n and ilast == gradcount:
+            break
+    return b, fmin, int(it >= maxit)
+
+
+def apeglm_optim_map(y, x, size, offset, sigma2, s2, shrink_mask, init):
+    """apeglm's ``optimNbinom`` for each gene: R's BFGS on ``nbinomFn`` from ``init`` (``(G, P)``)."""
+    out = np.array(init, dtype=float)
+    fail = np.zeros(out.shape[0], int)
+    for i in range(out.shape[0]):
+        a = (x, y[i], size[i], offset[i], sigma2, s2, shrink_mask)
+        cnst = -_r_nbinom_fn(out[i], *a, 0.0) - 1.0
+        out[i], _, fail[i] = r_vmmin(lambda b: _r_nbinom_fn(b, *a, cnst), lambda b: _r_nbinom_gr(b, *a), out[i])
+    return out, fail
+
+
 def svalue(lfsr: np.ndarray) -> np.ndarray:
     """``apeglm::svalue``: running means of the sorted local false sign rates (NaN last)."""
     lfsr = np.asarray(lfsr, dtype=float)
@@ -579,7 +685,7 @@ def _apeglm(fit, k: int, res: pd.DataFrame, ape_adapt: bool) -> tuple[np.ndarray
     redo = (conv != 0) | np.any(~(var > 0), axis=1)
     if redo.any():
         rr = np.flatnonzero(redo)
-        bn, _ = apeglm_map(y[rr], x, size[rr], offset[rr], sigma2, s2, shrink_mask, np.nan_to_num(b1[rr]))
+        bn, _ = apeglm_optim_map(y[rr], x, size[rr], offset[rr], sigma2, s2, shrink_mask, np.nan_to_num(b1[rr]))
         beta[rr] = bn
         var[rr] = _laplace_var(_r_optim_hess(bn, (x, y[rr], size[rr], offset[rr], sigma2, s2, shrink_mask)))
     bad = np.any(~(var > 0), axis=1)
