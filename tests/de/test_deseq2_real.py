@@ -47,17 +47,16 @@ class Run:
     function: str | None = None  # r_dispersion_function*.csv
     no_filtering: str | None = None  # r_results_no_independent_filtering.csv (padj only)
     size_factors: bool = False
-    slow: bool = False
 
 
-def _wald(case, design="~ condition", slow=False):
+def _wald(case, design="~ condition"):
     return Run(case, design, dispersions="r_dispersions.csv", function="r_dispersion_function.csv",
-               no_filtering="r_results_no_independent_filtering.csv", size_factors=True, slow=slow)
+               no_filtering="r_results_no_independent_filtering.csv", size_factors=True)
 
 
-def _lrt(case, design="~ condition", reduced="~ 1", slow=False):
+def _lrt(case, design="~ condition", reduced="~ 1"):
     return Run(case, design, test="lrt", reduced=reduced, results="r_results_lrt.csv",
-               base_results="r_results.csv", slow=slow)
+               base_results="r_results.csv")
 
 
 def _variant(case, fit_type, same_as_parametric=False):
@@ -250,7 +249,7 @@ def _params(check):
     for name, run in RUNS.items():
         if not CHECKS[check][0](run):
             continue
-        marks = [pytest.mark.slow] if run.slow else []
+        marks = []
         if (name, check) in KNOWN_FAILURES:
             marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[(name, check)]))
         out.append(pytest.param(name, marks=marks, id=name))
