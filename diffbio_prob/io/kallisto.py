@@ -8,6 +8,10 @@ Formats (kallisto 0.46-0.51; ``docs/notes/em.md`` §4):
 * ``pseudoalignments.tsv`` (``kallisto pseudo``): ``ec_id<TAB>count``, each EC at most once, counts
   whole numbers.
 * ``transcripts.txt``: one distinct transcript name per line (line rank = id).
+* ``matrix.tcc.mtx`` (``kallisto bus`` + ``bustools count --tcc``, the input of ``kallisto quant-tcc``):
+  MatrixMarket ``coordinate`` (``integer`` or ``real``, ``general``), rows = cells / samples, columns =
+  ECs (column ``j`` is EC id ``j - 1`` of ``matrix.ec``), 1-based; the cell/sample names, when there are
+  any, in a one-per-line file (``matrix.cells``, ``output.barcodes.txt``).
 
 Effective length (``weights.cpp`` ``calc_eff_lens``; Bray et al. 2016, PR #62): ``l = L - mu(L) + 1`` with
 ``mu(L)`` the FLD mean truncated at ``L`` (``mu(999)`` for ``L >= 1000``); ``L`` when that is below 1.
@@ -32,6 +36,8 @@ __all__ = [
     "write_kallisto_ec",
     "write_pseudoalignments_tsv",
     "kallisto_effective_lengths",
+    "read_matrix_market",
+    "read_kallisto_tcc",
     "KALLISTO_EQ_FORMAT",
 ]
 
@@ -199,13 +205,135 @@ def kallisto_effective_lengths(lengths, counts) -> np.ndarray:
     return np.where(eff < 1.0, L, eff)
 
 
+def read_matrix_market(path: str | os.PathLike) -> tuple[tuple[int, int], np.ndarray, np.ndarray, np.ndarray]:
+    """A MatrixMarket ``coordinate`` ``integer``/``real`` ``general`` file (plain or gzip):
+    ``((rows, cols), row_index, col_index, values)`` with 0-based indices, each (row, col) at most once."""
+    lines = read_all_lines(path)
+    if not lines or not lines[0].lower().startswith("%%matrixmarket"):
+        got = lines[0][:80] if lines else ""
+        raise FormatError(path, 1, f"expected a '%%MatrixMarket matrix coordinate ...' header, got {got!r}")
+    head = lines[0].split()
+    if len(head) != 5 or head[1].lower() != "matrix" or head[2].lower() != "coordinate":
+        raise FormatError(path, 1, f"expected '%%MatrixMarket matrix coordinate <field> general', got {lines[0][:80]!r}")
+    field, symmetry = head[3].lower(), head[4].lower()
+    if field not in ("integer", "real", "double"):
+        raise FormatError(path, 1, f"field {head[3]!r}: counts need 'integer' or 'real'")
+    if symmetry != "general":
+        raise FormatError(path, 1, f"symmetry {head[4]!r}: a cells x ECs count matrix is 'general'")
+    k = 1
+    while k < len(lines) and (not lines[k].strip() or lines[k].lstrip().startswith("%")):
+        k += 1
+    if k == len(lines):
+        raise FormatError(path, len(lines) + 1, "file ends before the size line (rows cols entries)")
+    size = lines[k].split()
+    if len(size) != 3 or not all(x.isdigit() for x in size):
+        raise FormatError(path, k + 1, f"expected the size line 'rows cols entries', got {lines[k][:80]!r}")
+    n_rows, n_cols, nnz = map(int, size)
+    body = [ln for ln in lines[k + 1:] if ln.strip() and not ln.lstrip().startswith("%")]
+    if len(body) != nnz:
+        raise FormatError(path, None, f"the size line declares {nnz} entries, the file has {len(body)}"
+                                      + (" (truncated?)" if len(body) < nnz else ""))
+    if nnz == 0:
+        return (n_rows, n_cols), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    try:
+        arr = np.array([ln.split() for ln in body], dtype=float)
+    except ValueError:
+        bad = next(i for i, ln in enumerate(body) if len(ln.split()) != 3 or not _numbers(ln.split()))
+        raise FormatError(path, k + 2 + bad, f"expected 'row col value', got {body[bad][:80]!r}") from None
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise FormatError(path, k + 2, "expected three fields per entry: 'row col value'")
+    i, j, v = arr[:, 0], arr[:, 1], arr[:, 2]
+    bad = (i != np.floor(i)) | (j != np.floor(j)) | (i < 1) | (i > n_rows) | (j < 1) | (j > n_cols)
+    if bad.any():
+        e = int(np.argmax(bad))
+        raise FormatError(path, None, f"entry {e + 1} ({body[e][:60]!r}) is outside the declared {n_rows} x {n_cols}")
+    if not np.all(np.isfinite(v) & (v >= 0)):
+        e = int(np.argmax(~(np.isfinite(v) & (v >= 0))))
+        raise FormatError(path, None, f"entry {e + 1} ({body[e][:60]!r}): counts must be finite and non-negative")
+    rows, cols = i.astype(np.int64) - 1, j.astype(np.int64) - 1
+    flat = rows * n_cols + cols
+    if np.unique(flat).size != flat.size:
+        raise FormatError(path, None, "an entry (row, col) is listed twice")
+    return (n_rows, n_cols), rows, cols, v
+
+
+def _numbers(fields) -> bool:
+    try:
+        [float(f) for f in fields]
+    except ValueError:
+        return False
+    return True
+
+
+def read_kallisto_tcc(mtx_path, ec_path, transcripts: str | os.PathLike | Sequence[str] | None = None,
+                      samples: str | os.PathLike | Sequence[str] | None = None) -> list[EqClassTable]:
+    """kallisto's TCC matrix (``matrix.tcc.mtx``, cells/samples x ECs) with its ``matrix.ec``: one
+    :class:`EqClassTable` per row (every EC of ``matrix.ec`` in EC-id order, count 0 where the row has no
+    entry), its ``source`` ``"<mtx>#<sample name>"``.
+
+    Args:
+        mtx_path: the MatrixMarket counts (column ``j`` = EC id ``j - 1``).
+        ec_path: ``matrix.ec``.
+        transcripts: ``transcripts.txt`` or names (default ``t0, t1, ...``).
+        samples: a one-name-per-line file (``matrix.cells``, ``output.barcodes.txt``) or names (default
+            the row numbers ``0, 1, ...``).
+
+    Example:
+        >>> tables = read_kallisto_tcc("matrix.tcc.mtx", "matrix.ec", "transcripts.txt")  # doctest: +SKIP
+        >>> [t.counts.sum() for t in tables]                                              # doctest: +SKIP
+    """
+    (n_rows, n_cols), rows, cols, vals = read_matrix_market(mtx_path)
+    ec_ids, members = read_kallisto_ec(ec_path)
+    order = np.argsort(ec_ids, kind="stable")
+    sorted_ids = ec_ids[order]
+    if n_cols > sorted_ids.size or (n_cols and not np.array_equal(sorted_ids[:n_cols], np.arange(n_cols))):
+        missing = next((c for c in range(n_cols) if c >= sorted_ids.size or sorted_ids[c] != c), n_cols - 1)
+        raise FormatError(mtx_path, None, f"{n_cols} EC columns, but EC id {missing} is not in {ec_path}"
+                                          + (" (is the matrix transposed? rows must be cells/samples)"
+                                             if n_rows == sorted_ids.size else ""))
+    if samples is None:
+        sample_names = [str(r) for r in range(n_rows)]
+    elif isinstance(samples, (str, os.PathLike)):
+        sample_names = read_transcript_names(samples)
+    else:
+        sample_names = [str(x) for x in samples]
+    if len(sample_names) != n_rows:
+        raise ValueError(f"samples: {len(sample_names)} names for the {n_rows} rows of {mtx_path}")
+    max_id = max(int(m.max()) for m in members)
+    if transcripts is None:
+        names = [f"t{i}" for i in range(max_id + 1)]
+    elif isinstance(transcripts, (str, os.PathLike)):
+        names = read_transcript_names(transcripts)
+    else:
+        names = [str(n) for n in transcripts]
+    if max_id >= len(names):
+        raise ValueError(f"{ec_path}: transcript id {max_id} out of range for {len(names)} transcript names")
+    sorted_members = [members[i] for i in order]
+    sizes = np.asarray([m.size for m in sorted_members])
+    class_ids = np.repeat(np.arange(sorted_ids.size), sizes)
+    tids = np.concatenate(sorted_members)
+    dense = np.zeros((n_rows, sorted_ids.size))
+    dense[rows, cols] = vals  # column c is EC id c, which is sorted position c
+    return [EqClassTable(names=list(names), class_ids=class_ids.copy(), transcript_ids=tids.copy(), weights=None,
+                         counts=dense[r], source=f"{mtx_path}#{sample_names[r]}", format="kallisto")
+            for r in range(n_rows)]
+
+
 def _sniff_kallisto_ec(fields: list[str]) -> bool:
     return len(fields) == 2 and fields[0].isdigit() and all(p.isdigit() for p in fields[1].split(","))
 
 
 def _read_kallisto_registered(path, counts=None, transcripts=None) -> EqClassTable:
     if counts is None:
-        raise ValueError(f"counts: {path} is a kallisto .ec file; give its pseudoalignments.tsv (ec_id<TAB>count)")
+        raise ValueError(f"counts: {path} is a kallisto .ec file; give its pseudoalignments.tsv (ec_id<TAB>count) "
+                         "or a one-row matrix.tcc.mtx")
+    first = read_all_lines(counts)[:1]
+    if first and first[0].lower().startswith("%%matrixmarket"):
+        tables = read_kallisto_tcc(counts, path, transcripts)
+        if len(tables) != 1:
+            raise ValueError(f"counts: {counts} holds {len(tables)} cells/samples; quantify one at a time "
+                             "(diffbio_prob.io.kallisto.read_kallisto_tcc gives a table per row)")
+        return tables[0]
     return read_kallisto_eq_classes(path, counts, transcripts)
 
 
