@@ -8,10 +8,11 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
 from diffbio_prob.parallel import run_batched
-from diffbio_prob.workflows.deseq2 import kernels
+from diffbio_prob.workflows.deseq2 import kernels, rstats
 from diffbio_prob.workflows.deseq2.data import DESeq2Data
 from diffbio_prob.workflows.deseq2.glm import fit_glm
 from diffbio_prob.workflows.deseq2.options import DESeq2Options
@@ -109,19 +110,74 @@ def gene_wise_dispersions(data: DESeq2Data, opts: DESeq2Options, *, shard: bool 
     mu = np.maximum(mu, opts.min_mu)
     log_init = np.log(alpha_init)
     fit = _fit(data, mu, log_init, log_init, 1.0, False, opts, shard)
-    disp = np.minimum(np.exp(fit.log_alpha), max_disp)
-    no_increase = fit.last_lp < fit.initial_lp + np.abs(fit.initial_lp) / 1e6
+    log_alpha = np.array(fit.log_alpha, dtype=float)
+    initial_lp = np.array(fit.initial_lp, dtype=float)
+    last_lp = np.array(fit.last_lp, dtype=float)
+    n_iter = np.array(fit.n_iter)
+    no_increase = last_lp < initial_lp + np.abs(initial_lp) / 1e6
+    exact = _r_exact(data, opts) and _n_groups(design) == p
+    if exact:
+        # Rows where R's answer is decided by its rounding: the line search gained nothing (R keeps
+        # alpha_init, unless it stopped after one step: then "not converged" and the grid refit),
+        # redone in R's arithmetic (rstats.r_fit_disp) from R-exact alpha_init and mu.
+        rows = np.flatnonzero(no_increase & (alpha_init > min_disp * 10))
+        if rows.size:
+            r_init, r_mu = _r_exact_start(data, rows, opts)
+            alpha_init[rows], mu[rows] = r_init, r_mu
+            for k, i in enumerate(rows):
+                la, it, lp0, lp = rstats.r_fit_disp(
+                    data.counts[i], r_mu[k], design, math.log(r_init[k]), math.log(r_init[k]), 1.0, False,
+                    min_log_alpha=math.log(opts.min_disp / 10.0), kappa_0=opts.kappa_0, tol=opts.disp_tol,
+                    maxit=opts.disp_maxit,
+                )
+                log_alpha[i], n_iter[i], initial_lp[i], last_lp[i] = la, it, lp0, lp
+            no_increase = last_lp < initial_lp + np.abs(initial_lp) / 1e6
+    disp = np.minimum(np.exp(log_alpha), max_disp)
     disp = np.where(no_increase, alpha_init, disp)
-    n_iter = np.asarray(fit.n_iter)
     if opts.dispersion_fit == "deseq2":
         conv = (n_iter < opts.disp_maxit) & (n_iter != 1)
     else:
         conv = n_iter < 50
     refit = ~conv & (disp > min_disp * 10)
     if refit.any():
-        disp[refit] = _grid(data.rows(refit), mu[refit], np.zeros(refit.sum()), 1.0, False, shard)
+        if exact:
+            # R's grid on a flat likelihood (alpha near 1e-8) also picks its point by rounding
+            rows = np.flatnonzero(refit)
+            _, r_mu = _r_exact_start(data, rows, opts)
+            grid = rstats.r_disp_grid(m)
+            disp[rows] = [
+                math.exp(rstats.r_fit_disp_grid(data.counts[i], r_mu[k], design, 0.0, 1.0, False, grid))
+                for k, i in enumerate(rows)
+            ]
+        else:
+            disp[refit] = _grid(data.rows(refit), mu[refit], np.zeros(refit.sum()), 1.0, False, shard)
     disp = np.clip(disp, min_disp, max_disp)
     return GeneDispersions(disp, n_iter, mu, base_mean, base_var)
+
+
+def _r_exact(data: DESeq2Data, opts: DESeq2Options) -> bool:
+    """Whether to redo R's rounding-decided rows in R's arithmetic: float64, R's line search, size factors."""
+    return (
+        opts.dispersion_fit == "deseq2"
+        and data.size_factors is not None
+        and jnp.asarray(1.0).dtype == jnp.float64
+    )
+
+
+def _r_exact_start(data: DESeq2Data, rows: np.ndarray, opts: DESeq2Options):
+    """R-exact ``alpha_init`` (``pmin(roughDisp, momentsDisp)``, clipped) and the linear-model ``mu``
+    (floored at ``minmu``) of ``rows``, as R's ``estimateDispersionsGeneEst`` computes them."""
+    m, p = data.design.shape
+    sf = np.asarray(data.size_factors, dtype=float)
+    norm = data.counts[rows] / sf
+    rough = rstats.r_rough_disp(norm, data.design)
+    bm = rstats.r_row_sums(norm, mean=True)
+    bv = rstats.r_row_vars(norm)
+    xim = rstats.r_mean(1.0 / sf)
+    moments = (bv - xim * bm) / (bm * bm)
+    init = np.minimum(np.maximum(opts.min_disp, np.minimum(rough, moments)), max(10.0, m))
+    mu = np.maximum(rstats.r_linear_model_mu(norm, data.design) * sf, opts.min_mu)
+    return init, mu
 
 
 def map_dispersions(

@@ -498,3 +498,400 @@ def disp_prior_var_small_df(residuals: np.ndarray, df: int) -> float:
         axis=1,
     )
     return float(max(grid[int(np.argmin(kl))], 0.25))
+
+
+# ------------------------------------------------------------------------------------------------
+# R-exact arithmetic for the few genes where DESeq2's answer is decided by R's rounding.
+#
+# DESeq2's gene-wise line search (fitDisp) evaluates lgamma(y + 1/alpha) - lgamma(1/alpha): at
+# alpha ~ 1e-5 each term is ~3e5 and carries ~1e-10 of rounding, the same size as the first step's
+# gain on a flat likelihood. Whether R accepts that step (iter 1: "not converged", grid refit) or
+# not (iter 2: converged, alpha_init kept) is then decided by R's last bits, and the answer moves by
+# orders of magnitude (marioni ENSG00000189229: 3.6e-5 in R, 1e-8 without this). The functions
+# below redo R's arithmetic operation by operation in IEEE double (Python floats, the C library's
+# log/exp/pow as R calls them; long double where R accumulates in long double): R 4.2's nmath
+# lgammafn/gammafn/lgammacor/chebyshev_eval and digamma (dpsifn), reference BLAS/LINPACK summation
+# orders in linearModelMu (dqrdc2, dqrsl, dgemm), rowSums/rowMeans/mean, matrixStats' rowVars,
+# and DESeq2.cpp's log_posterior/dlog_posterior/fitDisp/fitDispGrid. They reproduce R's numbers
+# bit for bit on the marioni table (size factors, roughDisp, momentsDisp, mu, fitDisp's iterations).
+# ------------------------------------------------------------------------------------------------
+
+_M_LN_SQRT_2PI = 0.918938533204672741780329736406
+_GAMCS = (
+    +.8571195590989331421920062399942e-2, +.4415381324841006757191315771652e-2, +.5685043681599363378632664588789e-1,
+    -.4219835396418560501012500186624e-2, +.1326808181212460220584006796352e-2, -.1893024529798880432523947023886e-3,
+    +.3606925327441245256578082217225e-4, -.6056761904460864218485548290365e-5, +.1055829546302283344731823509093e-5,
+    -.1811967365542384048291855891166e-6, +.3117724964715322277790254593169e-7, -.5354219639019687140874081024347e-8,
+    +.9193275519859588946887786825940e-9, -.1577941280288339761767423273953e-9, +.2707980622934954543266540433089e-10,
+    -.4646818653825730144081661058933e-11, +.7973350192007419656460767175359e-12, -.1368078209830916025799499172309e-12,
+    +.2347319486563800657233471771688e-13, -.4027432614949066932766570534699e-14, +.6910051747372100912138336975257e-15,
+    -.1185584500221992907052387126192e-15,
+)
+_ALGMCS = (+.1666389480451863247205729650822e+0, -.1384948176067563840732986059135e-4,
+           +.9810825646924729426157171547487e-8, -.1809129475572494194263306266719e-10,
+           +.6221098041892605227126015543416e-13)
+_BVALUES = (1.0, -5.0e-1, 1.66666666666666667e-1, -3.33333333333333333e-2, 2.38095238095238095e-2,
+            -3.33333333333333333e-2, 7.57575757575757576e-2, -2.53113553113553114e-1, 1.16666666666666667,
+            -7.09215686274509804, 5.49711779448621554e1, -5.29124242424242424e2, 6.1921231884057971e3,
+            -8.65802531135531136e4, 1.42551716666666667e6, -2.7298231067816092e7, 6.01580873900642368e8,
+            -1.51163157670921569e10, 4.29614643061166667e11, -1.37116552050883328e13, 4.88332318973593167e14,
+            -1.92965793419400681e16)
+_DBL_EPS = 2.220446049250313e-16
+
+
+def _chebyshev_eval(x: float, a, n: int) -> float:
+    twox = x * 2
+    b2 = b1 = b0 = 0.0
+    for i in range(1, n + 1):
+        b2 = b1
+        b1 = b0
+        b0 = twox * b1 - b2 + a[n - i]
+    return (b0 - b2) * 0.5
+
+
+def _lgammacor(x: float) -> float:
+    if x < 94906265.62425156:
+        tmp = 10 / x
+        return _chebyshev_eval(tmp * tmp * 2 - 1, _ALGMCS, 5) / x
+    return 1 / (x * 12)
+
+
+def _gammafn_small(x: float) -> float:
+    # R's gammafn for 0 < x <= 10
+    n = int(x)
+    y = x - n
+    n -= 1
+    value = _chebyshev_eval(y * 2 - 1, _GAMCS, 22) + .9375
+    if n == 0:
+        return value
+    if n < 0:
+        for i in range(-n):
+            value /= (x + i)
+        return value
+    for i in range(1, n + 1):
+        value *= (y + i)
+    return value
+
+
+def r_lgammafn(x: float) -> float:
+    """R's ``lgamma(x)`` (nmath ``lgammafn``) for ``x > 0``, bit for bit."""
+    if x <= 10:
+        return math.log(abs(_gammafn_small(x)))
+    if x > 1e17:
+        return x * (math.log(x) - 1.)
+    if x > 4934720.:
+        return _M_LN_SQRT_2PI + (x - 0.5) * math.log(x) - x
+    return _M_LN_SQRT_2PI + (x - 0.5) * math.log(x) - x + _lgammacor(x)
+
+
+def r_digamma(x: float) -> float:
+    """R's ``digamma(x)`` (nmath ``dpsifn(x, 0, 1, 1)``) for ``x > 0``, bit for bit."""
+    xln = math.log(x)
+    if x * xln > 1 / (2 * _DBL_EPS):
+        return xln
+    wdtol = max(_DBL_EPS * 0.5, 0.5e-18)
+    if x < wdtol:
+        return -(x ** -1)
+    rln = min(0.301029995663981195 * 53, 18.06)
+    fln = max(rln, 3.0) - 3.0
+    xm = 3.5 + 0.4 * fln
+    xmin = float(int(xm) + 1)
+    xdmy, xdmln, xinc = x, xln, 0.0
+    if x < xmin:
+        xinc = xmin - int(x)
+        xdmy = x + xinc
+        xdmln = math.log(xdmy)
+    tss = math.exp(-0.0 * xdmln)
+    tt = 0.5 / xdmy
+    t1 = tt
+    tst = wdtol * tt
+    rxsq = 1.0 / (xdmy * xdmy)
+    t = 1 * (0.5 * rxsq)
+    s = t * _BVALUES[2]
+    if abs(s) >= tst:
+        tk = 2.0
+        for k in range(4, 23):
+            t = t * ((tk + 0.0 + 1) / (tk + 1.0)) * ((tk + 0.0) / (tk + 2.0)) * rxsq
+            trm = t * _BVALUES[k - 1]
+            if abs(trm) < tst:
+                break
+            s += trm
+            tk += 2
+    s = (s + t1) * tss
+    if xinc != 0.0:
+        nx = int(xinc)
+        for i in range(1, nx + 1):
+            s += 1 / (x + (nx - i))
+    return -(s - xdmln)
+
+
+def r_log(a) -> np.ndarray:
+    """Elementwise C-library ``log`` (R's ``log()``; numpy's vectorised log rounds differently)."""
+    a = np.asarray(a, dtype=float)
+    out = np.empty(a.shape)
+    of = out.reshape(-1)
+    for i, v in enumerate(a.reshape(-1).tolist()):
+        of[i] = math.log(v) if v > 0 else (-math.inf if v == 0 else math.nan)
+    return out
+
+
+def r_row_sums(a, mean: bool = False) -> np.ndarray:
+    """R's ``rowSums``/``rowMeans``: long double sums over the columns in order (``/ ncol`` in long double)."""
+    a = np.asarray(a, dtype=float)
+    s = np.zeros(a.shape[0], np.longdouble)
+    for j in range(a.shape[1]):
+        s += a[:, j].astype(np.longdouble)
+    if mean:
+        s /= a.shape[1]
+    return s.astype(float)
+
+
+def r_mean(v) -> float:
+    """R's ``mean()`` of doubles: long double sum / n, then R's correction pass."""
+    vals = [np.longdouble(u) for u in np.asarray(v, dtype=float).reshape(-1).tolist()]
+    n = len(vals)
+    s = np.longdouble(0)
+    for u in vals:
+        s += u
+    s /= n
+    t = np.longdouble(0)
+    for u in vals:
+        t += u - s
+    return float(s + t / n)
+
+
+def r_row_vars(a) -> np.ndarray:
+    """matrixStats ``rowVars`` (double accumulation: the mean, then squared deviations / (n - 1))."""
+    out = []
+    for row in np.asarray(a, dtype=float).tolist():
+        s = 0.0
+        for v in row:
+            s += v
+        mu = s / len(row)
+        s = 0.0
+        for v in row:
+            d = v - mu
+            s += d * d
+        out.append(s / (len(row) - 1))
+    return np.array(out)
+
+
+def _ddot(a, b) -> float:
+    s = 0.0
+    for u, v in zip(a, b):
+        s += u * v
+    return s
+
+
+def _dnrm2(v) -> float:
+    s = 0.0
+    for u in v:
+        ax = abs(u)
+        s += ax * ax
+    return math.sqrt(s)
+
+
+def r_qr_q_rinv(x):
+    """R's ``qr.Q(qr(x))`` (LINPACK ``dqrdc2`` + ``dqrsl``) and ``solve(qr.R(qr(x)))`` for a full-rank ``x``."""
+    x = np.asarray(x, dtype=float)
+    n, p = x.shape
+    a = [x[:, j].tolist() for j in range(p)]  # columns
+    qraux = [_dnrm2(a[j]) for j in range(p)]
+    for l in range(min(n, p)):
+        if l == n - 1:
+            continue
+        nrmxl = _dnrm2(a[l][l:])
+        if nrmxl == 0.0:
+            continue
+        if a[l][l] != 0.0:
+            nrmxl = math.copysign(nrmxl, a[l][l])
+        da = 1.0 / nrmxl
+        for i in range(l, n):
+            a[l][i] = da * a[l][i]
+        a[l][l] = 1.0 + a[l][l]
+        for j in range(l + 1, p):
+            t = -_ddot(a[l][l:], a[j][l:]) / a[l][l]
+            for i in range(l, n):
+                a[j][i] = a[j][i] + t * a[l][i]
+            if qraux[j] != 0.0:
+                tt = max(1.0 - (abs(a[j][l]) / qraux[j]) ** 2, 0.0)
+                if abs(tt) < 1e-6:
+                    qraux[j] = _dnrm2(a[j][l + 1:])
+                else:
+                    qraux[j] = qraux[j] * math.sqrt(tt)
+        qraux[l] = a[l][l]
+        a[l][l] = -nrmxl
+    ju = min(p, n - 1)
+    q = np.zeros((n, p))
+    for c in range(p):
+        qy = [1.0 if i == c else 0.0 for i in range(n)]
+        for jj in range(1, ju + 1):
+            j = ju - jj
+            if qraux[j] == 0.0:
+                continue
+            temp = a[j][j]
+            a[j][j] = qraux[j]
+            t = -_ddot(a[j][j:], qy[j:]) / a[j][j]
+            for i in range(j, n):
+                qy[i] = qy[i] + t * a[j][i]
+            a[j][j] = temp
+        q[:, c] = qy
+    r = [[a[j][i] if i <= j else 0.0 for j in range(p)] for i in range(p)]
+    rinv = np.zeros((p, p))
+    for c in range(p):  # dgesv on an upper-triangular matrix: dtrsm's back substitution
+        b = [1.0 if i == c else 0.0 for i in range(p)]
+        for k in range(p - 1, -1, -1):
+            if b[k] != 0.0:
+                b[k] = b[k] / r[k][k]
+                for i in range(k):
+                    b[i] = b[i] - b[k] * r[i][k]
+        rinv[:, c] = b
+    return q, rinv
+
+
+def _seq_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # reference dgemm ("N", "N"): C(i, j) = sum over l in order of B(l, j) * A(i, l), from 0
+    out = np.zeros((a.shape[0], b.shape[1]))
+    for l in range(a.shape[1]):
+        out = out + b[l][None, :] * a[:, l][:, None]
+    return out
+
+
+def r_linear_model_mu(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """DESeq2 ``linearModelMu``: ``(y %*% Q) %*% t(x %*% Rinv)`` in R's rounding, ``(G, N)``."""
+    q, rinv = r_qr_q_rinv(x)
+    xr = _seq_matmul(np.asarray(x, dtype=float), rinv)
+    return _seq_matmul(_seq_matmul(np.asarray(y, dtype=float), q), xr.T)
+
+
+def r_rough_disp(norm: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """DESeq2 ``roughDispEstimate`` in R's rounding (``rowSums`` in long double)."""
+    m, p = np.shape(x)
+    mu = np.maximum(1.0, r_linear_model_mu(norm, x))
+    d = norm - mu
+    est = r_row_sums(((d * d) - mu) / (mu * mu)) / (m - p)
+    return np.maximum(est, 0.0)
+
+
+def _cr_gram(x, w):
+    # x.t() * (x.each_col() % w) through reference dgemm: sequential over samples
+    n, p = len(x), len(x[0])
+    return [[_ddot([x[l][i] for l in range(n)], [x[l][j] * w[l] for l in range(n)]) for j in range(p)] for i in range(p)]
+
+
+def _det_small(b) -> float:
+    if len(b) == 1:
+        return b[0][0]
+    if len(b) == 2:
+        return b[0][0] * b[1][1] - b[0][1] * b[1][0]
+    return float(np.linalg.det(np.array(b)))
+
+
+def _trace_inv_prod(b, db) -> float:
+    if len(b) == 1:
+        return (1.0 / b[0][0]) * db[0][0]
+    if len(b) == 2:
+        d = b[0][0] * b[1][1] - b[0][1] * b[1][0]
+        inv = ((b[1][1] / d, -b[0][1] / d), (-b[1][0] / d, b[0][0] / d))
+        return (inv[0][0] * db[0][0] + inv[0][1] * db[1][0]) + (inv[1][0] * db[0][1] + inv[1][1] * db[1][1])
+    return float(np.trace(np.linalg.inv(np.array(b)) @ np.array(db)))
+
+
+def r_log_posterior(log_alpha, y, mu, x, prior_mean=0.0, prior_var=1.0, use_prior=False) -> float:
+    """DESeq2.cpp ``log_posterior`` (Cox-Reid, no weights) for one gene, in R's rounding."""
+    alpha = math.exp(log_alpha)
+    w = [math.pow(math.pow(m, -1.0) + alpha, -1.0) for m in mu]
+    cr = -0.5 * math.log(_det_small(_cr_gram(x, w)))
+    an = 1.0 / alpha
+    lg_an = r_lgammafn(an)
+    ll = 0.0
+    for yy, m in zip(y, mu):
+        ll += ((r_lgammafn(yy + an) - lg_an) - yy * math.log(m + an)) - an * math.log(1.0 + m * alpha)
+    prior = -0.5 * (log_alpha - prior_mean) ** 2 / prior_var if use_prior else 0.0
+    return ll + prior + cr
+
+
+def r_dlog_posterior(log_alpha, y, mu, x, prior_mean=0.0, prior_var=1.0, use_prior=False) -> float:
+    """DESeq2.cpp ``dlog_posterior`` for one gene, in R's rounding."""
+    alpha = math.exp(log_alpha)
+    base = [math.pow(m, -1.0) + alpha for m in mu]
+    b = _cr_gram(x, [math.pow(v, -1.0) for v in base])
+    db = _cr_gram(x, [-1.0 * math.pow(v, -2.0) for v in base])
+    detb = _det_small(b)
+    cr = -0.5 * (detb * _trace_inv_prod(b, db)) / detb
+    an = 1.0 / alpha
+    an2 = 1.0 / (alpha * alpha)
+    dg_an = r_digamma(an)
+    s = 0.0
+    for yy, m in zip(y, mu):
+        ma = m * alpha
+        s += (((dg_an + math.log(1 + ma)) - ma * math.pow(1.0 + ma, -1.0)) - r_digamma(yy + an)) + yy * math.pow(m + an, -1.0)
+    prior = -1.0 * (log_alpha - prior_mean) / prior_var if use_prior else 0.0
+    return (an2 * s + cr) * alpha + prior
+
+
+def r_fit_disp(y, mu, x, log_alpha, prior_mean, prior_var, use_prior, *, min_log_alpha, kappa_0=1.0, tol=1e-6,
+               maxit=100):
+    """DESeq2.cpp ``fitDisp`` for one gene in R's rounding: ``(log_alpha, iter, initial_lp, last_lp)``."""
+    y = [float(v) for v in y]
+    mu = [float(v) for v in mu]
+    x = np.asarray(x, dtype=float).tolist()
+    a = float(log_alpha)
+    lp = r_log_posterior(a, y, mu, x, prior_mean, prior_var, use_prior)
+    dlp = r_dlog_posterior(a, y, mu, x, prior_mean, prior_var, use_prior)
+    kappa = kappa_0
+    initial_lp = lp
+    it = acc = 0
+    for _ in range(maxit):
+        it += 1
+        if a + kappa * dlp < -30.0:
+            kappa = (-30.0 - a) / dlp
+        if a + kappa * dlp > 10.0:
+            kappa = (10.0 - a) / dlp
+        theta_kappa = -1.0 * r_log_posterior(a + kappa * dlp, y, mu, x, prior_mean, prior_var, use_prior)
+        theta_hat = -1.0 * lp - kappa * 1.0e-4 * (dlp * dlp)
+        if theta_kappa <= theta_hat:
+            acc += 1
+            a = a + kappa * dlp
+            lpnew = r_log_posterior(a, y, mu, x, prior_mean, prior_var, use_prior)
+            if lpnew - lp < tol:
+                lp = lpnew
+                break
+            if a < min_log_alpha:
+                break
+            lp = lpnew
+            dlp = r_dlog_posterior(a, y, mu, x, prior_mean, prior_var, use_prior)
+            kappa = min(kappa * 1.1, kappa_0)
+            if acc % 5 == 0:
+                kappa = kappa / 2.0
+        else:
+            kappa = kappa / 2.0
+    return a, it, initial_lp, lp
+
+
+def r_disp_grid(n_samples: int) -> list:
+    """``seq(from = log(1e-8), to = log(max(10, n)), length = 20)`` as R computes it."""
+    lo, hi = math.log(1e-8), math.log(max(10, n_samples))
+    by = (hi - lo) / 19
+    return [lo] + [lo + k * by for k in range(1, 19)] + [hi]
+
+
+def r_fit_disp_grid(y, mu, x, prior_mean, prior_var, use_prior, grid) -> float:
+    """DESeq2.cpp ``fitDispGrid`` for one gene in R's rounding: the best of ``grid``, then of a fine grid
+    (armadillo ``linspace(a_hat - delta, a_hat + delta, 20)``) around it; returns ``log alpha``."""
+    y = [float(v) for v in y]
+    mu = [float(v) for v in mu]
+    x = np.asarray(x, dtype=float).tolist()
+    k = len(grid)
+    delta = grid[1] - grid[0]
+
+    def best(points):
+        vals = [r_log_posterior(a, y, mu, x, prior_mean, prior_var, use_prior) for a in points]
+        i = max(range(len(vals)), key=lambda j: (vals[j], -j))  # first maximum, as arma's max()
+        return points[i]
+
+    a_hat = best(grid)
+    start, end = a_hat - delta, a_hat + delta
+    step = (end - start) / (k - 1)
+    fine = [start + i * step for i in range(k - 1)] + [end]
+    return best(fine)

@@ -7,18 +7,18 @@ import math
 
 import numpy as np
 
+from diffbio_prob.workflows.deseq2 import rstats
+
 __all__ = ["ratio_size_factors", "poscounts_size_factors"]
 
 
-def _median_ratio(counts: np.ndarray, loggeomeans: np.ndarray) -> np.ndarray:
+def _median_ratio(counts: np.ndarray, loggeomeans: np.ndarray, logc: np.ndarray) -> np.ndarray:
     finite = np.isfinite(loggeomeans)
     if not finite.any():
         raise ValueError(
             "counts: every gene contains at least one zero, cannot compute log geometric means "
             "(use size_factors='poscounts' or 'iterate')"
         )
-    with np.errstate(divide="ignore"):
-        logc = np.log(counts)
     sf = np.empty(counts.shape[1])
     for j in range(counts.shape[1]):
         use = finite & (counts[:, j] > 0)
@@ -29,20 +29,24 @@ def _median_ratio(counts: np.ndarray, loggeomeans: np.ndarray) -> np.ndarray:
 
 
 def ratio_size_factors(counts: np.ndarray) -> np.ndarray:
-    """Median-of-ratios size factors (R's ``estimateSizeFactorsForMatrix``) of ``(G, N)`` counts."""
+    """Median-of-ratios size factors (R's ``estimateSizeFactorsForMatrix``) of ``(G, N)`` counts.
+
+    In R's rounding (the C library's ``log``, ``rowMeans`` in long double): R's later steps depend on
+    the last bits of the size factors for a few genes (see :mod:`.rstats`).
+    """
     counts = np.asarray(counts, dtype=float)
-    with np.errstate(divide="ignore"):
-        lg = np.log(counts).mean(axis=1)
-    return _median_ratio(counts, lg)
+    logc = rstats.r_log(counts)
+    with np.errstate(invalid="ignore"):
+        lg = rstats.r_row_sums(logc, mean=True)
+    return _median_ratio(counts, lg, logc)
 
 
 def poscounts_size_factors(counts: np.ndarray) -> np.ndarray:
     """``type = "poscounts"``: geometric means over positive counts, scaled to geometric mean 1."""
     counts = np.asarray(counts, dtype=float)
-    with np.errstate(divide="ignore"):
-        lc = np.log(counts)
-    lc[~np.isfinite(lc)] = 0.0
-    lg = lc.mean(axis=1)
+    logc = rstats.r_log(counts)
+    lc = np.where(np.isfinite(logc), logc, 0.0)
+    lg = rstats.r_row_sums(lc, mean=True)
     lg[counts.sum(axis=1) == 0] = -np.inf
-    sf = _median_ratio(counts, lg)
-    return sf / math.exp(np.mean(np.log(sf)))
+    sf = _median_ratio(counts, lg, logc)
+    return sf / math.exp(rstats.r_mean(rstats.r_log(sf)))
