@@ -505,13 +505,13 @@ def _ridge_irls(counts, nf, design, alpha, lam_log2, beta_init, *, shard: bool):
                         beta_init[i : i + chunk], shard=shard)
             for i in range(0, g, chunk)
         ]
-        return np.concatenate(parts, axis=0)
+        return np.concatenate([b for b, _ in parts], axis=0), np.concatenate([c for _, c in parts])
     data = DESeq2Data(counts, design, normalization_factors=nf)
     pad = data.padding
     p = design.shape[1]
     ridge = np.asarray(lam_log2, dtype=float) / LN2**2
     shared = (data.padded_design, pad.coefs(ridge), data.sample_mask, data.coef_mask)
-    beta, _n_iter, sigma, *_ = run_batched(
+    beta, n_iter, sigma, *_ = run_batched(
         kernels.k_irls,
         (data.padded_counts, data.padded_log_offset, alpha, pad.coefs(beta_init)),
         shared,
@@ -533,10 +533,10 @@ def _ridge_irls(counts, nf, design, alpha, lam_log2, beta_init, *, shard: bool):
             min_mu=_MIN_MU,
         )
         beta[rows] = np.asarray(b2)[:, :p]
-    return beta
+    return beta, np.asarray(n_iter) < _RLOG_MAXIT
 
 
-def _rlog_data(counts, nf, base_mean, all_zero, disp_fit, intercept, beta_prior_var, *, shard: bool):
+def _rlog_data(counts, nf, base_mean, all_zero, disp_fit, intercept, beta_prior_var, *, genes, shard: bool):
     """R's ``rlogData``: ``(values (G, N), betaPriorVar, fitted intercepts (G,) or None)``, log2 scale."""
     g, n = counts.shape
     all_zero = np.asarray(all_zero, dtype=bool).copy()
@@ -578,8 +578,17 @@ def _rlog_data(counts, nf, base_mean, all_zero, disp_fit, intercept, beta_prior_
             beta_init[:, 0] = np.log(_r_row_means(norm_nz))
         else:
             beta_init = np.ones((cnz.shape[0], p))
-        beta = _ridge_irls(cnz, nf_used[nz], design, np.asarray(disp_fit[nz], dtype=float), lam, beta_init,
-                           shard=shard)
+        beta, conv = _ridge_irls(cnz, nf_used[nz], design, np.asarray(disp_fit[nz], dtype=float), lam, beta_init,
+                                 shard=shard)
+        if not conv.all():
+            warnings.warn(
+                f"rlog: the ridge IRLS did not converge in {_RLOG_MAXIT} iterations for {int((~conv).sum())} "
+                f"gene(s) ({', '.join(map(str, np.asarray(genes)[nz][~conv][:5]))}"
+                f"{', ...' if (~conv).sum() > 5 else ''}); as R (useOptim = FALSE) their 100th iterate is kept, "
+                "which for an IRLS that cycles chaotically depends on rounding (R's too)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         beta_log2 = LOG2E * beta
     out = np.zeros((g, n))
     out[nz] = beta_log2 @ design.T
@@ -670,7 +679,7 @@ def rlog(fit_or_inputs, blind: bool = True, intercept=None, beta_prior_var: floa
         all_zero = np.asarray(gene["allZero"], dtype=bool)
         disp_fit = np.asarray(gene["dispFit"], dtype=float)
     values, bpv, fitted_icpt = _rlog_data(src.counts, nf, base_mean, all_zero, disp_fit, intercept,
-                                          beta_prior_var, shard=shard)
+                                          beta_prior_var, genes=src.genes, shard=shard)
     out = _frame(values, src)
     out.attrs["betaPriorVar"] = bpv
     if fitted_icpt is not None:
