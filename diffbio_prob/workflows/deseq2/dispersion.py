@@ -115,7 +115,8 @@ def gene_wise_dispersions(data: DESeq2Data, opts: DESeq2Options, *, shard: bool 
     last_lp = np.array(fit.last_lp, dtype=float)
     n_iter = np.array(fit.n_iter)
     no_increase = last_lp < initial_lp + np.abs(initial_lp) / 1e6
-    exact = _r_exact(data, opts) and _n_groups(design) == p
+    exact_grid = _r_exact(data, opts)
+    exact = exact_grid and _n_groups(design) == p  # R's mu is the linear model's: R-exact too
     if exact:
         # Rows where R's answer is decided by its rounding: the line search gained nothing (R keeps
         # alpha_init, unless it stopped after one step: then "not converged" and the grid refit),
@@ -140,10 +141,12 @@ def gene_wise_dispersions(data: DESeq2Data, opts: DESeq2Options, *, shard: bool 
         conv = n_iter < 50
     refit = ~conv & (disp > min_disp * 10)
     if refit.any():
-        if exact:
-            # R's grid on a flat likelihood (alpha near 1e-8) also picks its point by rounding
+        if exact_grid:
+            # R's grid on a flat likelihood (alpha near 1e-8) also picks its point by rounding, that of
+            # lgamma(y + 1/alpha) - lgamma(1/alpha) at 1/alpha ~ 1e8 above all (mu's last bits barely
+            # matter there: with a GLM mu, not R-exact, ours is used)
             rows = np.flatnonzero(refit)
-            _, r_mu = _r_exact_start(data, rows, opts)
+            r_mu = _r_exact_start(data, rows, opts)[1] if exact else mu[rows]
             grid = rstats.r_disp_grid(m)
             disp[rows] = [
                 math.exp(rstats.r_fit_disp_grid(data.counts[i], r_mu[k], design, 0.0, 1.0, False, grid))
