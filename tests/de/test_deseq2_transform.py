@@ -1,7 +1,8 @@
 """DESeq2's transformations (:mod:`diffbio_prob.workflows.deseq2.transform`) against R DESeq2 1.38.3.
 
 References (``tests/reference/data/deseq2_transform``, made by ``make_transform_reference.R`` and
-``make_helper_reference.R`` there) on the marioni table:
+``make_helper_reference.R``, ``make_replace_reference.R`` there) on the marioni table
+(``deseq2_real/marioni/counts.csv.gz``):
 
 * ``run_*``: all 10 samples, ``~ run + condition``; R's parametric trend fits (the closed-form VST).
 * ``2v2_*``: 2 kidney vs 2 liver samples, ``~ condition``; R's parametric trend fails and R falls back to
@@ -37,8 +38,8 @@ SAMPLES_2V2 = ["R1L1Kidney", "R1L3Kidney", "R1L2Liver", "R1L4Liver"]
 
 
 def _inputs(case):
-    counts = pd.read_csv(TR / "marioni_counts.csv.gz", index_col=0)
-    meta = pd.read_csv(TR / "marioni_metadata.csv", index_col=0)
+    counts = pd.read_csv(REF / "deseq2_real" / "marioni" / "counts.csv.gz", index_col=0)
+    meta = pd.read_csv(REF / "deseq2_real" / "marioni" / "metadata.csv", index_col=0)
     samples = SAMPLES_2V2 if case == "2v2" else list(counts.columns)
     return counts[samples], meta.loc[samples]
 
@@ -247,7 +248,7 @@ def test_after_outlier_replacement_match_r():
     mc = pd.read_csv(TR / "replace_mcols.csv", index_col=0)
     assert np.array_equal(fit.gene["replace"], mc["replace"].to_numpy())
     np.testing.assert_allclose(fit.gene["dispFit"], mc["dispFit"], rtol=1e-9)
-    ref = lambda name: pd.read_csv(TR / f"replace_{name}.csv", index_col=0)
+    ref = lambda name: pd.read_csv(TR / f"replace_{name}.csv.gz", index_col=0)
     _check(normalized_counts(fit), ref("normalized"), rtol=1e-14, atol=0)
     _check(vst(fit, blind=False), ref("vsd"))
     with pytest.warns(RuntimeWarning, match=r"did not converge .* 1 gene\(s\) \(gene1\)"):
@@ -384,7 +385,7 @@ def test_fmm_spline_is_exact_on_cubics():
 
 
 def test_weighted_upper_quantile_matches_r():
-    t = pd.read_csv(TR / "wtd_quantile.csv")
+    t = pd.read_csv(TR / "wtd_quantile.csv.gz")
     for case, g in t.groupby("case"):
         got = T._wtd_upper_quantile_variance(g.x.to_numpy(), g.w.to_numpy())
         np.testing.assert_allclose(got, g.result.iloc[0], rtol=1e-14, err_msg=f"case {case}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env Rscript
 ## Small R references for transform.py's helpers (R 4.2.2, DESeq2 1.38.3). Usage: Rscript make_helper_reference.R
 ##   splinefun_fmm.csv   x, y knots (uneven) and splinefun(x, y, method = "fmm") at points u inside and outside the knots
-##   wtd_quantile.csv    DESeq2:::matchWeightedUpperQuantileForVariance(x, w) for vectors with and without ties
+##   wtd_quantile.csv.gz DESeq2:::matchWeightedUpperQuantileForVariance(x, w) for vectors with and without ties
 options(digits = 17)
 suppressPackageStartupMessages(library(DESeq2))
 fmt <- function(x) sprintf("%.17g", x)
@@ -22,4 +22,5 @@ for (case in 1:4) {
   rows[[case]] <- data.frame(case = case, x = fmt(x), w = fmt(w), result = fmt(v))
 }
 write.csv(do.call(rbind, rows), "wtd_quantile.csv", row.names = FALSE, quote = FALSE)
+system2("gzip", c("-n", "-9", "-f", "wtd_quantile.csv"))
 cat("done\n")

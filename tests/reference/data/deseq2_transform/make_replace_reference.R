@@ -6,8 +6,8 @@
 ## design ~ condition (50 replicates per cell >= minReplicatesForReplace = 7: outliers are replaced and refitted).
 ## Usage (from this folder): Rscript make_replace_reference.R
 ## Output (17 significant digits): replace_mcols.csv (gene, baseMean, allZero, dispFit, replace),
-##   replace_normalized.csv, replace_vsd.csv (varianceStabilizingTransformation(dds, blind = FALSE)),
-##   replace_rlog.csv (rlog(dds, blind = FALSE)), replace_rlog_blind.csv, replace_summary.csv (fitType, betaPriorVar)
+##   replace_normalized.csv.gz, replace_vsd.csv.gz (varianceStabilizingTransformation(dds, blind = FALSE)),
+##   replace_rlog.csv.gz (rlog(dds, blind = FALSE)), replace_rlog_blind.csv.gz, replace_summary.csv (fitType, betaPriorVar)
 options(digits = 17, warn = 1)
 suppressPackageStartupMessages(library(DESeq2))
 fmt <- function(x) { y <- sprintf("%.17g", x); y[is.na(x)] <- "NA"; y }
@@ -21,6 +21,7 @@ mat <- function(m, name) {
   df <- data.frame(gene = rownames(m), check.names = FALSE)
   for (j in colnames(m)) df[[j]] <- fmt(m[, j])
   write.csv(df, name, row.names = FALSE, quote = FALSE)
+  system2("gzip", c("-n", "-9", "-f", name))
 }
 mc <- mcols(dds)
 write.csv(data.frame(gene = rownames(dds), baseMean = fmt(mc$baseMean), allZero = mc$allZero, dispFit = fmt(mc$dispFit),

@@ -4,8 +4,8 @@
 ##
 ## Usage (from this folder): Rscript make_transform_reference.R
 ##
-## Input: marioni_counts.csv.gz / marioni_metadata.csv (NOISeq 2.42.0 data(Marioni), a copy of
-## ../../../../../shared/deseq2_real/marioni; genes x samples, condition A = Kidney, B = Liver, run R1/R2).
+## Input: ../deseq2_real/marioni/counts.csv.gz and metadata.csv (NOISeq 2.42.0 data(Marioni); genes x samples,
+## condition A = Kidney, B = Liver, run R1/R2).
 ##
 ## Cases (each DESeq() with R's defaults unless noted):
 ##   run  : all 10 samples, design ~ run + condition (R's parametric trend fits: the closed-form VST)
@@ -33,8 +33,8 @@
 options(digits = 17, warn = 1)
 suppressPackageStartupMessages(library(DESeq2))
 
-counts <- as.matrix(read.csv(gzfile("marioni_counts.csv.gz"), row.names = 1, check.names = FALSE))
-coldata <- read.csv("marioni_metadata.csv", row.names = 1, stringsAsFactors = FALSE)
+counts <- as.matrix(read.csv(gzfile("../deseq2_real/marioni/counts.csv.gz"), row.names = 1, check.names = FALSE))
+coldata <- read.csv("../deseq2_real/marioni/metadata.csv", row.names = 1, stringsAsFactors = FALSE)
 stopifnot(identical(colnames(counts), rownames(coldata)))
 coldata$condition <- factor(coldata$condition, levels = c("A", "B"))
 coldata$run <- factor(coldata$run)
