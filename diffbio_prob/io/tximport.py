@@ -54,9 +54,8 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -64,7 +63,7 @@ import pandas as pd
 from diffbio_prob.io.base import FormatError, gunzip_bytes
 from diffbio_prob.io.salmon import read_quant_sf, read_salmon_bootstraps
 
-__all__ = ["TximportResult", "tximport", "read_tx2gene", "COUNTS_FROM_ABUNDANCE"]
+__all__ = ["COUNTS_FROM_ABUNDANCE", "TximportResult", "read_tx2gene", "tximport"]
 
 #: The accepted values of ``counts_from_abundance`` (R's ``countsFromAbundance``).
 COUNTS_FROM_ABUNDANCE = ("no", "scaledTPM", "lengthScaledTPM", "dtuScaledTPM")
@@ -232,7 +231,7 @@ def _resolve_paths(paths, sample_names) -> tuple[list[Path], list[str]]:
     """The quant.sf files and the sample names (a folder's name by default)."""
     names_from_mapping = None
     if isinstance(paths, Mapping):
-        names_from_mapping = [str(k) for k in paths.keys()]
+        names_from_mapping = [str(k) for k in paths]
         items = list(paths.values())
     elif _is_pathlike(paths):
         items = [paths]

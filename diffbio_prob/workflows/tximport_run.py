@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from diffbio_prob.io.atomic import atomic_write, check_output_path
 from diffbio_prob.io.tximport import TximportResult, tximport
 
-__all__ = ["run_tximport", "TXIMPORT_OUTPUTS"]
+__all__ = ["TXIMPORT_OUTPUTS", "run_tximport"]
 
 #: The files :func:`run_tximport` writes into ``out_dir``.
 TXIMPORT_OUTPUTS = ("counts.csv", "abundance.csv", "length.csv")

@@ -71,7 +71,7 @@ def test_counts_are_rounded_as_r_rounds(txi, inputs):
 
 
 def test_normalization_factors_match_r(inputs):
-    counts, nf = inputs
+    _counts, nf = inputs
     ref = _r("reference/deseq2/normalization_factors")
     assert list(nf.index) == list(ref.index) and list(nf.columns) == list(ref.columns)
     assert _max_rel(nf, ref) < 1e-12          # measured 6.7e-16

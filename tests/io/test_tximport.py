@@ -364,11 +364,11 @@ def test_run_tximport_writes_r_tables(tmp_path, capsys):
 def test_run_tximport_checks_everything_before_writing(tmp_path):
     out = tmp_path / "txi"
     for kwargs, err in (
-        (dict(counts_from_abundance="bogus", tx2gene=TX2GENE), ValueError),
-        (dict(), ValueError),                                            # no tx2gene at gene level
-        (dict(tx2gene=tmp_path / "none.csv"), FileNotFoundError),
-        (dict(tx2gene=TX2GENE, quiet="no"), TypeError),
-        (dict(tx2gene=TX2GENE, tx_out=1), TypeError),
+        ({"counts_from_abundance": "bogus", "tx2gene": TX2GENE}, ValueError),
+        ({}, ValueError),                                            # no tx2gene at gene level
+        ({"tx2gene": tmp_path / "none.csv"}, FileNotFoundError),
+        ({"tx2gene": TX2GENE, "quiet": "no"}, TypeError),
+        ({"tx2gene": TX2GENE, "tx_out": 1}, TypeError),
     ):
         with pytest.raises(err):
             run_tximport(DIRS[:2], out, **kwargs)

@@ -22,7 +22,6 @@ import math
 import numpy as np
 import pandas as pd
 
-
 __all__ = ["deseq2_inputs_from_tximport", "tximport_normalization_factors"]
 
 _INT_MAX = 2**31 - 1
