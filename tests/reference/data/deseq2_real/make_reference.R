@@ -30,6 +30,10 @@
 ## tagseq_2v2 no rlog / normalized counts (the marioni cases have them).
 ##   r_prior_var_seeds[_fit_*].csv (1 <= m - p <= 3) R's estimateDispersionsPriorVar simulation re-run on the
 ##                                same residuals with set.seed(1..20): the spread of R's own estimate
+##   r_prior_var_kl[_fit_*].csv, r_prior_var_loess[_fit_*].csv  (same cases) R's KL scores on the 200-point
+##                                grid and loess(span = 0.2)'s fitted values on the 1000-point grid (seed 2)
+##   r_prior_var_sim_counts_df<m-p>.csv  R's simulated histogram counts (seed 2), one row per grid point:
+##                                they depend on m - p only (the same in every case with that m - p)
 ##   r_na_summary.csv, r_log.txt (R's messages), r_sessionInfo.txt
 ## marioni also: the ~ run + condition design (r_results_run.csv, r_results_run_lrt.csv vs ~run,
 ## r_dispersions_run.csv, r_dispersion_function_run.csv), as in the shared folder (LRT file: stat, pvalue, padj).
@@ -156,8 +160,10 @@ na_summary <- function(res, dds, label) {
   print(s)
   s
 }
-## estimateDispersionsPriorVar's simulation branch (DESeq2 1.38.3), seed as an argument
-prior_var_sim <- function(dds, seed) {
+## estimateDispersionsPriorVar's simulation branch (DESeq2 1.38.3), seed as an argument; with detail = TRUE
+## also the simulated histogram counts per grid point (they depend on the residual df only), the KL
+## scores and loess's fitted curve on the fine grid
+prior_var_sim <- function(dds, seed, detail = FALSE) {
   objectNZ <- dds[!mcols(dds)$allZero, , drop = FALSE]
   above <- mcols(objectNZ)$dispGeneEst >= 1e-8 * 100
   resid <- log(mcols(objectNZ)$dispGeneEst) - log(mcols(objectNZ)$dispFit)
@@ -169,19 +175,26 @@ prior_var_sim <- function(dds, seed) {
   obsDist <- obsDist[obsDist > min(brks) & obsDist < max(brks)]
   obsVarGrid <- seq(from = 0, to = 8, length = 200)
   obsDistHist <- hist(obsDist, breaks = brks, plot = FALSE)
-  klDivs <- sapply(obsVarGrid, function(x) {
+  randCounts <- matrix(NA_integer_, length(obsVarGrid), length(brks) - 1)
+  klDivs <- numeric(length(obsVarGrid))
+  for (i in seq_along(obsVarGrid)) {
+    x <- obsVarGrid[i]
     randDist <- log(rchisq(10000, df = df)) + rnorm(10000, 0, sqrt(x)) - log(df)
     randDist <- randDist[randDist > min(brks) & randDist < max(brks)]
     randDistHist <- hist(randDist, breaks = brks, plot = FALSE)
+    randCounts[i, ] <- randDistHist$counts
     z <- c(obsDistHist$density, randDistHist$density)
     small <- min(z[z > 0])
-    sum(obsDistHist$density * (log(obsDistHist$density + small) - log(randDistHist$density + small)))
-  })
+    klDivs[i] <- sum(obsDistHist$density * (log(obsDistHist$density + small) - log(randDistHist$density + small)))
+  }
   lofit <- loess(klDivs ~ obsVarGrid, span = 0.2)
   fine <- seq(from = 0, to = 8, length = 1000)
-  c(argminKL = fine[which.min(predict(lofit, fine))], dispPriorVar = max(fine[which.min(predict(lofit, fine))], 0.25))
+  fitted <- predict(lofit, fine)
+  out <- c(argminKL = fine[which.min(fitted)], dispPriorVar = max(fine[which.min(fitted)], 0.25))
+  if (detail) attr(out, "detail") <- list(df = df, randCounts = randCounts, klDivs = klDivs, fine = fine,
+                                          fitted = fitted, grid = obsVarGrid)
+  out
 }
-
 contrast <- c("condition", "B", "A")
 summ <- list()
 dds0 <- DESeqDataSetFromMatrix(countData = counts, colData = coldata, design = cs$design)
@@ -206,9 +219,16 @@ prior_var_seeds <- function(dds, suffix) {
   m <- ncol(dds); p <- ncol(model.matrix(design(dds), colData(dds)))
   if (m - p <= 3 && m > p) {
     pv <- t(sapply(1:20, function(s) c(seed = s, prior_var_sim(dds, s))))
-    stopifnot(isTRUE(all.equal(unname(prior_var_sim(dds, 2)[2]),
-                               attr(dispersionFunction(dds), "dispPriorVar"))))
+    d2 <- prior_var_sim(dds, 2, detail = TRUE)
+    stopifnot(isTRUE(all.equal(unname(d2[2]), attr(dispersionFunction(dds), "dispPriorVar"))))
     write_df(as.data.frame(pv), paste0("r_prior_var_seeds", suffix, ".csv"))
+    det <- attr(d2, "detail")
+    write_df(data.frame(v = det$grid, klDiv = det$klDivs), paste0("r_prior_var_kl", suffix, ".csv"))
+    write_df(data.frame(v = det$fine, loess = det$fitted), paste0("r_prior_var_loess", suffix, ".csv"))
+    hc <- data.frame(v = det$grid, det$randCounts)
+    colnames(hc) <- c("v", paste0("bin_", format(-20:19 / 2), "_", format(-19:20 / 2)))
+    colnames(hc) <- gsub(" ", "", colnames(hc))
+    write_df(hc, paste0("r_prior_var_sim_counts_df", det$df, ".csv"))
     cat("residual df", m - p, suffix, ": R's dispPriorVar over seeds 1..20: min", min(pv[, 3]), "median",
         median(pv[, 3]), "max", max(pv[, 3]), "| argminKL min", min(pv[, 2]), "max", max(pv[, 2]), "\n")
   }
