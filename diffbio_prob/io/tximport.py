@@ -444,21 +444,31 @@ def _read_inf_reps(fish_dir: Path, n_tx: int, tx_names: list[str]) -> np.ndarray
     if n_targets != n_tx:
         raise FormatError(meta_path, None, f"num_valid_targets is {n_targets} but quant.sf has {n_tx} transcripts")
     draws_path = aux_path / "bootstrap" / "bootstraps.gz"
-    try:
-        names, draws = read_salmon_bootstraps(aux_path / "bootstrap")
-    except FormatError:
-        names, draws = None, None
+    names, draws = None, None
+    if (aux_path / "bootstrap" / "names.tsv.gz").is_file():   # tximport itself never reads names.tsv.gz
+        try:
+            names, draws = read_salmon_bootstraps(aux_path / "bootstrap")
+        except FormatError:
+            names, draws = None, None
     if draws is None or draws.shape != (n_boot, n_targets):
         # tximport reads n_targets * num_bootstraps doubles, else the same number of 4-byte integers
         if not draws_path.is_file():
             raise FileNotFoundError(f"{draws_path}: no such file (meta_info.json declares {n_boot} draws)")
         raw = gunzip_bytes(draws_path, draws_path.read_bytes())
-        if len(raw) != 4 * n_targets * n_boot:
+        if len(raw) == 8 * n_targets * n_boot:
+            draws = np.frombuffer(raw, "<f8").reshape(n_boot, n_targets).copy()
+        elif len(raw) == 4 * n_targets * n_boot:
+            draws = np.frombuffer(raw, "<i4").reshape(n_boot, n_targets).astype(float)
+        else:
             raise FormatError(draws_path, None, f"{len(raw)} bytes; meta_info.json declares {n_boot} draws of "
                                                 f"{n_targets} transcripts ({8 * n_boot * n_targets} bytes of float64)")
-        draws = np.frombuffer(raw, "<i4").reshape(n_boot, n_targets).astype(float)
-        if names is None:
-            names = tx_names
+        bad = ~(np.isfinite(draws) & (draws >= 0))
+        if bad.any():
+            d, t = np.unravel_index(int(np.argmax(bad)), draws.shape)
+            raise FormatError(draws_path, None, f"draw {d} of transcript {t + 1} is {float(draws[d, t])!r}; expected "
+                                                "a finite non-negative count")
+    if names is None:
+        return np.ascontiguousarray(draws.T)
     if list(names) != list(tx_names):
         bad = next(i for i, (a, b) in enumerate(zip(names, tx_names)) if a != b) if len(names) == len(tx_names) else 0
         raise FormatError(aux_path / "bootstrap" / "names.tsv.gz", 1,

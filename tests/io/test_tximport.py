@@ -386,3 +386,24 @@ def test_run_tximport_checks_everything_before_writing(tmp_path):
     with pytest.raises(ValueError):
         run_tximport(DIRS[:2], out, tx_out=True, counts_from_abundance="dtuScaledTPM", quiet=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_bootstraps_without_names_file_and_damaged_draws(tmp_path, tx):
+    (d,) = _copy_samples(tmp_path, ["B1"])
+    boot = d / "aux_info" / "bootstrap"
+    (boot / "names.tsv.gz").unlink()   # tximport does not need it
+    got = tximport(d, tx_out=True, drop_inf_reps=False).inf_reps["B1"]
+    np.testing.assert_array_equal(got.to_numpy(), tx.inf_reps["B1"].to_numpy())
+    draws = tx.inf_reps["B1"].to_numpy().T.copy()
+    draws[3, 7] = np.nan
+    (boot / "bootstraps.gz").write_bytes(gzip.compress(draws.astype("<f8").tobytes()))
+    with pytest.raises(FormatError, match="draw 3 of transcript 8 is nan"):
+        tximport(d, tx_out=True, drop_inf_reps=False)
+    (boot / "bootstraps.gz").write_bytes(gzip.compress(draws[:, :-1].astype("<f8").tobytes()))
+    with pytest.raises(FormatError, match="declares 20 draws of 10072 transcripts"):
+        tximport(d, tx_out=True, drop_inf_reps=False)
+    names = [f"T{i}" for i in range(10072)]
+    (boot / "names.tsv.gz").write_bytes(gzip.compress(("\t".join(names) + "\n").encode()))
+    (boot / "bootstraps.gz").write_bytes(gzip.compress(tx.inf_reps["B1"].to_numpy().T.astype("<f8").tobytes()))
+    with pytest.raises(FormatError, match="transcript names differ from quant.sf's"):
+        tximport(d, tx_out=True, drop_inf_reps=False)
