@@ -24,6 +24,10 @@ contain ``1/l``, as in salmon's ``--dumpEqWeights`` dump).
   ``F(F(x))``, so the objective never decreases. The objective is the log-likelihood (EM) or the
   collapsed evidence lower bound (VBEM), both by-products of the map evaluation.
 
+* **Gibbs** (salmon ``CollapsedGibbsSampler.cpp``, :func:`gibbs_sample`): rates ``mu_t ~ Gamma(x_t + prior_t,
+  rate 0.1 + l_t)``, every fragment of a multi-transcript class reassigned ``∝ mu_t l_t aff_ct``, a draw
+  ``N mu_t l_t / sum_j mu_j l_j`` every ``thinning_factor`` rounds; chains in parallel.
+
 Equivalence classes are a flat sparse structure (:class:`EquivalenceClasses`): one entry per
 (class, transcript) pair, so an iteration is two gathers and two ``segment_sum`` over entries,
 O(entries). A dense ``(C, T)`` compatibility matrix converts with :func:`from_dense`.

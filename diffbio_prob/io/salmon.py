@@ -11,6 +11,12 @@ Formats (salmon 1.10, ``doc/source/file_formats.rst``, ``GZipWriter.cpp``; ``doc
   ``libParams/flenDist.txt``: one line of 1001 probabilities (the smoothed FLD salmon uses).
 * ``aux_info/bootstrap/bootstraps.gz``: raw little-endian float64, ``T`` values per draw, in the order
   of ``names.tsv.gz`` (one tab-separated line).
+* the output folder (:func:`read_salmon_dir`, :func:`write_salmon_dir`): ``quant.sf``, ``cmd_info.json``
+  (its ``auxDir`` names the aux folder), ``<aux>/meta_info.json`` (``salmon_version``, ``samp_type``,
+  ``num_bootstraps``: the number of bootstrap *or* Gibbs draws, ``num_valid_targets``, ...) and the
+  draws above. tximport (``readInfRepFish``) needs ``cmd_info.json``, ``salmon_version >= 0.8.0`` and
+  ``num_bootstraps > 0``, reads ``num_valid_targets * num_bootstraps`` doubles and ignores ``samp_type``
+  and ``names.tsv.gz``.
 
 Effective length (``DistributionUtils.cpp``; checked against salmon 1.10.1's ``quant.sf`` to 0.015):
 ``l = L - mu(L)`` with ``mu(L)`` the FLD mean truncated at ``L`` (``mu(maxLen - 1)`` for ``L >= maxLen``);

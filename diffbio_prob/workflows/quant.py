@@ -1,6 +1,8 @@
-"""salmon-style transcript quantification, end to end: equivalence classes -> EM/VBEM -> ``quant.sf``, and
-posterior uncertainty of the counts by NUTS, SVI (on :func:`diffbio_prob.models.em_model`) or a bootstrap
-over class counts (salmon's ``--numBootstraps``: multinomial resampling, EM on each draw, vmapped).
+"""salmon-style transcript quantification, end to end: equivalence classes -> EM/VBEM -> ``quant.sf`` (or
+salmon's whole output folder, which tximport and fishpond read), and posterior uncertainty of the counts
+by NUTS, SVI (on :func:`diffbio_prob.models.em_model`), a bootstrap over class counts (salmon's
+``--numBootstraps``: multinomial resampling, EM on each draw, vmapped) or salmon's Gibbs sampler
+(``--numGibbsSamples``, :func:`gibbs_counts`).
 
 Example:
     >>> from diffbio_prob.io.salmon import load_sample_data
@@ -84,7 +86,7 @@ class PosteriorSummary:
     Attributes:
         names: transcript names.
         draws: ``(n_draws, T)`` draws of the counts (chains flattened).
-        method: ``"nuts"``, ``"svi"`` or ``"bootstrap"``.
+        method: ``"nuts"``, ``"svi"``, ``"bootstrap"`` or ``"gibbs"``.
         interval: probability of the central interval (``lower``/``upper``).
         fit: the ``FitResult`` (NUTS/SVI) for ArviZ (``fit.to_arviz()``), or ``None``.
     """
