@@ -407,3 +407,17 @@ def test_bootstraps_without_names_file_and_damaged_draws(tmp_path, tx):
     (boot / "bootstraps.gz").write_bytes(gzip.compress(tx.inf_reps["B1"].to_numpy().T.astype("<f8").tobytes()))
     with pytest.raises(FormatError, match="transcript names differ from quant.sf's"):
         tximport(d, tx_out=True, drop_inf_reps=False)
+
+
+def test_reads_the_salmon_folders_this_package_writes(tmp_path, tx):
+    from diffbio_prob.io.salmon import read_quant_sf, write_salmon_dir
+
+    q = read_quant_sf(REF / "salmon" / "A2" / "quant.sf.gz")
+    draws = tx.inf_reps["A2"].to_numpy().T
+    out = tmp_path / "A2"
+    write_salmon_dir(out, q.names, q.lengths, q.effective_lengths, q.num_reads, tpm=q.tpm, draws=draws,
+                     samp_type="gibbs", aux_dir="aux_x")
+    got = tximport(out, tx_out=True, drop_inf_reps=False)
+    for what in ("counts", "abundance", "length"):
+        np.testing.assert_array_equal(getattr(got, what)["A2"], getattr(tx, what)["A2"])
+    np.testing.assert_array_equal(got.inf_reps["A2"].to_numpy(), tx.inf_reps["A2"].to_numpy())
