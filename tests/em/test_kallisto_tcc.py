@@ -47,7 +47,7 @@ def test_one_table_per_row(kallisto_files):
     np.testing.assert_array_equal(tables[1].counts, second)
     assert tables[1].source.endswith("#s2") and tables[0].names == table.names
     np.testing.assert_array_equal(tables[0].transcript_ids, table.transcript_ids)
-    (n_rows, n_cols), r, c, v = read_matrix_market(mtx)
+    (n_rows, n_cols), r, c, _ = read_matrix_market(mtx)
     assert (n_rows, n_cols) == (2, table.n_classes) and r.min() == 0 and c.max() < n_cols
 
 

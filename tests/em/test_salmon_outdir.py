@@ -26,7 +26,13 @@ from diffbio_prob.io.salmon import (
     salmon_tpm,
     write_salmon_dir,
 )
-from diffbio_prob.workflows.quant import gibbs_counts, gibbs_prior, quantify, run_quant, to_eq_classes
+from diffbio_prob.workflows.quant import (
+    gibbs_counts,
+    gibbs_prior,
+    quantify,
+    run_quant,
+    to_eq_classes,
+)
 
 N_FRAGMENTS = 10_000  # salmon's sample data
 
@@ -122,7 +128,7 @@ def test_quant_sf_tpm_in_float64_and_salmons_formats(boot_dir):
     assert lines[0] == "Name\tLength\tEffectiveLength\tTPM\tNumReads"
     q = read_quant_sf(boot_dir / "quant.sf")
     for line in lines[1:]:
-        name, length, eff, tpm, reads = line.split("\t")
+        _, length, eff, tpm, reads = line.split("\t")
         assert length.isdigit()  # salmon: the integer length
         assert len(eff.split(".")[1]) == 3 and len(reads.split(".")[1]) == 3 and len(tpm.split(".")[1]) == 6
     # TPM from the NumReads in float64: the float32 run's TPM is not rounded to float32 (7 digits)
@@ -130,11 +136,9 @@ def test_quant_sf_tpm_in_float64_and_salmons_formats(boot_dir):
     np.testing.assert_allclose(q.tpm, salmon_tpm(q.num_reads, q.effective_lengths), rtol=2e-4, atol=1e-5)
 
 
+@pytest.mark.float32  # the command's default precision
 def test_tpm_written_is_the_float64_formula(tmp_path, inputs):
-    import jax
-
     eq, lengths = inputs
-    jax.config.update("jax_enable_x64", False)  # the command's default precision
     res, _ = run_quant(eq, out_dir=tmp_path / "d", lengths=lengths, quiet=True)
     text = [ln.split("\t")[3] for ln in (tmp_path / "d" / "quant.sf").read_text().splitlines()[1:]]
     tpm64 = salmon_tpm(np.asarray(res.num_reads, np.float64), res.effective_lengths)
