@@ -12,10 +12,10 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy import optimize, special
+from scipy import optimize
 
 from diffbio_prob.parallel import Padding, run_batched
-from diffbio_prob.workflows.deseq2 import kernels
+from diffbio_prob.workflows.deseq2 import kernels, rstats
 from diffbio_prob.workflows.deseq2.data import DESeq2Data
 from diffbio_prob.workflows.deseq2.options import DESeq2Options
 
@@ -23,6 +23,7 @@ __all__ = ["GLMFit", "fit_glm", "nb_log_likelihood", "optim_fallback", "LOG2E", 
 
 LOG2E = 1.0 / math.log(2.0)
 LN2 = math.log(2.0)
+_R_LOG2E = math.log2(math.exp(1.0))  # R's log2(exp(1))
 
 
 class GLMFit(NamedTuple):
@@ -123,10 +124,9 @@ def fit_glm(
         # R's fitNbinomGLMsOptim start: the IRLS betas (log2) when finite and all below 30, else the
         # least-squares start beta_mat, which is on the natural-log scale but handed to optim as log2.
         ok_start = row_stable[rows] & np.all(np.abs(beta[rows] * LOG2E) < 30, axis=1)
-        # R solves beta_mat by QR (qr.R / qr.Q); the optimum on a flat likelihood depends on the start's bits
-        q, r_ = np.linalg.qr(design)
-        init_qr = np.linalg.solve(r_, q.T @ np.log(norm[rows] + 0.1).T).T
-        start_log2 = np.nan_to_num(np.where(ok_start[:, None], beta[rows] * LOG2E, init_qr))
+        # R solves beta_mat by LINPACK QR; the optimum on a flat likelihood depends on the start's bits
+        init_qr = rstats.r_qr_solve_start(rstats.r_log(norm[rows] + 0.1), design)
+        start_log2 = np.nan_to_num(np.where(ok_start[:, None], beta[rows] * _R_LOG2E, init_qr))
         if opts.dispersion_fit == "deseq2" and fallback == "optim":
             b2, c2, s2, m2, l2 = optim_fallback(
                 counts[rows], design, data.norm_factors[rows], alpha[rows], start_log2, lam, opts.min_mu
@@ -147,13 +147,12 @@ def fit_glm(
     return GLMFit(beta=beta, sigma=sigma, se=se, mu=mu, loglik=loglik, conv=conv, n_iter=np.asarray(n_iter), hat=hat)
 
 
-def _r_dnbinom_log(k: np.ndarray, mu: np.ndarray, size: float) -> np.ndarray:
-    """``dnbinom(k, mu = mu, size = size, log = TRUE)`` (to rounding; ``-inf`` where mu is 0 and k > 0)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lg = special.gammaln(k + size) - special.gammaln(size) - special.gammaln(k + 1.0)
-        out = lg + size * np.log(size / (size + mu)) + special.xlogy(k, mu / (size + mu))
-        zero = size * np.where(size < mu, np.log(size / (size + mu)), np.log1p(-mu / (size + mu)))
-    return np.where(k == 0, zero, out)
+def sum_in_order(par, row) -> float:
+    """``sum_j par[j] * row[j]`` from 0 in order (reference BLAS dgemv, as R's ``x %*% p``)."""
+    eta = 0.0
+    for b, v in zip(par, row):
+        eta = eta + b * v
+    return eta
 
 
 def optim_fallback(counts, design, norm_factors, alpha, start_log2, lam, min_mu):
@@ -165,8 +164,10 @@ def optim_fallback(counts, design, norm_factors, alpha, start_log2, lam, min_mu)
     differences with ``ndeps = 1e-3``, shortened at the bounds (R's ``fmingr``). DESeq2 passes no
     ``gr`` and no ``control``. Then, as R: ``mu`` unfloored, the covariance and log-likelihood at
     ``mu`` floored at ``minmu``; ``betaConv`` set where optim reports convergence. R's answer is where
-    L-BFGS-B stops on a flat likelihood (a group of zeros: |LFC| 18-26), so it depends on the path;
-    scipy's L-BFGS-B takes R's steps, to rounding.
+    L-BFGS-B stops on a flat likelihood (a group of zeros: |LFC| 18-26), so it depends on the path and
+    on the objective's last bits: the objective is R's to the bit (:func:`rstats.r_optim_objective`:
+    R 4.2's dnbinom and dnorm, long-double sums), and scipy's L-BFGS-B then takes R's steps (same
+    function counts; optimum within ~1e-5, mostly ~1e-9, of R's on tagseq's zero-group genes).
 
     Returns:
         ``(beta (R, P) natural log, conv (R,), sigma (R, P, P), mu (R, N), loglik (R,))``.
@@ -176,7 +177,6 @@ def optim_fallback(counts, design, norm_factors, alpha, start_log2, lam, min_mu)
     rows, n = counts.shape
     p = x.shape[1]
     lam = np.broadcast_to(np.asarray(lam, float), (p,))
-    sd = np.sqrt(1.0 / lam)
     large = 30.0
     ridge = np.diag(lam / LN2**2)
     beta = np.zeros((rows, p))
@@ -184,24 +184,33 @@ def optim_fallback(counts, design, norm_factors, alpha, start_log2, lam, min_mu)
     sigma = np.zeros((rows, p, p))
     mu = np.zeros((rows, n))
     loglik = np.zeros(rows)
-    log_norm_sd = -0.5 * math.log(2 * math.pi) - np.log(sd)
+    sd_list = [math.sqrt(1.0 / v) for v in lam.tolist()]
+    x_list = x.tolist()
     for r in range(rows):
         k, nf, size = counts[r], norm_factors[r], 1.0 / alpha[r]
+        k_list, nf_list = k.tolist(), np.asarray(nf, dtype=float).tolist()
 
-        def fn(par, k=k, nf=nf, size=size):
-            mu_row = nf * np.exp2(x @ par)
-            ll = np.sum(_r_dnbinom_log(k, mu_row, size))
-            prior = np.sum(log_norm_sd - 0.5 * (par / sd) ** 2)
-            v = -(ll + prior)
-            return float(v) if np.isfinite(v) else 1e300
+        def fn(par, k_list=k_list, nf_list=nf_list, size=size):
+            return rstats.r_optim_objective(par.tolist(), k_list, nf_list, size, x_list, sd_list)
 
         def gr(par, fn=fn):
+            # R optim's fmingr with bounds: central differences, ndeps = 1e-3, cut at the bounds
             g = np.empty(p)
             for i in range(p):
+                e_hi = e_lo = 1e-3
                 hi, lo = par.copy(), par.copy()
-                hi[i] = min(par[i] + 1e-3, large)
-                lo[i] = max(par[i] - 1e-3, -large)
-                g[i] = (fn(hi) - fn(lo)) / ((hi[i] - par[i]) + (par[i] - lo[i]))
+                t = par[i] + e_hi
+                if t > large:
+                    t = large
+                    e_hi = t - par[i]
+                hi[i] = t
+                v1 = fn(hi)
+                t = par[i] - e_lo
+                if t < -large:
+                    t = -large
+                    e_lo = par[i] - t
+                lo[i] = t
+                g[i] = (v1 - fn(lo)) / (e_hi + e_lo)
             return g
 
         res = optimize.minimize(
@@ -211,12 +220,13 @@ def optim_fallback(counts, design, norm_factors, alpha, start_log2, lam, min_mu)
         par = res.x
         conv[r] = res.status == 0
         beta[r] = par * LN2
-        mu_row = nf * np.exp2(x @ par)
+        eta = [sum_in_order(par, row) for row in x_list]
+        mu_row = np.array([f * math.pow(2.0, e) for f, e in zip(nf_list, eta)])
         mu[r] = mu_row
         mu_f = np.maximum(mu_row, min_mu)
         w = 1.0 / (1.0 / mu_f + alpha[r])
         xtwx = x.T @ (w[:, None] * x)
         inv = np.linalg.inv(xtwx + ridge)
         sigma[r] = inv @ xtwx @ inv
-        loglik[r] = np.sum(_r_dnbinom_log(k, mu_f, size))
+        loglik[r] = rstats.r_ld_sum(rstats.r_dnbinom_mu_log(kk, size, mm) for kk, mm in zip(k_list, mu_f.tolist()))
     return beta, conv, sigma, mu, loglik

@@ -895,3 +895,156 @@ def r_fit_disp_grid(y, mu, x, prior_mean, prior_var, use_prior, grid) -> float:
     step = (end - start) / (k - 1)
     fine = [start + i * step for i in range(k - 1)] + [end]
     return best(fine)
+
+
+_M_LN_2PI = 1.837877066409345483560659472811
+_SFERR_HALVES = (
+    0.0, 0.1534264097200273452913848, 0.0810614667953272582196702, 0.0548141210519176538961390,
+    0.0413406959554092940938221, 0.03316287351993628748511048, 0.02767792568499833914878929,
+    0.02374616365629749597132920, 0.02079067210376509311152277, 0.01848845053267318523077934,
+    0.01664469118982119216319487, 0.01513497322191737887351255, 0.01387612882307074799874573,
+    0.01281046524292022692424986, 0.01189670994589177009505572, 0.01110455975820691732662991,
+    0.010411265261972096497478567, 0.009799416126158803298389475, 0.009255462182712732917728637,
+    0.008768700134139385462952823, 0.008330563433362871256469318, 0.007934114564314020547248100,
+    0.007573675487951840794972024, 0.007244554301320383179543912, 0.006942840107209529865664152,
+    0.006665247032707682442354394, 0.006408994188004207068439631, 0.006171712263039457647532867,
+    0.005951370112758847735624416, 0.005746216513010115682023589, 0.005554733551962801371038690,
+)
+
+
+def _stirlerr(n: float) -> float:
+    s0, s1, s2, s3, s4 = (0.083333333333333333333, 0.00277777777777777777778, 0.00079365079365079365079365,
+                          0.000595238095238095238095238, 0.0008417508417508417508417508)
+    if n <= 15.0:
+        nn = n + n
+        if nn == int(nn):
+            return _SFERR_HALVES[int(nn)]
+        return r_lgammafn(n + 1.) - (n + 0.5) * math.log(n) + n - _M_LN_SQRT_2PI
+    nn = n * n
+    if n > 500:
+        return (s0 - s1 / nn) / n
+    if n > 80:
+        return (s0 - (s1 - s2 / nn) / nn) / n
+    if n > 35:
+        return (s0 - (s1 - (s2 - s3 / nn) / nn) / nn) / n
+    return (s0 - (s1 - (s2 - (s3 - s4 / nn) / nn) / nn) / nn) / n
+
+
+def _bd0(x: float, np_: float) -> float:
+    if abs(x - np_) < 0.1 * (x + np_):
+        v = (x - np_) / (x + np_)
+        s = (x - np_) * v
+        if abs(s) < 2.2250738585072014e-308:
+            return s
+        ej = 2 * x * v
+        v = v * v
+        for j in range(1, 1000):
+            ej *= v
+            s1 = s + ej / ((j << 1) + 1)
+            if s1 == s:
+                return s1
+            s = s1
+    return x * math.log(x / np_) + np_ - x
+
+
+def _dbinom_raw_log(x: float, n: float, p: float, q: float) -> float:
+    if p == 0:
+        return 0.0 if x == 0 else -math.inf
+    if q == 0:
+        return 0.0 if x == n else -math.inf
+    if x == 0:
+        if n == 0:
+            return 0.0
+        return -_bd0(n, n * q) - n * p if p < 0.1 else n * math.log(q)
+    if x == n:
+        return -_bd0(n, n * p) - n * q if q < 0.1 else n * math.log(p)
+    if x < 0 or x > n:
+        return -math.inf
+    lc = _stirlerr(n) - _stirlerr(x) - _stirlerr(n - x) - _bd0(x, n * p) - _bd0(n - x, n * q)
+    lf = _M_LN_2PI + math.log(x) + math.log1p(- x / n)
+    return lc - 0.5 * lf
+
+
+def r_dnbinom_mu_log(x: float, size: float, mu: float) -> float:
+    """R 4.2's ``dnbinom(x, size = size, mu = mu, log = TRUE)`` for a count ``x``, bit for bit."""
+    if mu == 0:
+        return 0.0 if x == 0 else -math.inf
+    if x == 0:
+        return size * (math.log(size / (size + mu)) if size < mu else math.log1p(- mu / (size + mu)))
+    if x < 1e-10 * size:
+        p = math.log(size / (1 + size / mu)) if size < mu else math.log(mu / (1 + mu / size))
+        return x * p - mu - r_lgammafn(x + 1) + math.log1p(math.ldexp(x * (x - 1), -1) / size)
+    p = math.log1p(-x / (size + x)) if x < size else math.log(size / (size + x))
+    return p + _dbinom_raw_log(size, x + size, size / (size + mu), mu / (size + mu))
+
+
+def r_ld_sum(values) -> float:
+    """R's ``sum()`` of doubles (long double accumulation)."""
+    s = np.longdouble(0)
+    for v in values:
+        s += np.longdouble(v)
+    return float(s)
+
+
+def r_optim_objective(par, counts, nf, size, x, sd) -> float:
+    """DESeq2 ``fitNbinomGLMsOptim``'s ``objectiveFn`` in R's rounding: ``-(logLike + logPrior)``, ``1e300``
+    when not finite; ``par`` on the log2 scale, ``sd = sqrt(1 / lambda)``."""
+    p = len(par)
+    mu = []
+    for row, f in zip(x, nf):
+        eta = 0.0
+        for j in range(p):  # dgemv: sum over coefficients in order, from 0
+            eta = eta + par[j] * row[j]
+        mu.append(f * math.pow(2.0, eta))
+    ll = r_ld_sum(r_dnbinom_mu_log(k, size, m) for k, m in zip(counts, mu))
+    prior = r_ld_sum(-(_M_LN_SQRT_2PI + 0.5 * abs(b / s) * abs(b / s) + math.log(s)) for b, s in zip(par, sd))
+    v = -1 * (ll + prior)
+    return v if math.isfinite(v) else 1e300
+
+
+def r_qr_solve_start(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``t(solve(qr.R(qr(x)), t(qr.Q(qr(x))) %*% t(y)))``: fitNbinomGLMs' start ``beta_mat`` in R's rounding."""
+    q, _ = r_qr_q_rinv(x)
+    x = np.asarray(x, dtype=float)
+    n, p = x.shape
+    # qr.R via the same decomposition: R = Q' x (upper triangular); recompute it from dqrdc2
+    r = _qr_r(x)
+    qty = _seq_matmul(q.T, np.asarray(y, dtype=float).T)  # (p, G)
+    out = np.zeros((p, qty.shape[1]))
+    for c in range(qty.shape[1]):
+        b = qty[:, c].tolist()
+        for k in range(p - 1, -1, -1):
+            if b[k] != 0.0:
+                b[k] = b[k] / r[k][k]
+                for i in range(k):
+                    b[i] = b[i] - b[k] * r[i][k]
+        out[:, c] = b
+    return out.T
+
+
+def _qr_r(x: np.ndarray):
+    n, p = x.shape
+    a = [x[:, j].tolist() for j in range(p)]
+    qraux = [_dnrm2(a[j]) for j in range(p)]
+    for l in range(min(n, p)):
+        if l == n - 1:
+            continue
+        nrmxl = _dnrm2(a[l][l:])
+        if nrmxl == 0.0:
+            continue
+        if a[l][l] != 0.0:
+            nrmxl = math.copysign(nrmxl, a[l][l])
+        da = 1.0 / nrmxl
+        for i in range(l, n):
+            a[l][i] = da * a[l][i]
+        a[l][l] = 1.0 + a[l][l]
+        for j in range(l + 1, p):
+            t = -_ddot(a[l][l:], a[j][l:]) / a[l][l]
+            for i in range(l, n):
+                a[j][i] = a[j][i] + t * a[l][i]
+            if qraux[j] != 0.0:
+                tt = max(1.0 - (abs(a[j][l]) / qraux[j]) ** 2, 0.0)
+                qraux[j] = _dnrm2(a[j][l + 1:]) if abs(tt) < 1e-6 else qraux[j] * math.sqrt(tt)
+        qraux[l] = a[l][l]
+        a[l][l] = -nrmxl
+    return [[a[j][i] if i <= j else 0.0 for j in range(p)] for i in range(p)]
