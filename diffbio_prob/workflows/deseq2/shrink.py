@@ -36,19 +36,19 @@ import math
 import jax
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import stats
 
 from diffbio_prob.workflows.deseq2.data import DESeq2Data
 from diffbio_prob.workflows.deseq2.glm import LN2, LOG2E, fit_glm
 
 __all__ = [
-    "lfc_shrink",
-    "beta_prior_variance",
     "ape_prior_variance",
-    "apeglm_map",
     "apeglm_log_posterior_grad",
-    "svalue",
+    "apeglm_map",
+    "beta_prior_variance",
+    "lfc_shrink",
     "r_uniroot",
+    "svalue",
 ]
 
 TYPES = ("apeglm", "normal")
@@ -333,7 +333,7 @@ def _r_optim_hess(beta, args, ndeps: float = 1e-3):
     return 0.5 * (h + np.transpose(h, (0, 2, 1)))
 
 
-def apeglm_map(y, x, size, offset, sigma2, s2, shrink_mask, init, *, tol: float = 1e-12, max_iter: int = 500):
+def apeglm_map(y, x, size, offset, sigma2, s2, shrink_mask, init, *, max_iter: int = 100):
     """MAP of apeglm's NB posterior per gene by damped Newton (backtracking on the log posterior).
 
     Args:
@@ -343,8 +343,9 @@ def apeglm_map(y, x, size, offset, sigma2, s2, shrink_mask, init, *, tol: float 
         init: ``(P,)`` or ``(G, P)`` start.
 
     Returns:
-        ``(beta (G, P), converged (G,) bool)``; converged means the gradient, relative to the curvature,
-        fell below ``tol`` (Newton decrement).
+        ``(beta (G, P), converged (G,) bool)``; converged means the last Newton step was below ``1e-13``
+        relative to the coefficients (quadratic convergence: the gradient is then at rounding level), no
+        step could lower the objective, or the gradient is below ``1e-12`` times the total count.
     """
     g, p = y.shape[0], x.shape[1]
     beta = np.array(np.broadcast_to(init, (g, p)), dtype=float)
@@ -364,8 +365,9 @@ def apeglm_map(y, x, size, offset, sigma2, s2, shrink_mask, init, *, tol: float 
         lam_min = np.linalg.eigvalsh(hess)[:, 0]
         shift = np.where(lam_min > 1e-8 * np.abs(hess).max(axis=(1, 2)), 0.0, 1e-6 - lam_min + 1e-3 * np.abs(lam_min))
         step = -np.linalg.solve(hess + shift[:, None, None] * eye, grad[..., None])[..., 0]
-        dec = -np.einsum("gp,gp->g", grad, step)  # Newton decrement^2
-        done = (dec <= tol * np.maximum(1.0, np.abs(f[act]))) & (shift == 0)
+        small = np.max(np.abs(step), axis=1) <= 1e-13 * (1.0 + np.max(np.abs(b), axis=1))
+        done = small & (shift == 0)
+        beta[act[done]] = b[done] + step[done]
         conv[act[done]] = True
         todo = ~done
         if not todo.any():
@@ -382,7 +384,9 @@ def apeglm_map(y, x, size, offset, sigma2, s2, shrink_mask, init, *, tol: float 
             cand = b[pending] + t[pending, None] * step[pending]
             subp = (x, y[act[pending]], size[act[pending]], offset[act[pending]], sigma2, s2, shrink_mask)
             fc = _neg_log_post(cand, *subp)
-            ok = np.isfinite(fc) & (fc <= f0[pending] + 1e-4 * t[pending] * slope[pending])
+            # Armijo, or (near the optimum, where f only moves in its last bits) no increase beyond rounding
+            ok = np.isfinite(fc) & ((fc <= f0[pending] + 1e-4 * t[pending] * slope[pending])
+                                    | (fc <= f0[pending] + 64 * _EPS * np.abs(f0[pending])))
             idx = np.flatnonzero(pending)
             new_b[idx[ok]] = cand[ok]
             new_f[idx[ok]] = fc[ok]
@@ -395,6 +399,11 @@ def apeglm_map(y, x, size, offset, sigma2, s2, shrink_mask, init, *, tol: float 
         conv[act[stuck]] = True
         beta[act] = new_b
         f[act] = new_f
+    rest = np.flatnonzero(~conv)
+    if rest.size:
+        # steps cycling in the last bits: converged if the gradient is at rounding level of the likelihood
+        gr = apeglm_log_posterior_grad(beta[rest], x, y[rest], size[rest], offset[rest], sigma2, s2, shrink_mask)
+        conv[rest] = np.max(np.abs(gr), axis=1) <= 1e-12 * (1.0 + y[rest].sum(axis=1))
     return beta, conv
 
 
@@ -406,7 +415,8 @@ def apeglm_map(y, x, size, offset, sigma2, s2, shrink_mask, init, *, tol: float 
 def _cpp_f_grad(beta, x, y, size, offset, sigma2, s2, shrink_mask, cnst):
     # apeglm nbinomGLM.cpp optimFun::f_grad: the negative log posterior / cnst + 10, and its gradient
     xbeta = beta @ x.T
-    e = np.exp(xbeta + offset)
+    with np.errstate(over="ignore"):
+        e = np.exp(xbeta + offset)
     a = y + size[:, None]
     b = e + size[:, None]
     c = y - a * e / b
@@ -531,53 +541,96 @@ def apeglm_cpp_map(y, x, size, offset, sigma2, s2, shrink_mask, init, cnst, *, m
 # ------------------------------------------------------------------------------------------------
 
 
+def _r_sum(values) -> float:
+    # R's sum(): a long double accumulator, added in order, rounded to double at the end
+    acc = np.longdouble(0.0)
+    for v in values:
+        acc += np.longdouble(v)
+    return float(acc)
+
+
+def _r_xbeta(x, beta):
+    # x %*% beta with the reference BLAS's order: ((0 + x[, 1] b1) + x[, 2] b2) + ...
+    out = np.zeros(x.shape[0])
+    for j in range(x.shape[1]):
+        out = out + x[:, j] * beta[j]
+    return out
+
+
 def _r_nbinom_fn(beta, x, y, size, offset, sigma2, s2, shrink_mask, cnst):
-    # apeglm:::nbinomFn (the negative log posterior plus a constant) for one gene
-    xbeta = x @ beta
+    # apeglm:::nbinomFn (the negative log posterior plus a constant) for one gene, in R's operation order
+    xbeta = _r_xbeta(x, beta)
     b2 = beta * beta
-    prior = np.sum(np.where(shrink_mask, -np.log1p(b2 / s2), -b2 / (2.0 * sigma2)))
-    return float(-np.sum(y * xbeta - (y + size) * np.log(size + np.exp(xbeta + offset))) - prior + cnst)
+    prior = _r_sum(-b2[~shrink_mask] / (2.0 * sigma2)) + _r_sum(-np.log1p(b2[shrink_mask] / s2))
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing trial step is rejected, as in R
+        terms = 1.0 * (y * xbeta - (y + size) * np.log(size + np.exp(xbeta + offset)))
+    return (-_r_sum(terms) - prior) + cnst
 
 
 def _r_nbinom_gr(beta, x, y, size, offset, sigma2, s2, shrink_mask):
-    # apeglm:::nbinomGr for one gene
-    e = np.exp(x @ beta + offset)
+    # apeglm:::nbinomGr for one gene: -t(x) %*% (...) - prior, the product summed over samples in order
+    xbeta = _r_xbeta(x, beta)
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.exp(xbeta + offset)
+        v = 1.0 * (y - (y + size) * e / (size + e))
     prior = np.where(shrink_mask, -2.0 * beta / (s2 + beta * beta), -beta / sigma2)
-    return -(x.T @ (y - (y + size) * e / (size + e))) - prior
+    out = np.empty(beta.size)
+    for i in range(beta.size):
+        acc = 0.0
+        for n in range(v.size):
+            acc += float(x[n, i]) * float(v[n])
+        out[i] = -acc - prior[i]
+    return out
 
 
-def r_vmmin(fn, gr, b0, *, maxit: int = 100, abstol: float = -np.inf, reltol: float = math.sqrt(_EPS)):
-    """R's ``optim(method = "BFGS")`` (``vmmin``), step for step: returns ``(par, value, fail)``."""
+def r_vmmin(fn, gr, b0, *, maxit: int = 100, abstol: float = -math.inf, reltol: float = math.sqrt(_EPS)):
+    """R's ``optim(method = "BFGS")`` (``vmmin`` in R's optim.c), step for step in double precision.
+
+    Returns ``(par, value, fail)``.
+    """
     stepredn, acctol, reltest = 0.2, 0.0001, 10.0
-    b = np.array(b0, dtype=float)
-    n = b.size
-    f = fn(b)
-    if not np.isfinite(f):
+    b = [float(v) for v in b0]
+    n = len(b)
+    f = fn(np.array(b))
+    if not math.isfinite(f):
         raise ValueError("initial value in 'vmmin' is not finite")
     fmin = f
-    g = gr(b)
+    g = [float(v) for v in gr(np.array(b))]
     gradcount = 1
     it = 1
     ilast = gradcount
-    bmat = np.eye(n)
+    bm = [[0.0] * (i + 1) for i in range(n)]  # lower triangle
     count = 0
     while True:
         if ilast == gradcount:
-            bmat = np.eye(n)
-        xv = b.copy()
-        c = g.copy()
-        full = np.tril(bmat) + np.tril(bmat, -1).T
-        t = -(full @ g)
-        gradproj = float(np.sum(t * g))
+            for i in range(n):
+                for j in range(i):
+                    bm[i][j] = 0.0
+                bm[i][i] = 1.0
+        xv = list(b)
+        c = list(g)
+        t = [0.0] * n
+        gradproj = 0.0
+        for i in range(n):
+            sacc = 0.0
+            for j in range(i + 1):
+                sacc -= bm[i][j] * g[j]
+            for j in range(i + 1, n):
+                sacc -= bm[j][i] * g[j]
+            t[i] = sacc
+            gradproj += sacc * g[i]
         if gradproj < 0.0:
             steplength = 1.0
             accpoint = False
             while True:
-                b = xv + steplength * t
-                count = int(np.sum(reltest + xv == reltest + b))
+                count = 0
+                for i in range(n):
+                    b[i] = xv[i] + steplength * t[i]
+                    if reltest + xv[i] == reltest + b[i]:
+                        count += 1
                 if count < n:
-                    f = fn(b)
-                    accpoint = bool(np.isfinite(f) and f <= fmin + gradproj * steplength * acctol)
+                    f = fn(np.array(b))
+                    accpoint = math.isfinite(f) and (f <= fmin + gradproj * steplength * acctol)
                     if not accpoint:
                         steplength *= stepredn
                 if count == n or accpoint:
@@ -588,18 +641,28 @@ def r_vmmin(fn, gr, b0, *, maxit: int = 100, abstol: float = -np.inf, reltol: fl
                 fmin = f
             if count < n:
                 fmin = f
-                g = gr(b)
+                g = [float(v) for v in gr(np.array(b))]
                 gradcount += 1
                 it += 1
-                t = steplength * t
-                c = g - c
-                d1 = float(np.sum(t * c))
+                d1 = 0.0
+                for i in range(n):
+                    t[i] = steplength * t[i]
+                    c[i] = g[i] - c[i]
+                    d1 += t[i] * c[i]
                 if d1 > 0:
-                    full = np.tril(bmat) + np.tril(bmat, -1).T
-                    xv = full @ c
-                    d2 = 1.0 + float(np.sum(xv * c)) / d1
-                    upd = (d2 * np.outer(t, t) - np.outer(xv, t) - np.outer(t, xv)) / d1
-                    bmat = bmat + np.tril(upd)
+                    d2 = 0.0
+                    for i in range(n):
+                        sacc = 0.0
+                        for j in range(i + 1):
+                            sacc += bm[i][j] * c[j]
+                        for j in range(i + 1, n):
+                            sacc += bm[j][i] * c[j]
+                        xv[i] = sacc
+                        d2 += sacc * c[i]
+                    d2 = 1.0 + d2 / d1
+                    for i in range(n):
+                        for j in range(i + 1):
+                            bm[i][j] += (d2 * t[i] * t[j] - xv[i] * t[j] - t[i] * xv[j]) / d1
                 else:
                     ilast = gradcount
             else:
@@ -618,7 +681,7 @@ def r_vmmin(fn, gr, b0, *, maxit: int = 100, abstol: float = -np.inf, reltol: fl
             ilast = gradcount
         if count == n and ilast == gradcount:
             break
-    return b, fmin, int(it >= maxit)
+    return np.array(b), fmin, int(it >= maxit)
 
 
 def apeglm_optim_map(y, x, size, offset, sigma2, s2, shrink_mask, init):
@@ -628,7 +691,7 @@ def apeglm_optim_map(y, x, size, offset, sigma2, s2, shrink_mask, init):
     for i in range(out.shape[0]):
         a = (x, y[i], size[i], offset[i], sigma2, s2, shrink_mask)
         cnst = -_r_nbinom_fn(out[i], *a, 0.0) - 1.0
-        out[i], _, fail[i] = r_vmmin(lambda b: _r_nbinom_fn(b, *a, cnst), lambda b: _r_nbinom_gr(b, *a), out[i])
+        out[i], _, fail[i] = r_vmmin(lambda b, a=a, c=cnst: _r_nbinom_fn(b, *a, c), lambda b, a=a: _r_nbinom_gr(b, *a), out[i])
     return out, fail
 
 
@@ -685,7 +748,17 @@ def _apeglm(fit, k: int, res: pd.DataFrame, ape_adapt: bool) -> tuple[np.ndarray
     redo = (conv != 0) | np.any(~(var > 0), axis=1)
     if redo.any():
         rr = np.flatnonzero(redo)
-        bn, _ = apeglm_optim_map(y[rr], x, size[rr], offset[rr], sigma2, s2, shrink_mask, np.nan_to_num(b1[rr]))
+        start = b1[rr].copy()
+        nan = np.any(np.isnan(start), axis=1)
+        if nan.any():
+            # apeglm.single without a prefit: rep(c(1, -1)) with log(basemean) for the intercept, basemean
+            # over the samples whose design row has a single non-zero entry (all samples if none)
+            alone = np.sum(x == 0, axis=1) == p - 1
+            bm = y[rr[nan]][:, alone].mean(axis=1) if alone.any() else y[rr[nan]].mean(axis=1)
+            st = np.tile(np.resize(np.array([1.0, -1.0]), p), (int(nan.sum()), 1))
+            st[:, 0] = np.where(bm == 0, 0.0, np.log(np.where(bm == 0, 1.0, bm)))
+            start[nan] = st
+        bn, _ = apeglm_optim_map(y[rr], x, size[rr], offset[rr], sigma2, s2, shrink_mask, start)
         beta[rr] = bn
         var[rr] = _laplace_var(_r_optim_hess(bn, (x, y[rr], size[rr], offset[rr], sigma2, s2, shrink_mask)))
     bad = np.any(~(var > 0), axis=1)

@@ -16,7 +16,9 @@
 ##                              (apeAdapt = TRUE; natural-log scale)
 ##   <case>_apeglm.csv.gz       lfcShrink(dds, coef = "condition_B_vs_A", type = "apeglm", svalue = TRUE):
 ##                              gene, log2FoldChange, lfcSE, svalue
-##   <case>_apeglm_no_adapt.csv.gz   the same with apeAdapt = FALSE
+##   <case>_apeglm_no_adapt.csv.gz   the same with apeAdapt = FALSE (only where it differs)
+##   tagseq_shrink_normal.csv.gz  gene, log2FoldChange, lfcSE of ../../../../shared/deseq2_real/tagseq/r_shrink_normal.csv
+##                              (lfcShrink(type = "normal") on the full tagseq table; copied, not made here)
 ## (normal shrinkage outputs: ../deseq2_real/<case>/r_shrink_normal.csv.gz)
 args <- commandArgs(trailingOnly = TRUE)
 options(digits = 17, warn = 1)
@@ -78,5 +80,8 @@ for (case in args) {
   ape0 <- lfcShrink(dds, coef = "condition_B_vs_A", type = "apeglm", svalue = TRUE, apeAdapt = FALSE, quiet = TRUE)
   out0 <- data.frame(gene = rownames(ape0), log2FoldChange = ape0$log2FoldChange, lfcSE = ape0$lfcSE,
                      svalue = ape0$svalue, stringsAsFactors = FALSE)
-  write_df(out0, paste0(case, "_apeglm_no_adapt.csv.gz"))
+  ## apeAdapt = FALSE uses scale 1 on every non-intercept coefficient: with one such coefficient and an
+  ## adapted scale of 1 (prior.var >= 1) the tables are the same, and only <case>_apeglm.csv.gz is kept
+  if (identical(out, out0)) cat(case, ": apeAdapt = FALSE gives the same table, not written\n") else
+    write_df(out0, paste0(case, "_apeglm_no_adapt.csv.gz"))
 }
