@@ -222,6 +222,8 @@ def _add_de(sub) -> None:
                   --shrink apeglm --vst vst.csv --out shrunk.csv
               diffbio-prob de --counts A.htseq.txt B.htseq.txt C.htseq.txt D.htseq.txt --metadata m.csv ...
               diffbio-prob de --counts data.h5ad --layer counts --design "~condition" --out r.csv
+              diffbio-prob de --salmon quant/A1 quant/A2 quant/B1 quant/B2 --tx2gene tx2gene.csv \\
+                  --metadata m.csv --design "~condition" --contrast condition B A --out genes.csv
             outputs:
               --out                CSV (or .tsv) with one row per gene, NA where DESeq2 gives NA
               --vst FILE           vst(blind=TRUE) matrix, genes x samples
@@ -233,12 +235,20 @@ def _add_de(sub) -> None:
     )
     p.add_argument(
         "--counts",
-        required=True,
         nargs="+",
         metavar="FILE",
         help="count table: CSV/TSV (either orientation, gzip ok), .h5ad (obs = samples), featureCounts output, "
         "or one htseq-count file per sample; the format is read from the content",
     )
+    p.add_argument(
+        "--salmon",
+        nargs="+",
+        metavar="DIR",
+        help="salmon output folders instead of --counts (R's tximport + DESeqDataSetFromTximport: rounded "
+        "counts, average-transcript-length normalisation factors); sample names are the folder names",
+    )
+    p.add_argument("--tx2gene", default=None, metavar="FILE",
+                   help="transcript -> gene table (CSV/TSV, two columns) for --salmon; without it, transcript level")
     p.add_argument(
         "--metadata",
         default=None,
@@ -310,7 +320,13 @@ def _run_de(args) -> int:
     _as_flags(check_fit_args, min_replicates_for_replace=args.min_replicates_for_replace, fit_type=args.fit_type)
     from diffbio_prob.workflows.deseq2.run import PLOT_FILES
 
-    inputs = {f"--counts ({c})": c for c in args.counts}
+    if (args.counts is None) == (args.salmon is None):
+        raise UsageError("--counts / --salmon: give one of them (count files, or salmon output folders)")
+    if args.tx2gene is not None and args.salmon is None:
+        raise UsageError("--tx2gene: only used with --salmon")
+    if args.layer is not None and args.salmon is not None:
+        raise UsageError("--layer: only used with an .h5ad --counts file")
+    inputs = {f"--counts ({c})": c for c in args.counts or ()}
     inputs["--metadata"] = args.metadata
     out = _output("--out", args.out, inputs=inputs)
     written = {os.path.abspath(out): "--out"}
@@ -373,6 +389,8 @@ def _run_de(args) -> int:
         normalized_counts_out=args.normalized_counts,
         layer=args.layer,
         sample_names=samples,
+        salmon=args.salmon,
+        tx2gene=args.tx2gene,
         quiet=args.quiet,
     )
     return 0
@@ -596,6 +614,81 @@ def _run_quant(args) -> int:
 # --- end of quant ------------------------------------------------------------------------------
 
 
+# --- tximport ----------------------------------------------------------------------------------
+def _add_tximport(sub) -> None:
+    p = sub.add_parser(
+        "tximport",
+        help="R tximport: salmon quantifications to gene- (or transcript-) level counts, abundance, length",
+        formatter_class=_formatter,
+        description="Read salmon output folders as R tximport 1.26 does (type = 'salmon') and write the "
+        "counts, abundance (TPM) and average transcript length tables, features x samples, with R's numbers. "
+        "Summarises to genes with --tx2gene; --tx-out keeps transcripts.",
+        epilog=textwrap.dedent(
+            """\
+            examples:
+              diffbio-prob tximport --salmon quant/A1 quant/A2 quant/B1 quant/B2 --tx2gene tx2gene.csv \\
+                  --out-dir txi
+              diffbio-prob tximport --salmon quant/* --tx-out --counts-from-abundance scaledTPM --out-dir tx
+            outputs (in --out-dir):
+              counts.csv, abundance.csv, length.csv   first column gene (or transcript), one column per sample
+            sample names:
+              the folder names, or --samples FILE: one name per line (a first line 'sample' is a header)
+            """
+        ),
+    )
+    p.add_argument("--salmon", required=True, nargs="+", metavar="DIR", help="salmon output folders (or quant.sf)")
+    p.add_argument("--tx2gene", default=None, metavar="FILE", help="transcript -> gene table (CSV/TSV, 2 columns)")
+    p.add_argument("--tx-out", action="store_true", help="keep transcripts (R's txOut = TRUE)")
+    p.add_argument(
+        "--counts-from-abundance",
+        choices=("no", "scaledTPM", "lengthScaledTPM", "dtuScaledTPM"),
+        default="no",
+        help="R's countsFromAbundance (default no: salmon's NumReads)",
+    )
+    p.add_argument("--samples", default=None, metavar="FILE", help="sample names, one per line, in --salmon order")
+    p.add_argument("--out-dir", required=True, metavar="DIR", help="folder for counts.csv, abundance.csv, length.csv")
+    _common(p, x64=False)
+    p.set_defaults(run=_run_tximport)
+
+
+def _read_sample_names(path) -> list[str]:
+    from pathlib import Path
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UsageError(f"--samples: {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--samples: cannot read {str(path)!r}: {exc}") from None
+    names = [ln.replace(",", "\t").split("\t")[0].strip() for ln in lines if ln.strip()]
+    if names and names[0].lower() in ("sample", "samples", "name", "names"):
+        names = names[1:]
+    if not names:
+        raise UsageError(f"--samples: {str(path)!r} holds no sample names")
+    return names
+
+
+def _run_tximport(args) -> int:
+    from diffbio_prob.workflows.tximport_run import TXIMPORT_OUTPUTS, run_tximport
+
+    _check_common(args)
+    inputs = {f"--salmon ({d})": d for d in args.salmon}
+    out_dir = _output("--out-dir", args.out_dir, "dir", inputs=inputs)
+    for name in TXIMPORT_OUTPUTS:
+        _output("--out-dir", out_dir / name, inputs=inputs)
+    samples = _read_sample_names(args.samples) if args.samples is not None else None
+    if samples is not None and len(samples) != len(args.salmon):
+        raise UsageError(f"--samples: {len(samples)} names for {len(args.salmon)} --salmon folders")
+    if args.tx2gene is None and not args.tx_out:
+        raise UsageError("--tx2gene: required to summarise to genes (or give --tx-out to keep transcripts)")
+    run_tximport(args.salmon, out_dir, tx2gene=args.tx2gene, counts_from_abundance=args.counts_from_abundance,
+                 tx_out=args.tx_out, samples=samples, quiet=args.quiet)
+    return 0
+
+
+# --- end of tximport ---------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="diffbio-prob",
@@ -607,7 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"diffbio-prob {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
     _add_demo(sub)
-    for name in ("hmm", "de", "quant"):
+    for name in ("hmm", "de", "quant", "tximport"):
         adder = globals().get(f"_add_{name}")
         if adder is not None:
             adder(sub)

@@ -344,13 +344,10 @@ def from_anndata(adata, *, layer: str | None = None) -> tuple[pd.DataFrame, pd.D
     return counts, adata.obs.copy()
 
 
-def write_results(results: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a DESeq2-shaped results table atomically: CSV, or TSV for ``.tsv``/``.txt``, gzipped when the name
-    ends in ``.gz`` (``NA`` for missing, gene names in column 1)."""
+def write_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a table atomically: CSV, or TSV for ``.tsv``/``.txt``/``.tab``, gzipped when the name ends in ``.gz``
+    (``NA`` for missing, full float64 precision, the index in column 1)."""
     path = Path(path)
-    missing = [c for c in RESULT_COLUMNS if c not in results.columns]
-    if missing:
-        raise ValueError(f"results: missing DESeq2 columns {missing}")
     name = path.name.lower()
     gz = name.endswith(".gz")
     if gz:
@@ -359,8 +356,16 @@ def write_results(results: pd.DataFrame, path: str | os.PathLike) -> Path:
     if gz:
         with atomic_path(path) as tmp:
             with gzip.open(tmp, "wt", newline="", encoding="utf-8") as fh:
-                results.to_csv(fh, sep=sep, na_rep="NA", float_format="%.17g")
+                table.to_csv(fh, sep=sep, na_rep="NA", float_format="%.17g")
     else:
         with atomic_write(path, "w", newline="") as fh:
-            results.to_csv(fh, sep=sep, na_rep="NA", float_format="%.17g")
+            table.to_csv(fh, sep=sep, na_rep="NA", float_format="%.17g")
     return path
+
+
+def write_results(results: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a DESeq2-shaped results table atomically (see :func:`write_table`; gene names in column 1)."""
+    missing = [c for c in RESULT_COLUMNS if c not in results.columns]
+    if missing:
+        raise ValueError(f"results: missing DESeq2 columns {missing}")
+    return write_table(results, path)

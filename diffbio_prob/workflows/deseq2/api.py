@@ -105,7 +105,9 @@ def fit_deseq2(
 
     Args:
         counts: count table as a pandas DataFrame in either orientation (samples matched to
-            ``metadata.index`` by name) or an AnnData (obs = samples).
+            ``metadata.index`` by name), an AnnData (obs = samples), or a
+            :class:`~diffbio_prob.io.tximport.TximportResult` (R's ``DESeqDataSetFromTximport``: counts
+            rounded, normalisation factors from the average transcript lengths).
         metadata: sample table (index = sample names); defaults to ``adata.obs`` for AnnData.
         design: formula such as ``"~ group + condition"``.
         test: ``"wald"`` or ``"lrt"``.
@@ -142,6 +144,7 @@ def fit_deseq2(
     opts = dataclasses.replace(
         opts, fit_type=fit_type, min_replicates_for_replace=min_replicates_for_replace, dispersion_fit=dispersion_fit
     )
+    counts, normalization_factors, size_factors = _from_tximport(counts, normalization_factors, size_factors)
     counts_df, meta = prepare_inputs(counts, metadata, layer=layer)
     des = build_design(design, meta)
     red = reduced_design(des, reduced, meta) if test == "lrt" else None
@@ -175,6 +178,24 @@ def fit_deseq2(
 
         write_to_anndata(fit, counts)
     return fit
+
+
+def _from_tximport(counts, normalization_factors, size_factors):
+    """R's ``DESeqDataSetFromTximport``: rounded counts and the average-transcript-length factors."""
+    from diffbio_prob.io.tximport import TximportResult
+
+    if not isinstance(counts, TximportResult):
+        return counts, normalization_factors, size_factors
+    if normalization_factors is not None:
+        raise ValueError("normalization_factors: a tximport result brings its own (from its average transcript lengths)")
+    if not isinstance(size_factors, str) or size_factors == "iterate":
+        raise ValueError("size_factors: with a tximport result use 'ratio' or 'poscounts' (R's estimateSizeFactors "
+                         "on top of the length factors)")
+    from diffbio_prob.workflows.deseq2.tximport import deseq2_inputs_from_tximport
+
+    counts_df, nf = deseq2_inputs_from_tximport(counts, size_factor_type=size_factors)
+    # the size-factor type went into the factors; without factors (scaledTPM counts) R estimates size factors
+    return counts_df, nf, ("ratio" if nf is not None else size_factors)
 
 
 def _is_anndata(x) -> bool:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from diffbio_prob.io.atomic import check_output_path
 from diffbio_prob.io.count_formats import read_count_input
-from diffbio_prob.io.counts import read_metadata, write_results
+from diffbio_prob.io.counts import read_metadata, write_results, write_table
 from diffbio_prob.workflows.deseq2.api import fit_deseq2, prepare_inputs, reduced_design
 from diffbio_prob.workflows.deseq2.checks import check_fit_args, check_results_args
 from diffbio_prob.workflows.deseq2.design import build_design, resolve_contrast
@@ -60,6 +60,8 @@ def run_de(
     normalized_counts_out=None,
     layer: str | None = None,
     sample_names=None,
+    salmon=None,
+    tx2gene=None,
     quiet: bool = False,
 ) -> pd.DataFrame:
     """The ``diffbio-prob de`` command: read files, run DESeq2, write the table, transforms and figures.
@@ -67,7 +69,8 @@ def run_de(
     Args:
         counts_path: one count file or several: a CSV/TSV table (either orientation), an ``.h5ad``
             (obs = samples), featureCounts output, or one htseq-count file per sample; the format is
-            read from the content (:func:`diffbio_prob.io.count_formats.read_count_input`).
+            read from the content (:func:`diffbio_prob.io.count_formats.read_count_input`). ``None`` with
+            ``salmon``.
         metadata_path: CSV/TSV sample table (first column = sample names), or ``None`` for an
             ``.h5ad``'s obs.
         design, contrast, test, reduced, alpha, size_factors, fit_type, independent_filtering,
@@ -80,7 +83,11 @@ def run_de(
         vst_out: write the variance-stabilised matrix (``vst(blind=TRUE)``) here.
         normalized_counts_out: write ``counts(dds, normalized=TRUE)`` here.
         layer: the ``.h5ad`` layer holding counts (default ``X``).
-        sample_names: htseq-count / featureCounts sample names (see ``read_count_input``).
+        sample_names: htseq-count / featureCounts / salmon sample names (see ``read_count_input``).
+        salmon: salmon output folders (or quant.sf files), one per sample, read by
+            :func:`diffbio_prob.io.tximport.tximport` and fitted as R's ``DESeqDataSetFromTximport``
+            (rounded counts, average-transcript-length normalisation factors).
+        tx2gene: the transcript -> gene table for ``salmon`` (gene-level DE); without it, transcripts.
         quiet: no progress lines on stderr.
 
     Returns:
@@ -106,24 +113,38 @@ def run_de(
         check_output_path(plots, "plots", "dir")
         for name in _plot_files(shrink):
             check_output_path(Path(plots) / name, "plots", "file")
-    try:
-        inp = read_count_input(counts_path, layer=layer, sample_names=sample_names)
-    except ValueError as exc:
-        name, sep, rest = str(exc).partition(":")
-        raise ValueError(f"counts:{rest}" if sep and name == "paths" else str(exc)) from None
-    counts = inp.counts
-    if counts.index.name is None:
-        counts = counts.rename_axis("gene")
+    if (counts_path is None) == (salmon is None):
+        raise ValueError("counts: give either count files or salmon folders (salmon=...)")
+    if tx2gene is not None and salmon is None:
+        raise ValueError("tx2gene: only used with salmon folders")
+    if salmon is not None:
+        from diffbio_prob.io.tximport import tximport
+
+        txi = tximport(salmon, type="salmon", tx2gene=tx2gene, tx_out=tx2gene is None,
+                       sample_names=None if isinstance(sample_names, str) else sample_names)
+        fmt = f"salmon via tximport, {txi.level} level"
+        counts, fit_input = txi.counts.rename_axis(txi.level), txi
+        inp_metadata = None
+    else:
+        try:
+            inp = read_count_input(counts_path, layer=layer, sample_names=sample_names)
+        except ValueError as exc:
+            name, sep, rest = str(exc).partition(":")
+            raise ValueError(f"counts:{rest}" if sep and name == "paths" else str(exc)) from None
+        counts = inp.counts
+        if counts.index.name is None:
+            counts = counts.rename_axis("gene")
+        fit_input, fmt, inp_metadata = counts, inp.format, inp.metadata
     if metadata_path is not None:
         meta = read_metadata(metadata_path)
-    elif inp.metadata is not None:
-        meta = inp.metadata
+    elif inp_metadata is not None:
+        meta = inp_metadata
     else:
-        raise ValueError(f"metadata: a sample table is required for {inp.format} counts (only .h5ad carries one)")
+        raise ValueError(f"metadata: a sample table is required for {fmt} counts (only .h5ad carries one)")
     try:
-        _, meta_aligned = prepare_inputs(counts, meta)
+        _, meta_aligned = prepare_inputs(counts.round(), meta)
     except ValueError as exc:
-        raise ValueError(f"{counts_path} / {metadata_path or 'obs'}: {exc}") from None
+        raise ValueError(f"{counts_path or salmon} / {metadata_path or 'obs'}: {exc}") from None
     des = build_design(design, meta_aligned)
     if test == "lrt":
         reduced_design(des, reduced, meta_aligned)
@@ -131,19 +152,23 @@ def run_de(
     coef = _shrink_coef(contrast, des, shrink) if shrink is not None else None
     start = time.perf_counter()
     fit = fit_deseq2(
-        counts, meta, design, test=test, reduced=reduced, size_factors=size_factors, fit_type=fit_type,
+        fit_input, meta, design, test=test, reduced=reduced, size_factors=size_factors, fit_type=fit_type,
         min_replicates_for_replace=min_replicates_for_replace,
     )
     res = fit.results(contrast, alpha=alpha, independent_filtering=independent_filtering)
     say(
-        f"diffbio-prob de: {len(res)} genes, {fit.counts.shape[1]} samples ({inp.format}), {res.attrs['contrast']}: "
+        f"diffbio-prob de: {len(res)} genes, {fit.counts.shape[1]} samples ({fmt}), {res.attrs['contrast']}: "
         f"{int((res['padj'] < alpha).sum())} with padj < {alpha} ({time.perf_counter() - start:.1f} s)"
     )
     table = res
     if shrink is not None:
         from diffbio_prob.workflows.deseq2.shrink import lfc_shrink
 
-        table = lfc_shrink(fit, coef, type=shrink, results=res)
+        # R's lfcShrink(dds, coef, type, res = res): shrunken log2FoldChange / lfcSE, the test's p and padj
+        table = lfc_shrink(fit, coef, type=shrink)
+        for col in ("pvalue", "padj"):
+            if col in table.columns:
+                table[col] = res[col].reindex(table.index)
     vst_df = norm_df = None
     if vst_out is not None or plots is not None:
         from diffbio_prob.workflows.deseq2.transform import vst
@@ -157,13 +182,13 @@ def run_de(
     if plots is not None:
         figures = _figures(fit, res, table if shrink else None, vst_df, meta_aligned, des, alpha)
     # Everything is computed; only now is anything written (a failure above leaves no partial output).
-    write_results(table, out)
+    (write_table if shrink else write_results)(table, out)  # apeglm's table has no stat column, as R's
     say(f"diffbio-prob de: wrote {out}" + (f" (lfcShrink type={shrink!r}, coef {coef})" if shrink else ""))
     if vst_out is not None:
-        write_results(vst_df, vst_out)
+        write_table(vst_df, vst_out)
         say(f"diffbio-prob de: wrote {vst_out} (vst, blind)")
     if norm_df is not None:
-        write_results(norm_df, normalized_counts_out)
+        write_table(norm_df, normalized_counts_out)
         say(f"diffbio-prob de: wrote {normalized_counts_out}")
     if figures:
         from diffbio_prob.plots import save_figure
