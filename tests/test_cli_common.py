@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-SUBCOMMANDS = ("demo", "hmm", "de", "quant")
+SUBCOMMANDS = ("demo", "hmm", "de", "quant", "tximport")
+NO_X64 = ("de", "tximport")  # always float64 (R's numbers) / no JAX at all
 
 
 def _run(*args: str, script: bool = False) -> subprocess.CompletedProcess:
@@ -64,10 +65,10 @@ def test_subcommand_help_has_examples_and_common_options(name):
     run = _run(name, "--help")
     assert run.returncode == 0 and run.stdout.startswith(f"usage: diffbio-prob {name}")
     assert "examples:" in run.stdout and f"diffbio-prob {name}" in run.stdout.split("examples:")[1]
-    # de always computes in float64 (R's numbers), so it has no --x64; the others default to float32
-    for option in ("--seed", "--quiet") + (("--x64",) if name != "de" else ()):
+    # de always computes in float64 (R's numbers) and tximport uses no JAX, so neither has --x64
+    for option in ("--seed", "--quiet") + (("--x64",) if name not in NO_X64 else ()):
         assert option in run.stdout
-    if name == "de":
+    if name in NO_X64:
         assert "--x64" not in run.stdout.split("options:")[1]
 
 
