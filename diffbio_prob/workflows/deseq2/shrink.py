@@ -15,18 +15,23 @@ Two of R's three estimators (``ashr`` is a separate package and is not reproduce
     ``ape_adapt=True`` (R's default) ``S = min(sqrt(A), 1)``, ``A`` the Efron-Morris estimate of the
     variance of the true effects from the MLEs and their SEs (``apeglm:::priorVar``: R's ``uniroot``,
     reproduced step for step, on ``[1e-6, 400]``). With ``ape_adapt=False`` the prior is apeglm's default:
-    scale 1 on every non-intercept coefficient. The MAP is found by damped Newton on the log posterior,
-    vectorised over genes and converged to a vanishing gradient (R's C++ L-BFGS stops at a relative
-    tolerance of 1e-8 on a scaled objective, so R's MAP can sit a little off the optimum); the posterior SD is
-    the Laplace approximation, with the Hessian taken exactly as R's ``optimHess`` takes it (central
-    differences of the analytic gradient, step 1e-3). The local false sign rate is
+    scale 1 on every non-intercept coefficient. The MAP is R's: apeglm's C++ L-BFGS (RcppNumerical 0.4-0's
+    ``optim_lbfgs``, LBFGS++ with the Wolfe backtracking line search) replayed for every gene in lock step
+    (:func:`apeglm_cpp_map`), from apeglm's two starts; where they disagree by more than 0.01, or the
+    Laplace variance is not positive, R's ``optim(method="BFGS")`` from the first start, replayed
+    (:func:`r_vmmin`). R stops these optimisers at a relative tolerance of 1e-8 on a scaled objective, so its
+    MAP (and this one) can sit a little off the exact optimum, which :func:`apeglm_map` (damped Newton) finds.
+    The posterior SD is the Laplace approximation with the Hessian taken as R's ``optimHess`` takes it
+    (central differences of the analytic gradient, step 1e-3). The local false sign rate is
     ``pnorm(-|MAP|, 0, SD)`` and the s-values its running means. The table is ``baseMean, log2FoldChange,
     lfcSE, pvalue, padj`` (the MLE test's p-values), or ``baseMean, log2FoldChange, lfcSE, svalue`` with
     ``svalue=True``.
 
+Not offered: ``contrast=`` (R's expanded model matrix for ``normal``), ``lfcThreshold > 0``, ``type="ashr"``.
+
 Example:
     >>> res = lfc_shrink(fit, "condition_B_vs_A", type="apeglm")  # doctest: +SKIP
-    >>> res.attrs["prior"]["prior_scale"]  # doctest: +SKIP
+    >>> res.attrs["prior"]["prior_control"]["prior_scale"]  # doctest: +SKIP
 """
 
 from __future__ import annotations
