@@ -333,13 +333,7 @@ REAL_FILES = {
     "r_vst_fit_mean": lambda case: _quiet(vst, _real_fit(case, "mean"), blind=False, nsub=1000, fit_type="mean"),
     "r_rlog_blind": lambda case: _quiet(rlog, _real_fit(case)),
 }
-REAL_XFAIL = {
-    ("marioni_3v3_run", "r_rlog_blind"): (
-        "2 of 4956 gene-wise dispersions under ~ 1 differ from R (ENSG00000135930: 0.06399 vs R 0.06621, the line "
-        "search hits maxit; ENSG00000152292: 1e-8 vs 1.19e-8), moving the blind parametric trend by ~3e-6 and the "
-        "rlog by up to 6e-6 (2.6e-4 relative near 0): dispersion.py's gene-wise estimate, not the transform"
-    ),
-}
+REAL_XFAIL: dict = {}  # (case, file) -> known cause, as xfail(strict=True)
 
 
 def _real_params():
