@@ -19,7 +19,8 @@ Two of R's three estimators (``ashr`` is a separate package and is not reproduce
     ``optim_lbfgs``, LBFGS++ with the Wolfe backtracking line search) replayed for every gene in lock step
     (:func:`apeglm_cpp_map`), from apeglm's two starts; where they disagree by more than 0.01, or the
     Laplace variance is not positive, R's ``optim(method="BFGS")`` from the first start, replayed
-    (:func:`r_vmmin`). R stops these optimisers at a relative tolerance of 1e-8 on a scaled objective, so its
+    (:func:`r_vmmin`). ``rcppnumerical="0.7-0"`` replays today's RcppNumerical instead (LBFGS++ 0.4.0 with its
+    Nocedal-Wright line search, gene by gene): R's answers depend on which one apeglm was built against. R stops these optimisers at a relative tolerance of 1e-8 on a scaled objective, so its
     MAP (and this one) can sit a little off the exact optimum, which :func:`apeglm_map` (damped Newton) finds.
     The posterior SD is the Laplace approximation with the Hessian taken as R's ``optimHess`` takes it
     (central differences of the analytic gradient, step 1e-3). The local false sign rate is
@@ -541,6 +542,149 @@ def apeglm_cpp_map(y, x, size, offset, sigma2, s2, shrink_mask, init, cnst, *, m
     return xk, status
 
 
+
+class _LineSearchFailed(Exception):
+    pass
+
+
+def _nw_quad_interp(step_lo, step_hi, fx_lo, fx_hi, dg_lo):
+    fdiff = fx_hi - fx_lo
+    sdiff = step_hi - step_lo
+    smid = (step_hi + step_lo) / 2.0
+    cand = fdiff * step_lo - smid * sdiff * dg_lo
+    cand = cand / (fdiff - sdiff * dg_lo) if (fdiff - sdiff * dg_lo) != 0 else math.nan
+    bad = not math.isfinite(cand)
+    near_end = (not bad) and min(abs(cand - step_lo), abs(cand - step_hi)) < 0.01 * abs(sdiff)
+    if bad or cand <= min(step_lo, step_hi) or cand >= max(step_lo, step_hi) or near_end:
+        return smid
+    return cand
+
+
+def _nw_line_search(fg, xp, drt, step, fx, grad, dg, *, ftol, wolfe, max_linesearch):
+    # LBFGS++ 0.4.0 LineSearchNocedalWright: returns (step, fx, grad, dg, x); raises _LineSearchFailed(x)
+    fx_init, dg_init = fx, dg
+    if dg_init > 0:
+        raise _LineSearchFailed(xp)
+    test_decr = ftol * dg_init
+    test_curv = -wolfe * dg_init
+    step_lo, fx_lo, dg_lo = 0.0, fx_init, dg_init
+    x_lo, grad_lo = xp, grad
+    it = 0
+    while True:
+        x = xp + step * drt
+        fx, grad = fg(x)
+        dg = float(grad @ drt)
+        if fx - fx_init > step * test_decr or (0.0 < step_lo and fx >= fx_lo):
+            step_hi, fx_hi = step, fx
+            break
+        if abs(dg) <= test_curv:
+            return step, fx, grad, dg, x
+        step_hi, fx_hi = step_lo, fx_lo
+        step_lo, fx_lo, dg_lo, x_lo, grad_lo = step, fx, dg, x, grad
+        if dg >= 0:
+            break
+        it += 1
+        if it >= max_linesearch:
+            return step, fx, grad_lo, dg, x_lo
+        step *= 2.0
+    while True:
+        step = _nw_quad_interp(step_lo, step_hi, fx_lo, fx_hi, dg_lo)
+        x = xp + step * drt
+        fx, grad = fg(x)
+        dg = float(grad @ drt)
+        if fx - fx_init > step * test_decr or fx >= fx_lo:
+            if step == step_hi:
+                raise _LineSearchFailed(x)
+            step_hi, fx_hi = step, fx
+        else:
+            if abs(dg) <= test_curv:
+                return step, fx, grad, dg, x
+            if dg * (step_hi - step_lo) >= 0:
+                step_hi, fx_hi = step_lo, fx_lo
+            if step == step_lo:
+                raise _LineSearchFailed(x)
+            step_lo, fx_lo, dg_lo, x_lo, grad_lo = step, fx, dg, x, grad
+        it += 1
+        if it >= max_linesearch:
+            if step_lo <= 0:
+                raise _LineSearchFailed(x)
+            return step_lo, fx_lo, grad_lo, dg_lo, x_lo
+
+
+def _lbfgs_07_one(fg, x0, *, m=6, epsilon=1e-8, delta=1e-8, max_iterations=300, max_linesearch=100,
+                  ftol=1e-4, wolfe=0.9):
+    # LBFGS++ 0.4.0 LBFGSSolver::minimize with its default LineSearchNocedalWright, for one gene
+    x = np.array(x0, dtype=float)
+    fx, grad = fg(x)
+    gn = float(np.linalg.norm(grad))
+    if gn <= epsilon or gn <= epsilon * float(np.linalg.norm(x)):
+        return x, 0
+    fpast = fx
+    drt = -grad
+    step = 1.0 / float(np.linalg.norm(drt))
+    s_hist, y_hist, ys_hist = [None] * m, [None] * m, [0.0] * m
+    alpha = [0.0] * m
+    ncorr, ptr, theta = 0, m, 1.0
+    k = 1
+    while True:
+        xp, gradp = x, grad
+        dg = float(grad @ drt)
+        try:
+            step, fx, grad, dg, x = _nw_line_search(fg, xp, drt, step, fx, grad, dg, ftol=ftol, wolfe=wolfe,
+                                                    max_linesearch=max_linesearch)
+        except _LineSearchFailed as exc:
+            return np.array(exc.args[0], dtype=float), -1
+        gn = float(np.linalg.norm(grad))
+        if gn <= epsilon or gn <= epsilon * float(np.linalg.norm(x)):
+            return x, 0
+        if abs(fpast - fx) <= delta * max(abs(fx), abs(fpast), 1.0):
+            return x, 0
+        fpast = fx
+        if max_iterations != 0 and k >= max_iterations:
+            return x, 0
+        vs = x - xp
+        vy = grad - gradp
+        if float(vs @ vy) > _EPS * float(vy @ vy):
+            loc = ptr % m
+            s_hist[loc], y_hist[loc] = vs, vy
+            ys = float(vs @ vy)
+            ys_hist[loc] = ys
+            theta = float(vy @ vy) / ys
+            ncorr = min(ncorr + 1, m)
+            ptr = loc + 1
+        res = -1.0 * grad
+        j = ptr % m
+        for _ in range(ncorr):
+            j = (j + m - 1) % m
+            alpha[j] = float(s_hist[j] @ res) / ys_hist[j]
+            res = res - alpha[j] * y_hist[j]
+        res = res / theta
+        for _ in range(ncorr):
+            beta_ = float(y_hist[j] @ res) / ys_hist[j]
+            res = res + (alpha[j] - beta_) * s_hist[j]
+            j = (j + 1) % m
+        drt = res
+        step = 1.0
+        k += 1
+
+
+def _apeglm_cpp_map_07(y, x, size, offset, sigma2, s2, shrink_mask, init, cnst):
+    # apeglm's C++ MAP on RcppNumerical 0.7-0 (LBFGS++ 0.4.0, Nocedal-Wright line search), gene by gene
+    g, p = y.shape[0], x.shape[1]
+    out = np.empty((g, p))
+    status = np.zeros(g, int)
+    start = np.broadcast_to(init, (g, p))
+    for i in range(g):
+        a = (x, y[i:i + 1], size[i:i + 1], offset[i:i + 1], sigma2, s2, shrink_mask, cnst[i:i + 1])
+
+        def fg(b, a=a):
+            f, gr = _cpp_f_grad(b[None], *a)
+            return float(f[0]), gr[0]
+
+        out[i], status[i] = _lbfgs_07_one(fg, start[i])
+    return out, status
+
+
 # ------------------------------------------------------------------------------------------------
 # apeglm's R fallback (optimNbinom): optim(method = "BFGS"), R's vmmin, one gene at a time.
 # ------------------------------------------------------------------------------------------------
@@ -714,7 +858,10 @@ def svalue(lfsr: np.ndarray) -> np.ndarray:
 _svalue = svalue
 
 
-def _apeglm(fit, k: int, res: pd.DataFrame, ape_adapt: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+_LBFGS = {"0.4-0": apeglm_cpp_map, "0.7-0": _apeglm_cpp_map_07}
+
+
+def _apeglm(fit, k: int, res: pd.DataFrame, ape_adapt: bool, rcppnumerical: str = "0.4-0") -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     if k == 0 or (fit.design.has_intercept and fit.design.names[k] == "Intercept"):
         raise ValueError("coef: apeglm does not shrink the intercept; give another coefficient (R: \"'coef' must be greater than 2\")")
     x = np.asarray(fit.design.matrix, dtype=float)
@@ -742,8 +889,9 @@ def _apeglm(fit, k: int, res: pd.DataFrame, ape_adapt: bool) -> tuple[np.ndarray
     cnst = np.sum((y + size[:, None]) * np.log(size[:, None] + np.exp(offset)), axis=1)
     cnst = np.where(cnst > 1, cnst, 1.0)
     init1 = np.resize(np.array([0.1, -0.1]), p)
-    b1, st1 = apeglm_cpp_map(y, x, size, offset, sigma2, s2, shrink_mask, init1, cnst)
-    b2, _ = apeglm_cpp_map(y, x, size, offset, sigma2, s2, shrink_mask, -init1, cnst)
+    cpp_map = _LBFGS[rcppnumerical]
+    b1, st1 = cpp_map(y, x, size, offset, sigma2, s2, shrink_mask, init1, cnst)
+    b2, _ = cpp_map(y, x, size, offset, sigma2, s2, shrink_mask, -init1, cnst)
     conv = np.where(np.max(np.abs(b1 - b2), axis=1) > 0.01, -1, st1)
     beta = b1.copy()
     hess = _r_optim_hess(beta, args)
@@ -784,7 +932,7 @@ def _apeglm(fit, k: int, res: pd.DataFrame, ape_adapt: bool) -> tuple[np.ndarray
 
 
 def lfc_shrink(fit, coef, type: str = "apeglm", *, ape_adapt: bool = True, svalue: bool = False,
-               shard: bool = True) -> pd.DataFrame:
+               rcppnumerical: str = "0.4-0", shard: bool = True) -> pd.DataFrame:
     """R DESeq2's ``lfcShrink(dds, coef=coef, type=type)`` on a :class:`DESeq2Fit`.
 
     Args:
@@ -793,6 +941,10 @@ def lfc_shrink(fit, coef, type: str = "apeglm", *, ape_adapt: bool = True, svalu
         type: ``"apeglm"`` (R's default) or ``"normal"``.
         ape_adapt: apeglm only: adapt the Cauchy scale to the MLEs (R's ``apeAdapt``).
         svalue: apeglm only: return s-values instead of ``pvalue``/``padj`` (R's ``svalue=TRUE``).
+        rcppnumerical: apeglm only: the RcppNumerical release whose L-BFGS apeglm's C++ MAP runs on, whose
+            stopping point R reports: ``"0.4-0"`` (2019-2023: DESeq2 1.24-1.38 installs, the PyDESeq2
+            fixtures) or ``"0.7-0"`` (2026, LBFGS++ 0.4.0). They stop at different points: up to ~1 relative
+            on near-zero LFCs, a median of ~2e-5.
         shard: split genes across local devices (normal's refit).
 
     Returns:
@@ -812,6 +964,8 @@ def lfc_shrink(fit, coef, type: str = "apeglm", *, ape_adapt: bool = True, svalu
     name = fit.design.names[k]
     if svalue and type != "apeglm":
         raise ValueError("svalue: s-values come with type='apeglm' only")
+    if rcppnumerical not in _LBFGS:
+        raise ValueError(f"rcppnumerical: expected one of {list(_LBFGS)}, got {rcppnumerical!r}")
     res = fit.results(name)
     if type == "normal":
         lfc, se, info = _normal(fit, k, res, shard)
@@ -822,7 +976,7 @@ def lfc_shrink(fit, coef, type: str = "apeglm", *, ape_adapt: bool = True, svalu
         out["log2FoldChange"] = lfc
         out["lfcSE"] = se
     else:
-        lfc, se, fsr, info = _apeglm(fit, k, res, ape_adapt)
+        lfc, se, fsr, info = _apeglm(fit, k, res, ape_adapt, rcppnumerical)
         out = res[["baseMean"]].copy()
         out["log2FoldChange"] = lfc
         out["lfcSE"] = se

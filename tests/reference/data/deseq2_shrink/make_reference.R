@@ -9,6 +9,10 @@
 ## (github yixuan/RcppNumerical ec5a9ec, Dec 2019, the L-BFGS that made the PyDESeq2 apeglm fixtures in
 ## ../deseq2_ref: this build reproduces ../deseq2_ref/single_factor/r_test_lfc_shrink_res.csv, checked below).
 ##
+## marioni_2v2_apeglm_rcppnumerical_0.7-0.csv.gz is marioni_2v2_apeglm.csv.gz made by this script with apeglm
+## built against RcppNumerical 0.7-0 (github yixuan/RcppNumerical f8d0e99, Feb 2026, LBFGS++ 0.4.0), whose
+## L-BFGS stops elsewhere (lfc_shrink(rcppnumerical = "0.7-0")).
+##
 ## Input: ../deseq2_real/<dataset>/counts.csv.gz and ../deseq2_real/<case>/metadata.csv (or the dataset's).
 ## Output, <case>_*.csv[.gz] here (17 significant digits, NA for missing):
 ##   <case>_mle.csv.gz          gene, the MLE coefficients (log2, mcols(dds) names), dispersion, dispFit
