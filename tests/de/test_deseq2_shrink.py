@@ -377,3 +377,17 @@ def test_normal_refuses_interactions(deseq2_ref):
         lfc_shrink(fit, name, type="normal")
     res = lfc_shrink(fit, name, type="apeglm")  # apeglm shrinks any non-intercept coefficient
     assert np.isfinite(res["log2FoldChange"]).all()
+
+
+def test_normalization_factors_equal_to_size_factors_give_the_same_shrinkage(ref_fits, deseq2_ref):
+    # R uses normalizationFactors(dds) as the offset (apeglm) and in the ridge refit (normal) when present
+    counts, meta = _load_ref(deseq2_ref, "single_factor")
+    fit = ref_fits("single_factor", "~condition")
+    nf = pd.DataFrame(np.tile(fit.size_factors, (counts.shape[0], 1)), index=counts.index, columns=counts.columns)
+    fit_nf = fit_deseq2(counts, meta, "~condition", normalization_factors=nf)
+    assert fit_nf.normalization_factors is not None
+    for tp in ("normal", "apeglm"):
+        a = lfc_shrink(fit, COEF, type=tp)
+        b = lfc_shrink(fit_nf, COEF, type=tp)
+        np.testing.assert_allclose(b["log2FoldChange"], a["log2FoldChange"], rtol=1e-9)
+        np.testing.assert_allclose(b["lfcSE"], a["lfcSE"], rtol=1e-9)
