@@ -173,3 +173,32 @@ def test_irls_converges_on_a_gene_with_1e9_counts():
     opt = optimize.minimize(negll, np.asarray(res.beta[0]), method="Nelder-Mead",
                             options={"xatol": 1e-12, "fatol": 1e-12, "maxiter": 4000})
     np.testing.assert_allclose(np.asarray(res.beta[0]), opt.x, atol=1e-6)
+
+
+@pytest.mark.float32
+def test_float32_fit_is_close_to_float64():
+    # float32: IRLS in float32 (tolerance floored at its resolution); the dispersion line search and grid
+    # in float64 (R's stopping rules are below float32's resolution); no NaN where float64 has none
+    import warnings
+
+    from diffbio_prob.workflows.deseq2 import fit_deseq2
+
+    rng = np.random.default_rng(7)
+    g, n = 300, 8
+    cond = np.array(["A"] * 4 + ["B"] * 4)
+    base = rng.gamma(1.5, 80.0, size=g)
+    lfc = np.where(rng.random(g) < 0.2, rng.normal(0, 1.5, g), 0.0)
+    mean = base[:, None] * np.exp(np.where(cond == "B", lfc[:, None], 0.0))
+    counts = rng.negative_binomial(10, 10 / (10 + mean))
+    counts[:3, :4] = 0  # a few genes with a group of zeros
+    df = pd.DataFrame(counts, index=[f"g{i}" for i in range(g)], columns=[f"s{j}" for j in range(n)])
+    meta = pd.DataFrame({"condition": cond}, index=df.columns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r32 = fit_deseq2(df, meta, precision="float32").results(["condition", "B", "A"])
+        r64 = fit_deseq2(df, meta, precision="float64").results(["condition", "B", "A"])
+    for col in ["log2FoldChange", "pvalue", "padj"]:
+        assert np.array_equal(np.isnan(r32[col]), np.isnan(r64[col])), col
+    ok = np.abs(r64["log2FoldChange"]) < 10
+    np.testing.assert_allclose(r32["log2FoldChange"][ok], r64["log2FoldChange"][ok], atol=1e-3)
+    np.testing.assert_allclose(r32["pvalue"], r64["pvalue"], rtol=1e-2, atol=1e-6)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 
 from diffbio_prob.parallel import run_batched
@@ -50,6 +50,15 @@ def _n_groups(x: np.ndarray) -> int:
 
 
 def _fit(data: DESeq2Data, mu, log_alpha0, prior_mean, prior_var, use_prior, opts, shard):
+    # Always float64: R's rules stop on log-posterior changes of dispTol = 1e-6 (and "no increase" at
+    # |lp| / 1e6) on values of ~1e2-1e4, below float32's resolution; in float32 the line search stopped
+    # at random and ~1000 of marioni's gene-wise estimates (and so the trend) were off.
+    with jax.enable_x64(True):
+        out = _fit_f64(data, mu, log_alpha0, prior_mean, prior_var, use_prior, opts, shard)
+        return type(out)(*(np.asarray(v) for v in out))
+
+
+def _fit_f64(data: DESeq2Data, mu, log_alpha0, prior_mean, prior_var, use_prior, opts, shard):
     pad = data.padding
     gene_args = (data.padded_counts, pad.samples(mu, 1.0), log_alpha0, prior_mean)
     shared = (data.padded_design, float(prior_var), bool(use_prior), data.sample_mask, data.coef_mask)
@@ -70,12 +79,13 @@ def _fit(data: DESeq2Data, mu, log_alpha0, prior_mean, prior_var, use_prior, opt
 def _grid(data: DESeq2Data, mu, prior_mean, prior_var, use_prior, shard):
     grid = np.linspace(math.log(1e-8), math.log(max(10.0, data.n_samples)), 20)
     pad = data.padding
-    la = run_batched(
-        kernels.k_grid,
-        (data.padded_counts, pad.samples(mu, 1.0), prior_mean),
-        (data.padded_design, float(prior_var), grid, bool(use_prior), data.sample_mask, data.coef_mask),
-        shard=shard,
-    )
+    with jax.enable_x64(True):  # float64 always, as _fit
+        la = np.asarray(run_batched(
+            kernels.k_grid,
+            (data.padded_counts, pad.samples(mu, 1.0), prior_mean),
+            (data.padded_design, float(prior_var), grid, bool(use_prior), data.sample_mask, data.coef_mask),
+            shard=shard,
+        ))
     return np.exp(la)
 
 
@@ -159,12 +169,12 @@ def gene_wise_dispersions(data: DESeq2Data, opts: DESeq2Options, *, shard: bool 
 
 
 def _r_exact(data: DESeq2Data, opts: DESeq2Options) -> bool:
-    """Whether to redo R's rounding-decided rows in R's arithmetic: float64, R's line search, size factors."""
-    return (
-        opts.dispersion_fit == "deseq2"
-        and data.size_factors is not None
-        and jnp.asarray(1.0).dtype == jnp.float64
-    )
+    """Whether to redo R's rounding-decided rows in R's arithmetic (R's line search, size factors).
+
+    The host path computes in float64 (Python floats) whatever the JAX precision, so float32 fits get
+    R's answers on these rows too.
+    """
+    return opts.dispersion_fit == "deseq2" and data.size_factors is not None
 
 
 def _r_exact_start(data: DESeq2Data, rows: np.ndarray, opts: DESeq2Options):
