@@ -252,6 +252,27 @@ def test_apeglm_matches_r_on_rcppnumerical_0_7(real_fits):
         lfc_shrink(fit, COEF, rcppnumerical="0.5-0")
 
 
+def test_lfc_threshold_matches_r(real_fits):
+    # lfcShrink(lfcThreshold = 1): normal re-tests the shrunk fit against |LFC| > 1 (R's results(dds.shr,
+    # lfcThreshold = 1)); apeglm gives FSOS s-values instead of p-values
+    fit = real_fits("marioni_2v2")
+    ref = _read(SHRINK / "marioni_2v2_lfc_threshold_1.csv.gz")
+    res = lfc_shrink(fit, COEF, type="normal", lfc_threshold=1)
+    assert list(res.columns) == ["baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"]
+    r = ref[[c for c in ref.columns if c.startswith("normal_")]].rename(columns=lambda c: c[len("normal_"):])
+    _assert_columns(res, r, ["log2FoldChange", "lfcSE", "stat", "pvalue", "padj"])
+    res = lfc_shrink(fit, COEF, type="apeglm", lfc_threshold=1)
+    assert list(res.columns) == ["baseMean", "log2FoldChange", "lfcSE", "svalue"]
+    r = ref[[c for c in ref.columns if c.startswith("apeglm_")]].rename(columns=lambda c: c[len("apeglm_"):])
+    refit = res.index.isin(res.attrs["prior"]["refit_genes"])
+    _assert_columns(res[~refit], r[~refit], ["log2FoldChange", "lfcSE"])
+    _assert_columns(res, r, ["log2FoldChange", "lfcSE"], tol=REFIT_TOL)
+    _assert_columns(res, r, ["svalue"], tol=SVALUE_TOL)
+    for bad in (-1, float("nan"), "1", True):
+        with pytest.raises(ValueError, match="lfc_threshold"):
+            lfc_shrink(fit, COEF, lfc_threshold=bad)
+
+
 @pytest.mark.slow
 def test_normal_matches_r_tagseq(real_fits):
     # The full tagseq table (18760 genes, 7 all zero, 170 Cook's outliers replaced and refitted).

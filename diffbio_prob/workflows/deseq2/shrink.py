@@ -28,7 +28,7 @@ Two of R's three estimators (``ashr`` is a separate package and is not reproduce
     lfcSE, pvalue, padj`` (the MLE test's p-values), or ``baseMean, log2FoldChange, lfcSE, svalue`` with
     ``svalue=True``.
 
-Not offered: ``contrast=`` (R's expanded model matrix for ``normal``), ``lfcThreshold > 0``, ``type="ashr"``.
+Not offered: ``contrast=`` (R's expanded model matrix for ``normal``), ``type="ashr"``.
 
 Example:
     >>> res = lfc_shrink(fit, "condition_B_vs_A", type="apeglm")  # doctest: +SKIP
@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -191,7 +192,10 @@ def _normal(fit, k: int, res: pd.DataFrame, shard: bool) -> tuple[np.ndarray, np
     se[nz] = np.sqrt(np.maximum(glm.sigma[:, k, k], 0.0)) * LOG2E
     info = {"type": "normal", "package": "DESeq2",
             "betaPriorVar": dict(zip(fit.design.names, map(float, prior_var)))}
-    return lfc, se, info
+    beta = np.full_like(np.asarray(fit.beta, dtype=float), np.nan)
+    sigma = np.full_like(np.asarray(fit.sigma, dtype=float), np.nan)
+    beta[nz], sigma[nz] = glm.beta, glm.sigma
+    return lfc, se, info, (beta, sigma)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -931,14 +935,18 @@ def _apeglm(fit, k: int, res: pd.DataFrame, ape_adapt: bool, rcppnumerical: str 
 # ------------------------------------------------------------------------------------------------
 
 
-def lfc_shrink(fit, coef, type: str = "apeglm", *, ape_adapt: bool = True, svalue: bool = False,
-               rcppnumerical: str = "0.4-0", shard: bool = True) -> pd.DataFrame:
+def lfc_shrink(fit, coef, type: str = "apeglm", *, lfc_threshold: float = 0.0, ape_adapt: bool = True,
+               svalue: bool = False, rcppnumerical: str = "0.4-0", shard: bool = True) -> pd.DataFrame:
     """R DESeq2's ``lfcShrink(dds, coef=coef, type=type)`` on a :class:`DESeq2Fit`.
 
     Args:
         fit: the result of :func:`fit_deseq2` (Wald or LRT; R shrinks either).
         coef: a coefficient name (``fit.design.names``, e.g. ``"condition_B_vs_A"``) or its 0-based index.
         type: ``"apeglm"`` (R's default) or ``"normal"``.
+        lfc_threshold: R's ``lfcThreshold`` (log2). ``normal``: ``stat``, ``pvalue`` and ``padj`` become the
+            shrunk fit's test of ``|LFC| > lfc_threshold`` (R's ``results(dds.shr, lfcThreshold=)``);
+            ``apeglm``: the table carries FSOS ("false sign or small") s-values for that threshold instead
+            of p-values (R switches ``svalue`` on).
         ape_adapt: apeglm only: adapt the Cauchy scale to the MLEs (R's ``apeAdapt``).
         svalue: apeglm only: return s-values instead of ``pvalue``/``padj`` (R's ``svalue=TRUE``).
         rcppnumerical: apeglm only: the RcppNumerical release whose L-BFGS apeglm's C++ MAP runs on, whose
@@ -966,13 +974,20 @@ def lfc_shrink(fit, coef, type: str = "apeglm", *, ape_adapt: bool = True, svalu
         raise ValueError("svalue: s-values come with type='apeglm' only")
     if rcppnumerical not in _LBFGS:
         raise ValueError(f"rcppnumerical: expected one of {list(_LBFGS)}, got {rcppnumerical!r}")
+    if isinstance(lfc_threshold, bool) or not isinstance(lfc_threshold, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(lfc_threshold) or lfc_threshold < 0:
+        raise ValueError(f"lfc_threshold: expected a finite number >= 0 (log2 scale), got {lfc_threshold!r}")
+    lfc_threshold = float(lfc_threshold)
     res = fit.results(name)
     if type == "normal":
-        lfc, se, info = _normal(fit, k, res, shard)
+        lfc, se, info, (beta, sigma) = _normal(fit, k, res, shard)
         replace = np.asarray(fit.gene.get("replace", np.zeros(len(lfc), bool)), bool)
         now_zero = replace & (np.asarray(fit.gene["baseMean"]) == 0)
         lfc[now_zero], se[now_zero] = 0.0, 0.0  # results() on the shrunk fit does the same
         out = res.copy()
+        if lfc_threshold > 0:
+            shrunk = dataclasses.replace(fit, beta=beta, sigma=sigma, test="wald")
+            out = shrunk.results(name, lfc_threshold=lfc_threshold)
         out["log2FoldChange"] = lfc
         out["lfcSE"] = se
     else:
@@ -980,12 +995,20 @@ def lfc_shrink(fit, coef, type: str = "apeglm", *, ape_adapt: bool = True, svalu
         out = res[["baseMean"]].copy()
         out["log2FoldChange"] = lfc
         out["lfcSE"] = se
-        if svalue:
+        if lfc_threshold > 0:
+            # apeglm's thresh: P(beta < T) for a positive MAP, P(beta > -T) for a negative one (flip.sign)
+            m_, s_ = lfc * LN2, se * LN2
+            t_ = LN2 * lfc_threshold
+            with np.errstate(invalid="ignore"):
+                p_ = stats.norm.cdf((np.sign(m_) * t_ - m_) / s_)
+            out["svalue"] = _svalue(np.where(m_ < 0, 1.0 - p_, p_))
+        elif svalue:
             out["svalue"] = _svalue(fsr)
         else:
             out["pvalue"] = res["pvalue"]
             out["padj"] = res["padj"]
     out.attrs.update(res.attrs)
+    out.attrs["lfcThreshold"] = lfc_threshold
     out.attrs["coef"] = name
     out.attrs["prior"] = info
     return out

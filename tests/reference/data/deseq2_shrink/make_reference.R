@@ -89,3 +89,19 @@ for (case in args) {
   if (identical(out, out0)) cat(case, ": apeAdapt = FALSE gives the same table, not written\n") else
     write_df(out0, paste0(case, "_apeglm_no_adapt.csv.gz"))
 }
+## threshold block: marioni_2v2 with lfcThreshold = 1 (marioni_2v2_lfc_threshold_1.csv.gz)
+if ("marioni_2v2" %in% args) {
+  real <- "../deseq2_real"
+  counts <- as.matrix(read.csv(gzfile(file.path(real, "marioni", "counts.csv.gz")), row.names = 1, check.names = FALSE))
+  coldata <- read.csv(file.path(real, "marioni_2v2", "metadata.csv"), row.names = 1, stringsAsFactors = FALSE)
+  counts <- counts[, rownames(coldata)]
+  coldata$condition <- factor(coldata$condition, levels = c("A", "B"))
+  dds <- DESeq(DESeqDataSetFromMatrix(counts, coldata, ~condition), quiet = TRUE)
+  n <- lfcShrink(dds, coef = "condition_B_vs_A", type = "normal", lfcThreshold = 1, quiet = TRUE)
+  a <- lfcShrink(dds, coef = "condition_B_vs_A", type = "apeglm", lfcThreshold = 1, quiet = TRUE)
+  df <- data.frame(gene = rownames(n), normal_log2FoldChange = n$log2FoldChange, normal_lfcSE = n$lfcSE,
+                   normal_stat = n$stat, normal_pvalue = n$pvalue, normal_padj = n$padj,
+                   apeglm_log2FoldChange = a$log2FoldChange, apeglm_lfcSE = a$lfcSE, apeglm_svalue = a$svalue,
+                   stringsAsFactors = FALSE)
+  write_df(df, "marioni_2v2_lfc_threshold_1.csv.gz")
+}
