@@ -42,11 +42,17 @@ def ratio_size_factors(counts: np.ndarray) -> np.ndarray:
 
 
 def poscounts_size_factors(counts: np.ndarray) -> np.ndarray:
-    """``type = "poscounts"``: geometric means over positive counts, scaled to geometric mean 1."""
+    """``estimateSizeFactors(dds, type = "poscounts")``: geometric means over the positive counts
+    (``geoMeanNZ``: ``exp(sum(log(x[x > 0])) / length(x))``, 0 for an all-zero gene) handed to
+    ``estimateSizeFactorsForMatrix`` as ``geoMeans``, which then scales to geometric mean 1; in R's rounding."""
     counts = np.asarray(counts, dtype=float)
     logc = rstats.r_log(counts)
-    lc = np.where(np.isfinite(logc), logc, 0.0)
-    lg = rstats.r_row_sums(lc, mean=True)
-    lg[counts.sum(axis=1) == 0] = -np.inf
+    n = counts.shape[1]
+    geo = np.zeros(counts.shape[0])
+    for i, (row, lrow) in enumerate(zip(counts, logc)):
+        pos = row > 0
+        if pos.any():
+            geo[i] = math.exp(rstats.r_ld_sum(lrow[pos].tolist()) / n)
+    lg = rstats.r_log(geo)
     sf = _median_ratio(counts, lg, logc)
     return sf / math.exp(rstats.r_mean(rstats.r_log(sf)))
