@@ -464,7 +464,6 @@ def apeglm_cpp_map(y, x, size, offset, sigma2, s2, shrink_mask, init, cnst, *, m
     y_hist = np.zeros((g, m, p))
     ys_hist = np.ones((g, m))
     alpha = np.zeros((g, m))
-    rows = np.arange(g)
     # line-search state
     xp, gradp = xk.copy(), grad.copy()
     fx_init = fx.copy()
@@ -518,7 +517,6 @@ def apeglm_cpp_map(y, x, size, offset, sigma2, s2, shrink_mask, init, cnst, *, m
         e_ = (e_ + 1) % m
         end[fin] = e_
         j = e_.copy()
-        r = rows[: fin.size]
         for i in range(m):
             on = i < bound
             j = np.where(on, (j + m - 1) % m, j)
@@ -534,7 +532,6 @@ def apeglm_cpp_map(y, x, size, offset, sigma2, s2, shrink_mask, init, cnst, *, m
             be = np.einsum("gp,gp->g", yj, d) / ys_hist[fin, j]
             d = d + np.where(on[:, None], (alpha[fin, j] - be)[:, None] * sj, 0.0)
             j = np.where(on, (j + 1) % m, j)
-        del r
         drt[fin] = d
         step[fin] = 1.0
         k[fin] += 1
@@ -900,8 +897,8 @@ def _apeglm(fit, k: int, res: pd.DataFrame, ape_adapt: bool, rcppnumerical: str 
     beta = b1.copy()
     hess = _r_optim_hess(beta, args)
     var = _laplace_var(hess)
-    # optimNbinomHess: rows the C++ fit did not converge on, or with a non-positive variance, are
-    # optimised again in R (optim BFGS from the C++ MAP); here: Newton to the optimum from the same start
+    # optimNbinomHess: rows the C++ fit did not converge on (or whose two starts disagree), or with a
+    # non-positive variance, are optimised again in R: optim(method = "BFGS") from the C++ MAP, replayed
     redo = (conv != 0) | np.any(~(var > 0), axis=1)
     if redo.any():
         rr = np.flatnonzero(redo)
