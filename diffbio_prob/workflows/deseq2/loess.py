@@ -16,16 +16,18 @@ This is the computation R 4.2's ``simpleLoess`` / ``predLoess`` run with the def
   weighted least squares on the ``nf`` nearest points, tricube weights
   ``(1 - (|x - q| / h)^3)^3`` with ``h`` the distance of the ``nf``-th nearest (times
   ``max(1, span)``), columns equilibrated, LINPACK QR (``dqrdc``/``dqrsl``) then the SVD of ``R``
-  with singular values below ``100 * eps * sigma_1`` dropped; the vertex keeps the fitted value and
+  (``dsvdc``) with singular values at or below ``100 * eps * sigma_1`` dropped (R's "pseudoinverse
+  used" case); the vertex keeps the fitted value and
   slope;
 * ``ehg128`` (via ``lowese``): a new point is located in its leaf cell and evaluated by the cubic
   Hermite interpolant of the two vertex values and slopes;
 * ``predLoess``: points outside ``[min x, max x]`` get ``NaN`` (R's ``NA``).
 
-The arithmetic follows the Fortran operation by operation (reference BLAS ``ddot`` / LAPACK 3.11
-``dnrm2`` summation orders, ``x**3`` as ``x*x*x``), except the 3 x 3 SVD, which is LAPACK's
-(numpy) instead of LINPACK's ``dsvdc``: vertex values then agree with R's to a few ulp, and
-predictions to ~1e-15 relative (``tests/reference/data/loess``).
+The arithmetic follows the Fortran operation by operation: LINPACK ``dqrdc`` / ``dqrsl`` and R's
+``dsvdc`` (``src/appl``, with R's relative convergence tests), the reference BLAS of LAPACK 3.11 that
+R links here (``ddot``'s unrolled summation, ``dnrm2.f90``'s scaled sums, ``drotg.f90``, ``drot``),
+``x**3`` as gfortran's ``x*x*x``. Vertex values and predictions are bit-identical to R 4.2.2's on
+every fixture in ``tests/reference/data/loess`` and on DESeq2's KL curves.
 
 Public API: :func:`fit_loess` -> :class:`LoessFit`, :meth:`LoessFit.predict`, and
 :func:`loess_predict` (fit and predict in one call).
@@ -103,6 +105,266 @@ def _dnrm2(x) -> float:
         scl = 1.0
         sumsq = amed
     return scl * math.sqrt(sumsq)
+
+
+_SAFMIN = 2.0 ** -1022  # drotg.f90: radix**max(minexponent - 1, 1 - maxexponent)
+_SAFMAX = 2.0 ** 1023  # radix**max(1 - minexponent, maxexponent - 1)
+def _drotg(a: float, b: float):
+    """LAPACK 3.10+ ``drotg.f90``: returns (r, z, c, s) -- new ``a``, new ``b``, and the rotation."""
+    anorm = abs(a)
+    bnorm = abs(b)
+    if bnorm == 0.0:
+        return a, 0.0, 1.0, 0.0
+    if anorm == 0.0:
+        return b, 1.0, 0.0, 1.0
+    scl = min(_SAFMAX, max(_SAFMIN, anorm, bnorm))
+    sigma = math.copysign(1.0, a) if anorm > bnorm else math.copysign(1.0, b)
+    ta = a / scl
+    tb = b / scl
+    r = sigma * (scl * math.sqrt(ta * ta + tb * tb))
+    c = a / r
+    s = b / r
+    if anorm > bnorm:
+        z = s
+    elif c != 0.0:
+        z = 1.0 / c
+    else:
+        z = 1.0
+    return r, z, c, s
+
+
+def _drot(x, y, c: float, s: float) -> None:
+    """Reference BLAS ``drot`` on two numpy vectors in place."""
+    for i in range(len(x)):
+        dtemp = c * x[i] + s * y[i]
+        y[i] = c * y[i] - s * x[i]
+        x[i] = dtemp
+
+
+def _dsvdc(x: np.ndarray):
+    """LINPACK ``dsvdc`` as R ships it (``src/appl/dsvdc.f``, with R's relative convergence tests),
+    job = 21 and ``u`` aliased to ``x`` as ``ehg127`` calls it, for a square ``k x k`` ``x`` (modified in
+    place, returned as ``U``). Returns ``(s, U, V)`` with ``x = U diag(s) V^T``."""
+    n = p = x.shape[0]
+    u = x  # aliased: call dsvdc(u, 15, k, k, sigma, g, u, 15, e, 15, work, 21, info)
+    # 1-based helpers
+    s = [0.0] * (p + 2)
+    e = [0.0] * (p + 2)
+    work = [0.0] * (n + 2)
+    v = np.zeros((p, p))
+    X = lambda i, j: x[i - 1, j - 1]  # noqa: E731
+
+    def setx(i, j, val):
+        x[i - 1, j - 1] = val
+
+    maxit = 30
+    wantu = True
+    wantv = True
+    ncu = min(n, p)  # jobu = 2
+    nct = min(n - 1, p)
+    nrt = max(0, min(p - 2, n))
+    lu = max(nct, nrt)
+    for l in range(1, lu + 1):
+        lp1 = l + 1
+        if l <= nct:
+            s[l] = _dnrm2(x[l - 1:n, l - 1])
+            if s[l] != 0.0:
+                if X(l, l) != 0.0:
+                    s[l] = math.copysign(abs(s[l]), X(l, l))
+                x[l - 1:n, l - 1] = (1.0 / s[l]) * x[l - 1:n, l - 1]
+                setx(l, l, 1.0 + X(l, l))
+            s[l] = -s[l]
+        if p >= lp1:
+            for j in range(lp1, p + 1):
+                if l <= nct and s[l] != 0.0:
+                    t = -_ddot(x[l - 1:n, l - 1], x[l - 1:n, j - 1]) / X(l, l)
+                    x[l - 1:n, j - 1] = x[l - 1:n, j - 1] + t * x[l - 1:n, l - 1]
+                e[j] = X(l, j)
+        # u(i,l) = x(i,l): a no-op, u is x
+        if l <= nrt:
+            ev = np.array(e[lp1:p + 1])
+            e[l] = _dnrm2(ev)
+            if e[l] != 0.0:
+                if e[lp1] != 0.0:
+                    e[l] = math.copysign(abs(e[l]), e[lp1])
+                sc = 1.0 / e[l]
+                for i in range(lp1, p + 1):
+                    e[i] = sc * e[i]
+                e[lp1] = 1.0 + e[lp1]
+            e[l] = -e[l]
+            if not (lp1 > n or e[l] == 0.0):
+                for i in range(lp1, n + 1):
+                    work[i] = 0.0
+                for j in range(lp1, p + 1):
+                    for i in range(lp1, n + 1):
+                        work[i] = work[i] + e[j] * X(i, j)
+                for j in range(lp1, p + 1):
+                    t = -e[j] / e[lp1]
+                    for i in range(lp1, n + 1):
+                        setx(i, j, X(i, j) + t * work[i])
+            for i in range(lp1, p + 1):
+                v[i - 1, l - 1] = e[i]
+    m = min(p, n + 1)
+    nctp1 = nct + 1
+    nrtp1 = nrt + 1
+    if nct < p:
+        s[nctp1] = X(nctp1, nctp1)
+    if n < m:
+        s[m] = 0.0
+    if nrtp1 < m:
+        e[nrtp1] = X(nrtp1, m)
+    e[m] = 0.0
+    if wantu:
+        for j in range(nctp1, ncu + 1):
+            u[:, j - 1] = 0.0
+            u[j - 1, j - 1] = 1.0
+        for ll in range(1, nct + 1):
+            l = nct - ll + 1
+            if s[l] != 0.0:
+                lp1 = l + 1
+                for j in range(lp1, ncu + 1):
+                    t = -_ddot(u[l - 1:n, l - 1], u[l - 1:n, j - 1]) / u[l - 1, l - 1]
+                    u[l - 1:n, j - 1] = u[l - 1:n, j - 1] + t * u[l - 1:n, l - 1]
+                u[l - 1:n, l - 1] = -1.0 * u[l - 1:n, l - 1]
+                u[l - 1, l - 1] = 1.0 + u[l - 1, l - 1]
+                u[0:l - 1, l - 1] = 0.0
+            else:
+                u[:, l - 1] = 0.0
+                u[l - 1, l - 1] = 1.0
+    if wantv:
+        for ll in range(1, p + 1):
+            l = p - ll + 1
+            lp1 = l + 1
+            if l <= nrt and e[l] != 0.0:
+                for j in range(lp1, p + 1):
+                    t = -_ddot(v[lp1 - 1:p, l - 1], v[lp1 - 1:p, j - 1]) / v[lp1 - 1, l - 1]
+                    v[lp1 - 1:p, j - 1] = v[lp1 - 1:p, j - 1] + t * v[lp1 - 1:p, l - 1]
+            v[:, l - 1] = 0.0
+            v[l - 1, l - 1] = 1.0
+    mm = m
+    it = 0
+    info = 0
+    while m != 0:
+        if it >= maxit:
+            info = m
+            break
+        l = 0
+        for ll in range(1, m + 1):
+            l = m - ll
+            if l == 0:
+                break
+            test = abs(s[l]) + abs(s[l + 1])
+            ztest = test + abs(e[l])
+            acc = abs(test - ztest) / (1.0e-100 + test)
+            if not acc > 1.0e-15:
+                e[l] = 0.0
+                break
+        if l == m - 1:
+            kase = 4
+        else:
+            lp1 = l + 1
+            mp1 = m + 1
+            ls = l
+            for lls in range(lp1, mp1 + 1):
+                ls = m - lls + lp1
+                if ls == l:
+                    break
+                test = 0.0
+                if ls != m:
+                    test = test + abs(e[ls])
+                if ls != l + 1:
+                    test = test + abs(e[ls - 1])
+                ztest = test + abs(s[ls])
+                acc = abs(test - ztest) / (1.0e-100 + test)
+                if not acc > 1.0e-15:
+                    s[ls] = 0.0
+                    break
+            if ls == l:
+                kase = 3
+            elif ls == m:
+                kase = 1
+            else:
+                kase = 2
+                l = ls
+        l = l + 1
+        if kase == 1:
+            mm1 = m - 1
+            f = e[m - 1]
+            e[m - 1] = 0.0
+            for kk in range(l, mm1 + 1):
+                k = mm1 - kk + l
+                t1, f, cs, sn = _drotg(s[k], f)
+                s[k] = t1
+                if k != l:
+                    f = -sn * e[k - 1]
+                    e[k - 1] = cs * e[k - 1]
+                _drot(v[:, k - 1], v[:, m - 1], cs, sn)
+        elif kase == 2:
+            f = e[l - 1]
+            e[l - 1] = 0.0
+            for k in range(l, m + 1):
+                t1, f, cs, sn = _drotg(s[k], f)
+                s[k] = t1
+                f = -sn * e[k]
+                e[k] = cs * e[k]
+                _drot(u[:, k - 1], u[:, l - 2], cs, sn)
+        elif kase == 3:
+            scale = max(abs(s[m]), abs(s[m - 1]), abs(e[m - 1]), abs(s[l]), abs(e[l]))
+            sm = s[m] / scale
+            smm1 = s[m - 1] / scale
+            emm1 = e[m - 1] / scale
+            sl = s[l] / scale
+            el = e[l] / scale
+            b = ((smm1 + sm) * (smm1 - sm) + emm1 * emm1) / 2.0
+            c = (sm * emm1) * (sm * emm1)
+            shift = 0.0
+            if not (b == 0.0 and c == 0.0):
+                shift = math.sqrt(b * b + c)
+                if b < 0.0:
+                    shift = -shift
+                shift = c / (b + shift)
+            f = (sl + sm) * (sl - sm) + shift
+            g = sl * el
+            mm1 = m - 1
+            for k in range(l, mm1 + 1):
+                f, g, cs, sn = _drotg(f, g)
+                if k != l:
+                    e[k - 1] = f
+                f = cs * s[k] + sn * e[k]
+                e[k] = cs * e[k] - sn * s[k]
+                g = sn * s[k + 1]
+                s[k + 1] = cs * s[k + 1]
+                _drot(v[:, k - 1], v[:, k], cs, sn)
+                f, g, cs, sn = _drotg(f, g)
+                s[k] = f
+                f = cs * e[k] + sn * s[k + 1]
+                s[k + 1] = -sn * e[k] + cs * s[k + 1]
+                g = sn * e[k + 1]
+                e[k + 1] = cs * e[k + 1]
+                if k < n:
+                    _drot(u[:, k - 1], u[:, k], cs, sn)
+            e[m - 1] = f
+            it = it + 1
+        else:  # kase 4: convergence
+            if s[l] < 0.0:
+                s[l] = -s[l]
+                v[:, l - 1] = -1.0 * v[:, l - 1]
+            while l != mm and not s[l] >= s[l + 1]:
+                t = s[l]
+                s[l] = s[l + 1]
+                s[l + 1] = t
+                if l < p:
+                    tmp = v[:, l - 1].copy()
+                    v[:, l - 1] = v[:, l]
+                    v[:, l] = tmp
+                if l < n:
+                    tmp = u[:, l - 1].copy()
+                    u[:, l - 1] = u[:, l]
+                    u[:, l] = tmp
+                l = l + 1
+            it = 0
+            m = m - 1
+    return np.array(s[1:p + 1]), u, v, info
 
 
 # ------------------------------------------------------------------------------------------------
@@ -211,8 +473,10 @@ def _vertex_fit(q: float, x, y, rw, nf: int, span: float, k: int, psi) -> tuple[
             colnor[j] = scal
     _dqrdc_dqrsl(b, eta)
     r = np.triu(b[:k, :k])
-    u, sigma, vt = np.linalg.svd(r)
-    e = vt.T / colnor[:, None]  # "compensate for equilibration": e(j, :) / colnor(j)
+    sigma, u, v, info = _dsvdc(r)
+    if info != 0:
+        raise FloatingPointError("loess: svddc failed in l2fit (LINPACK dsvdc did not converge)")
+    e = v / colnor[:, None]  # "compensate for equilibration": e(j, :) / colnor(j)
     tol = sigma[0] * (100 * _DBL_EPS)
     dgamma = np.zeros(k)
     for j in range(k):
