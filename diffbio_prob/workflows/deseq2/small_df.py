@@ -83,9 +83,11 @@ def _sim_density(df: int) -> np.ndarray:
 
 
 def r_hist_density(x: np.ndarray) -> np.ndarray:
-    """``hist(x, breaks = -20:20/2, plot = FALSE)$density`` for finite ``x`` inside ``[-10, 10]``:
-    right-closed bins with ``include.lowest = TRUE`` on R's fuzzed breaks."""
-    x = np.asarray(x, dtype=float)
+    """``hist(x, breaks = -20:20/2, plot = FALSE)$density``: right-closed bins with
+    ``include.lowest = TRUE`` on R's fuzzed breaks; non-finite ``x`` dropped, the rest must lie in
+    ``[-10, 10]`` (up to R's fuzz)."""
+    x = np.asarray(x, dtype=float).ravel()
+    x = x[np.isfinite(x)]  # hist.default: n <- length(x <- x[is.finite(x)])
     brks = _BREAKS
     h = np.diff(brks)
     diddle = 1e-7 * float(np.median(h))  # nB > 5: fuzz * median(h)
@@ -114,8 +116,8 @@ def _observed(residuals) -> np.ndarray:
         raise TypeError("residuals must be a 1-D array of numbers") from exc
     if res.ndim != 1:
         raise ValueError(f"residuals must be 1-D, got shape {res.shape}")
-    if np.isnan(res).any():
-        raise ValueError("residuals must not contain NaN (R's subsetting would carry NA into hist)")
+    # NaN: R's obsDist[obsDist > -10 & obsDist < 10] keeps NA as NA and hist() drops non-finite
+    # values, so a NaN residual is simply not counted; -Inf/Inf fall outside the breaks.
     obs = res[(res > _BREAKS[0]) & (res < _BREAKS[-1])]
     if obs.size == 0:
         raise ValueError("residuals: none inside (-10, 10); R's hist() would fail on an empty sample")
@@ -156,8 +158,8 @@ def r_prior_var_small_df(residuals, df: int) -> float:
     """DESeq2 1.38.3's ``dispPriorVar`` for ``1 <= m - p <= 3``, exactly as R computes it.
 
     ``residuals``: ``log(dispGeneEst) - log(dispFit)`` of the genes that are not all-zero and have
-    ``dispGeneEst >= 100 * minDisp`` (``minDisp = 1e-8``); values outside (-10, 10) are dropped as R
-    drops them. ``df``: ``m - p`` (samples minus model-matrix columns), 1, 2 or 3.
+    ``dispGeneEst >= 100 * minDisp`` (``minDisp = 1e-8``); values outside (-10, 10), and NaN, are
+    dropped as R drops them. ``df``: ``m - p`` (samples minus model-matrix columns), 1, 2 or 3.
     Returns ``max(argmin, 0.25)`` with ``argmin`` the first minimum of R's loess(span = 0.2) smooth
     of the KL scores on ``seq(0, 8, length = 1000)``.
     """
