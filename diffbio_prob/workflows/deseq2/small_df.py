@@ -49,7 +49,7 @@ import numpy as np
 
 from .loess import fit_loess
 
-__all__ = ["r_prior_var_small_df", "r_prior_var_kl_scores", "r_hist_density"]
+__all__ = ["r_prior_var_small_df", "r_prior_var_residuals", "r_prior_var_kl_scores", "r_hist_density"]
 
 _BREAKS = np.arange(-20, 21) / 2.0  # R's -20:20/2 (exact halves)
 _FLOOR = 0.25
@@ -152,6 +152,27 @@ def _r_sum(v: np.ndarray) -> float:
     for t in v:
         acc += np.longdouble(t)
     return float(acc)
+
+
+def r_prior_var_residuals(disp_gene_est, disp_fit, all_zero=None, min_disp: float = 1e-8) -> np.ndarray:
+    """R's ``dispResiduals[aboveMinDisp]``: ``log(dispGeneEst) - log(dispFit)`` over the genes that
+    are not all-zero (``all_zero``, boolean, optional) and have ``dispGeneEst >= min_disp * 100``."""
+    ge = np.asarray(disp_gene_est, dtype=float)
+    fit = np.asarray(disp_fit, dtype=float)
+    if ge.ndim != 1 or fit.shape != ge.shape:
+        raise ValueError(f"disp_gene_est and disp_fit must be 1-D of one length, got {ge.shape} and {fit.shape}")
+    keep = np.ones(ge.shape, dtype=bool)
+    if all_zero is not None:
+        az = np.asarray(all_zero, dtype=bool)
+        if az.shape != ge.shape:
+            raise ValueError(f"all_zero must have the shape of disp_gene_est {ge.shape}, got {az.shape}")
+        keep &= ~az
+    with np.errstate(invalid="ignore"):
+        keep &= ge >= min_disp * 100
+    if not keep.any():
+        raise ValueError("disp_gene_est: no data found which is greater than minDisp")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(ge[keep]) - np.log(fit[keep])
 
 
 def r_prior_var_small_df(residuals, df: int) -> float:
