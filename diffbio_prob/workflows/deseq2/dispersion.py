@@ -1,6 +1,12 @@
 """DESeq2's per-gene dispersion estimators: gene-wise Cox-Reid (``estimateDispersionsGeneEst``) and MAP
 (``estimateDispersionsMAP``), with R's line search (``fitDispWrapper``), its grid fallback
 (``fitDispGridWrapper``) and the starting values R uses.
+
+All genes go through the vectorised JAX line search (always in float64: R's stopping rules are below
+float32's resolution). A few gene-wise rows are then redone on the host in R's own arithmetic
+(:mod:`.rstats`, ``r_fit_disp`` / ``r_fit_disp_grid``), the rows where R's answer is decided by its
+rounding: the search gained nothing (R keeps ``alpha_init`` unless it stopped after one step, which
+counts as "not converged" and sends the gene to the grid), and the grid refits (flat near 1e-8).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """DESeq2's ``fitNbinomGLMs``: per-gene NB GLM coefficients, their covariances and hat values.
 
-IRLS with a small ridge for every gene at once (:func:`diffbio_prob.cores.nb.irls_fit`), then, for the genes
-IRLS leaves unconverged, unstable or with a non-positive variance, DESeq2's fallback optimiser
-(:func:`diffbio_prob.cores.nb.fit_beta_newton`). The intercept-only design with no ridge is R's
-``justIntercept`` shortcut: the log2 mean of normalised counts, no iterations.
+IRLS with a small ridge for every gene at once (:func:`diffbio_prob.cores.nb_glm_fit.irls_fit`), then, for
+the genes IRLS leaves unconverged, unstable or with a non-positive variance, DESeq2's fallback optimiser:
+R's ``fitNbinomGLMsOptim`` (L-BFGS-B per row on the host, :func:`optim_fallback`) with R's line search,
+or the vectorised projected Newton (:func:`diffbio_prob.cores.nb_glm_fit.fit_beta_newton`) with
+``dispersion_fit="newton"``. The intercept-only design with no ridge is R's ``justIntercept`` shortcut:
+the log2 mean of normalised counts, no iterations.
 """
 
 from __future__ import annotations
