@@ -21,8 +21,13 @@ LOESS = REF / "loess"
 REAL = REF / "deseq2_real"
 CASES = pd.read_csv(LOESS / "cases.csv", skipinitialspace=True)
 KL_CASES = [
-    ("marioni_1v2", ""), ("marioni_2v2", ""), ("marioni_2v2", "_fit_local"), ("marioni_2v2", "_fit_mean"),
-    ("marioni_2v3", ""), ("marioni_3v3_run", ""), ("tagseq_2v2", ""),
+    ("marioni_1v2", ""),
+    ("marioni_2v2", ""),
+    ("marioni_2v2", "_fit_local"),
+    ("marioni_2v2", "_fit_mean"),
+    ("marioni_2v3", ""),
+    ("marioni_3v3_run", ""),
+    ("tagseq_2v2", ""),
 ]
 
 
@@ -45,8 +50,13 @@ def test_matches_r_fixture(case):
     d = _read(f"{case}_data.csv")
     p = _read(f"{case}_pred.csv")
     kd = _read(f"{case}_kd.csv")
-    fit = fit_loess(d.x.to_numpy(), d.y.to_numpy(), span=float(c.span), degree=int(c.degree),
-                    weights=d.w.to_numpy() if bool(c.weighted) else None)
+    fit = fit_loess(
+        d.x.to_numpy(),
+        d.y.to_numpy(),
+        span=float(c.span),
+        degree=int(c.degree),
+        weights=d.w.to_numpy() if bool(c.weighted) else None,
+    )
     # same k-d tree as R
     assert fit.vertices.size == int(c.nv)
     assert fit.a.size == int(c.nc)
@@ -79,7 +89,9 @@ def test_reproduces_a_quadratic_exactly():
     x = np.linspace(-2, 3, 57)
     y = 1.5 - x + 0.25 * x**2
     z = np.linspace(-2, 3, 301)
-    np.testing.assert_allclose(loess_predict(x, y, z, span=0.3), 1.5 - z + 0.25 * z**2, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        loess_predict(x, y, z, span=0.3), 1.5 - z + 0.25 * z**2, rtol=0, atol=1e-12
+    )
 
 
 def test_data_order_does_not_matter_beyond_rounding():
@@ -88,27 +100,49 @@ def test_data_order_does_not_matter_beyond_rounding():
     y = np.cos(x) + rng.normal(0, 0.1, 120)
     z = np.linspace(x.min(), x.max(), 99)
     perm = rng.permutation(120)
-    np.testing.assert_allclose(loess_predict(x[perm], y[perm], z, span=0.4), loess_predict(x, y, z, span=0.4),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        loess_predict(x[perm], y[perm], z, span=0.4),
+        loess_predict(x, y, z, span=0.4),
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(x=np.zeros((3, 2)), y=np.zeros(3)), "x must be 1-D"),
-        (dict(x=[0.0, np.nan, 2.0], y=[1.0, 2.0, 3.0]), "x must be finite"),
-        (dict(x=np.arange(10.0), y=np.r_[np.arange(9.0), np.inf]), "y must be finite"),
-        (dict(x=np.arange(10.0), y=np.arange(9.0)), "y must have the length of x"),
-        (dict(x=[], y=[]), "x must not be empty"),
-        (dict(x=np.arange(10.0), y=np.arange(10.0), span=0.0), "span must be"),
-        (dict(x=np.arange(10.0), y=np.arange(10.0), span=True), "span must be"),
-        (dict(x=np.arange(10.0), y=np.arange(10.0), span=0.05), "span is too small"),
-        (dict(x=np.arange(10.0), y=np.arange(10.0), span=0.2), "span too small"),
-        (dict(x=np.arange(10.0), y=np.arange(10.0), degree=3), "degree must be 0, 1 or 2"),
-        (dict(x=np.arange(10.0), y=np.arange(10.0), degree=1.0), "degree must be 0, 1 or 2"),
-        (dict(x=np.arange(10.0), y=np.arange(10.0), weights=-np.ones(10)), "weights must be non-negative"),
-        (dict(x=np.arange(10.0), y=np.arange(10.0), weights=np.ones(3)), "weights must have the length"),
-        (dict(x=np.arange(10.0), y=np.arange(10.0), cell=0), "cell must be"),
+        ({"x": np.zeros((3, 2)), "y": np.zeros(3)}, "x must be 1-D"),
+        ({"x": [0.0, np.nan, 2.0], "y": [1.0, 2.0, 3.0]}, "x must be finite"),
+        (
+            {"x": np.arange(10.0), "y": np.r_[np.arange(9.0), np.inf]},
+            "y must be finite",
+        ),
+        ({"x": np.arange(10.0), "y": np.arange(9.0)}, "y must have the length of x"),
+        ({"x": [], "y": []}, "x must not be empty"),
+        ({"x": np.arange(10.0), "y": np.arange(10.0), "span": 0.0}, "span must be"),
+        ({"x": np.arange(10.0), "y": np.arange(10.0), "span": True}, "span must be"),
+        (
+            {"x": np.arange(10.0), "y": np.arange(10.0), "span": 0.05},
+            "span is too small",
+        ),
+        ({"x": np.arange(10.0), "y": np.arange(10.0), "span": 0.2}, "span too small"),
+        (
+            {"x": np.arange(10.0), "y": np.arange(10.0), "degree": 3},
+            "degree must be 0, 1 or 2",
+        ),
+        (
+            {"x": np.arange(10.0), "y": np.arange(10.0), "degree": 1.0},
+            "degree must be 0, 1 or 2",
+        ),
+        (
+            {"x": np.arange(10.0), "y": np.arange(10.0), "weights": -np.ones(10)},
+            "weights must be non-negative",
+        ),
+        (
+            {"x": np.arange(10.0), "y": np.arange(10.0), "weights": np.ones(3)},
+            "weights must have the length",
+        ),
+        ({"x": np.arange(10.0), "y": np.arange(10.0), "cell": 0}, "cell must be"),
     ],
 )
 def test_bad_input(kwargs, match):

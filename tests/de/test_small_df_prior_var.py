@@ -21,10 +21,21 @@ from diffbio_prob.workflows.deseq2.small_df import (
 )
 
 REAL = Path(__file__).resolve().parents[1] / "reference" / "data" / "deseq2_real"
-DF = {"marioni_1v2": 1, "marioni_2v2": 2, "marioni_2v3": 3, "marioni_3v3_run": 3, "tagseq_2v2": 2}
+DF = {
+    "marioni_1v2": 1,
+    "marioni_2v2": 2,
+    "marioni_2v3": 3,
+    "marioni_3v3_run": 3,
+    "tagseq_2v2": 2,
+}
 CASES = [
-    ("marioni_1v2", ""), ("marioni_2v2", ""), ("marioni_2v2", "_fit_local"), ("marioni_2v2", "_fit_mean"),
-    ("marioni_2v3", ""), ("marioni_3v3_run", ""), ("tagseq_2v2", ""),
+    ("marioni_1v2", ""),
+    ("marioni_2v2", ""),
+    ("marioni_2v2", "_fit_local"),
+    ("marioni_2v2", "_fit_mean"),
+    ("marioni_2v3", ""),
+    ("marioni_3v3_run", ""),
+    ("tagseq_2v2", ""),
 ]
 
 
@@ -33,11 +44,15 @@ def _r_residuals(case, suffix):
     if not f.exists():  # fit_local runs equal the default run there (R fell back to local); not rewritten
         f = REAL / case / "r_dispersions.csv.gz"
     d = pd.read_csv(f)
-    return r_prior_var_residuals(d.dispGeneEst.to_numpy(), d.dispFit.to_numpy(), d.allZero.to_numpy())
+    return r_prior_var_residuals(
+        d.dispGeneEst.to_numpy(), d.dispFit.to_numpy(), d.allZero.to_numpy()
+    )
 
 
 def _r_prior_var(case, suffix):
-    t = pd.read_csv(REAL / case / f"r_dispersion_function{suffix}.csv").set_index("name")
+    t = pd.read_csv(REAL / case / f"r_dispersion_function{suffix}.csv").set_index(
+        "name"
+    )
     return float(t.loc["dispPriorVar", "value"])
 
 
@@ -51,7 +66,9 @@ def test_matches_r_dispPriorVar(case, suffix):
 @pytest.mark.parametrize("case,suffix", CASES)
 def test_kl_scores_match_r(case, suffix):
     kl = pd.read_csv(REAL / case / f"r_prior_var_kl{suffix}.csv")
-    np.testing.assert_array_equal(kl.v.to_numpy(), small_df._GRID)  # seq(0, 8, length = 200)
+    np.testing.assert_array_equal(
+        kl.v.to_numpy(), small_df._GRID
+    )  # seq(0, 8, length = 200)
     got = r_prior_var_kl_scores(_r_residuals(case, suffix), DF[case])
     np.testing.assert_allclose(got, kl.klDiv.to_numpy(), rtol=1e-14, atol=0)
 
@@ -61,7 +78,10 @@ def test_fine_grid_is_r_seq():
     np.testing.assert_array_equal(lo.v.to_numpy(), small_df._FINE_GRID)
 
 
-@pytest.mark.parametrize("case,suffix", [("marioni_3v3_run", ""), ("tagseq_2v2", ""), ("marioni_2v2", "_fit_mean")])
+@pytest.mark.parametrize(
+    "case,suffix",
+    [("marioni_3v3_run", ""), ("tagseq_2v2", ""), ("marioni_2v2", "_fit_mean")],
+)
 def test_stable_under_tiny_residual_error(case, suffix):
     # our own residuals agree with R's to ~1e-9; the nearest residual is >= 2.8e-5 from a histogram
     # break on these cases, so such errors cannot move a count and the answer stays R's
@@ -70,11 +90,19 @@ def test_stable_under_tiny_residual_error(case, suffix):
     want = _r_prior_var(case, suffix)
     for _ in range(3):
         noisy = res * (1 + 1e-9 * rng.standard_normal(res.size))
-        assert r_prior_var_small_df(noisy, DF[case]) == pytest.approx(want, rel=1e-10, abs=0)
+        assert r_prior_var_small_df(noisy, DF[case]) == pytest.approx(
+            want, rel=1e-10, abs=0
+        )
 
 
-@pytest.mark.parametrize("df,cases", [(1, ["marioni_1v2"]), (2, ["marioni_2v2", "tagseq_2v2"]),
-                                      (3, ["marioni_2v3", "marioni_3v3_run"])])
+@pytest.mark.parametrize(
+    "df,cases",
+    [
+        (1, ["marioni_1v2"]),
+        (2, ["marioni_2v2", "tagseq_2v2"]),
+        (3, ["marioni_2v3", "marioni_3v3_run"]),
+    ],
+)
 def test_packaged_simulation_equals_r_csvs(df, cases):
     counts, n_kept = small_df._sim_table(df)
     assert counts.shape == (200, 40)
@@ -86,8 +114,25 @@ def test_packaged_simulation_equals_r_csvs(df, cases):
 
 def test_hist_density_bins_like_r():
     # R: hist(x, breaks = -20:20/2, plot = FALSE) (right-closed, include.lowest, breaks fuzzed by 5e-8)
-    x = np.array([-9.5, -9.5 + 4e-8, -9.5 + 6e-8, -9.99999999, 0, -0.5, 0.5, 9.5, 9.99999999, 9.5 + 4e-8, 3.25,
-                  -10 + 1e-12, 1e-300, np.nan, np.inf])
+    x = np.array(
+        [
+            -9.5,
+            -9.5 + 4e-8,
+            -9.5 + 6e-8,
+            -9.99999999,
+            0,
+            -0.5,
+            0.5,
+            9.5,
+            9.99999999,
+            9.5 + 4e-8,
+            3.25,
+            -10 + 1e-12,
+            1e-300,
+            np.nan,
+            np.inf,
+        ]
+    )
     r_counts = np.zeros(40)
     r_counts[[0, 1, 18, 19, 20, 26, 38, 39]] = [4, 1, 1, 2, 1, 1, 2, 1]
     np.testing.assert_array_equal(r_hist_density(x), r_counts / (13 * 0.5))

@@ -51,6 +51,7 @@ _DBL_MAX = 1.7976931348623157e308  # d1mach(2)
 # Reference BLAS in its summation orders
 # ------------------------------------------------------------------------------------------------
 
+
 def _ddot(x, y) -> float:
     """Reference BLAS ``ddot`` with unit strides: the first ``n mod 5`` products, then groups of 5."""
     n = len(x)
@@ -59,15 +60,24 @@ def _ddot(x, y) -> float:
     for i in range(m):
         t = t + x[i] * y[i]
     for i in range(m, n, 5):
-        t = t + x[i] * y[i] + x[i + 1] * y[i + 1] + x[i + 2] * y[i + 2] + x[i + 3] * y[i + 3] + x[i + 4] * y[i + 4]
+        t = (
+            t
+            + x[i] * y[i]
+            + x[i + 1] * y[i + 1]
+            + x[i + 2] * y[i + 2]
+            + x[i + 3] * y[i + 3]
+            + x[i + 4] * y[i + 4]
+        )
     return t
 
 
 # LAPACK 3.10+ dnrm2.f90 (Anderson's safe scaling with Blue's constants), double precision.
-_TSML = 2.0 ** math.ceil((-1021 - 1) * 0.5)  # real(radix)**ceiling((minexponent(0d0) - 1) * 0.5)
-_TBIG = 2.0 ** math.floor((1024 - 53 + 1) * 0.5)  # real(radix)**floor((maxexponent - digits + 1) * 0.5)
-_SSML = 2.0 ** (-math.floor((-1021 - 53) * 0.5))  # real(radix)**(-floor((minexponent - digits) * 0.5))
-_SBIG = 2.0 ** (-math.ceil((1024 + 53 - 1) * 0.5))  # real(radix)**(-ceiling((maxexponent + digits - 1) * 0.5))
+# tsml = radix**ceiling((minexponent - 1) / 2), tbig = radix**floor((maxexponent - digits + 1) / 2),
+# ssml = radix**(-floor((minexponent - digits) / 2)), sbig = radix**(-ceiling((maxexponent + digits - 1) / 2))
+_TSML = 2.0 ** math.ceil((-1021 - 1) * 0.5)
+_TBIG = 2.0 ** math.floor((1024 - 53 + 1) * 0.5)
+_SSML = 2.0 ** (-math.floor((-1021 - 53) * 0.5))
+_SBIG = 2.0 ** (-math.ceil((1024 + 53 - 1) * 0.5))
 
 
 def _dnrm2(x) -> float:
@@ -84,12 +94,12 @@ def _dnrm2(x) -> float:
         else:
             amed = amed + ax * ax
     if abig > 0.0:
-        if amed > 0.0 or amed != amed:
+        if amed > 0.0 or math.isnan(amed):
             abig = abig + (amed * _SBIG) * _SBIG
         scl = 1.0 / _SBIG
         sumsq = abig
     elif asml > 0.0:
-        if amed > 0.0 or amed != amed:
+        if amed > 0.0 or math.isnan(amed):
             amed = math.sqrt(amed)
             asml = math.sqrt(asml) / _SSML
             if asml > amed:
@@ -107,8 +117,10 @@ def _dnrm2(x) -> float:
     return scl * math.sqrt(sumsq)
 
 
-_SAFMIN = 2.0 ** -1022  # drotg.f90: radix**max(minexponent - 1, 1 - maxexponent)
-_SAFMAX = 2.0 ** 1023  # radix**max(1 - minexponent, maxexponent - 1)
+_SAFMIN = 2.0**-1022  # drotg.f90: radix**max(minexponent - 1, 1 - maxexponent)
+_SAFMAX = 2.0**1023  # radix**max(1 - minexponent, maxexponent - 1)
+
+
 def _drotg(a: float, b: float):
     """LAPACK 3.10+ ``drotg.f90``: returns (r, z, c, s) -- new ``a``, new ``b``, and the rotation."""
     anorm = abs(a)
@@ -152,7 +164,7 @@ def _dsvdc(x: np.ndarray):
     e = [0.0] * (p + 2)
     work = [0.0] * (n + 2)
     v = np.zeros((p, p))
-    X = lambda i, j: x[i - 1, j - 1]  # noqa: E731
+    X = lambda i, j: x[i - 1, j - 1]
 
     def setx(i, j, val):
         x[i - 1, j - 1] = val
@@ -167,22 +179,22 @@ def _dsvdc(x: np.ndarray):
     for l in range(1, lu + 1):
         lp1 = l + 1
         if l <= nct:
-            s[l] = _dnrm2(x[l - 1:n, l - 1])
+            s[l] = _dnrm2(x[l - 1 : n, l - 1])
             if s[l] != 0.0:
                 if X(l, l) != 0.0:
                     s[l] = math.copysign(abs(s[l]), X(l, l))
-                x[l - 1:n, l - 1] = (1.0 / s[l]) * x[l - 1:n, l - 1]
+                x[l - 1 : n, l - 1] = (1.0 / s[l]) * x[l - 1 : n, l - 1]
                 setx(l, l, 1.0 + X(l, l))
             s[l] = -s[l]
         if p >= lp1:
             for j in range(lp1, p + 1):
                 if l <= nct and s[l] != 0.0:
-                    t = -_ddot(x[l - 1:n, l - 1], x[l - 1:n, j - 1]) / X(l, l)
-                    x[l - 1:n, j - 1] = x[l - 1:n, j - 1] + t * x[l - 1:n, l - 1]
+                    t = -_ddot(x[l - 1 : n, l - 1], x[l - 1 : n, j - 1]) / X(l, l)
+                    x[l - 1 : n, j - 1] = x[l - 1 : n, j - 1] + t * x[l - 1 : n, l - 1]
                 e[j] = X(l, j)
         # u(i,l) = x(i,l): a no-op, u is x
         if l <= nrt:
-            ev = np.array(e[lp1:p + 1])
+            ev = np.array(e[lp1 : p + 1])
             e[l] = _dnrm2(ev)
             if e[l] != 0.0:
                 if e[lp1] != 0.0:
@@ -223,11 +235,14 @@ def _dsvdc(x: np.ndarray):
             if s[l] != 0.0:
                 lp1 = l + 1
                 for j in range(lp1, ncu + 1):
-                    t = -_ddot(u[l - 1:n, l - 1], u[l - 1:n, j - 1]) / u[l - 1, l - 1]
-                    u[l - 1:n, j - 1] = u[l - 1:n, j - 1] + t * u[l - 1:n, l - 1]
-                u[l - 1:n, l - 1] = -1.0 * u[l - 1:n, l - 1]
+                    t = (
+                        -_ddot(u[l - 1 : n, l - 1], u[l - 1 : n, j - 1])
+                        / u[l - 1, l - 1]
+                    )
+                    u[l - 1 : n, j - 1] = u[l - 1 : n, j - 1] + t * u[l - 1 : n, l - 1]
+                u[l - 1 : n, l - 1] = -1.0 * u[l - 1 : n, l - 1]
                 u[l - 1, l - 1] = 1.0 + u[l - 1, l - 1]
-                u[0:l - 1, l - 1] = 0.0
+                u[0 : l - 1, l - 1] = 0.0
             else:
                 u[:, l - 1] = 0.0
                 u[l - 1, l - 1] = 1.0
@@ -237,8 +252,13 @@ def _dsvdc(x: np.ndarray):
             lp1 = l + 1
             if l <= nrt and e[l] != 0.0:
                 for j in range(lp1, p + 1):
-                    t = -_ddot(v[lp1 - 1:p, l - 1], v[lp1 - 1:p, j - 1]) / v[lp1 - 1, l - 1]
-                    v[lp1 - 1:p, j - 1] = v[lp1 - 1:p, j - 1] + t * v[lp1 - 1:p, l - 1]
+                    t = (
+                        -_ddot(v[lp1 - 1 : p, l - 1], v[lp1 - 1 : p, j - 1])
+                        / v[lp1 - 1, l - 1]
+                    )
+                    v[lp1 - 1 : p, j - 1] = (
+                        v[lp1 - 1 : p, j - 1] + t * v[lp1 - 1 : p, l - 1]
+                    )
             v[:, l - 1] = 0.0
             v[l - 1, l - 1] = 1.0
     mm = m
@@ -364,12 +384,13 @@ def _dsvdc(x: np.ndarray):
                 l = l + 1
             it = 0
             m = m - 1
-    return np.array(s[1:p + 1]), u, v, info
+    return np.array(s[1 : p + 1]), u, v, info
 
 
 # ------------------------------------------------------------------------------------------------
 # dloess pieces
 # ------------------------------------------------------------------------------------------------
+
 
 def _ehg106(il: int, ir: int, k: int, p, pi) -> None:
     """Floyd-Rivest selection (CACM Algorithm 489 without the sophisticated partition), in place on
@@ -435,7 +456,9 @@ def _dqrdc_dqrsl(b: np.ndarray, eta: np.ndarray):
     return qraux
 
 
-def _vertex_fit(q: float, x, y, rw, nf: int, span: float, k: int, psi) -> tuple[float, float]:
+def _vertex_fit(
+    q: float, x, y, rw, nf: int, span: float, k: int, psi
+) -> tuple[float, float]:
     """``ehg127`` at one vertex ``q`` for one predictor: value and slope of the local fit. ``psi`` is
     the neighbour permutation, carried from vertex to vertex as in ``ehg139``."""
     n = len(x)
@@ -453,7 +476,9 @@ def _vertex_fit(q: float, x, y, rw, nf: int, span: float, k: int, psi) -> tuple[
     om = 1.0 - w3
     w = np.sqrt(rw[idx] * (om * om * om))
     if np.max(np.abs(w)) == 0.0:
-        raise FloatingPointError(f"loess: all data on the boundary of the neighbourhood at x = {q!r}; make span bigger")
+        raise FloatingPointError(
+            f"loess: all data on the boundary of the neighbourhood at x = {q!r}; make span bigger"
+        )
     b = np.empty((nf, k))
     b[:, 0] = w
     if k >= 2:
@@ -475,7 +500,9 @@ def _vertex_fit(q: float, x, y, rw, nf: int, span: float, k: int, psi) -> tuple[
     r = np.triu(b[:k, :k])
     sigma, u, v, info = _dsvdc(r)
     if info != 0:
-        raise FloatingPointError("loess: svddc failed in l2fit (LINPACK dsvdc did not converge)")
+        raise FloatingPointError(
+            "loess: svddc failed in l2fit (LINPACK dsvdc did not converge)"
+        )
     e = v / colnor[:, None]  # "compensate for equilibration": e(j, :) / colnor(j)
     tol = sigma[0] * (100 * _DBL_EPS)
     dgamma = np.zeros(k)
@@ -504,7 +531,9 @@ def _build_kd_tree(x, fc: int, fd: float, nvmax: int):
         diam = math.sqrt((verts[c[p][1]] - verts[c[p][0]]) ** 2)
         leaf = (u - l) + 1 <= fc or diam <= fd
         if not leaf:
-            leaf = ncmax < nc + 2 or nvmax < len(verts) + 1.0  # nvmax < nv + vc/2, vc = 2
+            leaf = (
+                ncmax < nc + 2 or nvmax < len(verts) + 1.0
+            )  # nvmax < nv + vc/2, vc = 2
         if not leaf:
             m = (l + u + 2) // 2 - 1  # Fortran m = int((l+u)/2) on 1-based l, u
             _ehg106(l, u, m, x, pi)
@@ -550,7 +579,14 @@ def _build_kd_tree(x, fc: int, fd: float, nvmax: int):
         p += 1
         if p < nc:
             l, u = lo[p], hi[p]
-    return (np.array(verts), np.array(a), np.array(xi), np.array(lo), np.array(hi), np.array(c))
+    return (
+        np.array(verts),
+        np.array(a),
+        np.array(xi),
+        np.array(lo),
+        np.array(hi),
+        np.array(c),
+    )
 
 
 @dataclass(frozen=True)
@@ -609,11 +645,15 @@ def _check_1d(name: str, v) -> np.ndarray:
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite (R's loess drops NA rows via na.action; do that first)")
+        raise ValueError(
+            f"{name} must be finite (R's loess drops NA rows via na.action; do that first)"
+        )
     return arr
 
 
-def fit_loess(x, y, span: float = 0.75, degree: int = 2, weights=None, cell: float = 0.2) -> LoessFit:
+def fit_loess(
+    x, y, span: float = 0.75, degree: int = 2, weights=None, cell: float = 0.2
+) -> LoessFit:
     """``loess(y ~ x, span = span, degree = degree, weights = weights)`` with one numeric predictor,
     ``family = "gaussian"`` and R's default ``loess.control()`` (``surface = "interpolate"``,
     ``cell = 0.2``). ``x``, ``y`` (and ``weights``) finite 1-D arrays of one length."""
@@ -632,23 +672,39 @@ def fit_loess(x, y, span: float = 0.75, degree: int = 2, weights=None, cell: flo
             raise ValueError(f"weights must have the length of x ({n}), got {rw.size}")
         if np.any(rw < 0):
             raise ValueError("weights must be non-negative")
-    if isinstance(span, bool) or not isinstance(span, numbers.Real) or not math.isfinite(span) or span <= 0:
+    if (
+        isinstance(span, bool)
+        or not isinstance(span, numbers.Real)
+        or not math.isfinite(span)
+        or span <= 0
+    ):
         raise ValueError(f"span must be a positive finite number, got {span!r}")
-    if isinstance(degree, bool) or not isinstance(degree, numbers.Integral) or degree not in (0, 1, 2):
+    if (
+        isinstance(degree, bool)
+        or not isinstance(degree, numbers.Integral)
+        or degree not in (0, 1, 2)
+    ):
         raise ValueError(f"degree must be 0, 1 or 2, got {degree!r}")
-    if isinstance(cell, bool) or not isinstance(cell, numbers.Real) or not math.isfinite(cell) or cell <= 0:
+    if (
+        isinstance(cell, bool)
+        or not isinstance(cell, numbers.Real)
+        or not math.isfinite(cell)
+        or cell <= 0
+    ):
         raise ValueError(f"cell must be a positive finite number, got {cell!r}")
     span = float(span)
     degree = int(degree)
-    nf = min(n, int(math.floor(n * span + 1e-5)))
+    nf = min(n, math.floor(n * span + 1e-5))
     if nf <= 0:
-        raise ValueError(f"span is too small: floor(n * span) = 0 neighbours (n = {n}, span = {span})")
+        raise ValueError(
+            f"span is too small: floor(n * span) = 0 neighbours (n = {n}, span = {span})"
+        )
     k = (1, 2, 3)[degree]
     if k > nf - 1:
         raise ValueError(
             f"span too small: {nf} neighbours for {k} local coefficients (R: 'fewer data values than degrees of freedom')"
         )
-    fc = int(math.floor(n * (span * cell)))  # ifloor(iv(3) * wv(2)), wv(2) = span * cell
+    fc = math.floor(n * (span * cell))  # ifloor(iv(3) * wv(2)), wv(2) = span * cell
     fd = 0.0  # wv(3) = 0: no diameter criterion
     nvmax = max(200, n)
     verts, a, xi, lo, hi, cells = _build_kd_tree(x, fc, fd, nvmax)
@@ -657,11 +713,25 @@ def fit_loess(x, y, span: float = 0.75, degree: int = 2, weights=None, cell: flo
     for i, q in enumerate(verts):
         vval[i] = _vertex_fit(float(q), x, y, rw, nf, span, k, psi)
     return LoessFit(
-        x_range=(float(x.min()), float(x.max())), vertices=verts, vval=vval, a=a, xi=xi, lo=lo, hi=hi,
-        cells=cells, span=span, degree=degree, nf=nf, fc=fc,
+        x_range=(float(x.min()), float(x.max())),
+        vertices=verts,
+        vval=vval,
+        a=a,
+        xi=xi,
+        lo=lo,
+        hi=hi,
+        cells=cells,
+        span=span,
+        degree=degree,
+        nf=nf,
+        fc=fc,
     )
 
 
-def loess_predict(x, y, newx, span: float = 0.75, degree: int = 2, weights=None, cell: float = 0.2) -> np.ndarray:
+def loess_predict(
+    x, y, newx, span: float = 0.75, degree: int = 2, weights=None, cell: float = 0.2
+) -> np.ndarray:
     """``predict(loess(y ~ x, span = span, degree = degree), newx)``; ``NaN`` outside ``range(x)``."""
-    return fit_loess(x, y, span=span, degree=degree, weights=weights, cell=cell).predict(newx)
+    return fit_loess(
+        x, y, span=span, degree=degree, weights=weights, cell=cell
+    ).predict(newx)

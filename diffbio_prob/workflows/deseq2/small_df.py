@@ -42,14 +42,19 @@ from __future__ import annotations
 
 import math
 import numbers
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import numpy as np
 
 from .loess import fit_loess
 
-__all__ = ["r_prior_var_small_df", "r_prior_var_residuals", "r_prior_var_kl_scores", "r_hist_density"]
+__all__ = [
+    "r_hist_density",
+    "r_prior_var_kl_scores",
+    "r_prior_var_residuals",
+    "r_prior_var_small_df",
+]
 
 _BREAKS = np.arange(-20, 21) / 2.0  # R's -20:20/2 (exact halves)
 _FLOOR = 0.25
@@ -67,9 +72,13 @@ _GRID = _r_seq_length(0.0, 8.0, 200)
 _FINE_GRID = _r_seq_length(0.0, 8.0, 1000)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sim_table(df: int) -> tuple[np.ndarray, np.ndarray]:
-    with resources.files("diffbio_prob").joinpath("data/deseq2_prior_var_sim.npz").open("rb") as fh:
+    with (
+        resources.files("diffbio_prob")
+        .joinpath("data/deseq2_prior_var_sim.npz")
+        .open("rb") as fh
+    ):
         z = np.load(fh)
         counts = z["counts"][df - 1].astype(np.int64)
         n_kept = z["n_kept"][df - 1].astype(np.int64)
@@ -95,7 +104,9 @@ def r_hist_density(x: np.ndarray) -> np.ndarray:
     fuzz[0] = -diddle
     fuzzy = brks + fuzz
     if x.size and (x.min() < fuzzy[0] or x.max() > fuzzy[-1]):
-        raise ValueError("some 'x' not counted; maybe 'breaks' do not span range of 'x'")
+        raise ValueError(
+            "some 'x' not counted; maybe 'breaks' do not span range of 'x'"
+        )
     # C_BinCount, right = TRUE: bin i holds fuzzy[i] < x <= fuzzy[i+1]; x == fuzzy[0] goes to bin 0
     idx = np.searchsorted(fuzzy, x, side="left") - 1
     idx[idx < 0] = 0
@@ -104,8 +115,14 @@ def r_hist_density(x: np.ndarray) -> np.ndarray:
 
 
 def _check_df(df) -> int:
-    if isinstance(df, bool) or not isinstance(df, numbers.Integral) or not 1 <= int(df) <= 3:
-        raise ValueError(f"df (residual degrees of freedom m - p) must be an integer 1, 2 or 3, got {df!r}")
+    if (
+        isinstance(df, bool)
+        or not isinstance(df, numbers.Integral)
+        or not 1 <= int(df) <= 3
+    ):
+        raise ValueError(
+            f"df (residual degrees of freedom m - p) must be an integer 1, 2 or 3, got {df!r}"
+        )
     return int(df)
 
 
@@ -120,7 +137,9 @@ def _observed(residuals) -> np.ndarray:
     # values, so a NaN residual is simply not counted; -Inf/Inf fall outside the breaks.
     obs = res[(res > _BREAKS[0]) & (res < _BREAKS[-1])]
     if obs.size == 0:
-        raise ValueError("residuals: none inside (-10, 10); R's hist() would fail on an empty sample")
+        raise ValueError(
+            "residuals: none inside (-10, 10); R's hist() would fail on an empty sample"
+        )
     return obs
 
 
@@ -154,18 +173,24 @@ def _r_sum(v: np.ndarray) -> float:
     return float(acc)
 
 
-def r_prior_var_residuals(disp_gene_est, disp_fit, all_zero=None, min_disp: float = 1e-8) -> np.ndarray:
+def r_prior_var_residuals(
+    disp_gene_est, disp_fit, all_zero=None, min_disp: float = 1e-8
+) -> np.ndarray:
     """R's ``dispResiduals[aboveMinDisp]``: ``log(dispGeneEst) - log(dispFit)`` over the genes that
     are not all-zero (``all_zero``, boolean, optional) and have ``dispGeneEst >= min_disp * 100``."""
     ge = np.asarray(disp_gene_est, dtype=float)
     fit = np.asarray(disp_fit, dtype=float)
     if ge.ndim != 1 or fit.shape != ge.shape:
-        raise ValueError(f"disp_gene_est and disp_fit must be 1-D of one length, got {ge.shape} and {fit.shape}")
+        raise ValueError(
+            f"disp_gene_est and disp_fit must be 1-D of one length, got {ge.shape} and {fit.shape}"
+        )
     keep = np.ones(ge.shape, dtype=bool)
     if all_zero is not None:
         az = np.asarray(all_zero, dtype=bool)
         if az.shape != ge.shape:
-            raise ValueError(f"all_zero must have the shape of disp_gene_est {ge.shape}, got {az.shape}")
+            raise ValueError(
+                f"all_zero must have the shape of disp_gene_est {ge.shape}, got {az.shape}"
+            )
         keep &= ~az
     with np.errstate(invalid="ignore"):
         keep &= ge >= min_disp * 100
