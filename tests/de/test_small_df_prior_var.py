@@ -83,13 +83,15 @@ def test_fine_grid_is_r_seq():
     [("marioni_3v3_run", ""), ("tagseq_2v2", ""), ("marioni_2v2", "_fit_mean")],
 )
 def test_stable_under_tiny_residual_error(case, suffix):
-    # our own residuals agree with R's to ~1e-9; the nearest residual is >= 2.8e-5 from a histogram
-    # break on these cases, so such errors cannot move a count and the answer stays R's
+    # fit_deseq2's residuals differ from R's by <= 1e-9 on the marioni cases and <= 8e-7 on
+    # tagseq_2v2 (checked when this was written: each case then gave R's dispPriorVar exactly);
+    # the nearest residual is >= 2.8e-5 from a (fuzzed) histogram break on every case, so errors of
+    # 1e-6 cannot move a count and the answer stays R's
     res = _r_residuals(case, suffix)
     rng = np.random.default_rng(1)
     want = _r_prior_var(case, suffix)
     for _ in range(3):
-        noisy = res * (1 + 1e-9 * rng.standard_normal(res.size))
+        noisy = res + rng.uniform(-1e-6, 1e-6, res.size)
         assert r_prior_var_small_df(noisy, DF[case]) == pytest.approx(
             want, rel=1e-10, abs=0
         )
