@@ -72,7 +72,7 @@ CASES = [
     ("de-reduced-other-variable", DE + ["--out", "{t}/o.csv", "--test", "lrt", "--reduced", "~ group"],
      "reduced: variables ['group'] are not in the full design"),
     ("de-test-choice", DE + ["--out", "{t}/o.csv", "--test", "t"], "argument --test: invalid choice: 't'"),
-    ("de-unknown-option", DE + ["--out", "{t}/o.csv", "--shrink"], "unrecognized arguments: --shrink"),
+    ("de-unknown-option", DE + ["--out", "{t}/o.csv", "--shrinkage"], "unrecognized arguments: --shrinkage"),
     # --- de: input files
     ("de-counts-missing", ["de", "--counts", "{t}/nope.csv"] + DE[3:] + ["--out", "{t}/o.csv"],
      "counts file '{t}/nope.csv' does not exist"),

@@ -41,6 +41,7 @@ import os
 import re
 import shlex
 import warnings
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -521,7 +522,7 @@ def _gunzipped_hdf5(raw: bytes) -> bool:
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(raw)) as fh:
             return fh.read(8) == HDF5_MAGIC
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):  # damaged gzip: the text decoder reports it, naming the file
         return False
 
 
