@@ -94,19 +94,8 @@ RUNS = {
 
 # (run, check) -> the known cause of today's failure. check: results | no_filtering | size_factors
 # | gene_wise (dispGeneEst) | dispersions (dispFit, dispMAP, dispersion, maxCooks, dispOutlier) | prior_var.
-_PRIOR = (
-    "dispPriorVar for 1-3 residual df: R's value comes from a simulation (set.seed(2), 1e4 draws per grid "
-    "point, loess); our noise-free KL minimiser differs ({}); with R's value injected the run matches to 2e-8"
-)
-_PRIOR_3V3 = _PRIOR.format("R 0.3443, ours 0.2883; R over seeds 1-20: 0.304-0.400")
-_PRIOR_TAG = _PRIOR.format("R 0.3363, ours 0.2883; R over seeds 1-20: 0.288-0.360").replace("to 2e-8", "to 3e-5")
-
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    **{("marioni_3v3_run", check): _PRIOR_3V3 for check in ("results", "no_filtering", "dispersions", "prior_var")},
-    ("marioni_3v3_run_lrt", "results"): _PRIOR_3V3,
-    **{("tagseq_2v2", check): _PRIOR_TAG for check in ("results", "no_filtering", "dispersions", "prior_var")},
-    ("tagseq_2v2_lrt", "results"): _PRIOR_TAG,
-}
+# (R's seeded small-df prior variance is reproduced exactly since workflows/deseq2/small_df.py; nothing fails today.)
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 def _read(path: Path) -> pd.DataFrame:

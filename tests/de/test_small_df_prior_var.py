@@ -181,3 +181,29 @@ def test_numpy_integer_df_accepted_and_floor():
     rng = np.random.default_rng(0)
     res = np.log(rng.chisquare(3, 5000) / 3)
     assert r_prior_var_small_df(res, np.int64(3)) == 0.25
+
+
+def test_pipeline_uses_rs_value_by_default_and_the_noise_free_one_on_request():
+    """marioni_3v3_run (df 3): R's dispPriorVar 0.344344 by default; the exact-density criterion gives less."""
+    import dataclasses
+    import warnings
+
+    from diffbio_prob.workflows.deseq2 import DESeq2Options, fit_deseq2
+    real = Path(__file__).resolve().parents[1] / "reference" / "data" / "deseq2_real"
+    meta = pd.read_csv(real / "marioni_3v3_run" / "metadata.csv", index_col=0).astype(str)
+    counts = pd.read_csv(real / "marioni" / "counts.csv.gz", index_col=0)[list(meta.index)].iloc[:1500]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r = fit_deseq2(counts, meta, "~ run + condition")
+        exact = fit_deseq2(counts, meta, "~ run + condition",
+                           options=dataclasses.replace(DESeq2Options(), small_df_prior_var="exact"))
+    from diffbio_prob.workflows.deseq2 import rstats, small_df
+
+    g = r.gene
+    use = ~g["allZero"]
+    resid = small_df.r_prior_var_residuals(g["dispGeneEst"][use], g["dispFit"][use], min_disp=1e-8)
+    assert r.trend.prior_var == small_df.r_prior_var_small_df(resid, 3)
+    assert exact.trend.prior_var == rstats.disp_prior_var_small_df(resid, 3)
+    assert exact.trend.prior_var != r.trend.prior_var
+    with pytest.raises(ValueError, match="small_df_prior_var: expected 'r' or 'exact'"):
+        DESeq2Options(small_df_prior_var="simulate")

@@ -15,7 +15,9 @@ class DESeq2Options:
 
     ``fit_type`` is R's ``fitType``: ``"parametric"`` (``a0 + a1 / mean``; R's automatic fallback to the
     local fit when it fails), ``"local"`` (locfit) or ``"mean"``. ``dispersion_fit`` is ``"deseq2"`` (R's
-    line search, R's numbers) or ``"newton"`` (the exact optimum).
+    line search, R's numbers) or ``"newton"`` (the exact optimum). ``small_df_prior_var`` is how the prior
+    variance of log dispersions is found for 1-3 residual degrees of freedom: ``"r"`` (R's seeded
+    simulation, R's numbers) or ``"exact"`` (the same criterion from exact densities, no Monte Carlo noise).
     """
 
     min_disp: float = 1e-8
@@ -29,3 +31,8 @@ class DESeq2Options:
     min_replicates_for_replace: float = 7
     fit_type: str = "parametric"
     dispersion_fit: str = "deseq2"
+    small_df_prior_var: str = "r"
+
+    def __post_init__(self):
+        if self.small_df_prior_var not in ("r", "exact"):
+            raise ValueError(f"small_df_prior_var: expected 'r' or 'exact', got {self.small_df_prior_var!r}")

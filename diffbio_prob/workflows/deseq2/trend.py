@@ -87,6 +87,12 @@ def fit_trend(base_mean: np.ndarray, disp_gene: np.ndarray, opts: DESeq2Options)
 def prior_variance(disp_gene: np.ndarray, disp_fit: np.ndarray, m: int, p: int, opts: DESeq2Options):
     """``(varLogDispEsts, dispPriorVar)`` as R's ``estimateDispersionsPriorVar`` computes them.
 
+    With 1-3 residual degrees of freedom R estimates the prior variance by a simulation seeded inside the
+    function (``set.seed(2)``), so its value is a fixed function of the residuals:
+    ``opts.small_df_prior_var = "r"`` (the default) reproduces it exactly from R's simulated histograms
+    (:mod:`~diffbio_prob.workflows.deseq2.small_df`); ``"exact"`` computes the same criterion from the exact
+    densities instead, without R's Monte Carlo noise (:func:`~diffbio_prob.workflows.deseq2.rstats.disp_prior_var_small_df`).
+
     Returns ``(nan, 0.25)`` when every gene-wise estimate is within two orders of the minimum (R then
     gives every gene ``10 * minDisp``; see the caller).
     """
@@ -96,6 +102,10 @@ def prior_variance(disp_gene: np.ndarray, disp_fit: np.ndarray, m: int, p: int, 
     resid = np.log(disp_gene[above]) - np.log(disp_fit[above])
     var_log = float(rstats.r_mad(resid) ** 2)
     if (m - p) <= 3 and m > p:
+        if opts.small_df_prior_var == "r":
+            from diffbio_prob.workflows.deseq2.small_df import r_prior_var_small_df
+
+            return var_log, float(r_prior_var_small_df(resid, m - p))
         return var_log, float(rstats.disp_prior_var_small_df(resid, m - p))
     if m > p:
         return var_log, float(max(var_log - special.polygamma(1, (m - p) / 2.0), 0.25))
