@@ -105,12 +105,9 @@ def _output(flag: str, path, kind: str = "file", inputs: dict | None = None):
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from diffbio_prob.io.base import package_version
 
-    try:
-        return version("diffbio-prob")
-    except PackageNotFoundError:  # running from a source tree
-        return "0+unknown"
+    return package_version()
 
 
 def _common(parser: argparse.ArgumentParser, *, x64: bool = True) -> None:

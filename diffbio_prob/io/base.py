@@ -23,6 +23,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 __all__ = [
+    "package_version",
     "EqClassTable",
     "LengthTable",
     "FormatError",
@@ -275,3 +276,13 @@ def parse_count(path, lineno, text, what="count") -> float:
     if value != np.floor(value):
         raise FormatError(path, lineno, f"expected a whole number of fragments for {what}, got {text!r}")
     return value
+
+
+def package_version() -> str:
+    """The installed diffbio-prob version (``0+unknown`` from a source tree), as written into output metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("diffbio-prob")
+    except PackageNotFoundError:  # running from a source tree
+        return "0+unknown"

@@ -37,6 +37,7 @@ import numpy as np
 
 from diffbio_prob.io.atomic import atomic_path, atomic_write
 from diffbio_prob.io.base import (
+    package_version,
     EqClassTable,
     EqFormat,
     FormatError,
@@ -803,12 +804,12 @@ def write_salmon_dir(
         return int(x) if float(x).is_integer() else float(x)
 
     now = time.time()
-    cmd = {"salmon_version": SALMON_FORMAT_VERSION, "diffbio_prob_version": _package_version()}
+    cmd = {"salmon_version": SALMON_FORMAT_VERSION, "diffbio_prob_version": package_version()}
     cmd.update({k: v for k, v in (cmd_info or {}).items()})
     cmd["auxDir"] = aux_dir
     info = {
         "salmon_version": SALMON_FORMAT_VERSION,
-        "diffbio_prob_version": _package_version(),
+        "diffbio_prob_version": package_version(),
         "samp_type": samp_type,
         "opt_type": opt_type,
         "quant_errors": [],
@@ -860,12 +861,3 @@ def write_salmon_dir(
             if stale.is_file():
                 stale.unlink()
     return out
-
-
-def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("diffbio-prob")
-    except PackageNotFoundError:  # running from a source tree
-        return "0+unknown"

@@ -691,9 +691,8 @@ def _dnrm2(v) -> float:
     return math.sqrt(s)
 
 
-def r_qr_q_rinv(x):
-    """R's ``qr.Q(qr(x))`` (LINPACK ``dqrdc2`` + ``dqrsl``) and ``solve(qr.R(qr(x)))`` for a full-rank ``x``."""
-    x = np.asarray(x, dtype=float)
+def _dqrdc2(x: np.ndarray):
+    """LINPACK ``dqrdc2`` as R calls it for a full-rank ``x``: the packed QR factors (by column) and ``qraux``."""
     n, p = x.shape
     a = [x[:, j].tolist() for j in range(p)]  # columns
     qraux = [_dnrm2(a[j]) for j in range(p)]
@@ -715,12 +714,17 @@ def r_qr_q_rinv(x):
                 a[j][i] = a[j][i] + t * a[l][i]
             if qraux[j] != 0.0:
                 tt = max(1.0 - (abs(a[j][l]) / qraux[j]) ** 2, 0.0)
-                if abs(tt) < 1e-6:
-                    qraux[j] = _dnrm2(a[j][l + 1:])
-                else:
-                    qraux[j] = qraux[j] * math.sqrt(tt)
+                qraux[j] = _dnrm2(a[j][l + 1:]) if abs(tt) < 1e-6 else qraux[j] * math.sqrt(tt)
         qraux[l] = a[l][l]
         a[l][l] = -nrmxl
+    return a, qraux
+
+
+def r_qr_q_rinv(x):
+    """R's ``qr.Q(qr(x))`` (LINPACK ``dqrdc2`` + ``dqrsl``) and ``solve(qr.R(qr(x)))`` for a full-rank ``x``."""
+    x = np.asarray(x, dtype=float)
+    n, p = x.shape
+    a, qraux = _dqrdc2(x)
     ju = min(p, n - 1)
     q = np.zeros((n, p))
     for c in range(p):
@@ -1023,28 +1027,6 @@ def r_qr_solve_start(y: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def _qr_r(x: np.ndarray):
-    n, p = x.shape
-    a = [x[:, j].tolist() for j in range(p)]
-    qraux = [_dnrm2(a[j]) for j in range(p)]
-    for l in range(min(n, p)):
-        if l == n - 1:
-            continue
-        nrmxl = _dnrm2(a[l][l:])
-        if nrmxl == 0.0:
-            continue
-        if a[l][l] != 0.0:
-            nrmxl = math.copysign(nrmxl, a[l][l])
-        da = 1.0 / nrmxl
-        for i in range(l, n):
-            a[l][i] = da * a[l][i]
-        a[l][l] = 1.0 + a[l][l]
-        for j in range(l + 1, p):
-            t = -_ddot(a[l][l:], a[j][l:]) / a[l][l]
-            for i in range(l, n):
-                a[j][i] = a[j][i] + t * a[l][i]
-            if qraux[j] != 0.0:
-                tt = max(1.0 - (abs(a[j][l]) / qraux[j]) ** 2, 0.0)
-                qraux[j] = _dnrm2(a[j][l + 1:]) if abs(tt) < 1e-6 else qraux[j] * math.sqrt(tt)
-        qraux[l] = a[l][l]
-        a[l][l] = -nrmxl
+    p = x.shape[1]
+    a, _ = _dqrdc2(x)
     return [[a[j][i] if i <= j else 0.0 for j in range(p)] for i in range(p)]
