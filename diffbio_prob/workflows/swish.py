@@ -64,6 +64,7 @@ __all__ = [
     "lfdr",
     "run_swish",
     "SWISH_COLUMNS",
+    "RUN_SWISH_COLUMNS",
 ]
 
 #: The columns of :func:`swish`'s table, in order.
@@ -656,8 +657,10 @@ def swish(
     w = _w_sums(ranks, cond2)
     stat = _row_means(w)
     cond1 = np.asarray(cat.codes == 0)
-    diffs = (np.log2(arr[:, cond2, :].mean(axis=1) + pc) - np.log2(arr[:, cond1, :].mean(axis=1) + pc))
-    log2fc = np.median(diffs, axis=1)
+    diffs = np.empty((n_k, n_r))
+    for k in range(n_r):
+        diffs[:, k] = np.log2(_row_means(arr[:, cond2, k]) + pc) - np.log2(_row_means(arr[:, cond1, k]) + pc)
+    log2fc = np.median(diffs, axis=1)   # matrixStats rowMedians: (a + b) / 2 for an even count
     perms = _perms(n_s, int(nperms), r)
     if perms.shape[0] < nperms and not quiet:
         print(f"swish: note: less permutations are available than requested; {perms.shape[0]} are available",
@@ -683,3 +686,135 @@ def swish(
     out.attrs["levels"] = [str(v) for v in cat.categories]
     out.attrs["nperms"] = int(perms.shape[0])
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# salmon folders -> table
+# ---------------------------------------------------------------------------------------------------
+
+#: The columns :func:`run_swish` writes (after the feature id), in order.
+RUN_SWISH_COLUMNS = ("keep", "log10mean", "log2FoldChange", "stat", "pvalue", "locfdr", "padj")
+
+
+def _bool_arg(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def run_swish(
+    salmon_dirs,
+    metadata,
+    out,
+    *,
+    level: str = "transcript",
+    tx2gene=None,
+    condition: str = "condition",
+    levels: Sequence[str] | None = None,
+    nperms: int = 100,
+    seed: int = 1,
+    rng: str = "R",
+    min_count: float = 10,
+    min_n: float = 3,
+    pc: float = 5,
+    quiet: bool = False,
+) -> pd.DataFrame:
+    """salmon folders (with bootstraps or Gibbs draws) -> tximport -> fishpond swish -> one results table.
+
+    The R equivalent is ``y <- scaleInfReps(y); y <- labelKeep(y); set.seed(seed); swish(y, x = condition)``
+    on tximport's counts, lengths and inferential replicates (gene level: the replicates summed per gene).
+
+    Args:
+        salmon_dirs: salmon output folders (or ``quant.sf`` files), or a mapping sample -> folder; the
+            sample names (default: the folder names) must be the metadata's sample names.
+        metadata: sample table: a CSV/TSV path (first column = sample names) or a DataFrame indexed by sample.
+        out: results table path (CSV; ``.tsv`` for tab-separated, ``.gz`` to compress), written atomically.
+        level: ``"transcript"`` or ``"gene"`` (needs ``tx2gene``).
+        tx2gene: transcript -> gene table (path or DataFrame) for ``level="gene"``.
+        condition: the metadata column with the two groups (R's ``x``).
+        levels: the group order, reference first (default: a categorical column's order, else sorted).
+        nperms, pc: as :func:`swish`.
+        seed, rng: ``rng="R"`` reproduces R's ``set.seed(seed)`` exactly; ``"numpy"`` uses numpy's generator.
+        min_count, min_n: :func:`label_keep` (and the size-factor filter of :func:`scale_inf_reps`).
+        quiet: no summary line on stderr.
+
+    Returns:
+        The table written: index ``transcript`` / ``gene`` (every feature), columns
+        :data:`RUN_SWISH_COLUMNS`: ``log2FoldChange`` = swish's log2FC (second level vs first),
+        ``padj`` = swish's ``qvalue``; the statistics are ``NA`` where ``keep`` is False.
+
+    Every argument is checked before salmon's files are read, and nothing is written on an error.
+    """
+    from diffbio_prob.io.atomic import check_output_path
+    from diffbio_prob.io.counts import read_metadata, write_table
+    from diffbio_prob.io.tximport import tximport
+
+    quiet = _bool_arg(quiet, "quiet")
+    if level not in ("transcript", "gene"):
+        raise ValueError(f"level: expected 'transcript' or 'gene', got {level!r}")
+    if level == "gene" and tx2gene is None:
+        raise ValueError("tx2gene: level='gene' needs a transcript -> gene table")
+    if level == "transcript" and tx2gene is not None:
+        raise ValueError("tx2gene: only used with level='gene' (transcript-level swish needs no tx2gene)")
+    if not isinstance(condition, str) or not condition:
+        raise ValueError(f"condition: expected a metadata column name, got {condition!r}")
+    if isinstance(nperms, bool) or not isinstance(nperms, (int, np.integer)) or nperms < 1:
+        raise ValueError(f"nperms: expected a positive integer, got {nperms!r}")
+    if rng not in ("R", "numpy"):
+        raise ValueError(f"rng: expected 'R' or 'numpy', got {rng!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed: expected an integer, got {seed!r}")
+    if isinstance(pc, bool) or not isinstance(pc, (int, float, np.integer, np.floating)) or not np.isfinite(pc) \
+            or pc < 0:
+        raise ValueError(f"pc: expected a non-negative number, got {pc!r}")
+    _check_count_args(min_count, min_n)
+    if salmon_dirs is None or (not isinstance(salmon_dirs, (str, bytes, Mapping)) and hasattr(salmon_dirs, "__len__")
+                               and len(salmon_dirs) == 0):
+        raise ValueError("salmon_dirs: no salmon folders given")
+    check_output_path(out, "out", "file")
+    if isinstance(metadata, pd.DataFrame):
+        meta = metadata.copy()
+    elif metadata is None:
+        raise ValueError("metadata: a sample table with the condition column is required")
+    else:
+        meta = read_metadata(metadata)
+    meta.index = pd.Index([str(s) for s in meta.index])
+    if meta.index.has_duplicates:
+        raise ValueError("metadata: duplicated sample names in the index")
+    if condition not in meta.columns:
+        raise ValueError(f"condition: {condition!r} is not a metadata column (columns: {list(map(str, meta.columns))})")
+    col = meta[condition]
+    if col.isna().any():
+        raise ValueError(f"condition: metadata column {condition!r} has missing values")
+    cats = list(map(str, col.cat.categories)) if isinstance(col.dtype, pd.CategoricalDtype) else None
+    lv = [str(v) for v in levels] if levels is not None else cats
+    _as_condition(pd.Categorical(col.astype(str), categories=lv) if lv is not None else col.astype(str),
+                  len(col), levels)   # two levels, labels among levels
+
+    txi = tximport(salmon_dirs, type="salmon", tx2gene=tx2gene, tx_out=level == "transcript", drop_inf_reps=False)
+    samples = txi.samples
+    missing = [s for s in samples if s not in meta.index]
+    if missing:
+        raise ValueError(f"metadata: salmon sample(s) {missing[:5]} are not in the metadata's sample names "
+                         f"{list(meta.index)[:10]}")
+    extra = [s for s in meta.index if s not in samples]
+    if extra:
+        raise ValueError(f"metadata: sample(s) {extra[:5]} have no salmon folder (salmon samples: {samples[:10]})")
+    col = meta.loc[samples, condition]
+    cond = pd.Categorical(col.astype(str), categories=lv) if lv is not None else pd.Categorical(col.astype(str))
+    y = swish_data_from_tximport(txi)
+    y = scale_inf_reps(y, min_count=min_count, min_n=min_n)
+    y = label_keep(y, min_count=min_count, min_n=min_n)
+    res = swish(y, cond, levels=levels, nperms=int(nperms), pc=pc, seed=int(seed), rng=rng, quiet=quiet)
+    table = pd.DataFrame({
+        "keep": res["keep"], "log10mean": res["log10mean"], "log2FoldChange": res["log2FC"], "stat": res["stat"],
+        "pvalue": res["pvalue"], "locfdr": res["locfdr"], "padj": res["qvalue"],
+    }, index=pd.Index(res.index, name=level))
+    table.attrs.update(res.attrs)
+    write_table(table, out)
+    if not quiet:
+        lv_used = res.attrs["levels"]
+        print(f"swish: {len(table)} {level}s ({int(table['keep'].sum())} kept), {len(samples)} samples, "
+              f"{lv_used[1]} vs {lv_used[0]}, {res.attrs['nperms']} permutations: "
+              f"{int((table['padj'] < 0.1).sum())} with qvalue < 0.1; wrote {out}", file=sys.stderr)
+    return table
