@@ -786,10 +786,10 @@ def run_swish(
     col = meta[condition]
     if col.isna().any():
         raise ValueError(f"condition: metadata column {condition!r} has missing values")
-    cats = list(map(str, col.cat.categories)) if isinstance(col.dtype, pd.CategoricalDtype) else None
-    lv = [str(v) for v in levels] if levels is not None else cats
-    _as_condition(pd.Categorical(col.astype(str), categories=lv) if lv is not None else col.astype(str),
-                  len(col), levels)   # two levels, labels among levels
+    def cond_of(c):
+        return pd.Categorical(c) if isinstance(c.dtype, pd.CategoricalDtype) else [str(v) for v in c]
+
+    _as_condition(cond_of(col), len(col), levels)   # two levels; labels among `levels`: fail before reading
 
     txi = tximport(salmon_dirs, type="salmon", tx2gene=tx2gene, tx_out=level == "transcript", drop_inf_reps=False)
     samples = txi.samples
@@ -800,8 +800,7 @@ def run_swish(
     extra = [s for s in meta.index if s not in samples]
     if extra:
         raise ValueError(f"metadata: sample(s) {extra[:5]} have no salmon folder (salmon samples: {samples[:10]})")
-    col = meta.loc[samples, condition]
-    cond = pd.Categorical(col.astype(str), categories=lv) if lv is not None else pd.Categorical(col.astype(str))
+    cond = cond_of(meta.loc[samples, condition])
     y = swish_data_from_tximport(txi)
     y = scale_inf_reps(y, min_count=min_count, min_n=min_n)
     y = label_keep(y, min_count=min_count, min_n=min_n)
