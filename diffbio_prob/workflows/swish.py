@@ -52,19 +52,19 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "SwishData",
+    "RUN_SWISH_COLUMNS",
+    "SWISH_COLUMNS",
     "RRandom",
+    "SwishData",
+    "emp_pvals",
+    "label_keep",
+    "lfdr",
+    "qvalue",
+    "run_swish",
+    "scale_inf_reps",
+    "swish",
     "swish_data",
     "swish_data_from_tximport",
-    "scale_inf_reps",
-    "label_keep",
-    "swish",
-    "emp_pvals",
-    "qvalue",
-    "lfdr",
-    "run_swish",
-    "SWISH_COLUMNS",
-    "RUN_SWISH_COLUMNS",
 ]
 
 #: The columns of :func:`swish`'s table, in order.
@@ -159,11 +159,11 @@ class RRandom:
         """R_unif_index under sample.kind = "Rejection"."""
         if dn <= 0:
             return 0
-        bits = int(math.ceil(math.log2(dn)))
+        bits = math.ceil(math.log2(dn))
         while True:
             v = 0
             for _ in range(0, bits + 1, 16):
-                v1 = int(math.floor(self.unif_rand(1)[0] * 65536))
+                v1 = math.floor(self.unif_rand(1)[0] * 65536)
                 v = 65536 * v + v1
             dv = v & ((1 << bits) - 1)
             if dn > dv:
@@ -542,7 +542,7 @@ def _r_density(x: np.ndarray, adjust: float = 1.0, n: int = 512, cut: float = 3.
     n_user = n
     n = max(n, 512)
     if n > 512:
-        n = 2 ** int(math.ceil(math.log2(n)))
+        n = 2 ** math.ceil(math.log2(n))
     lo_user, hi_user = float(x.min()) - cut * bw, float(x.max()) + cut * bw
     lo, up = lo_user - 4 * bw, hi_user + 4 * bw
     # BinDist(x, weights = 1/nx, lo, up, n): 2n bins
@@ -630,7 +630,7 @@ def swish(
     if rng not in ("R", "numpy"):
         raise ValueError(f"rng: expected 'R' or 'numpy', got {rng!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed: expected an integer, got {seed!r}")
+        raise ValueError(f"seed: expected an integer, got {seed!r}")  # noqa: TRY004 - ValueError for bad values
     n_f, n_s, n_r = y.inf_reps.shape
     cat = _as_condition(condition, n_s, levels)
     cond2 = np.asarray(cat.codes == 1)
@@ -763,7 +763,7 @@ def run_swish(
     if rng not in ("R", "numpy"):
         raise ValueError(f"rng: expected 'R' or 'numpy', got {rng!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed: expected an integer, got {seed!r}")
+        raise ValueError(f"seed: expected an integer, got {seed!r}")  # noqa: TRY004 - ValueError for bad values
     if isinstance(pc, bool) or not isinstance(pc, (int, float, np.integer, np.floating)) or not np.isfinite(pc) \
             or pc < 0:
         raise ValueError(f"pc: expected a non-negative number, got {pc!r}")

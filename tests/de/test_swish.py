@@ -88,7 +88,7 @@ def test_r_random_generator():
 
 @pytest.mark.parametrize("level", ["tx", "gene"])
 def test_swish_matches_r(level, tx, gene):
-    y, res = tx if level == "tx" else gene
+    _, res = tx if level == "tx" else gene
     ref = _ref(f"swish_{level}.csv.gz")
     assert list(res.index) == list(ref.index)
     np.testing.assert_array_equal(res["keep"].to_numpy(), ref["keep"].to_numpy())
@@ -191,19 +191,19 @@ def test_run_swish_transcript_metadata_file(dirs, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, name", [
-    (dict(level="exon"), "level"),
-    (dict(level="gene"), "tx2gene"),
-    (dict(tx2gene="x.csv"), "tx2gene"),
-    (dict(condition="batch"), "condition"),
-    (dict(condition=""), "condition"),
-    (dict(nperms=0), "nperms"),
-    (dict(nperms=2.5), "nperms"),
-    (dict(rng="mt"), "rng"),
-    (dict(seed="1"), "seed"),
-    (dict(pc=-1), "pc"),
-    (dict(min_count=float("nan")), "min_count"),
-    (dict(min_n=-1), "min_n"),
-    (dict(levels=["A", "C"]), "levels"),
+    ({"level": "exon"}, "level"),
+    ({"level": "gene"}, "tx2gene"),
+    ({"tx2gene": "x.csv"}, "tx2gene"),
+    ({"condition": "batch"}, "condition"),
+    ({"condition": ""}, "condition"),
+    ({"nperms": 0}, "nperms"),
+    ({"nperms": 2.5}, "nperms"),
+    ({"rng": "mt"}, "rng"),
+    ({"seed": "1"}, "seed"),
+    ({"pc": -1}, "pc"),
+    ({"min_count": float("nan")}, "min_count"),
+    ({"min_n": -1}, "min_n"),
+    ({"levels": ["A", "C"]}, "levels"),
 ])
 def test_run_swish_bad_arguments(dirs, tmp_path, kwargs, name):
     meta = pd.read_csv(REF / "truth" / "samples.csv", index_col=0)
@@ -267,7 +267,7 @@ def test_swish_bad_inputs():
 
 
 def test_label_keep_forms():
-    counts, length, reps = synth(6)
+    counts, _, _ = synth(6)
     keep = S.label_keep(counts)
     assert keep.dtype == bool and keep.name == "keep"
     assert not keep.iloc[5] and keep.iloc[6]                  # all-zero; zero in 2 of 6 samples
