@@ -112,7 +112,7 @@ def main(argv=None):
         rows.append((f"bayes_de_from_quant ({args.method}, {args.guide})", level, s, wall))
         a = table.attrs
         print(f"[{level}] {wall:.1f} s  tested {a['n_tested']}/{a['n_features']}  sig_mu {a['sig_mu']:.3f} "
-              f"sig_slope {a['sig_slope']:.3f} sig_tau {a['sig_tau']:.3f}  mix weights "
+              f"sig_slope {a['sig_slope']:.3f} sig_tau {a['sig_tau']:.3f} v_scale {a['v_scale']:.3f}  mix weights "
               + " ".join(f"{sc:.3g}:{w:.3f}" for sc, w in zip(a["mix_scales_log2"], a["mix_weights"])), flush=True)
     print(f"\nCalls at padj < {ALPHA}; peers from {src}\n")
     print("| method | level | called | TP | FP | FDR | sensitivity | model's expected FDR | notes |")

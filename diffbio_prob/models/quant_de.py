@@ -15,10 +15,15 @@ Priors, shared across features so that a 2 vs 2 design borrows strength:
 
 - ``log sigma_t = sig_mu + sig_slope * z_t + sig_tau * sig_raw_t`` (non-centred), ``z_t`` the
   standardised mean log expression of the feature (a fitted mean-variance trend);
-- ``b1_t ~ sum_k w_k N(0, scale_k)``: an adaptive-shrinkage (ash-like) scale mixture on a fixed grid
-  with Dirichlet weights ``w`` learned from all features; null features shrink into the narrow
-  components, real changes live in the wide ones (a discrete "horseshoe-lite");
-- ``b0_t ~ N(m0_t, 10)`` centred on the feature's data mean (weak).
+- ``b1_t ~ w_0 delta_0 + sum_k w_k N(0, scale_k)``: an adaptive-shrinkage (ash-like) prior: a point
+  mass at zero plus a scale mixture on a fixed grid, with Dirichlet weights ``w`` learned from all
+  features; null features shrink to zero, real changes live in the wide components (a discrete
+  spike-and-slab / "horseshoe-lite");
+- ``b0_t ~ N(m0_t, 10)`` centred on the feature's data mean (weak);
+- ``v_scale ~ LogNormal(0, 0.5)``: one factor on every replicate variance, ``m_tj ~ N(eta_tj,
+  sqrt(v_scale * v_tj))``, since bootstraps are known to understate the quantification error of
+  ambiguous features (it is identified against ``sigma_t`` because ``v`` varies with depth and
+  ``sigma`` does not).
 
 **Collapsed.** Given ``sigma_t`` everything is Gaussian, so ``e_tj``, ``b0_t``, ``b1_t`` and the
 mixture component are integrated out exactly (:func:`collapsed_terms`: 2 x 2 algebra per feature and
@@ -27,7 +32,7 @@ posterior of ``b1`` given them is a K-component normal mixture per feature, whic
 from (Rao-Blackwellised lfsr). This is what makes SVI usable: a Gaussian guide on ``b1`` under a spiky
 mixture prior pushes the learned weights away from the narrow components and over-calls nulls.
 
-Sites (``N`` samples, ``T`` features): ``sig_raw`` ``(T,)``; ``sig_mu``, ``sig_slope``, ``sig_tau``,
+Sites (``N`` samples, ``T`` features): ``sig_raw`` ``(T,)``; ``sig_mu``, ``sig_slope``, ``sig_tau``, ``v_scale``,
 ``mix_weights`` ``(K,)`` (latent); ``sigma`` ``(T,)`` (deterministic); ``m`` (observed, shape ``(T, N)``:
 one event per feature, so its pointwise log-likelihood is per feature, what ArviZ LOO uses).
 """
@@ -45,7 +50,9 @@ from numpyro.distributions import constraints
 __all__ = ["quant_de_model", "collapsed_terms", "CollapsedFeatureLikelihood", "DEFAULT_LFC_SCALES"]
 
 #: Natural-log scales of the mixture prior on ``b1`` (from "essentially null" to very large changes).
-DEFAULT_LFC_SCALES = (0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
+#: The first, 0, is a point mass at "no change" (ash's null component): the lfsr then counts it on both
+#: sides of zero, so a feature's lfsr is at least its probability of being null.
+DEFAULT_LFC_SCALES = (0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 B0_PRIOR_SD = 10.0
 _LOG2PI = math.log(2.0 * math.pi)
 
@@ -72,17 +79,22 @@ def collapsed_terms(y, v, x, m0, sigma, log_w, scales, b0_sd=B0_PRIOR_SD):
     c1 = (w * x * e).sum(-1)
     log_n0 = 0.5 * (jnp.log(w) - _LOG2PI - w * e * e).sum(-1)  # (T,)
     s2 = jnp.asarray(scales) ** 2                              # (K,)
+    spike = s2 <= 0.0                                          # point mass at b1 = 0
+    s2_safe = jnp.where(spike, 1.0, s2)
     a00 = (g00 + 1.0 / b0_sd ** 2)[:, None]
     a01 = g01[:, None]
-    a11 = g11[:, None] + 1.0 / s2[None, :]
+    a11 = g11[:, None] + 1.0 / s2_safe[None, :]
     det = a00 * a11 - a01 ** 2
     quad = (a11 * c0[:, None] ** 2 - 2.0 * a01 * c0[:, None] * c1[:, None] + a00 * c1[:, None] ** 2) / det
-    marg = log_n0[:, None] - 0.5 * (2.0 * math.log(b0_sd) + jnp.log(s2)[None, :] + jnp.log(det)) + 0.5 * quad
+    marg = log_n0[:, None] - 0.5 * (2.0 * math.log(b0_sd) + jnp.log(s2_safe)[None, :] + jnp.log(det)) + 0.5 * quad
+    # b1 = 0 exactly: only b0 is integrated out
+    marg0 = log_n0 - 0.5 * (2.0 * math.log(b0_sd) + jnp.log(a00[:, 0])) + 0.5 * c0 ** 2 / a00[:, 0]
+    marg = jnp.where(spike[None, :], marg0[:, None], marg)
     joint = log_w[None, :] + marg
     loglik = jax.scipy.special.logsumexp(joint, axis=-1)
     log_post = joint - loglik[:, None]
-    mean = (a00 * c1[:, None] - a01 * c0[:, None]) / det
-    sd = jnp.sqrt(a00 / det)
+    mean = jnp.where(spike[None, :], 0.0, (a00 * c1[:, None] - a01 * c0[:, None]) / det)
+    sd = jnp.where(spike[None, :], 0.0, jnp.sqrt(a00 / det))
     return loglik, log_post, mean, sd
 
 
@@ -131,9 +143,10 @@ def quant_de_model(m, v, x, offset, z, m0, *, scales=DEFAULT_LFC_SCALES):
     sig_mu = numpyro.sample("sig_mu", dist.Normal(math.log(0.2), 1.0))
     sig_slope = numpyro.sample("sig_slope", dist.Normal(0.0, 0.5))
     sig_tau = numpyro.sample("sig_tau", dist.HalfNormal(0.5))
+    v_scale = numpyro.sample("v_scale", dist.LogNormal(0.0, 0.5))
     w = numpyro.sample("mix_weights", dist.Dirichlet(jnp.ones(k, dtype=v.dtype)))
     with numpyro.plate("features", t):
         raw = numpyro.sample("sig_raw", dist.Normal(0.0, 1.0))
         sigma = numpyro.deterministic("sigma", jnp.exp(sig_mu + sig_slope * jnp.asarray(z) + sig_tau * raw))
         y = (jnp.asarray(m) - offset).T
-        numpyro.sample("m", CollapsedFeatureLikelihood(v.T, x, jnp.asarray(m0), sigma, jnp.log(w), sc), obs=y)
+        numpyro.sample("m", CollapsedFeatureLikelihood(v_scale * v.T, x, jnp.asarray(m0), sigma, jnp.log(w), sc), obs=y)

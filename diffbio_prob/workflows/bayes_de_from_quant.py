@@ -164,7 +164,7 @@ def _init_values(data):
     r = m - off
     b1 = (r[x > 0].mean(axis=0) - r[x < 0].mean(axis=0))
     k = len(_scales())
-    return {"sig_raw": np.zeros_like(b1), "sig_mu": np.log(0.2), "sig_slope": 0.0, "sig_tau": 0.3,
+    return {"sig_raw": np.zeros_like(b1), "sig_mu": np.log(0.2), "sig_slope": 0.0, "sig_tau": 0.3, "v_scale": 1.0,
             "mix_weights": np.full(k, 1.0 / k)}
 
 
@@ -318,6 +318,7 @@ def bayes_de_from_quant(
         "sig_mu": float(np.mean(fit.samples["sig_mu"])),
         "sig_slope": float(np.mean(fit.samples["sig_slope"])),
         "sig_tau": float(np.mean(fit.samples["sig_tau"])),
+        "v_scale": float(np.mean(fit.samples["v_scale"])),
         "elapsed_s": float(fit.elapsed_s),
         "final_loss": float(fit.loss_history[-1]) if fit.loss_history is not None else None,
         "pvalue": "local false sign rate (lfsr)",
@@ -346,31 +347,37 @@ def b1_posterior(fit, data, *, seed=0, lfc_threshold=0.0, scales=None):
     sig = np.asarray(fit.samples["sigma"], dtype=float).reshape(-1, data["m"].shape[1])
     w = np.asarray(fit.samples["mix_weights"], dtype=float).reshape(-1, sc.shape[0])
     y = jnp.asarray((data["m"] - data["offset"]).T)
+    vs = np.asarray(fit.samples["v_scale"], dtype=float).reshape(-1)
     v = jnp.asarray(data["v"].T)
     x = jnp.asarray(data["x"], dtype=float)
     m0 = jnp.asarray(data["m0"])
     c = float(lfc_threshold) * LN2
 
     def one(carry, inp):
-        s, lw, key = inp
-        _, lp, mu, sd = collapsed_terms(y, v, x, m0, s, lw, sc)
+        s, lw, vsc, key = inp
+        _, lp, mu, sd = collapsed_terms(y, vsc * v, x, m0, s, lw, sc)
         p = jnp.exp(lp)
         m1 = (p * mu).sum(-1)
         m2 = (p * (mu ** 2 + sd ** 2)).sum(-1)
-        ppos = (p * ndtr(mu / sd)).sum(-1)
-        pgt = (p * (ndtr((mu - c) / sd) + ndtr((-c - mu) / sd))).sum(-1)
+        spike = sd <= 0.0
+        sd_safe = jnp.where(spike, 1.0, sd)
+        p0 = (p * spike).sum(-1)                       # P(b1 = 0): counted on both sides (ash's lfsr)
+        ppos = (p * jnp.where(spike, 0.0, ndtr(mu / sd_safe))).sum(-1)
+        pneg = (p * jnp.where(spike, 0.0, ndtr(-mu / sd_safe))).sum(-1)
+        pgt = (p * jnp.where(spike, 0.0, ndtr((mu - c) / sd_safe) + ndtr((-c - mu) / sd_safe))).sum(-1)
         k1, k2 = jax.random.split(key)
         comp = jax.random.categorical(k1, lp, axis=-1)
         mu_k = jnp.take_along_axis(mu, comp[:, None], axis=-1)[:, 0]
         sd_k = jnp.take_along_axis(sd, comp[:, None], axis=-1)[:, 0]
         draw = mu_k + sd_k * jax.random.normal(k2, mu_k.shape)
-        return carry, (m1, m2, ppos, pgt, draw)
+        return carry, (m1, m2, ppos, pneg, pgt, draw)
 
     keys = jax.random.split(jax.random.key(seed + 1), sig.shape[0])
-    _, (m1, m2, ppos, pgt, draws) = jax.lax.scan(one, None, (jnp.asarray(sig), jnp.log(jnp.asarray(w)), keys))
-    m1, m2, ppos, pgt = (np.asarray(a, dtype=float).mean(axis=0) for a in (m1, m2, ppos, pgt))
+    _, (m1, m2, ppos, pneg, pgt, draws) = jax.lax.scan(one, None, (jnp.asarray(sig), jnp.log(jnp.asarray(w)), jnp.asarray(vs), keys))
+    m1, m2, ppos, pneg, pgt = (np.asarray(a, dtype=float).mean(axis=0) for a in (m1, m2, ppos, pneg, pgt))
     var = np.maximum(m2 - m1 ** 2, 0.0)
-    lfsr = np.clip(np.minimum(ppos, 1.0 - ppos), 0.0, 1.0)
+    # min(P(b1 >= 0), P(b1 <= 0)), the zero mass on both sides
+    lfsr = np.clip(1.0 - np.maximum(ppos, pneg), 0.0, 1.0)
     return {"mean": m1 / LN2, "sd": np.sqrt(var) / LN2, "lfsr": lfsr, "prob_lfc_gt": np.clip(pgt, 0.0, 1.0),
             "draws": np.asarray(draws, dtype=float) / LN2}
 
