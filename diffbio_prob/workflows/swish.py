@@ -58,6 +58,7 @@ __all__ = [
     "emp_pvals",
     "label_keep",
     "lfdr",
+    "pi0est",
     "qvalue",
     "run_swish",
     "scale_inf_reps",
@@ -594,10 +595,11 @@ def _seq_len_out(fr, to, n):
     return out
 
 
-def _smooth_spline(x, y):
+def _smooth_spline(x, y, df: float | None = None):
     """R ``smooth.spline(x, y)``: GCV, ``.nknots.smspl`` knots, ``spar`` found by sbart.c's Brent search on
     [-1.5, 1.5] (tol 1e-4, eps 2e-8), lambda = ratio * 256^(3 spar - 1). For distinct ``x`` and unit weights
-    (what ``qvalue::lfdr`` passes: ``density()``'s grid). Returns the fitted spline's predictor (interior x)."""
+    (what ``qvalue::lfdr`` passes: ``density()``'s grid). ``df``: R's ``df =`` (criterion ``3 + (df - tr S)^2``
+    instead of GCV), as ``qvalue::pi0est`` uses. Returns the fitted spline's predictor (interior x)."""
     from scipy.interpolate import BSpline
     from scipy.linalg import cho_solve_banded, cholesky_banded
 
@@ -625,6 +627,7 @@ def _smooth_spline(x, y):
     ratio = np.trace(xtx[2:nk - 3, 2:nk - 3]) / np.trace(sig[2:nk - 3, 2:nk - 3])
     ssw = 0.0
     sumw = float(nx)
+    df_target = df
     state = {}
 
     def crit(spar):
@@ -641,8 +644,9 @@ def _smooth_spline(x, y):
         rss = ssw + float(np.sum((ybar - sz) ** 2))
         df = float(np.sum(lev))
         state["coef"] = coef
-        cr = (rss / sumw) / ((1.0 - df / sumw) ** 2)
-        return cr
+        if df_target is not None:
+            return 3.0 + (df_target - df) ** 2
+        return (rss / sumw) / ((1.0 - df / sumw) ** 2)
 
     ax, bx, tol, eps, maxit = -1.5, 1.5, 1e-4, 2e-8, 500
     c = .381966011250105151795413165634
@@ -708,6 +712,20 @@ def _smooth_spline(x, y):
     return predict
 
 
+def pi0est(p: np.ndarray, smooth_df: float = 3) -> float:
+    """``qvalue::pi0est(p)``: Storey's pi0, ``lambda = seq(0.05, 0.95, 0.05)``, ``pi0.method = "smoother"``
+    (``smooth.spline(lambda, pi0, df = 3)``), the smoothed value at lambda = 0.95, capped at 1."""
+    p = np.asarray(p, float)
+    lam = np.minimum(0.05 + np.arange(19) * 0.05, 0.95)     # R: seq(0.05, 0.95, 0.05)
+    m = p.size
+    pi0 = np.array([np.sum(p >= v) for v in lam]) / (m * (1 - lam))
+    smooth = _smooth_spline(lam, pi0, df=smooth_df)(lam)
+    out = min(float(smooth[-1]), 1.0)
+    if not out > 0:
+        raise ValueError("p: the estimated pi0 <= 0; check that the p-values are valid")
+    return out
+
+
 def lfdr(p: np.ndarray, pi0: float = 1.0, adj: float = 1.5, eps: float = 1e-8) -> np.ndarray:
     """``qvalue::lfdr(p, pi0)`` (probit transform, ``density(adjust = 1.5)``, ``smooth.spline``, truncated at 1,
     monotone)."""
@@ -747,7 +765,7 @@ def swish(
         levels: the level order (first = reference), overriding the condition's.
         nperms: number of permutations (with ``<= 6`` samples and fewer orderings than this, all are used).
         pc: pseudocount of the log2FC.
-        est_pi0: estimate pi0 (not implemented; R's default ``FALSE`` = pi0 of 1).
+        est_pi0: estimate pi0 with ``qvalue::pi0est`` (R's default ``FALSE``: pi0 = 1).
         seed: the ``set.seed`` value (``rng="R"``) or numpy seed (``rng="numpy"``).
         rng: ``"R"`` (R's generator, reproduces ``set.seed(seed); swish(...)``) or ``"numpy"``.
         quiet: no note on stderr when fewer permutations are available than requested.
@@ -764,8 +782,6 @@ def swish(
         raise ValueError(f"pc: expected a non-negative number, got {pc!r}")
     if not isinstance(est_pi0, (bool, np.bool_)):
         raise TypeError(f"est_pi0: expected True or False, got {type(est_pi0).__name__}")
-    if est_pi0:
-        raise ValueError("est_pi0: estimating pi0 is not implemented (swish's default est_pi0=False uses pi0 = 1)")
     if rng not in ("R", "numpy"):
         raise ValueError(f"rng: expected 'R' or 'numpy', got {rng!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -810,9 +826,10 @@ def swish(
     if np.all(stat == 0):
         raise ValueError("y: all statistics equal to zero, check input")
     pvalue = emp_pvals(np.abs(stat), np.abs(nulls))
-    qv = qvalue(pvalue, 1.0)
+    pi0 = pi0est(pvalue) if est_pi0 else 1.0
+    qv = qvalue(pvalue, pi0)
     try:
-        lf = lfdr(pvalue, 1.0)
+        lf = lfdr(pvalue, pi0)
     except Exception:   # noqa: BLE001 - a degenerate density (e.g. one distinct p-value)
         lf = np.full(n_k, np.nan)
     out = pd.DataFrame(index=y.counts.index)
@@ -824,6 +841,7 @@ def swish(
         out[name] = col
     out.attrs["levels"] = [str(v) for v in cat.categories]
     out.attrs["nperms"] = int(perms.shape[0])
+    out.attrs["pi0"] = pi0
     return out
 
 

@@ -5,6 +5,7 @@ References (``tests/reference/data/quant2de_ref/reference/swish``):
 * ``swish_tx.csv.gz``, ``swish_gene.csv.gz``, ``tx_meanScaled.csv.gz``: ``make_reference.R`` of
   ``shared/quant2de_ref`` (``scaleInfReps(y, saveMeanScaled = TRUE)``, ``labelKeep(y)``, ``set.seed(1)``,
   ``swish(y, x = "condition")``) on the four salmon samples with 20 bootstraps, 2 vs 2 (24 permutations).
+* ``swish_tx_estPi0.csv.gz``: ``make_swish_estPi0.R``, the same with ``estPi0 = TRUE``.
 * ``swish_synth6.csv.gz``, ``swish_synth8.csv.gz``: ``make_swish_synth.R`` on :func:`synth` below, with
   ``set.seed(3); swish(y, x = "condition", nperms = 50)``: the two other branches of ``getPerms``
   (``sample(720, 50)`` and ``replicate(50, sample(8))``).
@@ -105,6 +106,18 @@ def test_swish_matches_r(level, tx, gene):
     assert _rel(res["locfdr"][k], ref["locfdr"][k]) < 1e-10
     np.testing.assert_array_equal(res["qvalue"] < 0.1, ref["qvalue"] < 0.1)
     assert res.attrs["nperms"] == 24 and res.attrs["levels"] == ["A", "B"]
+
+
+def test_est_pi0_matches_r(tx):
+    """swish(estPi0 = TRUE): qvalue::pi0est (smoother, smooth.spline df = 3) then qvalue / lfdr with it."""
+    y, _ = tx
+    res = S.swish(y, COND, est_pi0=True)
+    ref = pd.read_csv(SW / "swish_tx_estPi0.csv.gz", index_col=0)
+    assert abs(res.attrs["pi0"] - 0.6696733) < 1e-7
+    got = res.loc[ref.index]
+    np.testing.assert_array_equal(got["pvalue"], ref["pvalue"])
+    assert _rel(got["qvalue"], ref["qvalue"]) < 1e-10
+    assert _rel(got["locfdr"], ref["locfdr"]) < 1e-10
 
 
 def test_mean_scaled_matches_r(tx):
@@ -246,8 +259,8 @@ def test_swish_bad_inputs():
         S.swish(reps, cond)
     with pytest.raises(ValueError, match=r"^nperms:"):
         S.swish(y, cond, nperms=0)
-    with pytest.raises(ValueError, match=r"^est_pi0:"):
-        S.swish(y, cond, est_pi0=True)
+    with pytest.raises(TypeError, match=r"^est_pi0:"):
+        S.swish(y, cond, est_pi0="yes")
     with pytest.raises(ValueError, match=r"^y:"):
         S.scale_inf_reps(y)                                   # already scaled
     with pytest.raises(ValueError, match=r"^y:.*keep"):
