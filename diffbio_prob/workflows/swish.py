@@ -901,6 +901,10 @@ def run_swish(
         ``padj`` = swish's ``qvalue``; the statistics are ``NA`` where ``keep`` is False.
 
     Every argument is checked before salmon's files are read, and nothing is written on an error.
+
+    The jitter that breaks near-ties is drawn sample by sample in the order of ``salmon_dirs``: with R's
+    sample order (its ``colData`` order) and seed the table is R's exactly; another order gives another
+    draw (the same calls up to a few features near the cut-off).
     """
     from diffbio_prob.io.atomic import check_output_path
     from diffbio_prob.io.counts import read_metadata, write_table
