@@ -17,8 +17,9 @@ Priors, shared across features so that a 2 vs 2 design borrows strength:
   standardised mean log expression of the feature (a fitted mean-variance trend);
 - ``b1_t ~ w_0 delta_0 + sum_k w_k N(0, scale_k)``: an adaptive-shrinkage (ash-like) prior: a point
   mass at zero plus a scale mixture on a fixed grid, with Dirichlet weights ``w`` learned from all
-  features; null features shrink to zero, real changes live in the wide components (a discrete
-  spike-and-slab / "horseshoe-lite");
+  features under ashr's null-biased Dirichlet (concentration 10 on the point mass, 1 on the others);
+  null features shrink to zero, real changes live in the wide components (a discrete spike-and-slab /
+  "horseshoe-lite");
 - ``b0_t ~ N(m0_t, 10)`` centred on the feature's data mean (weak);
 - ``v_scale ~ LogNormal(0, 0.5)``: one factor on every replicate variance, ``m_tj ~ N(eta_tj,
   sqrt(v_scale * v_tj))``, since bootstraps are known to understate the quantification error of
@@ -47,13 +48,18 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
-__all__ = ["quant_de_model", "collapsed_terms", "CollapsedFeatureLikelihood", "DEFAULT_LFC_SCALES"]
+__all__ = ["quant_de_model", "collapsed_terms", "CollapsedFeatureLikelihood", "DEFAULT_LFC_SCALES", "NULL_WEIGHT"]
 
 #: Natural-log scales of the mixture prior on ``b1`` (from "essentially null" to very large changes).
 #: The first, 0, is a point mass at "no change" (ash's null component): the lfsr then counts it on both
 #: sides of zero, so a feature's lfsr is at least its probability of being null.
 DEFAULT_LFC_SCALES = (0.0, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 B0_PRIOR_SD = 10.0
+#: Dirichlet concentration of the point-mass component (the others get 1): ashr's "nullbiased" prior
+#: (``nullweight = 10``, Stephens 2017). Without it the tiny-scale components, indistinguishable from
+#: zero at 2-3 replicates, take the null mass and the lfsr stops counting those features as null.
+NULL_WEIGHT = 10.0
+V_SCALE_SD = 0.05
 _LOG2PI = math.log(2.0 * math.pi)
 
 
@@ -120,7 +126,7 @@ class CollapsedFeatureLikelihood(dist.Distribution):
         raise NotImplementedError("CollapsedFeatureLikelihood: sampling is not supported")
 
 
-def quant_de_model(m, v, x, offset, z, m0, *, scales=DEFAULT_LFC_SCALES):
+def quant_de_model(m, v, x, offset, z, m0, *, scales=DEFAULT_LFC_SCALES, null_weight=NULL_WEIGHT):
     """NumPyro model of the per-sample bootstrap summaries.
 
     Args:
@@ -130,7 +136,8 @@ def quant_de_model(m, v, x, offset, z, m0, *, scales=DEFAULT_LFC_SCALES):
         offset: ``(N, T)`` or ``(N,)`` log normalisation offset.
         z: ``(T,)`` standardised feature covariate of the noise trend.
         m0: ``(T,)`` centre of the ``b0`` prior (data mean of ``m - offset``).
-        scales: the mixture grid (natural log).
+        scales: the mixture grid (natural log); a 0 is the point mass at no change.
+        null_weight: Dirichlet concentration of the point mass (1 for the others).
     """
     v = jnp.asarray(v)
     n, t = v.shape
@@ -143,8 +150,9 @@ def quant_de_model(m, v, x, offset, z, m0, *, scales=DEFAULT_LFC_SCALES):
     sig_mu = numpyro.sample("sig_mu", dist.Normal(math.log(0.2), 1.0))
     sig_slope = numpyro.sample("sig_slope", dist.Normal(0.0, 0.5))
     sig_tau = numpyro.sample("sig_tau", dist.HalfNormal(0.5))
-    v_scale = numpyro.sample("v_scale", dist.LogNormal(0.0, 0.5))
-    w = numpyro.sample("mix_weights", dist.Dirichlet(jnp.ones(k, dtype=v.dtype)))
+    v_scale = numpyro.sample("v_scale", dist.LogNormal(0.0, V_SCALE_SD))
+    conc = jnp.where(sc <= 0.0, null_weight, 1.0).astype(v.dtype)
+    w = numpyro.sample("mix_weights", dist.Dirichlet(conc))
     with numpyro.plate("features", t):
         raw = numpyro.sample("sig_raw", dist.Normal(0.0, 1.0))
         sigma = numpyro.deterministic("sigma", jnp.exp(sig_mu + sig_slope * jnp.asarray(z) + sig_tau * raw))
