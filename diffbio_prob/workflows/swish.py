@@ -874,6 +874,8 @@ def run_swish(
     min_count: float = 10,
     min_n: float = 3,
     pc: float = 5,
+    est_pi0: bool = False,
+    sample_names: Sequence[str] | None = None,
     quiet: bool = False,
 ) -> pd.DataFrame:
     """salmon folders (with bootstraps or Gibbs draws) -> tximport -> fishpond swish -> one results table.
@@ -893,6 +895,8 @@ def run_swish(
         nperms, pc: as :func:`swish`.
         seed, rng: ``rng="R"`` reproduces R's ``set.seed(seed)`` exactly; ``"numpy"`` uses numpy's generator.
         min_count, min_n: :func:`label_keep` (and the size-factor filter of :func:`scale_inf_reps`).
+        est_pi0: estimate pi0 for the q-values and local FDR (R's ``estPi0``; default pi0 = 1).
+        sample_names: one name per salmon folder (default: the mapping's keys or the folder names).
         quiet: no summary line on stderr.
 
     Returns:
@@ -911,6 +915,7 @@ def run_swish(
     from diffbio_prob.io.tximport import tximport
 
     quiet = _bool_arg(quiet, "quiet")
+    est_pi0 = _bool_arg(est_pi0, "est_pi0")
     if level not in ("transcript", "gene"):
         raise ValueError(f"level: expected 'transcript' or 'gene', got {level!r}")
     if level == "gene" and tx2gene is None:
@@ -952,7 +957,8 @@ def run_swish(
 
     _as_condition(cond_of(col), len(col), levels)   # two levels; labels among `levels`: fail before reading
 
-    txi = tximport(salmon_dirs, type="salmon", tx2gene=tx2gene, tx_out=level == "transcript", drop_inf_reps=False)
+    txi = tximport(salmon_dirs, type="salmon", tx2gene=tx2gene, tx_out=level == "transcript", drop_inf_reps=False,
+                    sample_names=sample_names)
     samples = txi.samples
     missing = [s for s in samples if s not in meta.index]
     if missing:
@@ -965,7 +971,8 @@ def run_swish(
     y = swish_data_from_tximport(txi)
     y = scale_inf_reps(y, min_count=min_count, min_n=min_n)
     y = label_keep(y, min_count=min_count, min_n=min_n)
-    res = swish(y, cond, levels=levels, nperms=int(nperms), pc=pc, seed=int(seed), rng=rng, quiet=quiet)
+    res = swish(y, cond, levels=levels, nperms=int(nperms), pc=pc, est_pi0=est_pi0, seed=int(seed), rng=rng,
+                quiet=quiet)
     table = pd.DataFrame({
         "keep": res["keep"], "log10mean": res["log10mean"], "log2FoldChange": res["log2FC"], "stat": res["stat"],
         "pvalue": res["pvalue"], "locfdr": res["locfdr"], "padj": res["qvalue"],

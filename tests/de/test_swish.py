@@ -202,7 +202,10 @@ def test_run_swish_transcript_metadata_file(dirs, tmp_path):
     np.testing.assert_array_equal(table["stat"][k], ref["stat"][k])
     assert table.index.name == "transcript" and out.exists()
     # another sample order draws other jitter (R would too): the calls stay
-    other = S.run_swish([dirs[s] for s in ("B1", "A1", "A2", "B2")], REF / "truth" / "samples.csv", out, quiet=True)
+    order = ["B1", "A1", "A2", "B2"]
+    other = S.run_swish([dirs[s] for s in order], REF / "truth" / "samples.csv", out, quiet=True,
+                        sample_names=order)
+    assert other.attrs["pi0"] == 1.0
     assert other.attrs["levels"] == ["A", "B"]
     ours, theirs = set(other.index[other["padj"] < 0.1]), set(ref.index[ref["qvalue"] < 0.1])
     assert abs(len(ours) - len(theirs)) <= 5 and len(ours & theirs) >= 0.95 * len(theirs)
@@ -248,6 +251,8 @@ def test_run_swish_bad_inputs(dirs, tmp_path):
         S.run_swish(dirs, meta, tmp_path, quiet=True)           # a folder where the file should go
     with pytest.raises(ValueError, match=r"^salmon_dirs:"):
         S.run_swish([], meta, out, quiet=True)
+    with pytest.raises(TypeError, match=r"^est_pi0:"):
+        S.run_swish(dirs, meta, out, quiet=True, est_pi0="yes")
     assert not out.exists()
 
 
