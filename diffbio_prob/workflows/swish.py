@@ -58,6 +58,7 @@ __all__ = [
     "emp_pvals",
     "label_keep",
     "lfdr",
+    "make_inf_reps",
     "pi0est",
     "qvalue",
     "run_swish",
@@ -316,6 +317,33 @@ def swish_data_from_tximport(txi) -> SwishData:
         raise ValueError("inf_reps: the tximport result has no inferential replicates; run tximport with "
                          "drop_inf_reps=False on salmon output made with --numBootstraps or --numGibbsSamples")
     return swish_data(txi.counts, txi.length, txi.inf_reps)
+
+
+def make_inf_reps(mean, variance, num_reps: int, *, min_disp: float = 0.001, seed=None) -> np.ndarray:
+    """fishpond ``makeInfReps``: negative-binomial pseudo-replicates from a mean and variance per feature and sample.
+
+    ``disp = max(min_disp, (variance - mean) / mean^2)`` where ``mean > 0`` (else ``min_disp``), and each
+    replicate draws ``NB(mu = mean, size = 1 / disp)``. The draws come from numpy
+    (``numpy.random.default_rng(seed)``), not R's ``rnbinom``, so they match R in distribution only.
+
+    Returns:
+        A ``(features, samples, num_reps)`` array for :func:`swish_data`.
+    """
+    m = _as_matrix(mean, "mean").to_numpy(float)
+    v = _as_matrix(variance, "variance").to_numpy(float)
+    if m.shape != v.shape:
+        raise ValueError(f"variance: shape {v.shape} differs from mean {m.shape}")
+    if isinstance(num_reps, bool) or not isinstance(num_reps, (int, np.integer)) or num_reps < 2:
+        raise ValueError(f"num_reps: expected an integer > 1, got {num_reps!r}")
+    if isinstance(min_disp, bool) or not isinstance(min_disp, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(min_disp) or min_disp <= 0:
+        raise ValueError(f"min_disp: expected a positive number, got {min_disp!r}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        disp = np.where(m > 0, np.maximum(min_disp, (v - m) / (m * m)), min_disp)
+    size = 1.0 / disp
+    prob = size / (size + m)
+    gen = np.random.default_rng(seed)
+    return np.stack([gen.negative_binomial(size, prob).astype(float) for _ in range(int(num_reps))], axis=2)
 
 
 def _check_count_args(min_count, min_n):

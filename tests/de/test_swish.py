@@ -5,6 +5,7 @@ References (``tests/reference/data/quant2de_ref/reference/swish``):
 * ``swish_tx.csv.gz``, ``swish_gene.csv.gz``, ``tx_meanScaled.csv.gz``: ``make_reference.R`` of
   ``shared/quant2de_ref`` (``scaleInfReps(y, saveMeanScaled = TRUE)``, ``labelKeep(y)``, ``set.seed(1)``,
   ``swish(y, x = "condition")``) on the four salmon samples with 20 bootstraps, 2 vs 2 (24 permutations).
+* ``swish_tx_makeInfReps.csv.gz``: ``makeInfReps`` (R's ``rnbinom``) then swish; compared in distribution.
 * ``swish_tx_estPi0.csv.gz``: ``make_swish_estPi0.R``, the same with ``estPi0 = TRUE``.
 * ``swish_synth6.csv.gz``, ``swish_synth8.csv.gz``: ``make_swish_synth.R`` on :func:`synth` below, with
   ``set.seed(3); swish(y, x = "condition", nperms = 50)``: the two other branches of ``getPerms``
@@ -166,6 +167,29 @@ def test_numpy_generator_gives_r_like_calls(tx):
     ks = np.max(np.abs(np.searchsorted(a, grid, side="right") - np.searchsorted(b, grid, side="right"))) / k.sum()
     assert ks < 0.06
     np.testing.assert_array_equal(res["log2FC"], S.swish(y, COND)["log2FC"])   # no randomness in log2FC
+
+
+def test_make_inf_reps_like_r(dirs):
+    """makeInfReps from the bootstrap mean / variance: numpy's NB draws are not R's rnbinom, so compare the
+    swish results in distribution (R: 212 calls; numpy seeds 0-3 give 218-226, 190-194 shared)."""
+    txi = tximport(dirs, type="salmon", tx_out=True, drop_inf_reps=False)
+    mean = pd.DataFrame({s: txi.inf_reps[s].to_numpy().mean(axis=1) for s in SAMPLES}, index=txi.counts.index)
+    var = pd.DataFrame({s: txi.inf_reps[s].to_numpy().var(axis=1, ddof=1) for s in SAMPLES}, index=txi.counts.index)
+    reps = S.make_inf_reps(mean, var, 20, seed=0)
+    assert reps.shape == (len(mean), 4, 20) and np.all(reps == np.round(reps))
+    res = S.swish(S.label_keep(S.scale_inf_reps(txi.counts, txi.length, reps)), COND)
+    ref = _ref("swish_tx_makeInfReps.csv.gz")
+    k = ref["keep"].to_numpy()
+    np.testing.assert_array_equal(res["keep"].to_numpy(), k)
+    assert np.corrcoef(res["stat"][k], ref["stat"][k])[0, 1] > 0.95
+    assert np.corrcoef(res["log2FC"][k], ref["log2FC"][k])[0, 1] > 0.97
+    ours, theirs = set(res.index[res["qvalue"] < 0.1]), set(ref.index[ref["qvalue"] < 0.1])
+    assert len(theirs) == 212 and abs(len(ours) - len(theirs)) <= 25
+    assert len(ours & theirs) >= 0.85 * len(theirs)
+    with pytest.raises(ValueError, match=r"^num_reps:"):
+        S.make_inf_reps(mean, var, 1)
+    with pytest.raises(ValueError, match=r"^variance:"):
+        S.make_inf_reps(mean, var.iloc[:10], 5)
 
 
 def test_emp_pvals_and_qvalue_small():
