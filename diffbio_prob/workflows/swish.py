@@ -16,7 +16,9 @@ module follows fishpond 2.4.1's R code step by step:
   ``log2(mean_B + pc) - log2(mean_A + pc)`` (``pc = 5``); the null statistics from ``getPerms``
   (all ``n!`` orderings from ``gtools::permutations`` when ``n <= 6`` and ``n! <= nperms``, else R's
   ``sample``); pooled permutation p-values (``qvalue::empPvals``), q-values (``qvalue::qvalue`` with
-  ``pi0 = 1``, swish's default ``estPi0 = FALSE``) and local FDR (``qvalue::lfdr``).
+  ``pi0 = 1``, swish's default ``estPi0 = FALSE``, or ``qvalue::pi0est``'s smoother with ``est_pi0``) and
+  local FDR (``qvalue::lfdr``).
+* :func:`make_inf_reps` = ``makeInfReps`` (negative-binomial pseudo-replicates from a mean and variance).
 
 Randomness: by default (``rng="R"``) the jitter and permutations are drawn from a re-implementation of R's
 default generator (Mersenne-Twister, ``set.seed``'s scrambling, Inversion, ``sample.kind = "Rejection"``),
@@ -27,7 +29,10 @@ Where this module differs from R:
 
 * ``locfdr`` (``qvalue::lfdr``) re-implements R's ``density()`` (linear binning, FFT, ``bw.nrd0``) and
   ``smooth.spline`` (GCV, sbart.c's knots, penalty with its ``.3330`` weight and Brent search) in numpy,
-  with dense instead of LINPACK banded algebra: it agrees with R to ~1e-12, not bit for bit.
+  with scipy's banded Cholesky and a dense inverse for the leverages: it agrees with R to ~1e-12, not bit
+  for bit (so do ``est_pi0``'s pi0 and q-values).
+* The jitter is drawn in the samples' column order, as in R: R's numbers need R's sample order.
+* :func:`make_inf_reps` draws with numpy, not R's ``rnbinom``: it matches R in distribution only.
 * Only the two-group test is implemented (no ``cov``, ``pair``, ``interaction`` or ``cor``); only
   ``qvaluePkg = "qvalue"``.
 * :func:`run_swish` reads salmon folders with :func:`diffbio_prob.io.tximport.tximport` (gene level with
