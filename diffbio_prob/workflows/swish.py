@@ -863,7 +863,7 @@ def swish(
     qv = qvalue(pvalue, pi0)
     try:
         lf = lfdr(pvalue, pi0)
-    except Exception:   # noqa: BLE001 - a degenerate density (e.g. one distinct p-value)
+    except (ValueError, np.linalg.LinAlgError, ZeroDivisionError):   # a degenerate density (one distinct p)
         lf = np.full(n_k, np.nan)
     out = pd.DataFrame(index=y.counts.index)
     out["keep"] = keep
