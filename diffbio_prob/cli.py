@@ -221,6 +221,8 @@ def _add_de(sub) -> None:
               diffbio-prob de --counts data.h5ad --layer counts --design "~condition" --out r.csv
               diffbio-prob de --salmon quant/A1 quant/A2 quant/B1 quant/B2 --tx2gene tx2gene.csv \\
                   --metadata m.csv --design "~condition" --contrast condition B A --out genes.csv
+              diffbio-prob de --salmon quant/A1 quant/A2 quant/B1 quant/B2 --metadata m.csv \\
+                  --design "~condition" --method swish --level transcript --out swish_tx.csv
             outputs:
               --out                CSV (or .tsv) with one row per gene, NA where DESeq2 gives NA
               --vst FILE           vst(blind=TRUE) matrix, genes x samples
@@ -246,6 +248,19 @@ def _add_de(sub) -> None:
     )
     p.add_argument("--tx2gene", default=None, metavar="FILE",
                    help="transcript -> gene table (CSV/TSV, two columns) for --salmon; without it, transcript level")
+    p.add_argument(
+        "--level",
+        choices=("gene", "transcript"),
+        default=None,
+        help="with --salmon: gene (needs --tx2gene; the default when it is given) or transcript",
+    )
+    p.add_argument(
+        "--method",
+        choices=("deseq2", "swish"),
+        default="deseq2",
+        help="deseq2 (default), or swish with --salmon: fishpond's Mann-Whitney test over the inferential "
+        "replicates (permutations and jitter from R's set.seed(--seed); two groups, design ~ condition)",
+    )
     p.add_argument(
         "--metadata",
         default=None,
@@ -367,6 +382,15 @@ def _run_de(args) -> int:
         raise UsageError("--reduced: required with --test lrt (e.g. --reduced '~ 1')")
     if args.test == "wald" and args.reduced is not None:
         raise UsageError("--reduced: only used with --test lrt")
+    level = args.level
+    if level is not None and args.salmon is None:
+        raise UsageError("--level: only used with --salmon")
+    if level == "gene" and args.tx2gene is None:
+        raise UsageError("--level gene: needs --tx2gene")
+    if level == "transcript" and args.tx2gene is not None:
+        raise UsageError("--level transcript: drop --tx2gene (it summarises to genes)")
+    if args.method == "swish":
+        return _run_swish(args, contrast, level or ("gene" if args.tx2gene else "transcript"))
     run_de(
         args.counts,
         args.metadata,
@@ -390,6 +414,37 @@ def _run_de(args) -> int:
         tx2gene=args.tx2gene,
         quiet=args.quiet,
     )
+    return 0
+
+
+def _run_swish(args, contrast, level: str) -> int:
+    """``de --method swish``: fishpond's swish on the salmon folders' inferential replicates."""
+    import re
+
+    from diffbio_prob.workflows.swish import run_swish
+
+    if args.salmon is None:
+        raise UsageError("--method swish: needs --salmon folders with bootstraps or Gibbs draws")
+    if args.metadata is None:
+        raise UsageError("--metadata: required with --method swish")
+    for flag, given in (("--shrink", args.shrink), ("--vst", args.vst), ("--normalized-counts", args.normalized_counts),
+                        ("--plots", args.plots), ("--contrast-vector", args.contrast_vector)):
+        if given is not None:
+            raise UsageError(f"{flag}: not available with --method swish")
+    if args.test != "wald":
+        raise UsageError("--test: swish is its own test; drop --test / --reduced")
+    variables = re.findall(r"[A-Za-z_.][A-Za-z0-9_.]*", args.design.replace("~", " "))
+    if len(variables) != 1:
+        raise UsageError(f"--design: swish compares two groups of one variable (e.g. '~ condition'), got {args.design!r}")
+    condition, levels = variables[0], None
+    if isinstance(contrast, list):
+        if contrast[0] != condition:
+            raise UsageError(f"--contrast: expected {condition} NUMERATOR DENOMINATOR, got {' '.join(contrast)}")
+        levels = [contrast[2], contrast[1]]  # reference first: log2FC is numerator vs denominator
+    elif contrast is not None:
+        raise UsageError("--contrast: with --method swish give FACTOR NUMERATOR DENOMINATOR")
+    run_swish(args.salmon, args.metadata, args.out, level=level, tx2gene=args.tx2gene, condition=condition,
+              levels=levels, seed=args.seed, quiet=args.quiet)
     return 0
 
 

@@ -116,3 +116,36 @@ def test_de_salmon_flag_errors(tmp_path, capsys, meta, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize("level, ref_name", [("transcript", "swish_tx.csv.gz"), ("gene", "swish_gene.csv.gz")])
+def test_de_method_swish_gives_fishponds_table(tmp_path, meta, level, ref_name):
+    out = tmp_path / "swish.csv"
+    extra = ["--tx2gene", str(TX2GENE)] if level == "gene" else []
+    rc = cli.main(["de", "--salmon", *map(str, DIRS), *extra, "--metadata", str(meta), "--design", "~condition",
+                   "--contrast", "condition", "B", "A", "--method", "swish", "--level", level, "--seed", "1",
+                   "--out", str(out), "--quiet"])
+    assert rc == 0
+    ours = pd.read_csv(out, index_col=0)
+    ref = _ref("reference", "swish", ref_name)
+    kept = ref["keep"].astype(bool)
+    assert (ours["keep"].astype(bool).reindex(ref.index) == kept).all()
+    for col, ref_col in (("stat", "stat"), ("log2FoldChange", "log2FC"), ("pvalue", "pvalue"), ("padj", "qvalue")):
+        assert _max_rel(ours.loc[kept[kept].index, col], ref.loc[kept, ref_col]) < 1e-9, col
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--counts", "C", "--method", "swish"], "--method swish: needs --salmon"),
+        (["--salmon", "S", "--method", "swish", "--shrink", "normal"], "--shrink: not available with --method swish"),
+        (["--salmon", "S", "--level", "gene"], "--level gene: needs --tx2gene"),
+        (["--counts", "C", "--level", "gene"], "--level: only used with --salmon"),
+    ],
+)
+def test_de_method_and_level_errors(tmp_path, capsys, meta, args, message):
+    rc = cli.main(["de", *args, "--metadata", str(meta), "--design", "~condition", "--out", str(tmp_path / "o.csv")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "o.csv").exists()
