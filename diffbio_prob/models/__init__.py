@@ -15,6 +15,7 @@ _MODULES = {
     "nb_glm_model": "nb_glm",
     "NBCounts": "nb_glm",
     "em_model": "em",
+    "quant_de_model": "quant_de",
 }
 
 __all__ = list(_MODULES)

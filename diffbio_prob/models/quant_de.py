@@ -59,7 +59,7 @@ B0_PRIOR_SD = 10.0
 #: (``nullweight = 10``, Stephens 2017). Without it the tiny-scale components, indistinguishable from
 #: zero at 2-3 replicates, take the null mass and the lfsr stops counting those features as null.
 NULL_WEIGHT = 10.0
-V_SCALE_SD = 0.05
+V_SCALE_SD = 0.5
 _LOG2PI = math.log(2.0 * math.pi)
 
 
