@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -151,10 +152,17 @@ def run_de(
     resolve_contrast(contrast, des)
     coef = _shrink_coef(contrast, des, shrink) if shrink is not None else None
     start = time.perf_counter()
-    fit = fit_deseq2(
-        fit_input, meta, design, test=test, reduced=reduced, size_factors=size_factors, fit_type=fit_type,
-        min_replicates_for_replace=min_replicates_for_replace,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        fit = fit_deseq2(
+            fit_input, meta, design, test=test, reduced=reduced, size_factors=size_factors, fit_type=fit_type,
+            min_replicates_for_replace=min_replicates_for_replace,
+        )
+    for w in caught:  # R's messages (the parametric -> local fallback), one line each, as R prints them
+        if issubclass(w.category, RuntimeWarning):
+            say(f"diffbio-prob de: note: {w.message}")
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     res = fit.results(contrast, alpha=alpha, independent_filtering=independent_filtering)
     say(
         f"diffbio-prob de: {len(res)} genes, {fit.counts.shape[1]} samples ({fmt}), {res.attrs['contrast']}: "
