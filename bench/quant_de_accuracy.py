@@ -52,10 +52,10 @@ def peer_rows():
     return PEERS, "built-in copy of accuracy.tsv"
 
 
-def score(table, truth, true_lfc):
+def score(table, truth, true_lfc, alpha=ALPHA):
     padj = table["padj"].reindex(truth.index).to_numpy(float)
     tested = ~np.isnan(padj)
-    called = tested & (padj < ALPHA)
+    called = tested & (padj < alpha)
     t = truth.to_numpy(bool)
     tp, fp = called & t, called & ~t
     nc = int(called.sum())
@@ -109,6 +109,11 @@ def main(argv=None):
         else:
             called = table["padj"].reindex(tg.index).to_numpy(float) < ALPHA
             s["fp_dtu_genes"] = int((called & ~tg["DE"].to_numpy(bool) & tg["DTU"].to_numpy(bool)).sum())
+        s["at_q0.05"] = "{n_called} called, {n_tp} TP, FDR {fdr:.3f}".format(**score(table, truth, tl, 0.05))
+        peer = ("swish_bootstraps", "transcript") if level == "transcript" else ("deseq2_tximport", "gene")
+        n_peer = int(peers.get(peer, PEERS[peer])["n_called"])
+        top = table["padj"].reindex(truth.index).sort_values(kind="stable").index[:n_peer]
+        s[f"top_{n_peer}_like_{peer[0]}"] = f"{int(truth.loc[top].sum())} TP"
         rows.append((f"bayes_de_from_quant ({args.method}, {args.guide})", level, s, wall))
         a = table.attrs
         print(f"[{level}] {wall:.1f} s  tested {a['n_tested']}/{a['n_features']}  sig_mu {a['sig_mu']:.3f} "
@@ -118,7 +123,7 @@ def main(argv=None):
     print("| method | level | called | TP | FP | FDR | sensitivity | model's expected FDR | notes |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, level, s, wall in rows:
-        notes = ", ".join(f"{k} {v}" for k, v in s.items() if k.startswith(("tp_", "fp_dtu", "pearson", "sign")))
+        notes = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in s.items() if k.startswith(("tp_", "fp_dtu", "pearson", "sign", "at_", "top_")))
         print(f"| {name} | {level} | {s['n_called']} | {s['n_tp']} | {s['n_fp']} | {s['fdr']:.3f} | "
               f"{s['sensitivity']:.3f} | {s['expected_fdr']:.3f} | {notes}; {wall:.0f} s |")
     for (method, level), p in sorted(peers.items()):
