@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -183,3 +184,24 @@ def test_bad_metadata_and_missing_replicates():
         bayes_de_from_quant(bare, meta)
     with pytest.raises(ValueError, match="tx2gene"):
         bayes_de_from_quant(["a", "b"], meta, level="gene")
+
+
+def test_nuts_agrees_with_svi_on_a_small_problem():
+    txi, meta, truth, changed = simulate(n_tx=60, seed=7)
+    t_svi, _ = bayes_de_from_quant(txi, meta, num_steps=800, num_samples=200)
+    t_nuts, fit = bayes_de_from_quant(txi, meta, method="nuts", num_warmup=150, num_samples=150, num_chains=1)
+    assert fit.method == "nuts"
+    assert np.corrcoef(t_svi["log2FoldChange"], t_nuts["log2FoldChange"])[0, 1] > 0.99
+    assert np.max(np.abs(t_svi["lfcSD"] - t_nuts["lfcSD"])) < 0.1
+
+
+def test_salmon_folders_at_gene_level():
+    ref = Path(__file__).resolve().parents[1] / "reference" / "data" / "quant2de_ref"
+    paths = [ref / "salmon" / s for s in ("A1", "A2", "B1", "B2")]
+    meta = pd.read_csv(ref / "truth" / "samples.csv", index_col="sample")
+    table, fit = bayes_de_from_quant(paths, meta, level="gene", tx2gene=ref / "truth" / "tx2gene.csv.gz",
+                                     num_steps=300, num_samples=100)
+    assert table.index.name == "gene" and len(table) == 2958
+    assert table.attrs["level"] == "gene" and 1500 < table.attrs["n_tested"] < 2958
+    assert table.loc[~table["tested"], "padj"].isna().all()
+    assert table.loc[table["tested"], "padj"].between(0, 1).all()
