@@ -21,8 +21,8 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,10 +33,10 @@ PEER_ACCURACY = [ROOT.parent / "shared" / "quant2de_ref" / "accuracy.tsv",
                  Path("/work/shared/quant2de_ref/accuracy.tsv")]
 # the peers' numbers (from accuracy.tsv), used when the shared folder is not at hand
 PEERS = {
-    ("deseq2_tximport", "gene"): dict(n_called=147, n_tp=142, n_fp=5, fdr=0.0340136, sensitivity=0.522059),
-    ("swish_bootstraps", "gene"): dict(n_called=206, n_tp=130, n_fp=76, fdr=0.368932, sensitivity=0.477941),
-    ("swish_bootstraps", "transcript"): dict(n_called=227, n_tp=171, n_fp=56, fdr=0.246696, sensitivity=0.176471),
-    ("swish_makeInfReps", "transcript"): dict(n_called=212, n_tp=169, n_fp=43, fdr=0.20283, sensitivity=0.174407),
+    ("deseq2_tximport", "gene"): {"n_called": 147, "n_tp": 142, "n_fp": 5, "fdr": 0.0340136, "sensitivity": 0.522059},
+    ("swish_bootstraps", "gene"): {"n_called": 206, "n_tp": 130, "n_fp": 76, "fdr": 0.368932, "sensitivity": 0.477941},
+    ("swish_bootstraps", "transcript"): {"n_called": 227, "n_tp": 171, "n_fp": 56, "fdr": 0.246696, "sensitivity": 0.176471},
+    ("swish_makeInfReps", "transcript"): {"n_called": 212, "n_tp": 169, "n_fp": 43, "fdr": 0.20283, "sensitivity": 0.174407},
 }
 
 
@@ -60,9 +60,9 @@ def score(table, truth, true_lfc, alpha=ALPHA):
     tp, fp = called & t, called & ~t
     nc = int(called.sum())
     est = table["log2FoldChange"].reindex(truth.index).to_numpy(float)
-    out = dict(n_tested=int(tested.sum()), n_true=int(t.sum()), n_called=nc, n_tp=int(tp.sum()),
-               n_fp=int(fp.sum()), fdr=float(fp.sum() / nc) if nc else float("nan"),
-               sensitivity=float(tp.sum() / t.sum()))
+    out = {"n_tested": int(tested.sum()), "n_true": int(t.sum()), "n_called": nc, "n_tp": int(tp.sum()),
+               "n_fp": int(fp.sum()), "fdr": float(fp.sum() / nc) if nc else float("nan"),
+               "sensitivity": float(tp.sum() / t.sum())}
     if tp.sum() > 1:
         out["sign_agree_tp"] = float(np.mean(np.sign(est[tp]) == np.sign(true_lfc[tp])))
         out["pearson_lfc_tp"] = float(np.corrcoef(est[tp], true_lfc[tp])[0, 1])
@@ -92,7 +92,7 @@ def main(argv=None):
     rows = []
     for level in args.levels.split(","):
         t0 = time.perf_counter()
-        table, fit = bayes_de_from_quant(paths, meta, condition="condition", level=level,
+        table, _fit = bayes_de_from_quant(paths, meta, condition="condition", level=level,
                                          tx2gene=REF / "truth" / "tx2gene.csv.gz", method=args.method,
                                          num_steps=args.steps, num_samples=args.samples, seed=args.seed,
                                          guide=args.guide)

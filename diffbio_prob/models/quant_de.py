@@ -48,7 +48,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
-__all__ = ["quant_de_model", "collapsed_terms", "CollapsedFeatureLikelihood", "DEFAULT_LFC_SCALES", "NULL_WEIGHT"]
+__all__ = ["DEFAULT_LFC_SCALES", "NULL_WEIGHT", "CollapsedFeatureLikelihood", "collapsed_terms", "quant_de_model"]
 
 #: Natural-log scales of the mixture prior on ``b1`` (from "essentially null" to very large changes).
 #: The first, 0, is a point mass at "no change" (ash's null component): the lfsr then counts it on both
@@ -145,7 +145,7 @@ def quant_de_model(m, v, x, offset, z, m0, *, scales=DEFAULT_LFC_SCALES, null_we
     offset = jnp.asarray(offset, dtype=v.dtype)
     offset = jnp.broadcast_to(offset if offset.ndim == 2 else offset[:, None], (n, t))
     sc = jnp.asarray(scales, dtype=v.dtype)
-    k = sc.shape[0]
+    sc.shape[0]
 
     sig_mu = numpyro.sample("sig_mu", dist.Normal(math.log(0.2), 1.0))
     sig_slope = numpyro.sample("sig_slope", dist.Normal(0.0, 0.5))

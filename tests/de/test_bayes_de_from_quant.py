@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -138,7 +137,7 @@ def test_arviz_has_log_likelihood(fitted):
 def test_model_log_likelihood_is_per_feature():
     from numpyro.infer import log_likelihood
 
-    txi, meta, _, _ = simulate(n_tx=40, seed=2)
+    txi, _meta, _, _ = simulate(n_tx=40, seed=2)
     d = prepare_quant_de(txi, np.array([0, 0, 0, 1, 1, 1.0]))
     args = (d["m"], d["v"], d["x"], d["offset"], d["z"], d["m0"])
     k = 9
@@ -187,7 +186,7 @@ def test_bad_metadata_and_missing_replicates():
 
 
 def test_nuts_agrees_with_svi_on_a_small_problem():
-    txi, meta, truth, changed = simulate(n_tx=60, seed=7)
+    txi, meta, _truth, _changed = simulate(n_tx=60, seed=7)
     t_svi, _ = bayes_de_from_quant(txi, meta, num_steps=800, num_samples=200)
     t_nuts, fit = bayes_de_from_quant(txi, meta, method="nuts", num_warmup=150, num_samples=150, num_chains=1)
     assert fit.method == "nuts"
@@ -199,7 +198,7 @@ def test_salmon_folders_at_gene_level():
     ref = Path(__file__).resolve().parents[1] / "reference" / "data" / "quant2de_ref"
     paths = [ref / "salmon" / s for s in ("A1", "A2", "B1", "B2")]
     meta = pd.read_csv(ref / "truth" / "samples.csv", index_col="sample")
-    table, fit = bayes_de_from_quant(paths, meta, level="gene", tx2gene=ref / "truth" / "tx2gene.csv.gz",
+    table, _fit = bayes_de_from_quant(paths, meta, level="gene", tx2gene=ref / "truth" / "tx2gene.csv.gz",
                                      num_steps=300, num_samples=100)
     assert table.index.name == "gene" and len(table) == 2958
     assert table.attrs["level"] == "gene" and 1500 < table.attrs["n_tested"] < 2958
