@@ -256,10 +256,12 @@ def _add_de(sub) -> None:
     )
     p.add_argument(
         "--method",
-        choices=("deseq2", "swish"),
+        choices=("deseq2", "swish", "bayes"),
         default="deseq2",
-        help="deseq2 (default), or swish with --salmon: fishpond's Mann-Whitney test over the inferential "
-        "replicates (permutations and jitter from R's set.seed(--seed); two groups, design ~ condition)",
+        help="deseq2 (default); with --salmon also swish (fishpond's Mann-Whitney test over the inferential "
+        "replicates; permutations and jitter from R's set.seed(--seed)) or bayes (a NumPyro model of the "
+        "quantification uncertainty and biological variation, fitted by SVI: posterior LFC, sd, HDI, "
+        "lfsr as pvalue, Bayesian q-value as padj); both compare two groups, design ~ condition",
     )
     p.add_argument(
         "--metadata",
@@ -389,8 +391,8 @@ def _run_de(args) -> int:
         raise UsageError("--level gene: needs --tx2gene")
     if level == "transcript" and args.tx2gene is not None:
         raise UsageError("--level transcript: drop --tx2gene (it summarises to genes)")
-    if args.method == "swish":
-        return _run_swish(args, contrast, level or ("gene" if args.tx2gene else "transcript"))
+    if args.method in ("swish", "bayes"):
+        return _run_quant_de(args, contrast, level or ("gene" if args.tx2gene else "transcript"))
     run_de(
         args.counts,
         args.metadata,
@@ -417,34 +419,43 @@ def _run_de(args) -> int:
     return 0
 
 
-def _run_swish(args, contrast, level: str) -> int:
-    """``de --method swish``: fishpond's swish on the salmon folders' inferential replicates."""
+def _run_quant_de(args, contrast, level: str) -> int:
+    """``de --method swish|bayes``: DE on the salmon folders' inferential replicates."""
     import re
 
-    from diffbio_prob.workflows.swish import run_swish
-
+    method = args.method
     if args.salmon is None:
-        raise UsageError("--method swish: needs --salmon folders with bootstraps or Gibbs draws")
+        raise UsageError(f"--method {method}: needs --salmon folders with bootstraps or Gibbs draws")
     if args.metadata is None:
-        raise UsageError("--metadata: required with --method swish")
+        raise UsageError(f"--metadata: required with --method {method}")
     for flag, given in (("--shrink", args.shrink), ("--vst", args.vst), ("--normalized-counts", args.normalized_counts),
                         ("--plots", args.plots), ("--contrast-vector", args.contrast_vector)):
         if given is not None:
-            raise UsageError(f"{flag}: not available with --method swish")
+            raise UsageError(f"{flag}: not available with --method {method}")
     if args.test != "wald":
-        raise UsageError("--test: swish is its own test; drop --test / --reduced")
+        raise UsageError(f"--test: {method} is its own test; drop --test / --reduced")
     variables = re.findall(r"[A-Za-z_.][A-Za-z0-9_.]*", args.design.replace("~", " "))
     if len(variables) != 1:
-        raise UsageError(f"--design: swish compares two groups of one variable (e.g. '~ condition'), got {args.design!r}")
+        raise UsageError(f"--design: {method} compares two groups of one variable (e.g. '~ condition'), "
+                         f"got {args.design!r}")
     condition, levels = variables[0], None
     if isinstance(contrast, list):
         if contrast[0] != condition:
             raise UsageError(f"--contrast: expected {condition} NUMERATOR DENOMINATOR, got {' '.join(contrast)}")
         levels = [contrast[2], contrast[1]]  # reference first: log2FC is numerator vs denominator
     elif contrast is not None:
-        raise UsageError("--contrast: with --method swish give FACTOR NUMERATOR DENOMINATOR")
-    run_swish(args.salmon, args.metadata, args.out, level=level, tx2gene=args.tx2gene, condition=condition,
-              levels=levels, seed=args.seed, quiet=args.quiet)
+        raise UsageError(f"--contrast: with --method {method} give FACTOR NUMERATOR DENOMINATOR")
+    tx2gene = args.tx2gene if level == "gene" else None
+    if method == "swish":
+        from diffbio_prob.workflows.swish import run_swish
+
+        run_swish(args.salmon, args.metadata, args.out, level=level, tx2gene=tx2gene, condition=condition,
+                  levels=levels, seed=args.seed, quiet=args.quiet)
+        return 0
+    from diffbio_prob.workflows.bayes_de_from_quant import run_bayes_de
+
+    run_bayes_de(args.salmon, args.metadata, args.out, level=level, tx2gene=tx2gene, condition=condition,
+                 reference=None if levels is None else levels[0], seed=args.seed, quiet=args.quiet)
     return 0
 
 

@@ -38,7 +38,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["b1_posterior", "bayes_de_from_quant", "lfsr_from_draws", "prepare_quant_de", "qvalues_from_lfsr"]
+__all__ = [
+    "b1_posterior", "bayes_de_from_quant", "lfsr_from_draws", "prepare_quant_de", "qvalues_from_lfsr", "run_bayes_de",
+]
 
 LN2 = math.log(2.0)
 _LEVELS = ("transcript", "gene")
@@ -402,3 +404,35 @@ def _scales():
     from diffbio_prob.models.quant_de import DEFAULT_LFC_SCALES
 
     return DEFAULT_LFC_SCALES
+
+
+def run_bayes_de(salmon_dirs, metadata, out, *, level: str = "transcript", tx2gene=None, condition: str = "condition",
+                 reference=None, seed: int = 0, quiet: bool = False) -> pd.DataFrame:
+    """``diffbio-prob de --salmon ... --method bayes``: :func:`bayes_de_from_quant` by SVI, one table written.
+
+    Args:
+        salmon_dirs: salmon output folders with inferential replicates (bootstraps or Gibbs draws).
+        metadata: sample table: a CSV/TSV path (first column = sample names) or a DataFrame indexed by sample.
+        out: results table (CSV; ``.tsv`` tab-separated, ``.gz`` compressed), written atomically.
+        level, tx2gene, condition, reference, seed: as :func:`bayes_de_from_quant`.
+        quiet: no summary line on stderr.
+
+    Returns:
+        The table written (``log2FoldChange, lfcSD, hdi_low, hdi_high, prob_lfc_gt, stat, pvalue`` = lfsr,
+        ``padj`` = Bayesian q-value, ...).
+    """
+    import sys
+
+    from diffbio_prob.io.atomic import check_output_path
+    from diffbio_prob.io.counts import read_metadata, write_table
+
+    check_output_path(out, "out", "file")
+    meta = metadata if isinstance(metadata, pd.DataFrame) else read_metadata(metadata)
+    table, _ = bayes_de_from_quant(salmon_dirs, meta, condition=condition, level=level, tx2gene=tx2gene,
+                                   seed=seed, reference=reference)
+    write_table(table.rename_axis(level), out)
+    if not quiet:
+        n = int((table["padj"] < 0.1).sum())
+        print(f"diffbio-prob de: bayes ({level} level), {int(table['tested'].sum())} of {len(table)} tested: "
+              f"{n} with Bayesian q < 0.1; wrote {out}", file=sys.stderr)
+    return table
