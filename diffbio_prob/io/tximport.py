@@ -61,6 +61,11 @@ import numpy as np
 import pandas as pd
 
 from diffbio_prob.io.base import FormatError, gunzip_bytes
+from diffbio_prob.io.rmath import col_sums as _r_col_sums
+from diffbio_prob.io.rmath import mean as _r_mean
+from diffbio_prob.io.rmath import median as _r_median
+from diffbio_prob.io.rmath import row_means as _r_row_means
+from diffbio_prob.io.rmath import row_sums as _r_row_sums
 from diffbio_prob.io.salmon import read_quant_sf, read_salmon_bootstraps
 
 __all__ = ["COUNTS_FROM_ABUNDANCE", "TximportResult", "read_tx2gene", "tximport"]
@@ -134,44 +139,14 @@ class TximportResult:
 # R's numerics: long-double accumulation in the order R adds
 # ---------------------------------------------------------------------------------------------------
 
-def _r_row_sums(m: np.ndarray) -> np.ndarray:
-    """R ``rowSums`` (long double, columns added left to right), as long double."""
-    s = np.zeros(m.shape[0], _LD)
-    for j in range(m.shape[1]):
-        s += m[:, j].astype(_LD)
-    return s
 
 
-def _r_row_means(m: np.ndarray) -> np.ndarray:
-    """R ``rowMeans``: long-double sum divided in long double, rounded once to double."""
-    return (_r_row_sums(m) / _LD(m.shape[1])).astype(float)
 
 
-def _r_col_sums(m: np.ndarray) -> np.ndarray:
-    """R ``colSums``: a sequential long-double sum per column (``cumsum`` keeps the order)."""
-    if m.shape[0] == 0:
-        return np.zeros(m.shape[1])
-    return np.cumsum(m.astype(_LD), axis=0)[-1].astype(float)
 
 
-def _r_mean(x: np.ndarray) -> float:
-    """R ``mean`` of doubles: long-double sum / n, then one correction pass (``summary.c``)."""
-    x = np.asarray(x, float).astype(_LD)
-    n = _LD(x.size)
-    s = np.cumsum(x)[-1] / n
-    if np.isfinite(s):
-        s = s + np.cumsum(x - s)[-1] / n
-    return float(s)
 
 
-def _r_median(x: np.ndarray) -> float:
-    """R ``median.default``: the middle value, or R's ``mean`` of the two middle ones."""
-    x = np.sort(np.asarray(x, float))
-    n = x.size
-    half = (n + 1) // 2
-    if n % 2 == 1:
-        return float(x[half - 1])
-    return _r_mean(x[half - 1:half + 1])
 
 
 def _row_vars(x: np.ndarray) -> np.ndarray:

@@ -55,6 +55,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from diffbio_prob.io.rmath import col_sums as _col_sums
+from diffbio_prob.io.rmath import mean as _r_mean
+from diffbio_prob.io.rmath import median as _r_median
+from diffbio_prob.io.rmath import row_means as _row_means
+
 __all__ = [
     "RUN_SWISH_COLUMNS",
     "SWISH_COLUMNS",
@@ -83,43 +88,14 @@ _LD = np.longdouble
 # R numerics
 # ---------------------------------------------------------------------------------------------------
 
-def _row_sums(m: np.ndarray) -> np.ndarray:
-    s = np.zeros(m.shape[0], _LD)
-    for j in range(m.shape[1]):
-        s += m[:, j].astype(_LD)
-    return s
 
 
-def _row_means(m: np.ndarray) -> np.ndarray:
-    """R ``rowMeans``: long-double sum / n, rounded once."""
-    return (_row_sums(m) / _LD(m.shape[1])).astype(float)
 
 
-def _col_sums(m: np.ndarray) -> np.ndarray:
-    if m.shape[0] == 0:
-        return np.zeros(m.shape[1])
-    return np.cumsum(m.astype(_LD), axis=0)[-1].astype(float)
 
 
-def _r_mean(x: np.ndarray) -> float:
-    """R ``mean``: long-double sum / n plus one correction pass."""
-    x = np.asarray(x, float).astype(_LD)
-    n = _LD(x.size)
-    s = np.cumsum(x)[-1] / n
-    if np.isfinite(s):
-        s = s + np.cumsum(x - s)[-1] / n
-    return float(s)
 
 
-def _r_median(x: np.ndarray) -> float:
-    x = np.sort(np.asarray(x, float))
-    n = x.size
-    if n == 0:
-        return float("nan")
-    half = (n + 1) // 2
-    if n % 2 == 1:
-        return float(x[half - 1])
-    return _r_mean(x[half - 1:half + 1])
 
 
 def _rank_average(m: np.ndarray) -> np.ndarray:

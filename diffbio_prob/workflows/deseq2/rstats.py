@@ -16,6 +16,8 @@ import math
 import numpy as np
 from scipy import special
 
+from diffbio_prob.io import rmath
+
 __all__ = [
     "r_trimmed_mean",
     "r_mad",
@@ -637,27 +639,12 @@ def r_log(a) -> np.ndarray:
 
 def r_row_sums(a, mean: bool = False) -> np.ndarray:
     """R's ``rowSums``/``rowMeans``: long double sums over the columns in order (``/ ncol`` in long double)."""
-    a = np.asarray(a, dtype=float)
-    s = np.zeros(a.shape[0], np.longdouble)
-    for j in range(a.shape[1]):
-        s += a[:, j].astype(np.longdouble)
-    if mean:
-        s /= a.shape[1]
-    return s.astype(float)
+    return rmath.row_means(a) if mean else rmath.row_sums(a).astype(float)
 
 
 def r_mean(v) -> float:
     """R's ``mean()`` of doubles: long double sum / n, then R's correction pass."""
-    vals = [np.longdouble(u) for u in np.asarray(v, dtype=float).reshape(-1).tolist()]
-    n = len(vals)
-    s = np.longdouble(0)
-    for u in vals:
-        s += u
-    s /= n
-    t = np.longdouble(0)
-    for u in vals:
-        t += u - s
-    return float(s + t / n)
+    return rmath.mean(v)
 
 
 def r_row_vars(a) -> np.ndarray:

@@ -44,6 +44,8 @@ import pandas as pd
 from scipy import stats
 
 from diffbio_prob.io.counts import validate_counts
+from diffbio_prob.io.rmath import mean as _r_mean
+from diffbio_prob.io.rmath import row_means as _r_row_means
 from diffbio_prob.parallel import run_batched
 from diffbio_prob.workflows.deseq2 import kernels, steps
 from diffbio_prob.workflows.deseq2.data import DESeq2Data
@@ -178,21 +180,6 @@ def _frame(values: np.ndarray, src: _Source) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------
 # R's arithmetic where it matters (long-double sums, seq(), quantile type 7, splinefun "fmm").
 # ------------------------------------------------------------------------------------------------
-
-
-def _r_row_means(x: np.ndarray) -> np.ndarray:
-    """R's ``rowMeans``: sums accumulated in long double."""
-    x = np.asarray(x, dtype=float)
-    return (np.sum(x.astype(np.longdouble), axis=1) / x.shape[1]).astype(float)
-
-
-def _r_mean(x: np.ndarray) -> float:
-    """R's ``mean`` of doubles: a long-double mean with one correction pass."""
-    x = np.asarray(x, dtype=np.longdouble).ravel()
-    s = np.sum(x) / x.size
-    if np.isfinite(s):
-        s = s + np.sum(x - s) / x.size
-    return float(s)
 
 
 def _r_seq(start: float, stop: float, length_out: int) -> np.ndarray:
