@@ -9,21 +9,21 @@ import numpy as np
 
 from diffbio_prob.workflows.deseq2 import rstats
 
-__all__ = ["ratio_size_factors", "poscounts_size_factors"]
+__all__ = ["median_ratio", "ratio_size_factors", "poscounts_size_factors"]
 
 
-def _median_ratio(counts: np.ndarray, loggeomeans: np.ndarray, logc: np.ndarray) -> np.ndarray:
+def median_ratio(counts: np.ndarray, loggeomeans: np.ndarray, logc: np.ndarray, *, name: str = "counts",
+                 hint: str = " (use size_factors='poscounts' or 'iterate')") -> np.ndarray:
+    """``estimateSizeFactorsForMatrix``'s per-sample median of log ratios ``logc - loggeomeans`` over the
+    genes with a finite log geometric mean and a positive count; errors name the argument ``name``."""
     finite = np.isfinite(loggeomeans)
     if not finite.any():
-        raise ValueError(
-            "counts: every gene contains at least one zero, cannot compute log geometric means "
-            "(use size_factors='poscounts' or 'iterate')"
-        )
+        raise ValueError(f"{name}: every gene contains at least one zero, cannot compute log geometric means{hint}")
     sf = np.empty(counts.shape[1])
     for j in range(counts.shape[1]):
         use = finite & (counts[:, j] > 0)
         if not use.any():
-            raise ValueError(f"counts: sample {j} has no positive count among the genes used for size factors")
+            raise ValueError(f"{name}: sample {j} has no positive count among the genes used for size factors")
         sf[j] = math.exp(np.median(logc[use, j] - loggeomeans[use]))
     return sf
 
@@ -38,7 +38,7 @@ def ratio_size_factors(counts: np.ndarray) -> np.ndarray:
     logc = rstats.r_log(counts)
     with np.errstate(invalid="ignore"):
         lg = rstats.r_row_sums(logc, mean=True)
-    return _median_ratio(counts, lg, logc)
+    return median_ratio(counts, lg, logc)
 
 
 def poscounts_size_factors(counts: np.ndarray) -> np.ndarray:
@@ -54,5 +54,5 @@ def poscounts_size_factors(counts: np.ndarray) -> np.ndarray:
         if pos.any():
             geo[i] = math.exp(rstats.r_ld_sum(lrow[pos].tolist()) / n)
     lg = rstats.r_log(geo)
-    sf = _median_ratio(counts, lg, logc)
+    sf = median_ratio(counts, lg, logc)
     return sf / math.exp(rstats.r_mean(rstats.r_log(sf)))

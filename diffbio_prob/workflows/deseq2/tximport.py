@@ -22,6 +22,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from diffbio_prob.workflows.deseq2.size_factors import median_ratio
+
 __all__ = ["deseq2_inputs_from_tximport", "tximport_normalization_factors"]
 
 _INT_MAX = 2**31 - 1
@@ -41,19 +43,7 @@ def _log(x: np.ndarray) -> np.ndarray:
 
 
 def _ratio_size_factors(counts: np.ndarray, loggeomeans: np.ndarray) -> np.ndarray:
-    """``estimateSizeFactorsForMatrix``'s per-sample median of log ratios over genes with a finite log
-    geometric mean and a positive count."""
-    finite = np.isfinite(loggeomeans)
-    if not finite.any():
-        raise ValueError("txi: every gene contains at least one zero, cannot compute log geometric means")
-    logc = _log(counts)
-    sf = np.empty(counts.shape[1])
-    for j in range(counts.shape[1]):
-        use = finite & (counts[:, j] > 0)
-        if not use.any():
-            raise ValueError(f"txi: sample {j} has no positive count among the genes used for size factors")
-        sf[j] = math.exp(float(np.median(logc[use, j] - loggeomeans[use])))
-    return sf
+    return median_ratio(counts, loggeomeans, _log(counts), name="txi", hint="")
 
 
 def tximport_normalization_factors(counts, lengths, *, type: str = "ratio") -> np.ndarray:
