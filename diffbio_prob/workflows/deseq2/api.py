@@ -38,7 +38,7 @@ def prepare_inputs(counts, metadata=None, *, layer: str | None = None):
     Returns:
         ``(counts_df, metadata_df)`` with samples in the metadata's order.
     """
-    if hasattr(counts, "obs") and hasattr(counts, "var") and hasattr(counts, "X"):
+    if _is_anndata(counts):
         counts_df, obs = from_anndata(counts, layer=layer)
         metadata = obs if metadata is None else metadata
     elif isinstance(counts, pd.DataFrame):
