@@ -1,9 +1,9 @@
-"""Discrete hidden Markov models in pure JAX: forward, backward, Viterbi, sampling.
+"""Sequential HMM inference in pure JAX: filter, smoother, two-slice marginals, Viterbi, sampling.
 
 One forward pass serves every emission family: emissions enter as a ``(T, S)`` matrix of
-log-likelihoods ``ll[t, k] = log p(y_t | z_t = k)``, built by :func:`categorical_log_likelihoods`,
-:func:`poisson_log_likelihoods` or :func:`gaussian_log_likelihoods` (or by the caller). Parameters
-are a small :class:`HMMParams` pytree of log-probabilities; ``A[i, j] = p(z_{t+1} = j | z_t = i)``.
+log-likelihoods ``ll[t, k] = log p(y_t | z_t = k)``, built by an emission object of
+:mod:`diffbio_prob.cores.hmm.emissions` (``emission.log_likelihoods(params, y)``) or by the caller.
+Parameters are a small :class:`HMMParams` pytree of log-probabilities; ``A[i, j] = p(z_{t+1} = j | z_t = i)``.
 
 Design choices (see ``docs/notes/hmm.md``):
 
@@ -37,19 +37,33 @@ Example:
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from diffbio_prob.cores.hmm._base import (
+    _UNROLL,
+    Array,
+    FilterResult,
+    HMMParams,
+    Posterior,
+    _batch_lengths,
+    _check_ll,
+    _dtype,
+    _prepare,
+    _safe_div,
+    _single,
+    _tree_sum,
+    _valid,
+)
+from diffbio_prob.cores.hmm.emissions import _ONE_HOT_MAX_SYMBOLS, categorical_log_likelihoods  # noqa: F401
+from diffbio_prob.cores.hmm.parallel import parallel_log_likelihood
+
 __all__ = [
     "HMMParams",
     "FilterResult",
     "Posterior",
-    "categorical_log_likelihoods",
-    "poisson_log_likelihoods",
-    "gaussian_log_likelihoods",
     "forward_filter",
     "log_likelihood",
     "log_likelihood_batch",
@@ -60,241 +74,14 @@ __all__ = [
     "smoother",
     "smoother_batch",
     "state_posteriors",
+    "two_slice_marginals",
     "viterbi",
     "viterbi_batch",
     "sample_states",
     "sample_categorical",
     "posterior_sample",
-    "parallel_filter",
-    "parallel_log_likelihood",
-    "parallel_smoother",
-    "lengths_to_mask",
 ]
 
-Array = jax.Array
-
-# lax.scan unroll factor: a few steps per loop iteration cut the per-step overhead that dominates
-# small-K scans on CPU (measured ~1.5x at K=8); larger factors only grow compile time.
-_UNROLL = 1
-
-
-class HMMParams(NamedTuple):
-    """Parameters of the hidden chain, in log space.
-
-    Attributes:
-        log_initial: ``Float[Array, "S"]`` log p(z_1 = k).
-        log_transition: ``Float[Array, "S S"]`` log p(z_{t+1} = j | z_t = i) at ``[i, j]``.
-    """
-
-    log_initial: Array
-    log_transition: Array
-
-
-class FilterResult(NamedTuple):
-    """Output of :func:`forward_filter`.
-
-    Attributes:
-        log_likelihood: scalar log p(y_{1:L}) over the valid steps.
-        filtered: ``Float[Array, "T S"]`` p(z_t | y_{1:t}); rows past ``length`` are zero.
-        log_normalizers: ``Float[Array, "T"]`` c_t = log p(y_t | y_{1:t-1}); zero past ``length``.
-    """
-
-    log_likelihood: Array
-    filtered: Array
-    log_normalizers: Array
-
-
-class Posterior(NamedTuple):
-    """Output of :func:`smoother`.
-
-    Attributes:
-        log_likelihood: scalar log p(y_{1:L}).
-        filtered: ``Float[Array, "T S"]`` p(z_t | y_{1:t}) (zero past ``length``).
-        smoothed: ``Float[Array, "T S"]`` p(z_t | y_{1:L}) (zero past ``length``).
-        transition_counts: ``Float[Array, "S S"]`` sum_t p(z_t = i, z_{t+1} = j | y_{1:L}).
-    """
-
-    log_likelihood: Array
-    filtered: Array
-    smoothed: Array
-    transition_counts: Array
-
-
-# ------------------------------------------------------------------------------------------------
-# Emission log-likelihoods: each returns Float[Array, "T S"] with rows of missing steps set to 0.
-# ------------------------------------------------------------------------------------------------
-@jax.jit
-def categorical_log_likelihoods(log_emission: Array, observations: Array) -> Array:
-    """Per-step log-likelihoods of a categorical emission; symbol ``-1`` means missing.
-
-    Args:
-        log_emission: ``Float[Array, "S M"]`` log p(y = m | z = k) at ``[k, m]``.
-        observations: ``Int[Array, "T"]`` (or any shape, e.g. a padded ``"B T"`` batch) symbols in
-            ``0..M-1``, or ``-1`` for a missing step.
-
-    Returns:
-        ``Float[Array, "T S"]`` (``observations.shape + (S,)``); a missing step's row is 0 (it is
-        marginalised out).
-
-    Example:
-        >>> categorical_log_likelihoods(jnp.log(jnp.eye(2) * 0.5 + 0.25), jnp.array([0, -1])).shape
-        (2, 2)
-    """
-    return _categorical_ll(log_emission, jnp.asarray(observations))
-
-
-# The VJP of a gather is a scatter-add, which XLA runs serially on CPU (~20 ns per element: 16 ms at
-# T = 1e5, K = 8, more than the whole forward pass). For a moderate alphabet the transpose is a tiny
-# matmul with the one-hot observations instead.
-_ONE_HOT_MAX_SYMBOLS = 64
-
-
-@jax.custom_vjp
-def _categorical_ll(log_emission, observations):
-    observed = observations >= 0
-    # Sanitise before indexing (double where): a -1 would index the last symbol and its cotangent
-    # would land on a real parameter.
-    safe = jnp.where(observed, observations, 0)
-    ll = log_emission.T[safe]
-    return jnp.where(observed[..., None], ll, 0.0)
-
-
-def _categorical_ll_fwd(log_emission, observations):
-    return _categorical_ll(log_emission, observations), (observations, log_emission.shape)
-
-
-def _categorical_ll_bwd(res, g):
-    observations, (num_states, num_symbols) = res
-    y = observations.reshape(-1)
-    g = jnp.where((y >= 0)[:, None], g.reshape(-1, num_states), 0.0)
-    if num_symbols <= _ONE_HOT_MAX_SYMBOLS:
-        one_hot = jax.nn.one_hot(y, num_symbols, dtype=g.dtype)  # -1 -> a zero row
-        grad = g.T @ one_hot
-    else:
-        grad = jax.ops.segment_sum(g, jnp.where(y >= 0, y, 0), num_segments=num_symbols).T
-    return grad, None
-
-
-_categorical_ll.defvjp(_categorical_ll_fwd, _categorical_ll_bwd)
-
-
-@jax.jit
-def poisson_log_likelihoods(log_rate: Array, observations: Array) -> Array:
-    """Per-step log-likelihoods of a Poisson emission; ``-1`` or NaN means missing.
-
-    Args:
-        log_rate: ``Float[Array, "S"]`` log of each state's Poisson rate.
-        observations: ``Int[Array, "T"]`` or ``Float[Array, "T"]`` counts.
-
-    Returns:
-        ``Float[Array, "T S"]`` of ``y log(rate) - rate - log(y!)``; missing rows are 0.
-
-    Example:
-        >>> poisson_log_likelihoods(jnp.zeros(3), jnp.array([0, 2])).shape
-        (2, 3)
-    """
-    y = jnp.asarray(observations)
-    observed = y >= 0
-    if jnp.issubdtype(y.dtype, jnp.floating):
-        observed = observed & ~jnp.isnan(y)
-    y = jnp.where(observed, y, 0).astype(jnp.result_type(log_rate))
-    ll = y[:, None] * log_rate[None, :] - jnp.exp(log_rate)[None, :] - jax.scipy.special.gammaln(y + 1.0)[:, None]
-    return jnp.where(observed[:, None], ll, 0.0)
-
-
-@jax.jit
-def gaussian_log_likelihoods(mean: Array, log_scale: Array, observations: Array) -> Array:
-    """Per-step log-likelihoods of a (diagonal) Gaussian emission; NaN entries are missing.
-
-    Args:
-        mean: ``Float[Array, "S"]`` or ``Float[Array, "S D"]`` state means.
-        log_scale: same shape as ``mean``: log standard deviations.
-        observations: ``Float[Array, "T"]`` or ``Float[Array, "T D"]``; a NaN feature is marginalised
-            (its term is dropped), so a fully-NaN step has row 0.
-
-    Returns:
-        ``Float[Array, "T S"]``.
-
-    Example:
-        >>> gaussian_log_likelihoods(jnp.zeros(2), jnp.zeros(2), jnp.array([0.0, jnp.nan])).shape
-        (2, 2)
-    """
-    y = jnp.asarray(observations, dtype=jnp.result_type(mean, float))
-    if y.ndim == 1:
-        y, mean, log_scale = y[:, None], mean[:, None], log_scale[:, None]
-    observed = ~jnp.isnan(y)  # (T, D)
-    y = jnp.where(observed, y, 0.0)  # sanitise: NaN * 0 cotangents would poison the parameters
-    z = (y[:, None, :] - mean[None]) * jnp.exp(-log_scale)[None]
-    terms = -0.5 * z**2 - log_scale[None] - 0.5 * jnp.log(2 * jnp.pi)
-    return jnp.sum(jnp.where(observed[:, None, :], terms, 0.0), axis=-1)
-
-
-# ------------------------------------------------------------------------------------------------
-# Helpers
-# ------------------------------------------------------------------------------------------------
-def lengths_to_mask(lengths: Array, num_steps: int) -> Array:
-    """``Bool[Array, "B T"]`` with True at ``t < lengths[b]``.
-
-    Example:
-        >>> lengths_to_mask(jnp.array([1, 3]), 3).astype(int).tolist()
-        [[1, 0, 0], [1, 1, 1]]
-    """
-    return jnp.arange(num_steps)[None, :] < jnp.asarray(lengths)[:, None]
-
-
-def _valid(num_steps: int, length) -> Array:
-    if length is None:
-        return jnp.ones(num_steps, dtype=bool)
-    return jnp.arange(num_steps) < length
-
-
-def _safe_div(num: Array, den: Array) -> Array:
-    """``num / den`` where ``den > 0``, else 0 (both branches finite, so gradients are too)."""
-    ok = den > 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
-
-
-def _tree_sum(x: Array) -> Array:
-    """Sum over axis 0 by pairwise (tree) reduction: rounding error grows like log T, not T, whatever
-    the backend's reduction order (a float32 running sum of 1e5 normalisers loses ~1e-5 relative)."""
-    if x.shape[0] == 0:  # e.g. Viterbi's per-step maxima of a length-1 sequence: nothing to add
-        return jnp.zeros(x.shape[1:], x.dtype)
-    while x.shape[0] > 1:
-        if x.shape[0] % 2:
-            x = jnp.concatenate([x, jnp.zeros_like(x[:1])])
-        x = x[0::2] + x[1::2]
-    return x[0]
-
-
-def _dtype(params: HMMParams, ll: Array):
-    return jnp.result_type(params.log_initial, params.log_transition, ll, float)
-
-
-def _batch_lengths(lengths, batch: int, num_steps: int) -> Array:
-    if lengths is None:
-        return jnp.full((batch,), num_steps, jnp.int32)
-    return jnp.broadcast_to(jnp.asarray(lengths), (batch,))
-
-
-# ------------------------------------------------------------------------------------------------
-# Batched internals. Layout: time-major, batch-minor, ``(T, S, B)``. A step then works on an (S, B)
-# slab: the sum over states is a sum of S rows (SIMD across sequences), the transition is one
-# (S, S) @ (S, B) matmul. This is ~5x faster on a CPU than vmapping the single-sequence recursion
-# (whose (B, S) rows reduce over a short minor axis); a single sequence is the case B = 1.
-# ------------------------------------------------------------------------------------------------
-def _prepare(params: HMMParams, ll: Array, lengths: Array):
-    """``ll`` (T, S, B), ``lengths`` (B,) -> pi (S,), A (S, S), w = exp(ll - m) (T, S, B), m (T, B),
-    valid (T, B). Padding is set to ll = 0 before anything else uses it."""
-    dtype = _dtype(params, ll)
-    ll = jnp.asarray(ll, dtype)
-    valid = jnp.arange(ll.shape[0])[:, None] < lengths[None, :]
-    ll = jnp.where(valid[:, None, :], ll, 0.0)
-    m = jnp.max(ll, axis=1)
-    m = jnp.where(jnp.isfinite(m), m, 0.0)  # a step impossible in every state: keep exp finite
-    w = jnp.exp(ll - m[:, None, :])
-    pi = jnp.exp(jnp.asarray(params.log_initial, dtype))
-    trans = jnp.exp(jnp.asarray(params.log_transition, dtype))
-    return pi, trans, w, m, valid
 
 
 def _forward_scan(pi: Array, trans: Array, w: Array, with_filtered: bool):
@@ -447,23 +234,6 @@ def _viterbi_tsb(params: HMMParams, ll: Array, lengths: Array):
     return jnp.where(valid, path, -1).astype(jnp.int32), jnp.where(valid[0], n0, 0.0) + _tree_sum(ns)
 
 
-def _check_ll(ll: Array, ndim: int, params: HMMParams | None = None, name: str = "log_likelihoods") -> None:
-    """Static shape checks (they run at trace time, so under jit too): rank, at least one step and one
-    state, and as many states as the parameters."""
-    want = "(T, S)" if ndim == 2 else "(B, T, S)"
-    if ll.ndim != ndim:
-        raise ValueError(f"{name}: expected shape {want}, got shape {ll.shape}")
-    if ll.shape[-2] == 0 or ll.shape[-1] == 0:
-        raise ValueError(f"{name}: expected at least one step and one state, got shape {ll.shape}")
-    if params is not None:
-        s = jnp.shape(params.log_initial)[-1]
-        if jnp.shape(params.log_transition)[-2:] != (s, s):
-            raise ValueError(f"params: log_initial has {s} states but log_transition has shape "
-                             f"{jnp.shape(params.log_transition)}; expected ({s}, {s})")
-        if ll.shape[-1] != s:
-            raise ValueError(f"{name}: {ll.shape[-1]} states on the last axis, the parameters have {s}")
-
-
 def _check_obs_batch(obs: Array, params: HMMParams, log_emission: Array) -> None:
     """Static checks of a padded (B, T) batch of symbols and a (S, M) emission matrix."""
     if obs.ndim != 2 or 0 in obs.shape:
@@ -474,13 +244,6 @@ def _check_obs_batch(obs: Array, params: HMMParams, log_emission: Array) -> None
     if jnp.ndim(log_emission) != 2 or jnp.shape(log_emission)[0] != s:
         raise ValueError(f"log_emission: expected shape ({s}, M) for {s} states, got {jnp.shape(log_emission)}")
     _check_ll(jnp.zeros((1, s)), 2, params)
-
-
-def _single(ll: Array, length, params: HMMParams | None = None):
-    """A single (T, S) sequence as a batch of one: (T, S, 1) and lengths (1,)."""
-    ll = jnp.asarray(ll)
-    _check_ll(ll, 2, params)
-    return ll[:, :, None], _batch_lengths(length, 1, ll.shape[0])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -759,6 +522,27 @@ def state_posteriors(params: HMMParams, log_likelihoods: Array, length=None) -> 
     return smoother(params, log_likelihoods, length).smoothed
 
 
+@jax.jit
+def two_slice_marginals(params: HMMParams, log_likelihoods: Array, length=None) -> Array:
+    """Per-step two-slice marginals ``p(z_t = i, z_{t+1} = j | y_{1:L})``: ``Float[Array, "T-1 S S"]``.
+
+    Zero for pairs reaching past ``length``; their sum over t is :func:`smoother`'s ``transition_counts``.
+
+    Example:
+        >>> p = HMMParams(jnp.log(jnp.array([.5, .5])), jnp.log(jnp.array([[.7, .3], [.3, .7]])))
+        >>> xi = two_slice_marginals(p, jnp.log(jnp.array([[.9, .2], [.1, .8], [.9, .2]])))
+        >>> xi.shape, round(float(xi[0].sum()), 6)
+        ((2, 2, 2), 1.0)
+    """
+    ll, lens = _single(log_likelihoods, length, params)
+    _, _, alpha, (trans, w, valid) = _forward(params, ll, lens, True)
+    beta, scale = _backward_scan(trans, w, valid)
+    alpha, beta, w, scale, valid = alpha[..., 0], beta[..., 0], w[..., 0], scale[:, 0], valid[:, 0]
+    r = jnp.sum(alpha * beta, axis=1)
+    inv = jnp.where(valid[1:], _safe_div(1.0, r[:-1] * scale[:-1]), 0.0)
+    return trans[None] * (alpha[:-1] * inv[:, None])[:, :, None] * (w[1:] * beta[1:])[:, None, :]
+
+
 # ------------------------------------------------------------------------------------------------
 # Viterbi
 # ------------------------------------------------------------------------------------------------
@@ -904,100 +688,3 @@ def posterior_sample(key: Array, params: HMMParams, log_likelihoods: Array, leng
     steps = jnp.arange(num_steps)
     _, zs = lax.scan(step, jnp.zeros((), jnp.int32), (log_alpha, gumbel, steps), reverse=True)
     return jnp.where(valid, zs, -1).astype(jnp.int32)
-
-
-# ------------------------------------------------------------------------------------------------
-# Parallel (associative-scan) filter: opt-in, for accelerators
-# ------------------------------------------------------------------------------------------------
-def _parallel_elements(params: HMMParams, ll: Array, length):
-    ll3, lens = _single(ll, length, params)
-    pi, trans, w, m, valid = _prepare(params, ll3, lens)
-    w, m, valid = w[:, :, 0], m[:, 0], valid[:, 0]
-    # t = 0: every row is p(z_1 | y_1) and log_b = log p(y_1) (independent of the "previous" state).
-    u0 = pi * w[0]
-    s0 = jnp.sum(u0)
-    a0 = jnp.broadcast_to(_safe_div(u0, s0), trans.shape)
-    b0 = jnp.full(trans.shape[0], jnp.log(s0) + m[0])
-    # t >= 1: A_t[i, j] = P_ij w_t(j) / rowsum_i, log_b_t[i] = log rowsum_i + m_t.
-    u = trans[None] * w[1:, None, :]
-    rs = jnp.sum(u, axis=2)
-    a = _safe_div(u, rs[:, :, None])
-    b = jnp.log(rs) + m[1:, None]
-    # Padding steps are the identity element, so they carry no dependence on the parameters.
-    pad = ~valid[1:]
-    a = jnp.where(pad[:, None, None], jnp.eye(trans.shape[0], dtype=a.dtype), a)
-    b = jnp.where(pad[:, None], 0.0, b)
-    return jnp.concatenate([a0[None], a]), jnp.concatenate([b0[None], b])
-
-
-def _parallel_combine(e1, e2):
-    a1, b1 = e1
-    a2, b2 = e2
-    # Condition the left span on the right span's evidence, then compose (Hassan et al. 2021).
-    mx = jnp.max(b2, axis=-1, keepdims=True)
-    mx = jnp.where(jnp.isfinite(mx), mx, 0.0)
-    u = a1 * jnp.exp(b2 - mx)[..., None, :]
-    r = jnp.sum(u, axis=-1)
-    a = _safe_div(u, r[..., None]) @ a2
-    b = b1 + jnp.log(r) + mx
-    return a, b
-
-
-@jax.jit
-def parallel_filter(params: HMMParams, log_likelihoods: Array, length=None) -> FilterResult:
-    """Forward filter by an associative scan: O(log T) depth, O(T S^3) work.
-
-    Follows Hassan, Särkkä & García-Fernández, IEEE TSP 69:4875 (2021) as in dynamax
-    ``parallel_inference.py``. Worth it on an accelerator at long T; on a CPU the sequential
-    :func:`forward_filter` is faster (~10x on two cores). ``log_normalizers`` are recovered as
-    differences of the cumulative log-likelihood.
-
-    Example:
-        >>> p = HMMParams(jnp.log(jnp.array([.5, .5])), jnp.log(jnp.array([[.7, .3], [.3, .7]])))
-        >>> ll = jnp.log(jnp.array([[.9, .2], [.9, .2], [.1, .8], [.9, .2], [.9, .2]]))
-        >>> round(float(parallel_filter(p, ll).log_likelihood), 4)
-        -3.3725
-    """
-    a, b = lax.associative_scan(_parallel_combine, _parallel_elements(params, log_likelihoods, length))
-    valid = _valid(a.shape[0], length)
-    cum = b[:, 0]
-    c = jnp.where(valid, jnp.diff(cum, prepend=0.0), 0.0)
-    return FilterResult(cum[-1], jnp.where(valid[:, None], a[:, 0, :], 0.0), c)
-
-
-@jax.jit
-def parallel_log_likelihood(params: HMMParams, log_likelihoods: Array, length=None) -> Array:
-    """log p(y) by the associative scan (see :func:`parallel_filter`); autodiff gradient.
-
-    Example:
-        >>> p = HMMParams(jnp.log(jnp.array([.6, .4])), jnp.log(jnp.array([[.7, .3], [.4, .6]])))
-        >>> b = jnp.log(jnp.array([[.1, .4, .5], [.6, .3, .1]]))
-        >>> round(float(parallel_log_likelihood(p, categorical_log_likelihoods(b, jnp.array([0, 1, 2])))), 5)
-        -3.39287
-    """
-    _, b = lax.associative_scan(_parallel_combine, _parallel_elements(params, log_likelihoods, length))
-    return b[-1, 0]
-
-
-@jax.jit
-def parallel_smoother(params: HMMParams, log_likelihoods: Array, length=None) -> Posterior:
-    """Smoothed marginals as the gradient of the parallel log-likelihood (dynamax PR #212).
-
-    Example:
-        >>> p = HMMParams(jnp.log(jnp.array([.5, .5])), jnp.log(jnp.array([[.7, .3], [.3, .7]])))
-        >>> ll = jnp.log(jnp.array([[.9, .2], [.9, .2], [.1, .8], [.9, .2], [.9, .2]]))
-        >>> parallel_smoother(p, ll).smoothed[2].round(4).tolist()
-        [0.3075, 0.6925]
-    """
-    valid = _valid(jnp.shape(log_likelihoods)[0], length)
-
-    def f(la, ll):
-        elems = _parallel_elements(HMMParams(params.log_initial, la), ll, length)
-        a, b = lax.associative_scan(_parallel_combine, elems)
-        return b[-1, 0], a[:, 0, :]
-
-    (total, filt), (xi, gamma) = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(
-        params.log_transition, log_likelihoods
-    )
-    mask = valid[:, None]
-    return Posterior(total, jnp.where(mask, filt, 0.0), jnp.where(mask, gamma, 0.0), xi)
