@@ -3,9 +3,14 @@
 A discrete HMM, a negative-binomial GLM for differential expression and an EM transcript quantifier,
 each written once as a pure-JAX core (``diffbio_prob.cores``) and exposed as a Flax NNX operator
 (``diffbio_prob.operators.statistical``) and as a NumPyro model (``diffbio_prob.models``).
+
+``enable_compilation_cache()`` keeps JAX's compiled programs on disk for later processes (the CLI does this
+by default; from Python it is opt-in, as it changes JAX's global configuration).
 """
 
 from importlib import import_module
+
+from diffbio_prob.compile_cache import enable_compilation_cache
 
 __version__ = "0.1.0"
 
@@ -18,7 +23,7 @@ _OPERATORS = {
     "EMQuantifierConfig": "em_quantification",
 }
 
-__all__ = list(_OPERATORS)
+__all__ = [*_OPERATORS, "enable_compilation_cache"]
 
 
 def __getattr__(name):

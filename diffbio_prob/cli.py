@@ -7,6 +7,10 @@ Exit codes: 0 done; 2 bad input (arguments, output paths, input files: one line 
 argument or file, raised before any fitting starts); 1 a failure that is not the input's fault (disk
 full, a computation that overflowed: one line too); 130 Ctrl-C. Every output file is written
 atomically, and after a Ctrl-C none is replaced.
+
+Every subcommand keeps JAX's compiled programs in ~/.cache/diffbio-prob/jax (or $XDG_CACHE_HOME), so a
+second run skips XLA compilation; DIFFBIO_PROB_JAX_CACHE=0 turns that off, JAX_COMPILATION_CACHE_DIR
+picks another folder (``diffbio_prob.compile_cache``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import contextlib
 import os
 import sys
 import textwrap
+
+from diffbio_prob import compile_cache
 
 __all__ = ["main", "build_parser"]
 
@@ -157,34 +163,9 @@ def _add_demo(sub) -> None:
     p.set_defaults(run=_run_demo)
 
 
-def _demo_compilation_cache() -> None:
-    """Keep XLA executables between runs (JAX's persistent cache), unless the user chose otherwise.
-
-    Most of a first demo run is XLA compilation; cached, a second run takes ~40% less time. Must run
-    before JAX compiles anything, hence here and not in the workflow.
-    """
-    if os.environ.get("DIFFBIO_PROB_JAX_CACHE", "1").lower() in ("0", "false", "no", "off"):
-        return
-    import jax
-
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
-        return
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = os.path.join(base, "diffbio-prob", "jax")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError:  # a read-only home: run without the cache
-        return
-    jax.config.update("jax_compilation_cache_dir", folder)
-    # Cache the many small programs too: their compile time, not their run time, is what a demo waits for.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-
-
 def _run_demo(args) -> int:
     from diffbio_prob.workflows.demo import run_demo
 
-    _demo_compilation_cache()
     # run_demo checks its arguments before any work and prints, at the end, where everything is. This
     # process has only imported and configured JAX (no computation, no backend yet), so the demo may
     # fork its workers.
@@ -897,12 +878,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         prefix = f"diffbio-prob {args.command}"
         try:
-            if getattr(args, "x64", False):
-                os.environ["JAX_ENABLE_X64"] = "1"
-                import jax
+            # every subcommand: before JAX compiles anything (the folder and the off switch: compile_cache)
+            with compile_cache.process_cache():
+                if getattr(args, "x64", False):
+                    os.environ["JAX_ENABLE_X64"] = "1"
+                    import jax
 
-                jax.config.update("jax_enable_x64", True)
-            code = int(args.run(args) or 0)
+                    jax.config.update("jax_enable_x64", True)
+                code = int(args.run(args) or 0)
             atomic.raise_if_interrupted()  # a Ctrl-C swallowed somewhere: still an interrupted run
             return code
         except KeyboardInterrupt:

@@ -24,15 +24,16 @@ ALLOWED_INTERNAL = {
     "models": {"cores", "models"},
     "inference": {"cores", "operators", "models", "inference", "io", "parallel"},
     "parallel": set(),
+    "compile_cache": set(),
     "io": {"io"},
     "plots": {"plots", "io"},
     "workflows": {
         "cores", "operators", "models", "inference", "io", "plots", "parallel", "workflows", "workflows.demo", "root"
     },
     "workflows.demo": {"workflows", "workflows.demo", "io", "plots", "root"},
-    "cli": {"workflows", "workflows.demo", "io", "root"},
+    "cli": {"workflows", "workflows.demo", "io", "compile_cache", "root"},
     "main": {"cli"},
-    "root": {"operators"},
+    "root": {"operators", "compile_cache"},
 }
 # third-party packages a layer must not import (the standard library is always allowed)
 JAX_STACK = {"jax", "jaxlib", "flax", "numpyro", "optax"}
@@ -160,7 +161,7 @@ def check(root: Path, package: str = "diffbio_prob") -> dict[str, list[str]]:
             out["numpyro_internals"].append(f"{where} (private: {', '.join(imp.private_names)})")
         if _stdlib(top):
             continue
-        if src in ("cores", "parallel"):
+        if src in ("cores", "parallel", "compile_cache"):
             if top not in ALLOWED_EXTERNAL_CORES:
                 out["external"].append(f"{where} ({src} imports only {sorted(ALLOWED_EXTERNAL_CORES)})")
         elif top in (FORBIDDEN_EXTERNAL.get(src) or ()):
