@@ -73,11 +73,14 @@ __all__ = [
     "converged",
     "em",
     "em_unrolled",
+    "stack_eq_classes",
+    "em_batch",
     "quant_outputs",
     "tpm",
     "truncate",
     "fast_digamma",
     "gibbs_sample",
+    "gibbs_sample_batch",
     "gibbs_num_chains",
 ]
 
@@ -911,6 +914,159 @@ def _unrolled_impl(eqc, effective_lengths, prior, init, *, n_iterations, algorit
 _unrolled_jit = jax.jit(_unrolled_impl, static_argnames=("n_iterations", "algorithm", "temperature", "history"))
 
 
+# --- several samples on one transcriptome in one program -------------------------------------------
+def stack_eq_classes(eqcs, *, n_classes: int | None = None, n_entries: int | None = None) -> EquivalenceClasses:
+    """Several samples' classes over the same ``T`` transcripts as one structure with a leading sample axis.
+
+    Each sample is validated (:func:`validate`), then padded to ``n_classes`` classes and ``n_entries``
+    entries: the extra entries have weight 0 and sit in the extra classes, which have 0 fragments, so
+    every map evaluation, objective and Gibbs round of a sample is the one of its unpadded classes (a
+    weight-0 entry and a count-0 class are inert). At least one extra class is kept, to hold the padding.
+
+    Args:
+        eqcs: a sequence of :class:`EquivalenceClasses` with equal ``n_transcripts`` and
+            ``weights_include_length``.
+        n_classes: padded class count (default one more than the largest); n_entries: padded entry
+            count (default the largest).
+
+    Returns:
+        :class:`EquivalenceClasses` whose arrays have shape ``(K, ...)``, for :func:`em_batch` (or
+        ``jax.vmap`` over its leading axis), not for :func:`em` itself.
+    """
+    eqcs = list(eqcs)
+    if not eqcs or not all(isinstance(e, EquivalenceClasses) for e in eqcs):
+        raise TypeError("eqcs: expected a non-empty sequence of EquivalenceClasses")
+    first = eqcs[0]
+    for k, e in enumerate(eqcs):
+        validate(e, name=f"eqcs[{k}]")
+        if e.n_transcripts != first.n_transcripts:
+            raise ValueError(f"eqcs[{k}]: {e.n_transcripts} transcripts, eqcs[0] has {first.n_transcripts}")
+        if e.weights_include_length != first.weights_include_length:
+            raise ValueError(f"eqcs[{k}]: weights_include_length={e.weights_include_length}, eqcs[0] has "
+                             f"{first.weights_include_length} (one program needs one kind of weights)")
+    c_max = max(e.n_classes for e in eqcs) + 1
+    e_max = max(e.n_entries for e in eqcs)
+    n_classes = c_max if n_classes is None else n_classes
+    n_entries = e_max if n_entries is None else n_entries
+    _check_count("n_classes", n_classes, c_max)
+    _check_count("n_entries", n_entries, e_max)
+    dtype = jnp.result_type(float)
+    K = len(eqcs)
+    cid = np.full((K, n_entries), n_classes - 1, np.int32)
+    tid = np.zeros((K, n_entries), np.int32)
+    w = np.zeros((K, n_entries), dtype)
+    n = np.zeros((K, n_classes), dtype)
+    for k, e in enumerate(eqcs):
+        E, C = e.n_entries, e.n_classes
+        cid[k, :E], tid[k, :E], w[k, :E], n[k, :C] = e.class_ids, e.transcript_ids, e.weights, e.counts
+    return EquivalenceClasses(jnp.asarray(cid), jnp.asarray(tid), jnp.asarray(w), jnp.asarray(n),
+                              n_transcripts=first.n_transcripts, weights_include_length=first.weights_include_length)
+
+
+def em_batch(
+    eqc: EquivalenceClasses,
+    effective_lengths: Array,
+    *,
+    algorithm: str = "em",
+    prior: float | None = None,
+    per_nucleotide_prior: bool = False,
+    init: Array | None = None,
+    counts: Array | None = None,
+    min_iter: int = 100,
+    max_iter: int = 10_000,
+    rel_tol: float = REL_DIFF_TOLERANCE,
+    abs_cutoff: float = ALPHA_CHECK_CUTOFF,
+    squarem: bool = False,
+    temperature: float = 1.0,
+    truncate_below: float = MIN_ALPHA,
+    batch_size: int | None = None,
+) -> EMResult:
+    """:func:`em` for every sample of a :func:`stack_eq_classes` structure, in one compiled program.
+
+    The samples are vmapped (``batch_size=None``) or mapped ``batch_size`` at a time (``lax.map``). Under
+    ``vmap`` the ``while_loop`` runs until the slowest sample has converged and leaves each finished
+    sample's state as it was, so every sample stops where it would stop alone: the same iterate as
+    :func:`em` on it, to rounding.
+
+    Args:
+        eqc: ``(K, ...)`` from :func:`stack_eq_classes`.
+        effective_lengths: ``Float[Array, "K T"]`` (each sample its own, as salmon estimates them).
+        init: ``Float[Array, "K T"]`` starts (default :func:`uniform_init` per sample).
+        counts: ``Float[Array, "K R C"]``: instead of ``eqc.counts``, ``R`` count vectors per sample, each
+            run from its uniform start (salmon's bootstrap); the result then has shape ``(K, R, ...)``.
+        the rest: as in :func:`em`; ``prior`` is checked against every sample's fragment total.
+
+    Returns:
+        :class:`EMResult` with a leading sample axis (``(K, R)`` with ``counts``).
+    """
+    _check_algorithm(algorithm)
+    _check_temperature(temperature)
+    _check_loop(min_iter, max_iter, rel_tol, abs_cutoff, truncate_below)
+    if batch_size is not None:
+        _check_count("batch_size", batch_size, 1)
+    dtype = eqc.counts.dtype
+    if eqc.counts.ndim != 2:
+        raise ValueError(f"eqc: expected a stack_eq_classes structure (counts (K, C)), got counts of shape "
+                         f"{eqc.counts.shape}")
+    K, C = eqc.counts.shape
+    T = eqc.n_transcripts
+    lengths = np.asarray(effective_lengths)
+    if lengths.shape != (K, T):
+        raise ValueError(f"effective_lengths: expected shape ({K}, {T}), got {lengths.shape}")
+    if not np.all(np.isfinite(lengths)) or np.any(lengths <= 0):
+        raise ValueError("effective_lengths: must be finite and positive")
+    if counts is not None:
+        counts = jnp.asarray(counts, dtype)
+        if counts.ndim != 3 or counts.shape[0] != K or counts.shape[2] != C:
+            raise ValueError(f"counts: expected shape ({K}, R, {C}), got {counts.shape}")
+        if init is not None:
+            raise ValueError("init: every count vector starts from its uniform start; give init or counts, not both")
+    if init is not None:
+        a = np.asarray(init)
+        if a.shape != (K, T):
+            raise ValueError(f"init: expected shape ({K}, {T}), got {a.shape}")
+        for k in range(K):
+            _check_init(a[k], T)
+    totals = np.sum(np.asarray(eqc.counts, np.float64), axis=1)
+    priors = []
+    for k in range(K):
+        if algorithm == "em":
+            check_prior(prior)
+            priors.append(np.zeros(T, dtype))
+            continue
+        value = prior if prior is not None else (PER_NUCLEOTIDE_PRIOR if per_nucleotide_prior else PER_TRANSCRIPT_PRIOR)
+        check_prior(value, T, lengths[k], per_nucleotide_prior, total_counts=float(totals[k]), dtype=dtype)
+        priors.append(np.asarray(prior_vector(T, lengths[k], prior, per_nucleotide_prior), dtype))
+    temperature = float(temperature) if _is_concrete(temperature) else temperature
+    scalars = (jnp.asarray(min_iter, jnp.int32), jnp.asarray(max_iter, jnp.int32), jnp.asarray(rel_tol, dtype),
+               jnp.asarray(abs_cutoff, dtype), jnp.asarray(truncate_below, dtype))
+    return _em_batch_jit(eqc, jnp.asarray(lengths, dtype), jnp.asarray(np.stack(priors)),
+                         None if init is None else jnp.asarray(init, dtype), counts, *scalars, algorithm=algorithm,
+                         squarem=bool(squarem), temperature=temperature, batch_size=batch_size)
+
+
+def _em_batch_impl(eqc, lengths, prior, init, counts, min_iter, max_iter, rel_tol, abs_cutoff, cutoff, *,
+                   algorithm, squarem, temperature, batch_size):
+    def solve(e, l, p, a0):
+        a0 = _uniform_init_jit(e) if a0 is None else a0
+        return _em_impl(e, l, p, a0, min_iter, max_iter, rel_tol, abs_cutoff, cutoff, algorithm=algorithm,
+                        squarem=squarem, temperature=temperature)
+
+    def one(xs):
+        e, l, p, a0, c = xs
+        if c is None:
+            return solve(e, l, p, a0)
+        return jax.vmap(lambda ck: solve(e.replace(counts=ck), l, p, None))(c)
+
+    xs = (eqc, lengths, prior, init, counts)
+    if batch_size is None:
+        return jax.vmap(one)(xs)
+    return lax.map(one, xs, batch_size=batch_size)
+
+
+_em_batch_jit = jax.jit(_em_batch_impl, static_argnames=("algorithm", "squarem", "temperature", "batch_size"))
+
+
 def tpm(counts: Array, effective_lengths: Array) -> Array:
     """``1e6 (a_t / l_t) / sum_j (a_j / l_j)`` (salmon's TPM from NumReads); all zeros if every ``a`` is 0."""
     rate = counts / effective_lengths
@@ -951,6 +1107,7 @@ class _GibbsLayout(NamedTuple):
 
     frag_lo: Array  # (F,) first entry of the fragment's class
     frag_hi: Array  # (F,) one past its last entry
+    frag_weight: Array  # (F,) 1 per fragment; 0 for the padding of a batch (gibbs_sample_batch)
     class_start: Array  # (E,) bool: the entry opens its class (for the segmented cumulative sum)
     direct: Array  # (T,) fragments of single-entry classes, given outright
     active: Array  # (T,) bool: the transcript has a live entry
@@ -980,8 +1137,12 @@ def _gibbs_layout(eqc: EquivalenceClasses) -> tuple[_GibbsLayout, int]:
     opens[start[end > start]] = True
     width = int((end - start)[multi].max()) if multi.any() else 1
     dtype = eqc.counts.dtype
-    return _GibbsLayout(jnp.asarray(frag_lo), jnp.asarray(frag_hi), jnp.asarray(opens), jnp.asarray(direct, dtype),
-                        jnp.asarray(active)), width
+    return _GibbsLayout(jnp.asarray(frag_lo), jnp.asarray(frag_hi), jnp.ones(frag_lo.shape, dtype), jnp.asarray(opens),
+                        jnp.asarray(direct, dtype), jnp.asarray(active)), width
+
+
+def _n_bisect(width: int) -> int:
+    return max(1, int(np.ceil(np.log2(width))) + 1)
 
 
 def _segmented_cumsum(values: Array, opens: Array) -> Array:
@@ -1017,8 +1178,7 @@ def _gibbs_round(eqc, layout, log_aff, log_len, prior, n_bisect, x, key):
             right = cum[mid] <= u
             lo = jnp.where(right, mid + 1, lo)
             hi = jnp.where(right, hi, mid)
-        hits = jax.ops.segment_sum(jnp.ones((F,), x.dtype), tid[jnp.minimum(lo, layout.frag_hi - 1)],
-                                   eqc.n_transcripts)
+        hits = jax.ops.segment_sum(layout.frag_weight, tid[jnp.minimum(lo, layout.frag_hi - 1)], eqc.n_transcripts)
     else:
         hits = jnp.zeros_like(x)
     return hits + layout.direct, log_theta
@@ -1093,10 +1253,8 @@ def gibbs_sample(
     Returns:
         ``Float[Array, "R T"]`` draws of the expected counts.
     """
-    _check_count("num_samples", num_samples, 1)
+    chains, step, longest = _gibbs_chains(num_samples, num_chains)
     _check_count("thinning_factor", thinning_factor, 1)
-    if num_chains is not None:
-        _check_count("num_chains", num_chains, 1)
     validate(eqc, effective_lengths)
     dtype = eqc.counts.dtype
     lengths = jnp.asarray(effective_lengths, dtype)
@@ -1105,18 +1263,122 @@ def gibbs_sample(
         raise ValueError("prior: the Gibbs prior must be finite and positive")
     _check_init(init, eqc.n_transcripts)
     layout, width = _gibbs_layout(eqc)
-    n_bisect = max(1, int(np.ceil(np.log2(width))) + 1)
-    chains = gibbs_num_chains(num_samples) if num_chains is None else int(num_chains)
-    chains = min(chains, num_samples)
-    step = num_samples // chains
-    longest = num_samples - (chains - 1) * step
+    n_bisect = _n_bisect(width)
     if isinstance(key, (int, np.integer)):
         key = jax.random.PRNGKey(int(key))
     keys = jax.random.split(key, chains)
     log_theta = _gibbs_jit(eqc, layout, lengths, p, jnp.asarray(init, dtype), keys, num_samples=int(longest),
                            thinning=int(thinning_factor), n_bisect=n_bisect, beta=float(beta))
-    parts = [log_theta[k, :step] for k in range(chains - 1)] + [log_theta[chains - 1]]
-    log_theta = jnp.concatenate(parts, axis=0)
     n = jnp.sum(eqc.counts) if total is None else jnp.asarray(total, dtype)
-    draws = n * jax.nn.softmax(log_theta, axis=-1)
+    return _gibbs_draws(log_theta, step, n, truncate_below)
+
+
+def _gibbs_chains(num_samples: int, num_chains: int | None) -> tuple[int, int, int]:
+    """``(chains, draws kept per chain but the last, draws run per chain)`` (salmon's split)."""
+    _check_count("num_samples", num_samples, 1)
+    if num_chains is not None:
+        _check_count("num_chains", num_chains, 1)
+    chains = gibbs_num_chains(num_samples) if num_chains is None else int(num_chains)
+    chains = min(chains, num_samples)
+    step = num_samples // chains
+    return chains, step, num_samples - (chains - 1) * step
+
+
+def _gibbs_draws(log_theta: Array, step: int, n: Array, truncate_below: float) -> Array:
+    """Chain ``k`` gives draws ``k * step ..``, the last chain the rest; ``n mu_t l_t / sum_j mu_j l_j``."""
+    chains = log_theta.shape[0]
+    parts = [log_theta[k, :step] for k in range(chains - 1)] + [log_theta[chains - 1]]
+    draws = n * jax.nn.softmax(jnp.concatenate(parts, axis=0), axis=-1)
     return jnp.where(draws > truncate_below, draws, 0.0)
+
+
+def gibbs_sample_batch(
+    eqcs,
+    effective_lengths: Array,
+    init: Array,
+    keys,
+    *,
+    num_samples: int,
+    thinning_factor: int = 16,
+    prior=1.0,
+    num_chains: int | None = None,
+    beta: float = GIBBS_BETA,
+    truncate_below: float = MIN_ALPHA,
+    n_classes: int | None = None,
+    n_entries: int | None = None,
+) -> Array:
+    """:func:`gibbs_sample` for several samples on one transcriptome, vmapped in one compiled program.
+
+    The classes are padded as in :func:`stack_eq_classes` and the fragments of the multi-transcript
+    classes to the largest sample's number, the padding fragments weighing 0. A sample's random numbers
+    are those it draws alone with its key (``jax.random`` values do not depend on the array length they
+    are cut from), so its draws are :func:`gibbs_sample`'s with that key, to rounding.
+
+    Args:
+        eqcs: a sequence of ``K`` :class:`EquivalenceClasses` (whole-number counts, equal ``n_transcripts``).
+        effective_lengths, init: ``Float[Array, "K T"]``.
+        keys: ``K`` ``jax.random`` keys (or integer seeds), one per sample.
+        prior: scalar, ``(T,)`` or ``(K, T)``.
+        n_classes, n_entries: padding (see :func:`stack_eq_classes`).
+        the rest: as in :func:`gibbs_sample`.
+
+    Returns:
+        ``Float[Array, "K R T"]``.
+    """
+    eqcs = list(eqcs)
+    chains, step, longest = _gibbs_chains(num_samples, num_chains)
+    _check_count("thinning_factor", thinning_factor, 1)
+    stacked = stack_eq_classes(eqcs, n_classes=n_classes, n_entries=n_entries)
+    K, T = len(eqcs), stacked.n_transcripts
+    dtype = stacked.counts.dtype
+    lengths = np.asarray(effective_lengths)
+    if lengths.shape != (K, T):
+        raise ValueError(f"effective_lengths: expected shape ({K}, {T}), got {lengths.shape}")
+    starts = np.asarray(init)
+    if starts.shape != (K, T):
+        raise ValueError(f"init: expected shape ({K}, {T}), got {starts.shape}")
+    for e, l, a in zip(eqcs, lengths, starts):
+        validate(e, l)
+        _check_init(a, T)
+    p = jnp.broadcast_to(jnp.asarray(prior, dtype), (K, T))
+    if not bool(jnp.all(jnp.isfinite(p) & (p > 0))):
+        raise ValueError("prior: the Gibbs prior must be finite and positive")
+    if isinstance(keys, (list, tuple)) and keys and isinstance(keys[0], (int, np.integer)):
+        keys = [jax.random.PRNGKey(int(k)) for k in keys]
+    keys = jnp.asarray(keys)
+    if keys.shape[0] != K:
+        raise ValueError(f"keys: expected {K} keys, got {keys.shape[0]}")
+    layouts, widths = zip(*(_gibbs_layout(e) for e in eqcs))
+    F = max(int(lay.frag_lo.shape[0]) for lay in layouts)
+    E = stacked.class_ids.shape[1]
+
+    def pad(x, size, fill):
+        x = np.asarray(x)
+        return np.concatenate([x, np.full((size - x.shape[0],), fill, x.dtype)])
+
+    layout = _GibbsLayout(
+        frag_lo=jnp.asarray(np.stack([pad(lay.frag_lo, F, 0) for lay in layouts])),
+        frag_hi=jnp.asarray(np.stack([pad(lay.frag_hi, F, 1) for lay in layouts])),  # a valid range, weight 0
+        frag_weight=jnp.asarray(np.stack([pad(lay.frag_weight, F, 0) for lay in layouts])),
+        class_start=jnp.asarray(np.stack([pad(lay.class_start, E, True) for lay in layouts])),
+        direct=jnp.stack([lay.direct for lay in layouts]),
+        active=jnp.stack([lay.active for lay in layouts]),
+    )
+    chain_keys = jax.vmap(lambda k: jax.random.split(k, chains))(keys)
+    log_theta = _gibbs_batch_jit(stacked, layout, jnp.asarray(lengths, dtype), p, jnp.asarray(starts, dtype),
+                                 chain_keys, num_samples=int(longest), thinning=int(thinning_factor),
+                                 n_bisect=_n_bisect(max(widths)), beta=float(beta))
+    totals = jnp.sum(stacked.counts, axis=1)
+    return jax.vmap(lambda lt, n: _gibbs_draws(lt, step, n, truncate_below))(log_theta, totals)
+
+
+
+def _gibbs_batch_impl(eqc, layout, lengths, prior, init, keys, *, num_samples, thinning, n_bisect, beta):
+    def one(e, lay, l, p, a, k):
+        return _gibbs_impl(e, lay, l, p, a, k, num_samples=num_samples, thinning=thinning, n_bisect=n_bisect,
+                           beta=beta)
+
+    return jax.vmap(one)(eqc, layout, lengths, prior, init, keys)
+
+
+_gibbs_batch_jit = jax.jit(_gibbs_batch_impl, static_argnames=("num_samples", "thinning", "n_bisect", "beta"))

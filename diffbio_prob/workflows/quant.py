@@ -39,6 +39,11 @@ __all__ = [
     "posterior",
     "log_likelihood",
     "run_quant",
+    "quantify_many",
+    "bootstrap_counts_many",
+    "gibbs_counts_many",
+    "sample_names",
+    "run_quant_many",
 ]
 
 
@@ -441,6 +446,279 @@ def posterior(
     return PosteriorSummary(names, draws.reshape(-1, draws.shape[-1]), method, fit=fit)
 
 
+# --- several samples on one transcriptome, one compiled program ----------------------------------------------
+#: class / entry counts are padded up to 1/8 of their power of two, so samples of similar size share a program
+_BUCKET_FRACTION = 8
+
+
+def _bucket(n: int) -> int:
+    unit = max(1, (1 << max(int(n).bit_length() - 1, 0)) // _BUCKET_FRACTION)
+    return -(-int(n) // unit) * unit
+
+
+def _as_eqcs(tables_or_eqcs, name: str = "tables") -> tuple[list[core.EquivalenceClasses], list[str], list[str]]:
+    """``(eqcs, transcript names, labels)``: every sample checked, on one transcriptome in one order."""
+    items = list(tables_or_eqcs) if isinstance(tables_or_eqcs, (list, tuple)) else None
+    if not items:
+        raise TypeError(f"{name}: expected a non-empty list of EqClassTable (or EquivalenceClasses), got "
+                        f"{type(tables_or_eqcs).__name__}")
+    labels = [getattr(t, "source", "") or f"{name}[{k}]" for k, t in enumerate(items)]
+    if all(isinstance(t, EqClassTable) for t in items):
+        first = items[0]
+        for t, label in zip(items[1:], labels[1:]):
+            if list(t.names) != list(first.names):
+                same = sorted(t.names) == sorted(first.names)
+                raise ValueError(
+                    f"{label}: its transcripts differ from {labels[0]}'s" + (
+                        " (the same names in another order: read it with the first sample's order)" if same else
+                        f" ({t.n_transcripts} against {first.n_transcripts}); samples quantified together need "
+                        "one transcriptome"))
+        return [to_eq_classes(t) for t in items], list(first.names), labels
+    if all(isinstance(t, core.EquivalenceClasses) for t in items):
+        for e, label in zip(items, labels):
+            core.validate(e, name=label)
+        return items, [], labels
+    raise TypeError(f"{name}: expected EqClassTable or EquivalenceClasses items, not a mixture")
+
+
+def _per_sample(values, n_samples: int, n: int, name: str) -> np.ndarray:
+    """``(K, T)`` from one ``(T,)`` vector for all samples or one per sample, each checked."""
+    try:
+        arr = np.asarray(values, float)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is not None and arr.ndim == 1:
+        arr = np.broadcast_to(_check_lengths(arr, n, name), (n_samples, n))
+    elif arr is not None and arr.ndim == 2 and arr.shape[0] == n_samples:
+        arr = np.stack([_check_lengths(a, n, f"{name}[{k}]") for k, a in enumerate(arr)])
+    else:
+        raise ValueError(f"{name}: expected ({n},) for every sample or ({n_samples}, {n}), one per sample")
+    return np.array(arr)
+
+
+def _one_kind_of_weights(eqcs, effs):
+    """Plain classes get ``1/l`` folded into their weights when some sample's weights already hold it, so
+    that one program serves all (the affinities ``w/l`` are the same numbers)."""
+    if len({e.weights_include_length for e in eqcs}) < 2:
+        return eqcs
+    out = []
+    for e, l in zip(eqcs, effs):
+        if not e.weights_include_length:
+            w = np.asarray(e.weights, np.float64) / l[np.asarray(e.transcript_ids)]
+            e = dataclasses.replace(e, weights=jnp.asarray(w, e.weights.dtype), weights_include_length=True)
+        out.append(e)
+    return out
+
+
+def _stack(eqcs, n_dev: int = 1):
+    """The padded stack (bucketed sizes; samples repeated up to a multiple of ``n_dev``) and ``K``."""
+    K = len(eqcs)
+    rows = eqcs + [eqcs[0]] * (-K % n_dev)  # a repeated real sample converges with the others: no NaN rows
+    stacked = core.stack_eq_classes(rows, n_classes=_bucket(max(e.n_classes for e in eqcs) + 1),
+                                    n_entries=_bucket(max(e.n_entries for e in eqcs)))
+    return stacked, K
+
+
+def _place(mesh, *arrays):
+    """Each array's sample axis split over the mesh (``None``: as it is)."""
+    if mesh is None:
+        return arrays
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from diffbio_prob.parallel import AXIS
+
+    return tuple(jax.tree_util.tree_map(
+        lambda x: jax.device_put(x, NamedSharding(mesh, PartitionSpec(AXIS, *([None] * (x.ndim - 1))))), a)
+        for a in arrays)
+
+
+def _seeds(seed, seeds, n_samples: int) -> list[int]:
+    if seeds is None:
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+        return [int(seed) + k for k in range(n_samples)]
+    seeds = list(seeds)
+    if len(seeds) != n_samples or any(isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer))
+                                      or s < 0 for s in seeds):
+        raise ValueError(f"seeds: expected {n_samples} non-negative integers, got {seeds!r}")
+    return [int(s) for s in seeds]
+
+
+def quantify_many(
+    tables: Sequence[EqClassTable],
+    effective_lengths,
+    *,
+    lengths=None,
+    algorithm: str = "vbem",
+    prior: float | None = None,
+    per_nucleotide_prior: bool = False,
+    squarem: bool = False,
+    min_iter: int = 100,
+    max_iter: int = 10_000,
+    rel_tol: float = core.REL_DIFF_TOLERANCE,
+    batch_size: int | None = None,
+    shard: bool = True,
+) -> list[QuantResult]:
+    """:func:`quantify` for several samples on one transcriptome in one compiled program.
+
+    The samples' classes are padded to one bucketed size (zero-count classes, zero-weight entries:
+    :func:`diffbio_prob.cores.em.stack_eq_classes`) and EM/VBEM runs vmapped over them
+    (:func:`diffbio_prob.cores.em.em_batch`); with several local devices the sample axis is split over
+    them (``diffbio_prob.parallel``'s one-axis mesh). Each sample stops by salmon's rule where it
+    would stop alone, so every result equals :func:`quantify` on that sample, to rounding.
+
+    Args:
+        tables: ``K`` equivalence-class tables with the same transcript names in the same order.
+        effective_lengths: ``(T,)`` for all samples, or ``(K, T)`` (salmon estimates them per sample).
+        lengths: ``quant.sf``'s ``Length``: ``None`` (effective lengths rounded down), ``(T,)`` or ``(K, T)``.
+        batch_size: samples per vmapped step (``lax.map``; default all at once).
+        shard: split the samples over the local devices when there are several.
+        the rest: as in :func:`quantify` (EM and VBEM only; no ``"gradient"``).
+
+    Returns:
+        One :class:`QuantResult` per sample, in order.
+
+    Example:
+        >>> from diffbio_prob.io.salmon import load_sample_data
+        >>> d = load_sample_data()
+        >>> a, b = quantify_many([d.table, d.table], d.effective_lengths)
+        >>> bool(np.allclose(a.num_reads, b.num_reads))
+        True
+    """
+    if algorithm not in ("em", "vbem"):
+        raise ValueError(f"algorithm: expected 'em' or 'vbem' for several samples, got {algorithm!r}")
+    if batch_size is not None:
+        _positive("batch_size", batch_size)
+    eqcs, names, labels = _as_eqcs(tables)
+    if not names:
+        raise TypeError("tables: expected EqClassTable items (quant.sf needs transcript names)")
+    K, T = len(eqcs), eqcs[0].n_transcripts
+    effs = _per_sample(effective_lengths, K, T, "effective_lengths")
+    Ls = np.floor(effs) if lengths is None else _per_sample(lengths, K, T, "lengths")
+    for e, t, l, label in zip(eqcs, tables, effs, labels):
+        core.check_prior(prior, T, l, per_nucleotide_prior, total_counts=float(np.sum(t.counts)), dtype=e.counts.dtype)
+        core.validate(e, l, name=label)
+    from diffbio_prob.parallel import batch_mesh
+
+    mesh = batch_mesh(shard)
+    n_dev = 1 if mesh is None else mesh.size
+    stacked, _ = _stack(_one_kind_of_weights(eqcs, effs), n_dev)
+    rows = np.concatenate([effs, np.repeat(effs[:1], stacked.counts.shape[0] - K, axis=0)])
+    stacked, rows = _place(mesh, stacked, jnp.asarray(rows, stacked.counts.dtype))
+    res = core.em_batch(stacked, rows, algorithm=algorithm, prior=prior, per_nucleotide_prior=per_nucleotide_prior,
+                        squarem=squarem, min_iter=min_iter, max_iter=max_iter, rel_tol=rel_tol, batch_size=batch_size)
+    counts_all = np.asarray(res.counts, float)
+    out = []
+    for k in range(K):
+        counts, eff = counts_all[k], effs[k]
+        if not np.all(np.isfinite(counts)):
+            raise FloatingPointError(f"quantify: {labels[k]}: EM produced non-finite counts; check the weights and "
+                                     "lengths")
+        q = core.quant_outputs(jnp.asarray(counts), jnp.asarray(eff))
+        out.append(QuantResult(
+            names=list(names), lengths=Ls[k], effective_lengths=eff, tpm=salmon_tpm(counts, eff), num_reads=counts,
+            abundances=np.asarray(q.abundances, float), algorithm=algorithm,
+            n_iterations=int(res.n_iterations[k]), n_evaluations=int(res.n_evaluations[k]),
+            converged=bool(res.converged[k]), objective=float(res.objective[k])))
+    return out
+
+
+def bootstrap_counts_many(
+    tables_or_eqcs,
+    effective_lengths,
+    *,
+    n_draws: int = 30,
+    algorithm: str = "vbem",
+    prior: float | None = None,
+    seed: int = 0,
+    seeds: Sequence[int] | None = None,
+    min_iter: int = 50,
+    batch_size: int | None = None,
+    per_nucleotide_prior: bool = False,
+) -> list[np.ndarray]:
+    """:func:`bootstrap_counts` for several samples in one program (vmapped over samples and draws).
+
+    Sample ``k`` resamples with ``seeds[k]`` (default ``seed + k``), so its draws are
+    ``bootstrap_counts(sample_k, ..., seed=seeds[k])``, to rounding. ``batch_size`` samples go through
+    at a time (default all, or as many as keep the draws under 2^25 entries). Returns ``K`` ``(n_draws, T)``."""
+    _positive("n_draws", n_draws, allow_none=False)
+    if batch_size is not None:
+        _positive("batch_size", batch_size)
+    if algorithm not in ("em", "vbem"):
+        raise ValueError(f"algorithm: expected 'em' or 'vbem', got {algorithm!r}")
+    eqcs, _, labels = _as_eqcs(tables_or_eqcs, "tables_or_eqcs")
+    K, T = len(eqcs), eqcs[0].n_transcripts
+    sample_seeds = _seeds(seed, seeds, K)
+    effs = _per_sample(effective_lengths, K, T, "effective_lengths")
+    for e, l in zip(eqcs, effs):
+        core.check_prior(prior, T, l, per_nucleotide_prior, dtype=e.counts.dtype)
+    stacked, _ = _stack(_one_kind_of_weights(eqcs, effs))
+    C = stacked.counts.shape[1]
+    dtype = np.asarray(stacked.counts).dtype
+    resampled = np.zeros((K, n_draws, C), dtype)
+    for k, (e, s) in enumerate(zip(eqcs, sample_seeds)):  # bootstrap_counts' draws, sample by sample
+        counts = np.asarray(e.counts, float)
+        resampled[k, :, : e.n_classes] = np.random.default_rng(s).multinomial(
+            int(round(counts.sum())), counts / counts.sum(), size=n_draws)
+    if batch_size is None and K * n_draws * stacked.class_ids.shape[1] > 2**25:
+        batch_size = max(1, 2**25 // (n_draws * stacked.class_ids.shape[1]))
+    res = core.em_batch(stacked, effs, algorithm=algorithm, prior=prior, per_nucleotide_prior=per_nucleotide_prior,
+                        counts=resampled, min_iter=min_iter, batch_size=batch_size)
+    draws = np.asarray(res.counts, float)
+    return [draws[k] for k in range(K)]
+
+
+def gibbs_counts_many(
+    tables_or_eqcs,
+    effective_lengths,
+    *,
+    n_draws: int = 30,
+    thinning_factor: int = 16,
+    init=None,
+    algorithm: str = "vbem",
+    prior: float | None = None,
+    per_nucleotide_prior: bool = False,
+    num_chains: int | None = None,
+    seed: int = 0,
+    seeds: Sequence[int] | None = None,
+) -> list[np.ndarray]:
+    """:func:`gibbs_counts` for several samples in one program (vmapped over samples and chains:
+    :func:`diffbio_prob.cores.em.gibbs_sample_batch`).
+
+    Sample ``k`` uses the key of ``seeds[k]`` (default ``seed + k``) and starts at ``init[k]`` (default
+    :func:`quantify_many`'s estimate), so its draws are ``gibbs_counts(sample_k, ..., init=init[k],
+    seed=seeds[k])``, to rounding. Returns ``K`` ``(n_draws, T)`` float64 arrays summing to each sample's
+    fragments."""
+    for name, value in (("n_draws", n_draws), ("thinning_factor", thinning_factor)):
+        _positive(name, value, allow_none=False)
+    if algorithm not in ("em", "vbem"):
+        raise ValueError(f"algorithm: expected 'em' or 'vbem', got {algorithm!r}")
+    core.check_prior(prior)
+    eqcs, _, labels = _as_eqcs(tables_or_eqcs, "tables_or_eqcs")
+    K, T = len(eqcs), eqcs[0].n_transcripts
+    sample_seeds = _seeds(seed, seeds, K)
+    effs = _per_sample(effective_lengths, K, T, "effective_lengths")
+    eqcs = _one_kind_of_weights(eqcs, effs)
+    dtype = eqcs[0].counts.dtype
+    if init is None:
+        stacked, _ = _stack(eqcs)
+        init = core.em_batch(stacked, effs, algorithm=algorithm, prior=prior,
+                             per_nucleotide_prior=per_nucleotide_prior).counts
+    init = np.asarray(init, float)
+    if init.shape != (K, T):
+        raise ValueError(f"init: expected shape ({K}, {T}), one start per sample, got {init.shape}")
+    priors = np.stack([gibbs_prior(T, l, algorithm=algorithm, prior=prior, per_nucleotide_prior=per_nucleotide_prior)
+                       for l in effs])
+    c_pad = _bucket(max(e.n_classes for e in eqcs) + 1)
+    draws = core.gibbs_sample_batch(eqcs, jnp.asarray(effs, dtype), jnp.asarray(init, dtype),
+                                    [jax.random.PRNGKey(s) for s in sample_seeds], num_samples=int(n_draws),
+                                    thinning_factor=int(thinning_factor), prior=jnp.asarray(priors, dtype),
+                                    num_chains=num_chains, n_classes=c_pad,
+                                    n_entries=_bucket(max(e.n_entries for e in eqcs)))
+    draws = np.asarray(draws, np.float64)
+    return [_to_total(draws[k], float(np.sum(np.asarray(e.counts, np.float64)))) for k, e in enumerate(eqcs)]
+
+
 #: ``meta_info.json`` fields taken from the input's own salmon run (the ``meta_info.json`` beside its
 #: ``eq_classes.txt.gz``) when that run has the same number of targets: they describe the reads and the
 #: index, which the quantification from the classes does not change.
@@ -497,6 +775,122 @@ def _positive(name, value, allow_none=True):
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
 
 
+def _check_run_choices(algorithm, posterior_method) -> None:
+    if algorithm not in ("em", "vbem"):
+        raise ValueError(f"algorithm: expected 'em' or 'vbem', got {algorithm!r}")
+    if posterior_method not in (None, "nuts", "svi", "bootstrap", "gibbs"):
+        raise ValueError(f"posterior: expected 'nuts', 'svi', 'bootstrap' or 'gibbs', got {posterior_method!r}")
+
+
+def _draw_method(posterior_method, num_samples, num_bootstraps, num_gibbs_samples, thinning_factor, posterior_out):
+    """``(method, n_draws)`` from run_quant's three ways to draw replicates (at most one)."""
+    for name, value in (("num_samples", num_samples), ("num_bootstraps", num_bootstraps),
+                        ("num_gibbs_samples", num_gibbs_samples), ("thinning_factor", thinning_factor)):
+        _positive(name, value, allow_none=name != "thinning_factor")
+    chosen = [n for n, v in (("num_bootstraps", num_bootstraps), ("num_gibbs_samples", num_gibbs_samples),
+                             ("posterior_method", posterior_method)) if v is not None]
+    if len(chosen) > 1:
+        raise ValueError(f"{chosen[1]}: give one way to draw replicates, not {' and '.join(chosen)}")
+    method, n_draws = posterior_method, num_samples
+    if num_bootstraps is not None:
+        method, n_draws = "bootstrap", num_bootstraps
+    elif num_gibbs_samples is not None:
+        method, n_draws = "gibbs", num_gibbs_samples
+    if num_samples is not None and posterior_method is None:
+        raise ValueError("num_samples: only used with posterior_method")
+    if posterior_out is not None and method is None:
+        raise ValueError("posterior_out: only used with draws (posterior_method, num_bootstraps, num_gibbs_samples)")
+    return method, n_draws
+
+
+def _check_salmon_dir(out_dir) -> None:
+    from diffbio_prob.io.atomic import check_output_path
+
+    check_output_path(out_dir, "out_dir", "dir")
+    for folder in (Path(out_dir) / "aux_info", Path(out_dir) / "aux_info" / "bootstrap"):
+        check_output_path(folder, "out_dir", "dir")
+    for path in _salmon_dir_files(out_dir).values():
+        check_output_path(path, "out_dir", "file")
+
+
+def _read_input(eq_classes, lengths, ec_counts, transcripts, fld, length_formula, names=None):
+    """``(table, effective lengths, transcript lengths or None)`` of one sample; with ``names`` the table is put
+    in that transcript order (a different set of transcripts is a ``ValueError`` naming the file)."""
+    table = read_eq_classes(eq_classes, counts=ec_counts, transcripts=transcripts)
+    if names is not None:
+        table = _in_order(table, names)
+    tx_lengths = None
+    if lengths is not None:
+        lt = read_lengths(lengths, fld=fld, formula=length_formula, names=table.names)
+        eff, tx_lengths = lt.effective_lengths, lt.lengths
+    elif table.lengths is not None:
+        if fld is not None:
+            raise ValueError("fld: needs --lengths (transcript lengths); the eq-class file's lengths are effective")
+        eff = table.lengths
+    else:
+        raise ValueError(f"lengths: {eq_classes} carries no effective lengths; give --lengths (quant.sf, "
+                         "name<TAB>efflen table, or transcript lengths with --fld)")
+    return table, eff, tx_lengths
+
+
+def _in_order(table: EqClassTable, names: Sequence[str]) -> EqClassTable:
+    """``table`` with its transcripts in the order ``names`` (the same set, or a ``ValueError``)."""
+    if list(table.names) == list(names):
+        return table
+    src = table.source or "table"
+    index = {n: i for i, n in enumerate(names)}
+    missing = [n for n in table.names if n not in index]
+    extra = [n for n in names if n not in set(table.names)]
+    if missing or extra or len(table.names) != len(names):
+        what = (f"{len(missing)} transcript(s) the first sample lacks, e.g. {missing[:3]}" if missing
+                else f"lacks {len(extra)} of the first sample's transcripts, e.g. {extra[:3]}")
+        raise ValueError(f"{src}: not the first sample's transcriptome ({len(table.names)} transcripts against "
+                         f"{len(names)}; {what}); samples quantified together need the same transcripts")
+    perm = np.array([index[n] for n in table.names], np.int64)
+    lengths = None
+    if table.lengths is not None:
+        lengths = np.empty_like(np.asarray(table.lengths, float))
+        lengths[perm] = table.lengths
+    return dataclasses.replace(table, names=list(names), transcript_ids=perm[table.transcript_ids], lengths=lengths)
+
+
+def _write_sample_dir(out_dir, eq_classes, table, result, post, *, lengths, ec_counts, transcripts, fld, algorithm,
+                      method, n_draws, thinning_factor, seed, command, start) -> None:
+    from diffbio_prob.io.salmon import write_salmon_dir
+
+    total = float(np.sum(table.counts))
+    meta = _inherited_meta(eq_classes, table.n_transcripts, total)
+    if fld is not None:
+        meta.update(_fld_moments(fld))
+    meta["num_eq_classes"] = int(table.drop_empty().n_classes)
+    processed = meta.pop("num_processed", None)
+    libs = meta.pop("library_types", ["A"])
+    mean, sd = meta.pop("frag_length_mean", None), meta.pop("frag_length_sd", None)
+    meta.pop("num_libraries", None)
+    cmd = {"eqclasses": str(eq_classes)}
+    for key, value in (("lengths", lengths), ("ecCounts", ec_counts), ("transcripts", transcripts), ("fld", fld)):
+        if value is not None:
+            cmd[key] = str(value)
+    cmd["algorithm"] = algorithm
+    if method == "bootstrap":
+        cmd["numBootstraps"] = str(n_draws or 30)
+    elif method == "gibbs":
+        cmd.update({"numGibbsSamples": str(n_draws or 30), "thinningFactor": str(thinning_factor)})
+    elif method is not None:
+        cmd["posterior"] = method
+        if n_draws is not None:
+            cmd["numSamples"] = str(n_draws)
+    cmd["seed"] = str(seed)
+    cmd["output"] = str(out_dir)
+    cmd.update(command or {})
+    write_salmon_dir(
+        out_dir, result.names, result.lengths, result.effective_lengths, result.num_reads, tpm=result.tpm,
+        draws=None if post is None else post.draws, samp_type="none" if post is None else post.method,
+        opt_type="vb" if algorithm == "vbem" else "em", num_mapped=total, num_processed=processed,
+        num_eq_classes=meta.pop("num_eq_classes"), library_types=libs, frag_length_mean=mean,
+        frag_length_sd=sd, cmd_info=cmd, meta=meta, start_time=start)
+
+
 def run_quant(
     eq_classes: str | os.PathLike,
     out: str | os.PathLike | None = None,
@@ -533,31 +927,15 @@ def run_quant(
     The draws: ``num_bootstraps`` (salmon's bootstrap), ``num_gibbs_samples`` with ``thinning_factor``
     (salmon's Gibbs sampler) or ``posterior_method`` (``"nuts"``, ``"svi"``, ``"bootstrap"``, ``"gibbs"``)
     with ``num_samples``: at most one of the three. Each replicate sums to the number of fragments.
+    Several samples at once: :func:`run_quant_many`.
 
     Every argument and input is read and checked before anything is written; outputs are written atomically.
     """
-    if algorithm not in ("em", "vbem"):
-        raise ValueError(f"algorithm: expected 'em' or 'vbem', got {algorithm!r}")
-    if posterior_method not in (None, "nuts", "svi", "bootstrap", "gibbs"):
-        raise ValueError(f"posterior: expected 'nuts', 'svi', 'bootstrap' or 'gibbs', got {posterior_method!r}")
+    _check_run_choices(algorithm, posterior_method)
     if (out is None) == (out_dir is None):
         raise ValueError("out: give exactly one of out (a quant.sf file) and out_dir (a salmon output folder)")
-    for name, value in (("num_samples", num_samples), ("num_bootstraps", num_bootstraps),
-                        ("num_gibbs_samples", num_gibbs_samples), ("thinning_factor", thinning_factor)):
-        _positive(name, value, allow_none=name != "thinning_factor")
-    chosen = [n for n, v in (("num_bootstraps", num_bootstraps), ("num_gibbs_samples", num_gibbs_samples),
-                             ("posterior_method", posterior_method)) if v is not None]
-    if len(chosen) > 1:
-        raise ValueError(f"{chosen[1]}: give one way to draw replicates, not {' and '.join(chosen)}")
-    method, n_draws = posterior_method, num_samples
-    if num_bootstraps is not None:
-        method, n_draws = "bootstrap", num_bootstraps
-    elif num_gibbs_samples is not None:
-        method, n_draws = "gibbs", num_gibbs_samples
-    if num_samples is not None and posterior_method is None:
-        raise ValueError("num_samples: only used with posterior_method")
-    if posterior_out is not None and method is None:
-        raise ValueError("posterior_out: only used with draws (posterior_method, num_bootstraps, num_gibbs_samples)")
+    method, n_draws = _draw_method(posterior_method, num_samples, num_bootstraps, num_gibbs_samples, thinning_factor,
+                                   posterior_out)
     from diffbio_prob.io.atomic import check_output_path  # output paths checked before any work
 
     post_path = None
@@ -566,29 +944,14 @@ def run_quant(
         if method is not None:
             post_path = Path(posterior_out) if posterior_out else Path(out).with_suffix(".posterior.tsv")
     else:
-        check_output_path(out_dir, "out_dir", "dir")
-        for folder in (Path(out_dir) / "aux_info", Path(out_dir) / "aux_info" / "bootstrap"):
-            check_output_path(folder, "out_dir", "dir")
-        for path in _salmon_dir_files(out_dir).values():
-            check_output_path(path, "out_dir", "file")
+        _check_salmon_dir(out_dir)
         post_path = Path(posterior_out) if posterior_out else None
     if post_path is not None:
         check_output_path(post_path, "posterior_out", "file")
     import time
 
     start = time.time()
-    table = read_eq_classes(eq_classes, counts=ec_counts, transcripts=transcripts)
-    tx_lengths = None
-    if lengths is not None:
-        lt = read_lengths(lengths, fld=fld, formula=length_formula, names=table.names)
-        eff, tx_lengths = lt.effective_lengths, lt.lengths
-    elif table.lengths is not None:
-        if fld is not None:
-            raise ValueError("fld: needs --lengths (transcript lengths); the eq-class file's lengths are effective")
-        eff = table.lengths
-    else:
-        raise ValueError(f"lengths: {eq_classes} carries no effective lengths; give --lengths (quant.sf, "
-                         "name<TAB>efflen table, or transcript lengths with --fld)")
+    table, eff, tx_lengths = _read_input(eq_classes, lengths, ec_counts, transcripts, fld, length_formula)
     result = quantify(table, eff, lengths=tx_lengths, algorithm=algorithm, prior=prior,
                       per_nucleotide_prior=per_nucleotide_prior, squarem=squarem, min_iter=min_iter)
     total = float(np.sum(table.counts))
@@ -602,38 +965,9 @@ def run_quant(
     if out is not None:
         result.write(out)
     else:
-        from diffbio_prob.io.salmon import write_salmon_dir
-
-        meta = _inherited_meta(eq_classes, table.n_transcripts, total)
-        if fld is not None:
-            meta.update(_fld_moments(fld))
-        meta["num_eq_classes"] = int(table.drop_empty().n_classes)
-        processed = meta.pop("num_processed", None)
-        libs = meta.pop("library_types", ["A"])
-        mean, sd = meta.pop("frag_length_mean", None), meta.pop("frag_length_sd", None)
-        meta.pop("num_libraries", None)
-        cmd = {"eqclasses": str(eq_classes)}
-        for key, value in (("lengths", lengths), ("ecCounts", ec_counts), ("transcripts", transcripts), ("fld", fld)):
-            if value is not None:
-                cmd[key] = str(value)
-        cmd["algorithm"] = algorithm
-        if method == "bootstrap":
-            cmd["numBootstraps"] = str(n_draws or 30)
-        elif method == "gibbs":
-            cmd.update({"numGibbsSamples": str(n_draws or 30), "thinningFactor": str(thinning_factor)})
-        elif method is not None:
-            cmd["posterior"] = method
-            if n_draws is not None:
-                cmd["numSamples"] = str(n_draws)
-        cmd["seed"] = str(seed)
-        cmd["output"] = str(out_dir)
-        cmd.update(command or {})
-        write_salmon_dir(
-            out_dir, result.names, result.lengths, result.effective_lengths, result.num_reads, tpm=result.tpm,
-            draws=None if post is None else post.draws, samp_type="none" if post is None else post.method,
-            opt_type="vb" if algorithm == "vbem" else "em", num_mapped=total, num_processed=processed,
-            num_eq_classes=meta.pop("num_eq_classes"), library_types=libs, frag_length_mean=mean,
-            frag_length_sd=sd, cmd_info=cmd, meta=meta, start_time=start)
+        _write_sample_dir(out_dir, eq_classes, table, result, post, lengths=lengths, ec_counts=ec_counts,
+                          transcripts=transcripts, fld=fld, algorithm=algorithm, method=method, n_draws=n_draws,
+                          thinning_factor=thinning_factor, seed=seed, command=command, start=start)
     if post is not None and post_path is not None:
         post.write(post_path)
     if not quiet:
@@ -649,3 +983,153 @@ def run_quant(
             file=sys.stderr,
         )
     return result, post
+
+
+_GENERIC_STEMS = ("eq_classes", "pseudoalignments", "matrix")
+
+
+def sample_names(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """A sample name per eq-class file, as the folders are named: ``S/aux_info/eq_classes.txt.gz`` -> ``S``
+    (salmon's output folder), ``S/matrix.ec`` or ``S/pseudoalignments.ec`` -> ``S``, else the file name
+    without ``.gz`` and its last suffix (``A1.txt.gz`` -> ``A1``)."""
+    out = []
+    for p in paths:
+        p = Path(p).absolute()
+        stem = p.name[:-3] if p.name.endswith(".gz") else p.name
+        stem = stem.rsplit(".", 1)[0] if "." in stem.lstrip(".") else stem
+        if p.parent.name == "aux_info" and stem == "eq_classes":
+            out.append(p.parent.parent.name)
+        elif stem in _GENERIC_STEMS:
+            out.append(p.parent.name)
+        else:
+            out.append(stem)
+    return out
+
+
+def _check_sample_names(names: Sequence[str], given: bool) -> list[str]:
+    where = "samples" if given else "eq_classes"
+    fix = "" if given else "; give the names (samples, the CLI's --samples FILE)"
+    names = [str(n) for n in names]
+    for n in names:
+        if not n or n in (".", "..") or "/" in n or "\\" in n or "\0" in n or n != n.strip():
+            raise ValueError(f"{where}: {n!r} is not a usable folder name for a sample{fix}")
+    seen = {}
+    for k, n in enumerate(names):
+        if n in seen:
+            raise ValueError(f"{where}: sample name {n!r} given twice (files {seen[n] + 1} and {k + 1}){fix}")
+        seen[n] = k
+    return names
+
+
+def _one_or_each(value, n: int, name: str) -> list:
+    """``value`` for every sample (one path or ``None``) or one per sample (a list of ``n``)."""
+    if value is None or isinstance(value, (str, os.PathLike)):
+        return [value] * n
+    value = list(value)
+    if len(value) == 1:
+        return value * n
+    if len(value) != n:
+        raise ValueError(f"{name}: expected 1 file for all samples or {n} (one per eq-class file), got {len(value)}")
+    return value
+
+
+def run_quant_many(
+    eq_classes: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    samples: Sequence[str] | None = None,
+    lengths=None,
+    ec_counts=None,
+    transcripts=None,
+    fld=None,
+    length_formula: str = "salmon",
+    algorithm: str = "vbem",
+    prior: float | None = None,
+    per_nucleotide_prior: bool = False,
+    squarem: bool = False,
+    min_iter: int = 100,
+    posterior_method: str | None = None,
+    num_samples: int | None = None,
+    num_bootstraps: int | None = None,
+    num_gibbs_samples: int | None = None,
+    thinning_factor: int = 16,
+    seed: int = 0,
+    quiet: bool = False,
+    command: dict | None = None,
+    batch_size: int | None = None,
+) -> tuple[list[str], list[QuantResult], list[PosteriorSummary | None]]:
+    """:func:`run_quant` for several samples on one transcriptome: ``out_dir/<sample>/`` in salmon's layout each,
+    the EM/VBEM of all samples in one program (:func:`quantify_many`), bootstraps and Gibbs draws too
+    (:func:`bootstrap_counts_many`, :func:`gibbs_counts_many`; sample ``k`` draws with seed ``seed + k``);
+    NUTS and SVI run sample by sample.
+
+    ``lengths``, ``ec_counts``, ``transcripts`` and ``fld`` are one path for all samples or one per
+    eq-class file. Sample names: ``samples``, else :func:`sample_names`. Every sample is read in the
+    first one's transcript order (another set of transcripts is an error naming the file); every input is
+    read and every output path checked before anything is written. Returns ``(names, results, draws)``.
+    """
+    _check_run_choices(algorithm, posterior_method)
+    paths = list(eq_classes) if not isinstance(eq_classes, (str, os.PathLike)) else [eq_classes]
+    if not paths:
+        raise ValueError("eq_classes: expected at least one file")
+    K = len(paths)
+    method, n_draws = _draw_method(posterior_method, num_samples, num_bootstraps, num_gibbs_samples, thinning_factor,
+                                   None)
+    if samples is not None and len(list(samples)) != K:
+        raise ValueError(f"samples: {len(list(samples))} names for {K} eq-class files")
+    names = _check_sample_names(list(samples) if samples is not None else sample_names(paths), samples is not None)
+    per = {key: _one_or_each(v, K, key) for key, v in (("lengths", lengths), ("ec_counts", ec_counts),
+                                                         ("transcripts", transcripts), ("fld", fld))}
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    out_dirs = [Path(out_dir) / n for n in names]
+    from diffbio_prob.io.atomic import check_output_path
+
+    check_output_path(out_dir, "out_dir", "dir")
+    for d in out_dirs:
+        _check_salmon_dir(d)
+    import time
+
+    start = time.time()
+    tables, effs, tx_lengths = [], [], []
+    for k, path in enumerate(paths):
+        table, eff, L = _read_input(path, per["lengths"][k], per["ec_counts"][k], per["transcripts"][k],
+                                    per["fld"][k], length_formula, names=tables[0].names if tables else None)
+        tables.append(table)
+        effs.append(eff)
+        tx_lengths.append(np.floor(eff) if L is None else L)
+    results = quantify_many(tables, np.stack(effs), lengths=np.stack(tx_lengths), algorithm=algorithm, prior=prior,
+                            per_nucleotide_prior=per_nucleotide_prior, squarem=squarem, min_iter=min_iter,
+                            batch_size=batch_size)
+    posts: list[PosteriorSummary | None] = [None] * K
+    seeds = [seed + k for k in range(K)]
+    if method in ("bootstrap", "gibbs"):
+        many = dict(n_draws=n_draws or 30, algorithm=algorithm, prior=prior, per_nucleotide_prior=per_nucleotide_prior,
+                    seeds=seeds)
+        if method == "bootstrap":
+            draws = bootstrap_counts_many(tables, np.stack(effs), **many)
+        else:
+            draws = gibbs_counts_many(tables, np.stack(effs), thinning_factor=thinning_factor,
+                                      init=np.stack([r.num_reads for r in results]), **many)
+        posts = [PosteriorSummary(list(tables[0].names), d, method) for d in draws]
+    elif method is not None:
+        posts = [posterior(t, e, method, num_samples=n_draws, algorithm=algorithm, seed=s, progress=not quiet,
+                           thinning_factor=thinning_factor, prior=prior, per_nucleotide_prior=per_nucleotide_prior)
+                 for t, e, s in zip(tables, effs, seeds)]
+    for post, table in zip(posts, tables):
+        if post is not None:
+            post.draws = _to_total(np.asarray(post.draws, np.float64), float(np.sum(table.counts)))
+    for k in range(K):
+        _write_sample_dir(out_dirs[k], paths[k], tables[k], results[k], posts[k], lengths=per["lengths"][k],
+                          ec_counts=per["ec_counts"][k], transcripts=per["transcripts"][k], fld=per["fld"][k],
+                          algorithm=algorithm, method=method, n_draws=n_draws, thinning_factor=thinning_factor,
+                          seed=seeds[k], command=command, start=start)
+    if not quiet:
+        for name, table, res, post in zip(names, tables, results, posts):
+            status = "converged" if res.converged else "stopped at max_iter"
+            draws = "" if post is None else f" with {post.draws.shape[0]} {post.method} replicates"
+            print(f"quant: {name}: {table.n_transcripts} transcripts, {table.n_classes} classes, "
+                  f"{table.counts.sum():,.0f} fragments; {algorithm.upper()} {status} after {res.n_iterations} "
+                  f"iterations; wrote {Path(out_dir) / name}/ (salmon layout{draws})", file=sys.stderr)
+        print(f"quant: {K} samples quantified in one program", file=sys.stderr)
+    return names, results, posts
