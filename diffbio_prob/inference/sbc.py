@@ -175,6 +175,8 @@ class SBCResult:
         min_ess: ``{parameter: float}`` the smallest effective sample size of the ``L`` kept draws over
             replicates (``~L`` means the thinning removed the autocorrelation).
         elapsed_s: seconds of the whole run (prior draws, compile, NUTS, ranks).
+        truth, draws: ``{parameter: (R,)}`` and ``{parameter: (R, L)}``, what the ranks were taken of
+            (after ``functional``), e.g. to rank a deliberately distorted posterior.
     """
 
     ranks: dict[str, np.ndarray]
@@ -186,6 +188,8 @@ class SBCResult:
     mean_steps: np.ndarray
     min_ess: dict[str, float]
     elapsed_s: float
+    truth: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
+    draws: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
 
     def table(self, level: float = 0.01) -> list[tuple[str, float, float, bool]]:
         """Rows ``(parameter, p, Holm-adjusted p, passes)``; passes when the adjusted p exceeds ``level``."""
@@ -300,7 +304,8 @@ def run_sbc(
     p = {k: uniformity_pvalue(v, num_draws, bins) for k, v in rank.items()}
     adj = dict(zip(p, holm(list(p.values()))))
     return SBCResult(ranks=rank, num_draws=num_draws, bins=bins, pvalues=p, adjusted=adj,
-                     divergences=np.asarray(divergences), mean_steps=np.asarray(steps), min_ess=ess, elapsed_s=time.perf_counter() - start)
+                     divergences=np.asarray(divergences), mean_steps=np.asarray(steps), min_ess=ess,
+                     elapsed_s=time.perf_counter() - start, truth=truth_s, draws=draws_s)
 
 
 # ------------------------------------------------------------------------------------------ problems
