@@ -562,13 +562,16 @@ class Gaussian(Emission):
     """
 
     covariance: str = "diag"
-    name: ClassVar[str] = "gaussian"
     event_ndim: ClassVar[int] = 1
     integer: ClassVar[bool] = False
 
     def __post_init__(self):
         if self.covariance not in ("diag", "full"):
             raise ValueError(f"covariance: expected 'diag' or 'full', got {self.covariance!r}")
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "gaussian" if self.covariance == "diag" else "gaussian_full"
 
     @property
     def param_names(self) -> tuple[str, ...]:  # type: ignore[override]
