@@ -447,33 +447,57 @@ def _run_quant_de(args, contrast, level: str) -> int:
 def _add_hmm(sub) -> None:
     p = sub.add_parser(
         "hmm",
-        help="fit a discrete HMM to symbol sequences and decode them (posteriors + Viterbi)",
+        help="fit an HMM and decode: symbol sequences, read-depth segments (bedGraph), chromatin states (ChromHMM)",
         formatter_class=_formatter,
-        description="Fit a categorical hidden Markov model to sequences (FASTA, or plain text with one "
-        "sequence per line: characters, or whitespace-separated integers with -1 for missing) by "
-        "Baum-Welch EM, gradient ascent or NUTS, then write per-position state posteriors, the Viterbi "
-        "path of every sequence and the fitted parameters into --out. States are ordered by their "
-        "probability of emitting the alphabet's last symbol.",
+        description="Fit a hidden Markov model and decode it. With the default --emission categorical: "
+        "sequences (FASTA, or plain text with one sequence per line: characters, or whitespace-separated "
+        "integers with -1 for missing) fitted by Baum-Welch EM, gradient ascent, SVI or NUTS; writes "
+        "per-position state posteriors, the Viterbi path of every sequence and the fitted parameters into "
+        "--out, states ordered by their probability of emitting the alphabet's last symbol. With --emission "
+        "poisson, negative-binomial or gaussian: a sorted bedGraph read-depth track (one bin per line, one "
+        "sequence per chromosome) segmented into copy-number states by Baum-Welch; state0 has the lowest "
+        "depth. With --emission bernoulli: ChromHMM binarized files (files, or folders of *_binary* files; "
+        "0/1 per mark and bin, 2 = missing) learnt and decoded the way ChromHMM's LearnModel does, with "
+        "ChromHMM's output files and state order.",
         epilog=textwrap.dedent(
             """\
             examples:
               diffbio-prob hmm --input reads.fa --states 2 --alphabet ACGT --out hmm_out
               diffbio-prob hmm --input rolls.txt --states 2 --fit nuts --out casino --seed 1
               diffbio-prob hmm --input genome.fa --states 3 --alphabet ACGT --missing N --format csv --out gc
-            outputs (in --out):
+              diffbio-prob hmm --emission poisson --input depth.bedgraph --states 3 --out cn
+              diffbio-prob hmm --emission bernoulli --input BINARY/ --states 8 --bin-size 200 --out chromhmm
+            outputs (in --out), categorical:
               posteriors.tsv   one row per position: sequence, position, symbol, viterbi_state, p_state0..
               viterbi.tsv      one row per sequence: length, log_likelihood, viterbi_log_prob, viterbi_path
               parameters.json  initial/transition/emission probabilities, alphabet, log-likelihood
               posterior_summary.tsv, posterior.nc   (--fit nuts or svi) ArviZ summary and netCDF draws
+            poisson | negative-binomial | gaussian (bedGraph):
+              segments.bed     BED6+3, one line per run of one Viterbi state over adjacent bins: chrom, start,
+                               end, name (state<k>), score (1000 x mean_posterior), strand (.), bins,
+                               mean_posterior (mean p(state | data) over the bins), mean_value
+              posteriors.tsv   one row per bin: chrom, start, end, value, viterbi_state, p_state0..
+              parameters.json  rates / means (+ concentrations, scales), transitions, log-likelihood
+            bernoulli (ChromHMM binarized):
+              <cell>_<K>_segments.bed   chrom, start, end, E<k> (the state of highest posterior per bin)
+              emissions_<K>.txt         state x mark p(mark present), ChromHMM's layout and state order
+              transitions_<K>.txt       state x state transition probabilities
+              parameters.json           the same numbers, initial probabilities, log-likelihood
             """
         ),
     )
-    p.add_argument("--input", required=True, metavar="FILE", help="FASTA or plain-text sequence file (gzip ok)")
+    p.add_argument("--input", required=True, nargs="+", metavar="FILE",
+                   help="sequence file, bedGraph, or ChromHMM binarized files / folders (gzip ok)")
     p.add_argument("--states", required=True, type=int, metavar="K", help="number of hidden states (1 to 10000)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument("--emission", choices=("categorical", "poisson", "negative-binomial", "gaussian", "bernoulli"),
+                   default="categorical", help="emission distribution, i.e. the kind of input (default categorical)")
+    p.add_argument("--bin-size", type=int, default=None, metavar="BP",
+                   help="--emission bernoulli: bin size in bp of the binarized files (default 200, ChromHMM's)")
     p.add_argument("--alphabet", default=None, help="symbols in order, e.g. ACGT (default: the characters found)")
     p.add_argument("--missing", default="", metavar="CHARS", help="characters meaning a missing observation, e.g. N")
-    p.add_argument("--fit", choices=("em", "gradient", "svi", "nuts"), default="em", help="fitting method (default em)")
+    p.add_argument("--fit", choices=("em", "gradient", "svi", "nuts"), default="em",
+                   help="fitting method (default em; other emissions: em only)")
     p.add_argument("--format", choices=("tsv", "csv"), default="tsv", help="table format (default tsv)")
     p.add_argument("--iters", type=int, default=200, help="EM iterations per restart (default 200)")
     p.add_argument("--restarts", type=int, default=3, help="EM random restarts (default 3)")
@@ -485,7 +509,7 @@ def _add_hmm(sub) -> None:
 
 
 def _run_hmm(args) -> int:
-    from diffbio_prob.workflows.hmm import run_hmm
+    from diffbio_prob.workflows.hmm import chromhmm_output_names, check_hmm_input, run_hmm, track_output_names
 
     _check_common(args)
     _count("--states", args.states, maximum=_MAX_STATES, why=" (the K x K transition matrix)")
@@ -495,12 +519,29 @@ def _run_hmm(args) -> int:
     _count("--num-warmup", args.num_warmup, 0)
     if args.alphabet is not None and not args.alphabet:
         raise UsageError("--alphabet: expected the symbols in order, e.g. ACGT, got an empty string")
+    emission = args.emission
+    if emission != "categorical":
+        if args.fit != "em":
+            raise UsageError(f"--fit: --emission {emission} is fitted by Baum-Welch only (--fit em)")
+        for flag, given in (("--alphabet", args.alphabet is not None), ("--missing", bool(args.missing))):
+            if given:
+                raise UsageError(f"{flag}: only used with --emission categorical")
+    if args.bin_size is not None and emission != "bernoulli":
+        raise UsageError("--bin-size: only used with --emission bernoulli (a bedGraph's lines are its bins)")
+    bin_size = 200 if args.bin_size is None else _count("--bin-size", args.bin_size)
+    if emission != "bernoulli" and len(args.input) != 1:
+        raise UsageError(f"--input: --emission {emission} reads one file, got {len(args.input)}")
     out = _output("--out", args.out, "dir")
-    for name in (f"posteriors.{args.format}", f"viterbi.{args.format}", f"posterior_summary.{args.format}",
-                 "parameters.json", "posterior.nc"):
-        _output("--out", out / name, inputs={"--input": args.input})
+    names = {"categorical": (f"posteriors.{args.format}", f"viterbi.{args.format}", f"posterior_summary.{args.format}",
+                             "parameters.json", "posterior.nc"),
+             "bernoulli": chromhmm_output_names(args.states)}.get(emission, track_output_names(args.format))
+    inputs = {f"--input {p}" if len(args.input) > 1 else "--input": p for p in args.input}
+    for name in names:
+        _output("--out", out / name, inputs=inputs)
+    check_hmm_input(args.input, emission)
     run_hmm(
-        args.input, args.states, args.out, alphabet=args.alphabet, missing=args.missing, fit=args.fit,
+        args.input if emission == "bernoulli" else args.input[0], args.states, args.out, emission=emission,
+        bin_size=bin_size, alphabet=args.alphabet, missing=args.missing, fit=args.fit,
         fmt=args.format, seed=args.seed, num_iters=args.iters, restarts=args.restarts,
         num_warmup=args.num_warmup, num_samples=args.num_samples, num_chains=args.chains, quiet=args.quiet,
     )
@@ -522,7 +563,10 @@ def _add_quant(sub) -> None:
         "fishpond read). Replicates: salmon's bootstrap (--num-bootstraps), salmon's Gibbs sampler "
         "(--num-gibbs-samples, --thinning-factor) or posterior draws (--posterior nuts|svi). The input format "
         "is detected from the content: salmon eq_classes.txt(.gz) (with or without --dumpEqWeights), or "
-        "kallisto matrix.ec/pseudoalignments.ec with --ec-counts.",
+        "kallisto matrix.ec/pseudoalignments.ec with --ec-counts. Several --eq-classes files (samples on one "
+        "transcriptome) are quantified in one compiled program and written to --out-dir/<sample>/, each in "
+        "salmon's layout; --lengths, --fld, --ec-counts and --transcripts then take one file for all samples "
+        "or one per eq-class file, in the same order.",
         epilog=textwrap.dedent(
             """\
             examples:
@@ -534,19 +578,24 @@ def _add_quant(sub) -> None:
                   --transcripts transcripts.txt --lengths lengths.tsv --fld flens.txt \\
                   --length-formula kallisto --out quant.sf
               diffbio-prob quant --eq-classes eq.txt.gz --lengths quant.sf --posterior nuts --out q.sf
+              diffbio-prob quant --eq-classes quant/*/aux_info/eq_classes.txt.gz --lengths quant/*/quant.sf \\
+                  --num-bootstraps 30 --out-dir requant           # requant/A1/, requant/A2/, ...
+            sample names (several --eq-classes files):
+              the salmon folder's name (S/aux_info/eq_classes.txt.gz -> S), else the file name without its
+              suffixes (A1.txt.gz -> A1); or --samples FILE: one name per line, in --eq-classes order
             in R:
               tximport(file.path(dirs, "quant.sf"), type = "salmon", txOut = TRUE)   # $infReps: T x R each
             """
         ),
     )
-    p.add_argument("--eq-classes", required=True, metavar="FILE",
-                   help="salmon eq_classes.txt(.gz) or kallisto .ec file")
-    p.add_argument("--ec-counts", metavar="FILE", help="kallisto pseudoalignments.tsv (ec_id<TAB>count)")
-    p.add_argument("--transcripts", metavar="FILE", help="kallisto transcripts.txt (names, one per line)")
-    p.add_argument("--lengths", metavar="FILE",
+    p.add_argument("--eq-classes", required=True, nargs="+", metavar="FILE",
+                   help="salmon eq_classes.txt(.gz) or kallisto .ec file; several: one per sample (needs --out-dir)")
+    p.add_argument("--ec-counts", nargs="+", metavar="FILE", help="kallisto pseudoalignments.tsv (ec_id<TAB>count)")
+    p.add_argument("--transcripts", nargs="+", metavar="FILE", help="kallisto transcripts.txt (names, one per line)")
+    p.add_argument("--lengths", nargs="+", metavar="FILE",
                    help="effective lengths: salmon quant.sf, kallisto abundance.tsv or name<TAB>efflen; with --fld, "
                    "transcript lengths (table or FASTA). Optional when the eq-class file ends with name/efflen lines")
-    p.add_argument("--fld", metavar="FILE",
+    p.add_argument("--fld", nargs="+", metavar="FILE",
                    help="fragment-length distribution (salmon fld.gz / flenDist.txt, kallisto flens.txt)")
     p.add_argument("--length-formula", choices=("salmon", "kallisto"), default="salmon",
                    help="effective length with --fld: salmon L - mu(L), kallisto L - mu(L) + 1 (default salmon)")
@@ -572,43 +621,43 @@ def _add_quant(sub) -> None:
                    help="table of the draws (default with --out: OUT with .posterior.tsv; with --out-dir: none)")
     p.add_argument("--out", metavar="FILE", help="output quant.sf")
     p.add_argument("--out-dir", metavar="DIR",
-                   help="output folder in salmon's layout (quant.sf, cmd_info.json, aux_info/), instead of --out")
+                   help="output folder in salmon's layout (quant.sf, cmd_info.json, aux_info/), instead of --out; "
+                   "with several --eq-classes files one such folder per sample inside it")
+    p.add_argument("--samples", metavar="FILE",
+                   help="with several --eq-classes files: their sample names, one per line, in the same order")
     _common(p)
     p.set_defaults(run=_run_quant)
+
+
+_QUANT_PER_SAMPLE = ("--lengths", "--fld", "--ec-counts", "--transcripts")
 
 
 def _run_quant(args) -> int:
     from diffbio_prob.workflows.quant import _salmon_dir_files, run_quant
 
     _check_common(args)
+    n_files = len(args.eq_classes)
+    for flag in _QUANT_PER_SAMPLE:
+        given = getattr(args, flag[2:].replace("-", "_"))
+        if given is not None and n_files == 1 and len(given) > 1:
+            raise UsageError(f"{flag}: {len(given)} files for one --eq-classes file")
+        if given is not None and len(given) not in (1, n_files):
+            raise UsageError(f"{flag}: expected 1 file for all samples or {n_files} (one per --eq-classes file), "
+                             f"got {len(given)}")
+    if n_files > 1:
+        return _run_quant_many(args)
+    if args.samples is not None:
+        raise UsageError("--samples: only used with several --eq-classes files")
+    args.eq_classes = args.eq_classes[0]
+    for flag in _QUANT_PER_SAMPLE:
+        name = flag[2:].replace("-", "_")
+        if getattr(args, name) is not None:
+            setattr(args, name, getattr(args, name)[0])
     _count("--min-iter", args.min_iter, 0, maximum=_MAX_ITER, why=" (the iteration limit)")
     if (args.out is None) == (args.out_dir is None):
         raise UsageError("--out, --out-dir: give one (a quant.sf file, or a folder in salmon's layout)"
                          if args.out is None else "--out-dir: give --out or --out-dir, not both")
-    draws = [f for f, v in (("--num-bootstraps", args.num_bootstraps), ("--num-gibbs-samples", args.num_gibbs_samples),
-                            ("--posterior", args.posterior)) if v is not None]
-    if len(draws) > 1:
-        raise UsageError(f"{draws[1]}: give one way to draw replicates, not {' and '.join(draws)}")
-    for flag, value in (("--num-bootstraps", args.num_bootstraps), ("--num-gibbs-samples", args.num_gibbs_samples),
-                        ("--thinning-factor", args.thinning_factor)):
-        if value is not None:
-            _count(flag, value, maximum=100_000 if flag != "--thinning-factor" else 10_000)
-    if args.thinning_factor is not None and args.num_gibbs_samples is None and args.posterior != "gibbs":
-        raise UsageError("--thinning-factor: only used with --num-gibbs-samples (or --posterior gibbs)")
-    if args.num_samples is not None:
-        _count("--num-samples", args.num_samples)
-        if args.posterior is None:
-            raise UsageError("--num-samples: only used with --posterior (or give --num-bootstraps / "
-                             "--num-gibbs-samples N)")
-    if args.prior is not None:
-        _finite("--prior", args.prior, low=0.0, low_open=True)
-        if not args.x64 and args.prior > _FLOAT32_MAX:
-            raise UsageError(f"--prior: {args.prior:g} overflows float32 (max {_FLOAT32_MAX:.3g}); give a smaller "
-                             "prior, or --x64")
-        if args.algorithm == "em":
-            raise UsageError("--prior: only used with --algorithm vbem (EM has no prior)")
-    elif args.per_nucleotide_prior and args.algorithm == "em":
-        raise UsageError("--per-nucleotide-prior: only used with --algorithm vbem (EM has no prior)")
+    draws = _quant_draw_checks(args)
     inputs = {"--eq-classes": args.eq_classes, "--ec-counts": args.ec_counts, "--transcripts": args.transcripts,
               "--lengths": args.lengths, "--fld": args.fld}
     has_draws = bool(draws)
@@ -652,6 +701,82 @@ def _run_quant(args) -> int:
         seed=args.seed,
         quiet=args.quiet,
     )
+    return 0
+
+
+def _quant_draw_checks(args) -> list[str]:
+    """The replicate flags' checks (both forms); returns the draw flags given."""
+    _count("--min-iter", args.min_iter, 0, maximum=_MAX_ITER, why=" (the iteration limit)")
+    draws = [f for f, v in (("--num-bootstraps", args.num_bootstraps), ("--num-gibbs-samples", args.num_gibbs_samples),
+                            ("--posterior", args.posterior)) if v is not None]
+    if len(draws) > 1:
+        raise UsageError(f"{draws[1]}: give one way to draw replicates, not {' and '.join(draws)}")
+    for flag, value in (("--num-bootstraps", args.num_bootstraps), ("--num-gibbs-samples", args.num_gibbs_samples),
+                        ("--thinning-factor", args.thinning_factor)):
+        if value is not None:
+            _count(flag, value, maximum=100_000 if flag != "--thinning-factor" else 10_000)
+    if args.thinning_factor is not None and args.num_gibbs_samples is None and args.posterior != "gibbs":
+        raise UsageError("--thinning-factor: only used with --num-gibbs-samples (or --posterior gibbs)")
+    if args.num_samples is not None:
+        _count("--num-samples", args.num_samples)
+        if args.posterior is None:
+            raise UsageError("--num-samples: only used with --posterior (or give --num-bootstraps / "
+                             "--num-gibbs-samples N)")
+    if args.prior is not None:
+        _finite("--prior", args.prior, low=0.0, low_open=True)
+        if not args.x64 and args.prior > _FLOAT32_MAX:
+            raise UsageError(f"--prior: {args.prior:g} overflows float32 (max {_FLOAT32_MAX:.3g}); give a smaller "
+                             "prior, or --x64")
+        if args.algorithm == "em":
+            raise UsageError("--prior: only used with --algorithm vbem (EM has no prior)")
+    elif args.per_nucleotide_prior and args.algorithm == "em":
+        raise UsageError("--per-nucleotide-prior: only used with --algorithm vbem (EM has no prior)")
+    return draws
+
+
+def _run_quant_many(args) -> int:
+    """Several --eq-classes files: one program, OUT/<sample>/ each in salmon's layout."""
+    from diffbio_prob.workflows.quant import _salmon_dir_files, run_quant_many, sample_names
+
+    n = len(args.eq_classes)
+    if args.out is not None:
+        raise UsageError(f"--out: writes one quant.sf; with {n} --eq-classes files give --out-dir (a salmon folder "
+                         "per sample inside it)")
+    if args.out_dir is None:
+        raise UsageError(f"--out-dir: required with {n} --eq-classes files (a salmon folder per sample inside it)")
+    if args.posterior_out is not None:
+        raise UsageError("--posterior-out: one table; with several --eq-classes files the draws go into each "
+                         "sample's aux_info/bootstrap/")
+    if args.seed + n - 1 >= 2**32:
+        raise UsageError(f"--seed: sample k draws with seed + k; expected at most {2**32 - n}, got {args.seed}")
+    _quant_draw_checks(args)
+    given = _read_sample_names(args.samples) if args.samples is not None else None
+    if given is not None and len(given) != n:
+        raise UsageError(f"--samples: {len(given)} names for {n} --eq-classes files")
+    try:
+        names = sample_names(args.eq_classes, given)
+    except ValueError as exc:
+        where, _, rest = str(exc).partition(":")
+        raise UsageError(f"--{where.replace('_', '-')}:{rest}") from None
+    inputs = {f"--eq-classes ({f})": f for f in args.eq_classes}
+    for flag in _QUANT_PER_SAMPLE:
+        for f in getattr(args, flag[2:].replace("-", "_")) or ():
+            inputs[f"{flag} ({f})"] = f
+    out_dir = _output("--out-dir", args.out_dir, kind="dir", inputs=inputs)
+    for name in names:
+        sample_dir = _output("--out-dir", out_dir / name, kind="dir", inputs=inputs)
+        for sub in ("aux_info", os.path.join("aux_info", "bootstrap")):
+            _output("--out-dir", sample_dir / sub, kind="dir")
+        for f in _salmon_dir_files(sample_dir).values():
+            _output("--out-dir", f, inputs=inputs)
+    run_quant_many(
+        args.eq_classes, out_dir, samples=names, lengths=args.lengths, ec_counts=args.ec_counts,
+        transcripts=args.transcripts, fld=args.fld, length_formula=args.length_formula, algorithm=args.algorithm,
+        prior=args.prior, per_nucleotide_prior=args.per_nucleotide_prior, squarem=args.squarem,
+        min_iter=args.min_iter, posterior_method=args.posterior, num_samples=args.num_samples,
+        num_bootstraps=args.num_bootstraps, num_gibbs_samples=args.num_gibbs_samples,
+        thinning_factor=16 if args.thinning_factor is None else args.thinning_factor, seed=args.seed,
+        quiet=args.quiet)
     return 0
 
 

@@ -988,32 +988,32 @@ def run_quant(
 _GENERIC_STEMS = ("eq_classes", "pseudoalignments", "matrix")
 
 
-def sample_names(paths: Sequence[str | os.PathLike]) -> list[str]:
-    """A sample name per eq-class file, as the folders are named: ``S/aux_info/eq_classes.txt.gz`` -> ``S``
-    (salmon's output folder), ``S/matrix.ec`` or ``S/pseudoalignments.ec`` -> ``S``, else the file name
-    without ``.gz`` and its last suffix (``A1.txt.gz`` -> ``A1``)."""
-    out = []
-    for p in paths:
-        p = Path(p).absolute()
-        stem = p.name[:-3] if p.name.endswith(".gz") else p.name
-        stem = stem.rsplit(".", 1)[0] if "." in stem.lstrip(".") else stem
-        if p.parent.name == "aux_info" and stem == "eq_classes":
-            out.append(p.parent.parent.name)
-        elif stem in _GENERIC_STEMS:
-            out.append(p.parent.name)
-        else:
-            out.append(stem)
-    return out
-
-
-def _check_sample_names(names: Sequence[str], given: bool) -> list[str]:
-    where = "samples" if given else "eq_classes"
-    fix = "" if given else "; give the names (samples, the CLI's --samples FILE)"
-    names = [str(n) for n in names]
+def sample_names(paths: Sequence[str | os.PathLike], samples: Sequence[str] | None = None) -> list[str]:
+    """The sample names (output folder names) of eq-class files: ``samples`` if given, else as the folders
+    are named: ``S/aux_info/eq_classes.txt.gz`` -> ``S`` (salmon's output folder), ``S/matrix.ec`` or
+    ``S/pseudoalignments.ec`` -> ``S``, else the file name without ``.gz`` and its last suffix
+    (``A1.txt.gz`` -> ``A1``). A name given twice, or one that is no folder name, is a ``ValueError``."""
+    paths = list(paths)
+    if samples is not None:
+        names, where, fix = [str(n) for n in samples], "samples", ""
+        if len(names) != len(paths):
+            raise ValueError(f"samples: {len(names)} names for {len(paths)} eq-class files")
+    else:
+        names, where, fix = [], "eq_classes", "; name the samples (--samples FILE)"
+        for p in paths:
+            p = Path(p).absolute()
+            stem = p.name[:-3] if p.name.endswith(".gz") else p.name
+            stem = stem.rsplit(".", 1)[0] if "." in stem.lstrip(".") else stem
+            if p.parent.name == "aux_info" and stem == "eq_classes":
+                names.append(p.parent.parent.name)
+            elif stem in _GENERIC_STEMS:
+                names.append(p.parent.name)
+            else:
+                names.append(stem)
     for n in names:
         if not n or n in (".", "..") or "/" in n or "\\" in n or "\0" in n or n != n.strip():
             raise ValueError(f"{where}: {n!r} is not a usable folder name for a sample{fix}")
-    seen = {}
+    seen: dict[str, int] = {}
     for k, n in enumerate(names):
         if n in seen:
             raise ValueError(f"{where}: sample name {n!r} given twice (files {seen[n] + 1} and {k + 1}){fix}")
@@ -1075,9 +1075,7 @@ def run_quant_many(
     K = len(paths)
     method, n_draws = _draw_method(posterior_method, num_samples, num_bootstraps, num_gibbs_samples, thinning_factor,
                                    None)
-    if samples is not None and len(list(samples)) != K:
-        raise ValueError(f"samples: {len(list(samples))} names for {K} eq-class files")
-    names = _check_sample_names(list(samples) if samples is not None else sample_names(paths), samples is not None)
+    names = sample_names(paths, samples)
     per = {key: _one_or_each(v, K, key) for key, v in (("lengths", lengths), ("ec_counts", ec_counts),
                                                          ("transcripts", transcripts), ("fld", fld))}
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
