@@ -185,19 +185,27 @@ def _correlation(x: np.ndarray, y: np.ndarray) -> float:
 def emission_order(present_probs: np.ndarray) -> np.ndarray:
     """ChromHMM's ``Emission`` state order: the greedy nearest-neighbour chain over the distance
     ``sqrt(1 - r)`` between emission rows (``r`` Pearson's correlation, 0 for a constant row), started from
-    each state in turn, keeping the chain of least total distance (the first one on ties).
+    each state in turn, keeping the chain of least total distance.
+
+    A chain and its reverse have the same total, and ChromHMM keeps whichever its strict ``<`` meets first,
+    which depends on the states' labels before ordering (its random or information start) and on
+    rounding. Here a tie (totals within 1e-9) goes to the chain whose first state has the most marks
+    present (the largest row sum; then the first found), so the order does not depend on those labels:
+    the same as ChromHMM's or its reverse.
 
     Returns:
         ``int (K,)``: ``order[new] = old``.
 
     Example:
         >>> emission_order(np.array([[0.9, 0.1, 0.0], [0.0, 0.1, 0.9], [0.8, 0.2, 0.1]])).tolist()
-        [1, 0, 2]
+        [2, 0, 1]
+        >>> emission_order(np.array([[0.1, 0.9], [0.8, 0.9]])).tolist()  # a tie: the busier state first
+        [1, 0]
     """
     p = np.asarray(present_probs, np.float64)
     k = p.shape[0]
     dist = np.array([[np.sqrt(1.0 - _correlation(p[i], p[j])) for j in range(k)] for i in range(k)])
-    best, best_total = np.arange(k), np.inf
+    chains = []
     for first in range(k):
         order, used, total = [first], {first}, 0.0
         for _ in range(k - 1):
@@ -206,9 +214,11 @@ def emission_order(present_probs: np.ndarray) -> np.ndarray:
             total += dist[nxt, prev]
             order.append(nxt)
             used.add(nxt)
-        if total < best_total:
-            best, best_total = np.array(order), total
-    return best
+        chains.append((total, order))
+    least = min(t for t, _ in chains)
+    tied = [c for t, c in chains if t <= least + 1e-9]
+    mass = p.sum(1)
+    return np.array(max(tied, key=lambda c: mass[c[0]]))  # max keeps the first of equal masses
 
 
 def java_double(x: float) -> str:

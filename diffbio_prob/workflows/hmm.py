@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -29,7 +30,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["HMMFit", "fit_hmm", "decode_hmm", "hmm_log_likelihood", "run_hmm"]
+__all__ = ["HMMFit", "fit_hmm", "decode_hmm", "hmm_log_likelihood", "run_hmm", "EmissionHMMFit", "fit_emission_hmm",
+           "decode_emission_hmm", "bedgraph_segments", "check_hmm_input"]
 
 _METHODS = ("em", "gradient", "svi", "nuts")
 _SITES = ("initial_probs", "transition_probs", "emission_probs")
@@ -97,7 +99,7 @@ def hmm_log_likelihood(params: Mapping[str, Any], sequences) -> float:
     Example:
         >>> p = {"initial_probs": np.array([1.0]), "transition_probs": np.array([[1.0]]),
         ...      "emission_probs": np.array([[0.5, 0.5]])}
-        >>> round(hmm_log_likelihood(p, [np.array([0, 1, 1])]), 6) == round(3 * np.log(0.5), 6)
+        >>> round(hmm_log_likelihood(p, [np.array([0, 1, 1])]), 6) == round(float(3 * np.log(0.5)), 6)
         True
     """
     missing = [k for k in _SITES if k not in params]
@@ -360,10 +362,12 @@ def decode_hmm(
 
 
 def run_hmm(
-    input: str | Path,
+    input: str | Path | Sequence[str | Path],
     states: int,
     out: str | Path,
     *,
+    emission: str = "categorical",
+    bin_size: int = 200,
     alphabet: str | None = None,
     missing: str = "",
     fit: str = "em",
@@ -378,9 +382,16 @@ def run_hmm(
 ) -> dict[str, Path]:
     """The ``diffbio-prob hmm`` command: read, fit, decode, write (every file atomically).
 
-    Writes into ``out``: ``posteriors.<fmt>`` (per position), ``viterbi.<fmt>`` (per sequence),
-    ``parameters.json`` (fitted probabilities, alphabet, log-likelihood, history) and, for SVI and NUTS,
-    ``posterior_summary.<fmt>`` and ``posterior.nc`` (ArviZ netCDF).
+    ``emission="categorical"`` (symbol sequences) writes into ``out``: ``posteriors.<fmt>`` (per position),
+    ``viterbi.<fmt>`` (per sequence), ``parameters.json`` (fitted probabilities, alphabet, log-likelihood,
+    history) and, for SVI and NUTS, ``posterior_summary.<fmt>`` and ``posterior.nc`` (ArviZ netCDF).
+
+    ``"poisson"``, ``"negative-binomial"`` or ``"gaussian"`` segment a bedGraph track (``input``: one file;
+    Baum-Welch only): ``segments.bed`` (BED6+3, see :func:`bedgraph_segments`), ``posteriors.<fmt>`` (per
+    bin) and ``parameters.json``. ``"bernoulli"`` learns chromatin states from ChromHMM binarized files
+    (``input``: files and/or folders; bins of ``bin_size`` bp): ChromHMM's ``<cell>_<K>_segments.bed``,
+    ``emissions_<K>.txt``, ``transitions_<K>.txt`` (see :mod:`diffbio_prob.io.chromhmm`) and
+    ``parameters.json``.
 
     Returns:
         ``{name: path}`` of the written files.
@@ -392,9 +403,27 @@ def run_hmm(
         raise ValueError(f"format: expected 'tsv' or 'csv', got {fmt!r}")
     if isinstance(states, bool) or not isinstance(states, (int, np.integer)) or states < 1:
         raise ValueError(f"states: expected a positive integer, got {states!r}")
+    inputs = [input] if isinstance(input, (str, Path)) else list(input)
+    check_hmm_input(inputs, emission)
+    if emission != "bernoulli" and bin_size != 200:
+        raise ValueError("bin_size: only used with emission 'bernoulli' (a bedGraph's lines are its bins)")
+    _check_count("bin_size", bin_size)
+    if emission != "categorical" and fit != "em":
+        raise ValueError(f"fit: the {emission} emission is fitted by Baum-Welch only (fit='em'), got {fit!r}")
+    if emission != "categorical" and (alphabet is not None or missing):
+        raise ValueError(f"alphabet, missing: only used with categorical sequences, not the {emission} emission")
     from diffbio_prob.io.atomic import check_output_path  # output paths checked before any work
 
     out = check_output_path(out, "out", "dir")
+    if emission == "bernoulli":
+        return _run_chromhmm(inputs, states, out, bin_size=bin_size, seed=seed, num_iters=num_iters,
+                             restarts=restarts, quiet=quiet)
+    if emission != "categorical":
+        for name in track_output_names(fmt):
+            check_output_path(out / name, "out", "file")
+        return _run_track(inputs[0], states, out, emission, fmt=fmt, seed=seed, num_iters=num_iters,
+                          restarts=restarts, quiet=quiet)
+    input = inputs[0]
     for name in (f"posteriors.{fmt}", f"viterbi.{fmt}", "parameters.json"):
         check_output_path(out / name, "out", "file")
     seqs = read_sequences(input, alphabet, missing=missing)
@@ -437,4 +466,395 @@ def run_hmm(
         written["posterior"] = out / "posterior.nc"
     if not quiet:
         print(f"hmm: log-likelihood {result.log_likelihood:.4f}; wrote {', '.join(str(p) for p in written.values())}")
+    return written
+
+
+# ------------------------------------------------------------------------------------------------
+# Emission HMMs on genome tracks: read depth (bedGraph) -> copy-number segments, ChromHMM binarized
+# marks -> chromatin states. One likelihood: the emission objects of cores.hmm and the core smoother.
+# ------------------------------------------------------------------------------------------------
+TRACK_EMISSIONS = ("poisson", "negative-binomial", "gaussian")
+EMISSION_CHOICES = ("categorical", *TRACK_EMISSIONS, "bernoulli")
+
+
+@dataclasses.dataclass
+class EmissionHMMFit:
+    """A Baum-Welch fit of an HMM with a non-categorical emission, states in the canonical order.
+
+    Attributes:
+        emission: the emission's name (``"poisson"``, ``"negative-binomial"``, ``"gaussian"``, ``"bernoulli"``).
+        initial_probs: ``(S,)``; transition_probs: ``(S, S)``.
+        emission_params: the emission's parameters (``rates``; ``means``, ``concentrations``; ``means``,
+            ``scales``; ``probs``), leading axis the states.
+        log_likelihood: total log-likelihood of the returned parameters.
+        history: total log-likelihood before each iteration of the best restart, and of the result.
+        converged: the last improvement was below ``tol``.
+        order: ``order[new] = old``: the canonical order applied to the fitted states.
+    """
+
+    emission: str
+    initial_probs: np.ndarray
+    transition_probs: np.ndarray
+    emission_params: dict[str, np.ndarray]
+    log_likelihood: float
+    history: np.ndarray
+    converged: bool
+    order: np.ndarray
+
+
+def _emission(name: str):
+    from diffbio_prob.cores.hmm import get_emission
+
+    if name not in EMISSION_CHOICES[1:]:
+        raise ValueError(f"emission: expected one of {EMISSION_CHOICES[1:]}, got {name!r}")
+    return get_emission(name)
+
+
+def _pad_tracks(em, observations: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Stack ``(T_b, *event)`` sequences, padded with the emission's missing value; and the lengths."""
+    lengths = np.array([len(o) for o in observations], dtype=np.int64)
+    event = np.shape(observations[0])[1:]
+    fill, dtype = (-1, np.int64) if em.integer else (np.nan, np.float64)
+    out = np.full((len(observations), int(lengths.max()), *event), fill, dtype=dtype)
+    for b, o in enumerate(observations):
+        out[b, : len(o)] = o
+    return out, lengths
+
+
+def _sticky_start(num_states: int) -> np.ndarray:
+    """Segmentations have long runs: start Baum-Welch at 0.9 on the diagonal (uniform for one state)."""
+    if num_states == 1:
+        return np.ones((1, 1))
+    a = np.full((num_states, num_states), 0.1 / (num_states - 1))
+    np.fill_diagonal(a, 0.9)
+    return a
+
+
+@functools.cache
+def _em_iteration():
+    """One jitted Baum-Welch iteration (compiled once per emission and shape, shared by the restarts)."""
+    import jax
+    import jax.numpy as jnp
+
+    from diffbio_prob.cores import hmm as core
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def iteration(em, obs, lengths, pi, a, params):
+        ll = em.log_likelihoods(params, obs)
+        post = core.smoother_batch(core.HMMParams(jnp.log(pi), jnp.log(a)), ll, lengths)
+        new_pi = post.smoothed[:, 0].sum(0)
+        xi = post.transition_counts.sum(0)
+        rows = xi.sum(1, keepdims=True)
+        new_a = jnp.where(rows > 0, xi / jnp.where(rows > 0, rows, 1.0), a)  # a state never left keeps its row
+        return post.log_likelihood.sum(), new_pi / new_pi.sum(), new_a, em.m_step(obs, post.smoothed, params)
+
+    return iteration
+
+
+def _baum_welch_emission(em, obs, lengths, start, num_iters: int, tol: float):
+    """Baum-Welch for any emission: the core smoother's marginals, the emission's closed-form M-step
+    (generalised EM for the negative-binomial concentration); the log-likelihood never decreases.
+
+    Adapter: ``inference.baum_welch`` is categorical only; when it takes an emission this goes."""
+    import jax.numpy as jnp
+
+    iteration = _em_iteration()
+    obs_j, lens_j = jnp.asarray(obs), jnp.asarray(lengths, jnp.int32)
+    current = (jnp.asarray(start["initial_probs"]), jnp.asarray(start["transition_probs"]),
+               {k: jnp.asarray(v) for k, v in start["emission_params"].items()})
+    history, converged = [], False
+    for _ in range(num_iters + 1):
+        ll, *updated = iteration(em, obs_j, lens_j, *current)
+        ll = float(ll)
+        if not np.isfinite(ll):
+            raise FloatingPointError(f"emission HMM: the log-likelihood became {ll} during Baum-Welch")
+        history.append(ll)
+        if len(history) > 1 and abs(history[-1] - history[-2]) < tol:
+            converged = True
+            break
+        if len(history) == num_iters + 1:
+            break
+        current = tuple(updated)
+    pi, a, params = current
+    return (np.asarray(pi, float), np.asarray(a, float), {k: np.asarray(v, float) for k, v in params.items()},
+            np.asarray(history), converged)
+
+
+def _canonical_order(emission: str, params: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``order[new] = old``: ascending mean level for depth tracks (state 0 the lowest), ChromHMM's
+    ``Emission`` order for marks."""
+    if emission == "bernoulli":
+        from diffbio_prob.io.chromhmm import emission_order
+
+        return emission_order(params["probs"])
+    level = params["rates"] if emission == "poisson" else np.asarray(params["means"]).reshape(len(params["means"]), -1)[:, 0]
+    return np.argsort(level, kind="stable")
+
+
+def fit_emission_hmm(
+    observations: Sequence[np.ndarray],
+    num_states: int,
+    emission: str,
+    *,
+    seed: int = 0,
+    num_iters: int = 200,
+    tol: float = 1e-4,
+    restarts: int = 3,
+) -> EmissionHMMFit:
+    """Fit an HMM with a Poisson, negative-binomial, Gaussian or independent-Bernoulli emission by
+    Baum-Welch (Rabiner 1989), the best of ``restarts`` data-driven starts.
+
+    Args:
+        observations: one array per sequence: ``(T_b,)`` counts (-1 = missing) for Poisson / NB,
+            ``(T_b,)`` or ``(T_b, D)`` reals (NaN = missing) for Gaussian, ``(T_b, D)`` 0/1 marks (-1 =
+            missing) for Bernoulli.
+        num_states: S.
+        emission: ``"poisson"``, ``"negative-binomial"``, ``"gaussian"`` or ``"bernoulli"``.
+        seed: the starts use seeds ``seed, seed + 1, ...``.
+        num_iters, tol: iterations per start and the absolute log-likelihood change that stops them.
+        restarts: starts.
+
+    Returns:
+        :class:`EmissionHMMFit`, states in the canonical order (ascending level; ChromHMM's order for marks).
+
+    Example:
+        >>> y = np.r_[np.random.default_rng(0).poisson(2, 60), np.random.default_rng(1).poisson(20, 60)]
+        >>> fit = fit_emission_hmm([y], 2, "poisson", restarts=1)
+        >>> [round(float(r)) for r in fit.emission_params["rates"]]
+        [2, 20]
+    """
+    em = _emission(emission)
+    _check_count("num_states", num_states)
+    _check_count("num_iters", num_iters)
+    _check_count("restarts", restarts)
+    if not (isinstance(tol, (int, float)) and np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol: expected a non-negative number, got {tol!r}")
+    if isinstance(observations, np.ndarray) or not isinstance(observations, (list, tuple)) or not observations:
+        raise ValueError("observations: expected a non-empty list of arrays, one per sequence")
+    if emission == "gaussian":
+        observations = [np.asarray(o, float).reshape(len(o), -1) for o in observations]
+    checked = [em.check_observations(o, name=f"observations[{i}]") for i, o in enumerate(observations)]
+    if len({c.shape[1:] for c in checked}) > 1:
+        raise ValueError(f"observations: every sequence needs the same features, got {[c.shape[1:] for c in checked]}")
+    obs, lengths = _pad_tracks(em, checked)
+    if bool(np.all(np.asarray(em.missing_steps(obs)))):
+        raise ValueError("observations: every step is missing")
+    valid = np.concatenate(checked)
+    best = None
+    for r in range(restarts):
+        rng = np.random.default_rng(seed + r)
+        start = {"initial_probs": np.full(num_states, 1.0 / num_states), "transition_probs": _sticky_start(num_states),
+                 "emission_params": em.initial_params(valid, num_states, rng)}
+        fit = _baum_welch_emission(em, obs, lengths, start, num_iters, tol)
+        if best is None or fit[3][-1] > best[3][-1]:
+            best = fit
+    pi, a, params, history, converged = best
+    order = _canonical_order(emission, params)
+    return EmissionHMMFit(emission, pi[order], a[np.ix_(order, order)], {k: v[order] for k, v in params.items()},
+                          float(history[-1]), history, converged, order)
+
+
+def decode_emission_hmm(fit: EmissionHMMFit, observations: Sequence[np.ndarray]):
+    """Smoothed state posteriors, Viterbi paths and log-likelihoods of each sequence under ``fit``.
+
+    Returns:
+        ``(posteriors, paths, log_likelihoods)``: lists of ``(T_b, S)`` and ``(T_b,)`` arrays, and ``(B,)``.
+    """
+    import jax.numpy as jnp
+
+    from diffbio_prob.cores import hmm as core
+
+    em = _emission(fit.emission)
+    if fit.emission == "gaussian":
+        observations = [np.asarray(o, float).reshape(len(o), -1) for o in observations]
+    checked = [em.check_observations(o, name=f"observations[{i}]") for i, o in enumerate(observations)]
+    obs, lengths = _pad_tracks(em, checked)
+    params = {k: jnp.asarray(v) for k, v in fit.emission_params.items()}
+    hp = core.HMMParams(jnp.log(jnp.asarray(fit.initial_probs)), jnp.log(jnp.asarray(fit.transition_probs)))
+    ll = em.log_likelihoods(params, jnp.asarray(obs))
+    lens = jnp.asarray(lengths, jnp.int32)
+    post = core.smoother_batch(hp, ll, lens)
+    path, _ = core.viterbi_batch(hp, ll, lens)
+    smoothed, path = np.asarray(post.smoothed, float), np.asarray(path)
+    return ([smoothed[b, :n] for b, n in enumerate(lengths)], [path[b, :n] for b, n in enumerate(lengths)],
+            np.asarray(post.log_likelihood, float))
+
+
+def bedgraph_segments(track, fit: EmissionHMMFit, posteriors, paths) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The segment table (BED6+3) and the per-bin table of a decoded bedGraph track.
+
+    Segments are runs of one Viterbi state over adjacent bins (:func:`diffbio_prob.io.bedgraph.runs`):
+    ``chrom, start, end, name`` (``state<k>``), ``score`` (``round(1000 * mean_posterior)``, BED's 0-1000),
+    ``strand`` (``.``), ``bins``, ``mean_posterior`` (the mean over the segment's bins of p(state k | data))
+    and ``mean_value`` (the track's mean over them). Bins: ``chrom, start, end, value, viterbi_state,
+    p_state0...``.
+    """
+    from diffbio_prob.io.bedgraph import runs
+
+    seg, bins = [], []
+    s = fit.transition_probs.shape[0]
+    for chrom, st, en, val, post, path in zip(track.chroms, track.starts, track.ends, track.values, posteriors, paths):
+        r = runs(st, en, path)
+        lo, hi = r[:, 0], r[:, 1]
+        state = path[lo]
+        p_own = post[np.arange(len(path)), path]
+        csum = np.concatenate([[0.0], np.cumsum(p_own)])
+        vsum = np.concatenate([[0.0], np.cumsum(val)])
+        mean_p = (csum[hi] - csum[lo]) / (hi - lo)
+        seg.append(pd.DataFrame({
+            "chrom": chrom, "start": st[lo], "end": en[hi - 1], "name": [f"state{k}" for k in state],
+            "score": np.rint(1000 * mean_p).astype(np.int64), "strand": ".", "bins": hi - lo,
+            "mean_posterior": mean_p, "mean_value": (vsum[hi] - vsum[lo]) / (hi - lo),
+        }))
+        table = {"chrom": chrom, "start": st, "end": en, "value": val, "viterbi_state": path}
+        table.update({f"p_state{k}": post[:, k] for k in range(s)})
+        bins.append(pd.DataFrame(table))
+    return pd.concat(seg, ignore_index=True), pd.concat(bins, ignore_index=True)
+
+
+def _looks_like(path: Path) -> str | None:
+    """``"bedgraph"``, ``"chromhmm"``, ``"fasta"`` or None (unknown, or unreadable: the reader reports it)
+    from the first lines of a file."""
+    import gzip
+    import io
+    import zlib
+
+    from diffbio_prob.io.bedgraph import looks_like_bedgraph
+    from diffbio_prob.io.chromhmm import looks_like_binarized
+
+    with open(path, "rb") as fh:
+        raw = fh.read(1 << 16)
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.GzipFile(fileobj=io.BytesIO(raw)).read(1 << 16)
+        except (EOFError, OSError, zlib.error):
+            return None
+    try:
+        lines = raw.decode("utf-8-sig").splitlines()[:20]
+    except UnicodeDecodeError:
+        return None
+    if looks_like_binarized(lines):
+        return "chromhmm"
+    if looks_like_bedgraph(lines):
+        return "bedgraph"
+    first = next((ln.strip() for ln in lines if ln.strip()), "")
+    return "fasta" if first.startswith(">") else None
+
+
+def check_hmm_input(inputs: Sequence[str | Path], emission: str) -> None:
+    """The inputs suit ``emission``, told by their content before anything is read in full: sequences for
+    categorical, one bedGraph for the depth emissions, ChromHMM binarized files or folders for bernoulli.
+    An input that looks like none of these is left to its reader, whose error names the line.
+
+    Raises:
+        ValueError: ``"emission <name>: '<file>' looks like ...; use --emission ..."``.
+    """
+    if emission not in EMISSION_CHOICES:
+        raise ValueError(f"emission: expected one of {EMISSION_CHOICES}, got {emission!r}")
+    if emission != "bernoulli" and len(inputs) != 1:
+        raise ValueError(f"input: --emission {emission} reads one file, got {len(inputs)}")
+    looks = {"bedgraph": "a bedGraph track (chrom start end value)", "chromhmm": "a ChromHMM binarized file",
+             "folder": "a folder", "fasta": "a FASTA file"}
+    use = {"bedgraph": f"use --emission {' | '.join(TRACK_EMISSIONS)}", "chromhmm": "use --emission bernoulli",
+           "folder": "use --emission bernoulli (a folder of ChromHMM binarized files)",
+           "fasta": "use --emission categorical"}
+    wrong = {"categorical": ("bedgraph", "chromhmm", "folder"), "bernoulli": ("bedgraph", "fasta")}.get(
+        emission, ("chromhmm", "folder", "fasta"))
+    for p in map(Path, inputs):
+        kind = "folder" if p.is_dir() else _looks_like(p) if p.is_file() else None
+        if kind in wrong:
+            raise ValueError(f"emission {emission}: {str(p)!r} looks like {looks[kind]}; {use[kind]}")
+
+
+def _write_table(frame: pd.DataFrame, path: Path, sep: str) -> None:
+    from diffbio_prob.io.atomic import atomic_write
+
+    with atomic_write(path) as fh:
+        frame.to_csv(fh, sep=sep, index=False, float_format="%.6g")
+
+
+def _write_json(meta: dict, path: Path) -> None:
+    from diffbio_prob.io.atomic import atomic_write
+
+    with atomic_write(path) as fh:
+        json.dump(meta, fh, indent=2)
+
+
+def _fit_meta(fit: EmissionHMMFit, order_text: str, **extra) -> dict:
+    return {
+        "emission": fit.emission, "num_states": int(len(fit.initial_probs)), "log_likelihood": fit.log_likelihood,
+        "converged": bool(fit.converged), "state_order": order_text, **extra,
+        "initial_probs": fit.initial_probs.tolist(), "transition_probs": fit.transition_probs.tolist(),
+        "emission_params": {k: np.asarray(v).tolist() for k, v in fit.emission_params.items()},
+        "history": np.asarray(fit.history).tolist(),
+    }
+
+
+def track_output_names(fmt: str = "tsv") -> tuple[str, ...]:
+    """The files ``run_hmm`` writes for a bedGraph input."""
+    return ("segments.bed", f"posteriors.{fmt}", "parameters.json")
+
+
+def chromhmm_output_names(num_states: int, cells: Sequence[str] = ()) -> tuple[str, ...]:
+    """The files ``run_hmm`` writes for ChromHMM input (ChromHMM's names, and ``parameters.json``)."""
+    return (*(f"{c}_{num_states}_segments.bed" for c in dict.fromkeys(cells)), f"emissions_{num_states}.txt",
+            f"transitions_{num_states}.txt", "parameters.json")
+
+
+def _run_track(input, states, out: Path, emission, *, fmt, seed, num_iters, restarts, quiet) -> dict[str, Path]:
+    from diffbio_prob.io.bedgraph import read_bedgraph, write_bed
+
+    track = read_bedgraph(input, values="real" if emission == "gaussian" else "counts")
+    if not quiet:
+        print(f"hmm: {len(track.chroms)} chromosome(s), {track.num_bins} bins; Baum-Welch, {emission} emission, "
+              f"{states} states")
+    values = track.values if emission == "gaussian" else [v.astype(np.int64) for v in track.values]
+    fit = fit_emission_hmm(values, states, emission, seed=seed, num_iters=num_iters, restarts=restarts)
+    posteriors, paths, _ = decode_emission_hmm(fit, values)
+    segments, bins = bedgraph_segments(track, fit, posteriors, paths)
+    out.mkdir(parents=True, exist_ok=True)
+    names = track_output_names(fmt)
+    written = {"segments": out / names[0], "posteriors": out / names[1], "parameters": out / names[2]}
+    write_bed(written["segments"], segments["chrom"], segments["start"], segments["end"],
+              {c: segments[c].to_numpy() for c in segments.columns[3:]},
+              track=f'name="{emission} HMM" description="{states}-state segmentation of {Path(input).name}"')
+    _write_table(bins, written["posteriors"], "\t" if fmt == "tsv" else ",")
+    _write_json(_fit_meta(fit, "state0 has the lowest mean level (rate / mean), ascending",
+                          chromosomes=track.chroms, input=str(input)), written["parameters"])
+    if not quiet:
+        print(f"hmm: {len(segments)} segments, log-likelihood {fit.log_likelihood:.4f}; wrote "
+              f"{', '.join(str(p) for p in written.values())}")
+    return written
+
+
+def _run_chromhmm(inputs, states, out: Path, *, bin_size, seed, num_iters, restarts, quiet) -> dict[str, Path]:
+    from diffbio_prob.io.atomic import check_output_path
+    from diffbio_prob.io.chromhmm import MISSING, read_binarized, write_emissions, write_segments, write_transitions
+
+    data = read_binarized(inputs)
+    names = chromhmm_output_names(states, data.cells)
+    for name in names:
+        check_output_path(out / name, "out", "file")
+    marks = [np.where(x == MISSING, -1, x).astype(np.int64) for x in data.data]
+    if not quiet:
+        print(f"hmm: {len(marks)} file(s), {sum(len(m) for m in marks)} bins of {bin_size} bp, marks "
+              f"{', '.join(data.marks)}; Baum-Welch, {states} states")
+    fit = fit_emission_hmm(marks, states, "bernoulli", seed=seed, num_iters=num_iters, restarts=restarts)
+    posteriors, _, _ = decode_emission_hmm(fit, marks)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for cell in dict.fromkeys(data.cells):
+        idx = [i for i, c in enumerate(data.cells) if c == cell]
+        # ChromHMM's segmentation: the state of highest posterior per bin (MakeSegmentation's default)
+        path = out / f"{cell}_{states}_segments.bed"
+        write_segments(path, [data.chroms[i] for i in idx], [posteriors[i].argmax(1) for i in idx], bin_size)
+        written[f"segments_{cell}"] = path
+    written["emissions"] = write_emissions(out / f"emissions_{states}.txt", data.marks, fit.emission_params["probs"])
+    written["transitions"] = write_transitions(out / f"transitions_{states}.txt", fit.transition_probs)
+    written["parameters"] = out / "parameters.json"
+    _write_json(_fit_meta(fit, "ChromHMM's Emission order (greedy correlation chain of the emission rows); "
+                          "state k is E<k+1>", marks=data.marks, bin_size=int(bin_size), files=data.sources),
+                written["parameters"])
+    if not quiet:
+        print(f"hmm: log-likelihood {fit.log_likelihood:.4f}; wrote {', '.join(str(p) for p in written.values())}")
     return written
