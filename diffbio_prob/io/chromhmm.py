@@ -204,7 +204,8 @@ def emission_order(present_probs: np.ndarray) -> np.ndarray:
     """
     p = np.asarray(present_probs, np.float64)
     k = p.shape[0]
-    dist = np.array([[np.sqrt(1.0 - _correlation(p[i], p[j])) for j in range(k)] for i in range(k)])
+    # r can round above 1 for parallel rows; clamped so sqrt stays real
+    dist = np.array([[np.sqrt(max(1.0 - _correlation(p[i], p[j]), 0.0)) for j in range(k)] for i in range(k)])
     chains = []
     for first in range(k):
         order, used, total = [first], {first}, 0.0
