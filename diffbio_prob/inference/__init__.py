@@ -10,11 +10,23 @@
 - ``to_operator``: load a posterior mean (or any point estimate) into an operator.
 """
 
+from importlib import import_module
+
+# Eager: jax and numpy only. ``baum_welch`` must be bound here, or importing the submodule of that name
+# would leave the package attribute pointing at the module instead of the function.
 from diffbio_prob.inference.baum_welch import BaumWelchResult, baum_welch
 from diffbio_prob.inference.chains import chain_map, register_chain_map
-from diffbio_prob.inference.gradient import fit_gradient, negative_log_likelihood
-from diffbio_prob.inference.numpyro_fit import fit_nuts, fit_svi, model_sites
 from diffbio_prob.inference.results import FitResult
+
+# Lazy (PEP 562): optax, flax and NumPyro load only when a fit is asked for, so a Baum-Welch run or
+# `import diffbio_prob.inference.baum_welch` does not pay for them.
+_LAZY = {
+    "fit_gradient": "gradient",
+    "negative_log_likelihood": "gradient",
+    "fit_nuts": "numpyro_fit",
+    "fit_svi": "numpyro_fit",
+    "model_sites": "numpyro_fit",
+}
 
 __all__ = [
     "BaumWelchResult",
@@ -29,6 +41,12 @@ __all__ = [
     "register_chain_map",
     "to_operator",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def to_operator(result: FitResult, operator, use: str = "mean"):
