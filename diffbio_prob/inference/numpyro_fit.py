@@ -20,33 +20,43 @@ values of its data (it converts them to Python numbers or NumPy arrays) cannot b
 and only for it, the same program is compiled again with the data as constants (``extra["concrete_data"]``
 is then True).
 
-Both record the pointwise log-likelihood of every observed site (``numpyro.infer.log_likelihood``, which
-includes ``numpyro.factor`` sites), so the ArviZ conversion supports LOO.
+Both record what ``az.from_numpyro`` records, so ``FitResult.to_arviz()`` has its layout: the pointwise
+log-likelihood of every observed site (``numpyro.infer.log_likelihood``, ``numpyro.factor`` sites included:
+LOO), the observed values, the model's array arguments (``constant_data``), posterior predictive draws of the
+observed sites (``Predictive`` on the model with its observations released by ``handlers.uncondition``; a
+factor has nothing to draw), optional prior and prior predictive draws, the sampler statistics under
+ArviZ's names, and named dimensions (:func:`model_dims`). SVI also records the log densities of the target
+and of the guide at each draw (``log_p``, ``log_q``) for ``az.loo_approximate_posterior``.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import importlib
+import inspect
 import time
 from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 import optax
 from numpyro import handlers
 from numpyro.infer import NUTS, SVI, Predictive, Trace_ELBO, init_to_median, init_to_value
 from numpyro.infer import log_likelihood as numpyro_log_likelihood
-from numpyro.infer.autoguide import AutoDelta, AutoGuide, AutoNormal
+from numpyro.infer.autoguide import (AutoDelta, AutoGuide, AutoLowRankMultivariateNormal, AutoMultivariateNormal,
+                                    AutoNormal)
 from numpyro.optim import optax_to_numpyro
 from numpyro.util import fori_collect
 
+from diffbio_prob.inference._numpyro_compat import log_density
 from diffbio_prob.inference.chains import chain_map, chain_map_names
 from diffbio_prob.inference.progress import Progress, step_counter
 from diffbio_prob.inference.results import FitResult
 
-__all__ = ["fit_svi", "fit_nuts", "model_sites", "as_prng_key"]
+__all__ = ["fit_svi", "fit_nuts", "model_sites", "model_dims", "register_dims", "as_prng_key"]
 
 _TRACE_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
                  jax.errors.TracerIntegerConversionError, jax.errors.TracerBoolConversionError)
@@ -78,14 +88,31 @@ def model_sites(model: Callable, *args, **kwargs) -> dict[str, list[str]]:
     The model is traced abstractly (``jax.eval_shape``): nothing is sampled or compiled, so asking for
     the names costs milliseconds even for models whose prior draws (Dirichlet, gamma) take seconds
     to compile. A model that needs concrete values of its draws is traced once concretely instead.
+    ``observed`` includes ``numpyro.factor`` sites.
     """
-    out = {"latent": [], "observed": [], "deterministic": []}
+    info = _site_info(model, args, kwargs)
+    return {"latent": info["latent"], "observed": info["data"] + info["factor"],
+            "deterministic": info["deterministic"]}
+
+
+def _site_info(model: Callable, args: tuple, kwargs: dict) -> dict:
+    """Site names by kind (``latent``, ``data``: observed with a distribution, ``factor``,
+    ``deterministic``) and the plates each sample site sits in (``plates``: names, outermost first, when
+    the plates name every batch axis; what ``az.from_numpyro`` infers its dims from)."""
+    out: dict = {"latent": [], "data": [], "factor": [], "deterministic": [], "plates": {}}
 
     def names():
         trace = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **kwargs)
         for name, site in trace.items():
             if site["type"] == "sample":
-                out["observed" if site["is_observed"] else "latent"].append(name)
+                if not site["is_observed"]:
+                    out["latent"].append(name)
+                else:
+                    out["factor" if isinstance(site["fn"], dist.Unit) else "data"].append(name)
+                frames = sorted(site["cond_indep_stack"], key=lambda f: f.dim)
+                if frames and [f.dim for f in frames] == list(range(-len(frames), 0)) \
+                        and len(frames) == len(site["fn"].batch_shape):
+                    out["plates"][name] = [f.name for f in frames]
             elif site["type"] == "deterministic":
                 out["deterministic"].append(name)
 
@@ -97,6 +124,152 @@ def model_sites(model: Callable, *args, **kwargs) -> dict[str, list[str]]:
             found.clear()
         names()
     return out
+
+
+# ------------------------------------------------------------------------------------ named dimensions
+#: Models of the package whose module keeps a ``DIMS`` table next to the model function.
+_DIMS_MODULES = {
+    "diffbio_prob.models.nb_glm.nb_glm_model": "diffbio_prob.models.nb_glm",
+    "diffbio_prob.models.em.em_model": "diffbio_prob.models.em",
+    "diffbio_prob.models.hmm.hmm_model": "diffbio_prob.models.hmm",
+}
+#: Used while a model's module has no ``DIMS`` of its own (models/hmm.py is another engineer's file).
+_FALLBACK_DIMS = {
+    "diffbio_prob.models.hmm.hmm_model": {
+        "initial_probs": ["state"], "transition_probs": ["from_state", "to_state"],
+        "emission_probs": ["state", "symbol"], "observations": ["sequence", "step"], "lengths": ["sequence"],
+    },
+}
+_REGISTERED_DIMS: dict[str, dict[str, list[str]]] = {}
+
+
+def _model_key(model: Callable) -> str:
+    while isinstance(model, functools.partial):
+        model = model.func
+    return f"{getattr(model, '__module__', '')}.{getattr(model, '__qualname__', type(model).__name__)}"
+
+
+def _check_dims(dims, name: str = "dims") -> dict[str, list[str]]:
+    if dims is None:
+        return {}
+    if not isinstance(dims, Mapping):
+        raise TypeError(f"{name}: expected a dict {{variable: [dimension names]}}, got {type(dims).__name__}")
+    out = {}
+    for var, names in dims.items():
+        if isinstance(names, str) or not isinstance(names, (list, tuple)) or not all(isinstance(d, str) for d in names):
+            raise TypeError(f"{name}[{var!r}]: expected a list of dimension names, got {names!r}")
+        out[str(var)] = list(names)
+    return out
+
+
+def _check_coords(coords, name: str = "coords") -> dict[str, Any]:
+    if coords is None:
+        return {}
+    if not isinstance(coords, Mapping):
+        raise TypeError(f"{name}: expected a dict {{dimension: values}}, got {type(coords).__name__}")
+    out = {}
+    for dim, values in coords.items():
+        if isinstance(values, (str, bytes)) or np.ndim(values) != 1:
+            raise TypeError(f"{name}[{dim!r}]: expected a 1-d sequence of coordinate values, got {values!r}")
+        out[str(dim)] = list(np.asarray(values).tolist())
+    return out
+
+
+def register_dims(model: Callable, dims: Mapping[str, list[str]]) -> None:
+    """Name the dimensions of ``model``'s sites and arguments for every later fit of it (``to_arviz``).
+
+    Example:
+        >>> register_dims(my_model, {"theta": ["group"], "y": ["obs"]})          # doctest: +SKIP
+    """
+    if not callable(model):
+        raise TypeError(f"model: expected a model function, got {type(model).__name__}")
+    _REGISTERED_DIMS[_model_key(model)] = _check_dims(dims)
+
+
+def model_dims(model: Callable) -> dict[str, list[str]]:
+    """The default dimension names of ``model``'s sites and arguments: registered with
+    :func:`register_dims`, or the ``DIMS`` table next to one of the package's models; ``{}`` otherwise."""
+    key = _model_key(model)
+    if key in _REGISTERED_DIMS:
+        return {k: list(v) for k, v in _REGISTERED_DIMS[key].items()}
+    if key in _DIMS_MODULES:
+        table = getattr(importlib.import_module(_DIMS_MODULES[key]), "DIMS", None)
+        if table is not None:
+            return {k: list(v) for k, v in table.items()}
+    return {k: list(v) for k, v in _FALLBACK_DIMS.get(key, {}).items()}
+
+
+def _constant_data(model: Callable, args: tuple, kwargs: dict, observed: Mapping[str, np.ndarray]) -> dict:
+    """The model's array arguments, by parameter name, that are not observed values (``constant_data``)."""
+    try:
+        signature = inspect.signature(model)
+        bound = signature.bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return {}
+    found = []
+    for name, value in bound.arguments.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            found.extend(value.items())
+        elif kind is not inspect.Parameter.VAR_POSITIONAL:
+            found.append((name, value))
+    out = {}
+    for name, value in found:
+        if not isinstance(value, (np.ndarray, jax.Array)) or jnp.issubdtype(value.dtype, jax.dtypes.prng_key):
+            continue
+        arr = np.asarray(value)
+        if not any(arr.shape == o.shape and np.array_equal(arr, o) for o in observed.values()):
+            out[name] = arr
+    return out
+
+
+def _record_dims(model: Callable, info: dict, dims, coords) -> tuple[dict, dict]:
+    """Dims for the result: plates (as az.from_numpyro infers them) < the model's table < ``dims``."""
+    table = {k: list(v) for k, v in info["plates"].items()}
+    table.update(model_dims(model))
+    table.update(dims)
+    return table, dict(coords)
+
+
+def _observed_and_predictive(model: Callable, info: dict, latent_draws: dict, key, args, kwargs,
+                             predictive: bool) -> tuple[dict, dict]:
+    """Inside a fit's program: the observed values (one trace at the first draw) and, if asked, posterior
+    predictive draws of the observed sites (their observations released), one per posterior draw."""
+    if not info["data"]:
+        return {}, {}
+    first = {k: v[0] for k, v in latent_draws.items()}
+    trace = handlers.trace(handlers.seed(handlers.substitute(model, first), 0)).get_trace(*args, **kwargs)
+    observed = {k: trace[k]["value"] for k in info["data"]}
+    if not predictive:
+        return observed, {}
+    pp = Predictive(handlers.uncondition(model), posterior_samples=latent_draws, return_sites=list(info["data"]))
+    return observed, pp(key, *args, **kwargs)
+
+
+def _prior_draws(model: Callable, info: dict, num_draws: int, key, model_args, model_kwargs) -> tuple[dict, dict]:
+    """``num_draws`` draws of the prior (latent, deterministic) and prior predictive (observed sites), one
+    compiled program; each ``(1, num_draws, ...)``."""
+    names = info["latent"] + info["deterministic"] + info["data"]
+
+    def run(inputs, rebuild):
+        def program(inputs):
+            args, kwargs = rebuild(inputs)
+            return Predictive(handlers.uncondition(model), num_samples=num_draws, return_sites=names)(key, *args, **kwargs)
+
+        return jax.jit(program)(inputs)
+
+    draws, _ = _run_program(run, model_args, model_kwargs)
+    draws = {k: np.asarray(v)[None] for k, v in draws.items()}
+    return ({k: v for k, v in draws.items() if k not in info["data"]},
+            {k: v for k, v in draws.items() if k in info["data"]})
+
+
+def _check_record_args(posterior_predictive, prior_draws) -> int:
+    if not isinstance(posterior_predictive, (bool, np.bool_)):
+        raise TypeError(f"posterior_predictive: expected True or False, got {posterior_predictive!r}")
+    if isinstance(prior_draws, (bool, np.bool_)) or not isinstance(prior_draws, (int, np.integer)) or prior_draws < 0:
+        raise ValueError(f"prior_draws: expected a non-negative integer (0: no prior draws), got {prior_draws!r}")
+    return int(prior_draws)
 
 
 def _init_strategy(init_params: Mapping[str, Any] | None):
@@ -145,6 +318,11 @@ def _guide_copy(guide: AutoGuide) -> AutoGuide:
                          "set up inside one, e.g. by Predictive); pass a new guide") from None
 
 
+#: ``fit_svi(guide=...)`` names and the AutoGuides they build.
+GUIDES = {"normal": AutoNormal, "lowrank": AutoLowRankMultivariateNormal, "full": AutoMultivariateNormal,
+          "delta": AutoDelta}
+
+
 def fit_svi(
     model: Callable,
     *model_args,
@@ -155,6 +333,10 @@ def fit_svi(
     rng_key: int | jax.Array = 0,
     init_params: Mapping[str, Any] | None = None,
     progress: bool = True,
+    posterior_predictive: bool = True,
+    prior_draws: int = 0,
+    dims: Mapping[str, list[str]] | None = None,
+    coords: Mapping[str, Any] | None = None,
     **model_kwargs,
 ) -> FitResult:
     """Stochastic variational inference with an automatic guide.
@@ -162,20 +344,28 @@ def fit_svi(
     Args:
         model: a NumPyro model function.
         *model_args, **model_kwargs: passed to the model.
-        guide: ``"normal"`` (``AutoNormal``, mean-field), ``"delta"`` (``AutoDelta``, MAP) or an AutoGuide
-            built on ``model`` (left as it was: the fit sets up a copy).
+        guide: ``"normal"`` (``AutoNormal``, mean-field), ``"lowrank"`` (``AutoLowRankMultivariateNormal``),
+            ``"full"`` (``AutoMultivariateNormal``, a dense covariance), ``"delta"`` (``AutoDelta``, MAP) or
+            an AutoGuide built on ``model`` (left as it was: the fit sets up a copy).
         optimizer: an optax transformation (default ``optax.adam(1e-2)``).
         num_steps: SVI steps.
         num_samples: draws taken from the fitted guide (one chain).
         rng_key: an int seed or a single JAX PRNG key.
         init_params: ``{site: constrained value}`` to start the guide from (e.g. a gradient fit).
         progress: show a progress bar (driven from inside the compiled fit: the same program either way).
+        posterior_predictive: draw the observed sites once per posterior draw (``posterior_predictive``).
+        prior_draws: this many prior and prior predictive draws (0: none).
+        dims, coords: ``{variable: [dimension names]}`` and ``{dimension: values}`` for ``to_arviz()``
+            (over the model's own names, :func:`model_dims`).
 
     Returns:
         ``FitResult(method="svi")`` with draws of shape ``(1, num_samples, ...)`` for latent and
-        deterministic sites, the pointwise log-likelihood, ``loss_history`` (negative ELBO) and ``params``
-        (the guide's median). ``extra``: ``"guide"`` (the guide object passed or built),
-        ``"svi_params"`` (the fitted guide parameters), ``"concrete_data"``.
+        deterministic sites, the pointwise log-likelihood, ``loss_history`` (negative ELBO), ``params``
+        (the guide's median), the observed values, constant data, posterior predictive (and prior) draws,
+        and ``sample_stats`` ``log_p`` (the model's log joint density) and ``log_q`` (the guide's log
+        density) at each draw, for ``az.loo_approximate_posterior`` (not for ``"delta"``: a point mass
+        has no density). ``extra``: ``"guide"`` (the guide object passed or built), ``"svi_params"``
+        (the fitted guide parameters), ``"concrete_data"``.
 
     Raises:
         FloatingPointError: the ELBO is non-finite at the end of the fit.
@@ -183,24 +373,29 @@ def fit_svi(
     Example:
         >>> result = fit_svi(hmm_model, rolls, num_states=2, num_emissions=6, num_steps=500)  # doctest: +SKIP
     """
+    choices = ", ".join(map(repr, GUIDES))
     if isinstance(guide, str):
-        guides = {"normal": AutoNormal, "delta": AutoDelta}
-        if guide not in guides:
-            raise ValueError(f"guide: expected 'normal', 'delta' or an AutoGuide, got {guide!r}")
-        guide_obj = guides[guide](model, init_loc_fn=_init_strategy(init_params))
+        if guide not in GUIDES:
+            raise ValueError(f"guide: expected one of {choices} or an AutoGuide, got {guide!r}")
+        guide_obj = GUIDES[guide](model, init_loc_fn=_init_strategy(init_params))
     elif isinstance(guide, AutoGuide):
         guide_obj = guide
     else:
-        raise TypeError(f"guide: expected 'normal', 'delta' or an AutoGuide, got {type(guide).__name__}")
+        raise TypeError(f"guide: expected one of {choices} or an AutoGuide, got {type(guide).__name__}")
     if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
         raise ValueError(f"num_steps: expected a positive integer, got {num_steps!r}")
     if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
         raise ValueError(f"num_samples: expected a positive integer, got {num_samples!r}")
-    key_fit, key_draw, key_det = jax.random.split(as_prng_key(rng_key), 3)
+    prior_draws = _check_record_args(posterior_predictive, prior_draws)
+    dims, coords = _check_dims(dims), _check_coords(coords)
+    key = as_prng_key(rng_key)
+    key_fit, key_draw, key_det = jax.random.split(key, 3)
+    key_pp, key_prior = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
     optim = optax_to_numpyro(optimizer if optimizer is not None else optax.adam(1e-2))
-    sites = model_sites(model, *model_args, **model_kwargs)
+    info = _site_info(model, model_args, model_kwargs)
     num_steps, num_samples = int(num_steps), int(num_samples)
     bar = Progress(progress, num_steps, lambda _, step: "SVI")
+    densities = not isinstance(guide_obj, AutoDelta)
 
     def fit(inputs, rebuild, guide):
         args, kwargs = rebuild(inputs)
@@ -216,17 +411,27 @@ def fit_svi(
 
         (state, _), losses = jax.lax.scan(step, (state, step_counter()), None, length=num_steps)
         params = svi.get_params(state)
-        draws = Predictive(svi.guide, params=params, num_samples=num_samples)(key_draw, *args, **kwargs)
-        draws = {k: v for k, v in draws.items() if k in sites["latent"]}
-        if sites["deterministic"]:
-            det = Predictive(model, posterior_samples=draws, return_sites=sites["deterministic"])(key_det, *args, **kwargs)
+        # every sample site of the guide (its auxiliary latent too): the guide's density needs them all
+        one = handlers.trace(handlers.seed(handlers.substitute(svi.guide, params), key_draw)).get_trace(*args, **kwargs)
+        guide_sites = [name for name, site in one.items() if site["type"] == "sample"]
+        guide_values = Predictive(svi.guide, params=params, num_samples=num_samples,
+                                  return_sites=guide_sites)(key_draw, *args, **kwargs)
+        draws = {k: v for k, v in guide_values.items() if k in info["latent"]}
+        if info["deterministic"]:
+            det = Predictive(model, posterior_samples=draws, return_sites=info["deterministic"])(key_det, *args, **kwargs)
             draws = {**draws, **det}
-        ll = numpyro_log_likelihood(model, draws, *args, **kwargs)
-        return params, losses, draws, ll, svi.guide.median(params)
+        latent = {k: draws[k] for k in info["latent"]}
+        ll = numpyro_log_likelihood(model, latent, *args, **kwargs)
+        stats = {}
+        if densities:
+            stats["log_p"] = jax.vmap(lambda z: log_density(model, args, kwargs, z)[0])(latent)
+            stats["log_q"] = jax.vmap(lambda v: log_density(svi.guide, args, kwargs, {**params, **v})[0])(guide_values)
+        observed, pp = _observed_and_predictive(model, info, latent, key_pp, args, kwargs, posterior_predictive)
+        return params, losses, draws, ll, svi.guide.median(params), stats, observed, pp
 
     start = time.perf_counter()
     with bar:
-        (svi_params, losses, draws, ll, median), concrete = _run_program(
+        (svi_params, losses, draws, ll, median, stats, observed, pp), concrete = _run_program(
             # the guide is set up inside the program: a fresh copy for each trace, made outside it
             lambda inputs, rebuild: jax.jit(functools.partial(fit, rebuild=rebuild, guide=_guide_copy(guide_obj)))(inputs),
             model_args, model_kwargs)
@@ -234,19 +439,30 @@ def fit_svi(
     if not np.all(np.isfinite(losses[-10:])):
         raise FloatingPointError("fit_svi: the ELBO became non-finite; lower the learning rate or check the data")
     elapsed = time.perf_counter() - start
+    prior, prior_pred = _prior_draws(model, info, prior_draws, key_prior, model_args, model_kwargs) if prior_draws else ({}, {})
+    observed = {k: np.asarray(v) for k, v in observed.items()}
+    table, coords = _record_dims(model, info, dims, coords)
     return FitResult(
         method="svi",
         samples={k: np.asarray(v)[None] for k, v in draws.items()},
         log_likelihood={k: np.asarray(v)[None] for k, v in ll.items()},
+        sample_stats={k: np.asarray(v)[None] for k, v in stats.items()},
         params={k: np.asarray(v) for k, v in median.items()},
         loss_history=losses,
         elapsed_s=elapsed,
         extra={"guide": guide_obj, "svi_params": svi_params, "concrete_data": concrete},
+        posterior_predictive={k: np.asarray(v)[None] for k, v in pp.items()},
+        prior=prior,
+        prior_predictive=prior_pred,
+        observed_data=observed,
+        constant_data=_constant_data(model, model_args, model_kwargs, observed),
+        dims=table,
+        coords=coords,
     )
 
 
 # ----------------------------------------------------------------------------------------------- NUTS
-_NUTS_STATS = ("diverging", "energy", "num_steps", "accept_prob")
+_NUTS_STATS = ("diverging", "energy", "num_steps", "accept_prob", "potential_energy")
 
 
 def _nuts_chain(make_kernel: Callable[[], NUTS], num_warmup: int, num_samples: int, latent: list[str],
@@ -275,7 +491,8 @@ def _nuts_chain(make_kernel: Callable[[], NUTS], num_warmup: int, num_samples: i
 
         def collect(val):
             state = val[0]
-            return to_constrained(state.z), {k: getattr(state, k) for k in _NUTS_STATS}
+            stats = {k: getattr(state, k) for k in _NUTS_STATS}
+            return to_constrained(state.z), {**stats, "step_size": state.adapt_state.step_size}
 
         draws, stats = fori_collect(num_warmup, num_warmup + num_samples, body, (state, step_counter()),
                                     transform=collect, progbar=False)
@@ -283,6 +500,22 @@ def _nuts_chain(make_kernel: Callable[[], NUTS], num_warmup: int, num_samples: i
         return draws, stats, ll, state.potential_energy
 
     return chain
+
+
+def _arviz_stats(stats: Mapping[str, np.ndarray], max_tree_depth: int) -> dict[str, np.ndarray]:
+    """NUTS statistics under ``az.from_numpyro``'s names and conventions (``lp`` is minus the potential
+    energy; the tree depth is ``log2(n_steps) + 1``)."""
+    out = {
+        "lp": -stats["potential_energy"],
+        "acceptance_rate": stats["accept_prob"],
+        "step_size": stats["step_size"],
+        "n_steps": stats["num_steps"],
+        "tree_depth": np.log2(stats["num_steps"]).astype(int) + 1,
+        "diverging": stats["diverging"],
+        "energy": stats["energy"],
+    }
+    out["reached_max_tree_depth"] = out["tree_depth"] >= max_tree_depth
+    return out
 
 
 def fit_nuts(
@@ -298,6 +531,10 @@ def fit_nuts(
     target_accept_prob: float = 0.8,
     dense_mass: bool = False,
     max_tree_depth: int = 10,
+    posterior_predictive: bool = True,
+    prior_draws: int = 0,
+    dims: Mapping[str, list[str]] | None = None,
+    coords: Mapping[str, Any] | None = None,
     **model_kwargs,
 ) -> FitResult:
     """The No-U-Turn sampler on a NumPyro model.
@@ -316,11 +553,18 @@ def fit_nuts(
         progress: show a progress bar per chain (driven from inside the compiled chain: the same program,
             the same draws, either way).
         target_accept_prob, dense_mass, max_tree_depth: NUTS settings.
+        posterior_predictive: draw the observed sites once per posterior draw (``posterior_predictive``),
+            inside each chain's program.
+        prior_draws: this many prior and prior predictive draws (0: none).
+        dims, coords: ``{variable: [dimension names]}`` and ``{dimension: values}`` for ``to_arviz()``
+            (over the model's own names, :func:`model_dims`).
 
     Returns:
         ``FitResult(method="nuts")`` with draws ``(chain, draw, ...)``, the pointwise log-likelihood,
-        ``sample_stats`` (``diverging``, ``energy``, ``num_steps``, ``accept_prob``) and ``params`` (the
-        posterior mean). ``extra``: ``"chain_method"``, ``"concrete_data"``.
+        ``sample_stats`` under ``az.from_numpyro``'s names (``lp``, ``acceptance_rate``, ``step_size``,
+        ``n_steps``, ``tree_depth``, ``reached_max_tree_depth``, ``diverging``, ``energy``), ``params``
+        (the posterior mean), the observed values, constant data and posterior predictive (and prior)
+        draws. ``extra``: ``"chain_method"``, ``"concrete_data"``.
 
     Raises:
         RuntimeError: the log density at a chain's start is not finite.
@@ -334,6 +578,8 @@ def fit_nuts(
     for name, value in (("num_warmup", num_warmup), ("num_samples", num_samples), ("num_chains", num_chains)):
         if not isinstance(value, (int, np.integer)) or value < (0 if name == "num_warmup" else 1):
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    prior_draws = _check_record_args(posterior_predictive, prior_draws)
+    dims, coords = _check_dims(dims), _check_coords(coords)
     num_warmup, num_samples, num_chains = int(num_warmup), int(num_samples), int(num_chains)
     key = as_prng_key(rng_key)
     keys = jax.random.split(key, num_chains) if num_chains > 1 else key[None]
@@ -342,7 +588,7 @@ def fit_nuts(
         return NUTS(model, init_strategy=_init_strategy(init_params), target_accept_prob=target_accept_prob,
                     dense_mass=dense_mass, max_tree_depth=max_tree_depth)
 
-    sites = model_sites(model, *model_args, **model_kwargs)
+    info = _site_info(model, model_args, model_kwargs)
     total = num_warmup + num_samples
 
     def desc(chain: int, step: int) -> str:
@@ -352,24 +598,45 @@ def fit_nuts(
     run_chains = chain_map(chain_method)
 
     def run(inputs, rebuild):
-        chain = _nuts_chain(make_kernel, num_warmup, num_samples, sites["latent"], rebuild, bar)
-        return run_chains(chain, keys, inputs)
+        chain = _nuts_chain(make_kernel, num_warmup, num_samples, info["latent"], rebuild, bar)
+
+        def recorded(key, index, inputs):
+            draws, stats, ll, start_pe = chain(key, index, inputs)
+            args, kwargs = rebuild(inputs)
+            latent = {k: draws[k] for k in info["latent"]}
+            # a key of its own, so the chain's draws stay numpyro.infer.MCMC's
+            observed, pp = _observed_and_predictive(model, info, latent, jax.random.fold_in(key, 1), args, kwargs,
+                                                    posterior_predictive)
+            return draws, stats, ll, start_pe, observed, pp
+
+        return run_chains(recorded, keys, inputs)
 
     start = time.perf_counter()
     with bar:
-        (samples, stats, ll, start_pe), concrete = _run_program(run, model_args, model_kwargs)
-        samples, stats, ll, start_pe = jax.tree_util.tree_map(np.asarray, (samples, stats, ll, start_pe))
+        out, concrete = _run_program(run, model_args, model_kwargs)
+        samples, stats, ll, start_pe, observed, pp = jax.tree_util.tree_map(np.asarray, out)
     if not np.all(np.isfinite(start_pe)):
         raise RuntimeError("fit_nuts: cannot find valid initial parameters (the log density at the start "
                            "is not finite); check the model, the data and init_params")
     elapsed = time.perf_counter() - start
+    prior, prior_pred = (_prior_draws(model, info, prior_draws, jax.random.fold_in(key, 2), model_args, model_kwargs)
+                         if prior_draws else ({}, {}))
+    observed = {k: v[0] for k, v in observed.items()}  # the same values in every chain
+    table, coords = _record_dims(model, info, dims, coords)
     result = FitResult(
         method="nuts",
         samples=samples,
         log_likelihood=ll,
-        sample_stats=stats,
+        sample_stats=_arviz_stats(stats, max_tree_depth),
         elapsed_s=elapsed,
         extra={"chain_method": chain_method, "concrete_data": concrete},
+        posterior_predictive=pp,
+        prior=prior,
+        prior_predictive=prior_pred,
+        observed_data=observed,
+        constant_data=_constant_data(model, model_args, model_kwargs, observed),
+        dims=table,
+        coords=coords,
     )
     result.params = result.posterior_mean()
     return result

@@ -2,9 +2,11 @@
 
 A result holds draws as ``{site: array (chain, draw, *shape)}`` (a gradient or EM fit holds one draw of one
 chain: a point estimate), the pointwise log-likelihood of each observed site in the same layout, sampler
-statistics, the optimiser's loss history and the wall time. ``to_arviz()`` gives an ``xarray.DataTree`` with
-``posterior``, ``log_likelihood`` and ``sample_stats`` groups, so ``az.summary``, ``az.loo`` and the ArviZ plots
-work on it; ``save``/``load`` round-trip it through netCDF exactly.
+statistics, posterior predictive and prior draws, the observed values and the model's other array arguments,
+named dimensions, the optimiser's loss history and the wall time. ``to_arviz()`` gives the
+``xarray.DataTree`` ``az.from_numpyro`` gives (the same groups, variables and statistics' names), so
+``az.summary``, ``az.loo``, ``az.loo_pit``, ``az.plot_ppc_dist`` and ``az.plot_prior_posterior`` work on it;
+``save``/``load`` round-trip it through netCDF exactly.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ import numpy as np
 __all__ = ["FitResult"]
 
 _POINT_METHODS = ("gradient", "em", "map")
+_SAMPLE_DIMS = ("chain", "draw")
+#: The groups of ``to_arviz()`` (``az.from_numpyro``'s names), each an attribute of the result.
+GROUPS = ("posterior", "sample_stats", "log_likelihood", "posterior_predictive", "prior", "prior_predictive",
+          "observed_data", "constant_data")
+_ATTRS = {"posterior": "samples"}
 
 
 def _as_numpy(tree: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
@@ -37,6 +44,12 @@ class FitResult:
         loss_history: per-step loss of an optimiser (negative log-likelihood or negative ELBO).
         elapsed_s: wall time of the fit, compilation included.
         extra: anything else a fit wants to keep (not saved to netCDF).
+        posterior_predictive: ``{observed site: (chain, draw, *obs_shape)}``, one draw per posterior draw.
+        prior, prior_predictive: ``{site: (1, draw, *shape)}`` prior draws of the latent (and deterministic)
+            and of the observed sites.
+        observed_data: ``{observed site: values}``; constant_data: ``{argument: values}`` (the model's other
+            array arguments).
+        dims: ``{variable: [dimension names]}`` (sample dimensions excluded); coords: ``{dimension: values}``.
     """
 
     method: str
@@ -47,12 +60,23 @@ class FitResult:
     loss_history: np.ndarray | None = None
     elapsed_s: float = float("nan")
     extra: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    posterior_predictive: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
+    prior: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
+    prior_predictive: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
+    observed_data: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
+    constant_data: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
+    dims: dict[str, list[str]] = dataclasses.field(default_factory=dict, repr=False)
+    coords: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         self.samples = _as_numpy(self.samples)
         self.log_likelihood = _as_numpy(self.log_likelihood)
         self.sample_stats = _as_numpy(self.sample_stats)
         self.params = _as_numpy(self.params)
+        for group in ("posterior_predictive", "prior", "prior_predictive", "observed_data", "constant_data"):
+            setattr(self, group, _as_numpy(getattr(self, group)))
+        self.dims = {k: list(v) for k, v in (self.dims or {}).items()}
+        self.coords = dict(self.coords or {})
         if self.loss_history is not None:
             self.loss_history = np.asarray(self.loss_history)
         if not self.samples and self.params:
@@ -84,27 +108,43 @@ class FitResult:
 
     # ---------------------------------------------------------------------------------------- ArviZ
     def to_arviz(self, coords: Mapping[str, Any] | None = None, dims: Mapping[str, list[str]] | None = None):
-        """The result as an ArviZ 1.x ``xarray.DataTree``.
+        """The result as an ArviZ 1.x ``xarray.DataTree``, in ``az.from_numpyro``'s layout.
 
-        Groups: ``posterior`` (every site), ``log_likelihood`` (when recorded; ``az.loo`` uses it),
-        ``sample_stats`` (``diverging`` and friends) and ``loss_history`` (optimiser fits). Root attributes
-        record the method and the wall time.
+        Groups, where recorded: ``posterior``, ``sample_stats`` (NUTS: ``lp``, ``acceptance_rate``,
+        ``step_size``, ``n_steps``, ``tree_depth``, ``diverging``, ``energy``; SVI: ``log_p``, ``log_q``),
+        ``log_likelihood`` (``az.loo``), ``posterior_predictive``, ``prior``, ``prior_predictive``,
+        ``observed_data``, ``constant_data``, and ``loss_history`` for optimiser fits. Root attributes record
+        the method and the wall time.
+
+        ``dims`` and ``coords`` name dimensions over the result's own (``self.dims``, ``self.coords``). A
+        variable with fewer axes than names (an HMM's single sequence under ``["sequence", "step"]``) drops
+        the leading names, a pointwise log-likelihood the trailing ones (its event axes, as
+        ``az.from_numpyro`` does).
 
         Example:
-            >>> dt = result.to_arviz()            # doctest: +SKIP
-            >>> az.summary(dt)                     # doctest: +SKIP
+            >>> dt = result.to_arviz(coords={"gene": gene_names})   # doctest: +SKIP
+            >>> az.summary(dt)                                       # doctest: +SKIP
         """
         import arviz as az
         import xarray as xr
 
-        data: dict[str, dict[str, np.ndarray]] = {"posterior": self.samples}
-        if self.log_likelihood:
-            data["log_likelihood"] = self.log_likelihood
-        if self.sample_stats:
-            data["sample_stats"] = self.sample_stats
-        dt = az.from_dict(data, coords=dict(coords or {}), dims=dict(dims or {}))
+        table = {**self.dims, **{k: list(v) for k, v in (dims or {}).items()}}
+        names = {**self.coords, **dict(coords or {})}
+        groups = {}
+        for group in GROUPS:
+            data = getattr(self, _ATTRS.get(group, group))
+            if not data:
+                continue
+            lead = 0 if group.endswith("_data") else len(_SAMPLE_DIMS)
+            group_dims = {k: _fit_dims(table[k], np.ndim(v) - lead, group == "log_likelihood")
+                          for k, v in data.items() if k in table}
+            used = {d for v in group_dims.values() for d in v}
+            part = az.from_dict({group: dict(data)}, coords={d: c for d, c in names.items() if d in used},
+                                dims=group_dims)
+            groups[group] = part[group].to_dataset()
         if self.loss_history is not None:
-            dt["loss_history"] = xr.DataTree(xr.Dataset({"loss": ("step", self.loss_history)}))
+            groups["loss_history"] = xr.Dataset({"loss": ("step", self.loss_history)})
+        dt = xr.DataTree.from_dict(groups)
         dt.attrs.update(
             {
                 "inference_method": self.method,
@@ -114,6 +154,18 @@ class FitResult:
             }
         )
         return dt
+
+    def loo(self, var_name: str | None = None, pointwise: bool | None = None):
+        """PSIS-LOO of the fit: ``az.loo_approximate_posterior`` for an SVI fit (corrected by ``log_p`` and
+        ``log_q``, Magnusson et al. 2019), ``az.loo`` otherwise."""
+        import arviz as az
+
+        dt = self.to_arviz()
+        if {"log_p", "log_q"} <= set(self.sample_stats):
+            stats = dt["sample_stats"]
+            return az.loo_approximate_posterior(dt, stats["log_p"], stats["log_q"], pointwise=pointwise,
+                                                var_name=var_name)
+        return az.loo(dt, var_name=var_name, pointwise=pointwise)
 
     def summary(self, var_names: list[str] | None = None, hdi_prob: float = 0.94):
         """ArviZ summary table: mean, sd, HDI bounds, ESS (bulk, tail), R-hat, MCSE.
@@ -195,25 +247,51 @@ class FitResult:
     @classmethod
     def from_arviz(cls, dt) -> "FitResult":
         """Build a result from an ArviZ DataTree (e.g. one made by ``az.from_numpyro``)."""
+        dims: dict[str, list[str]] = {}
+        coords: dict[str, Any] = {}
 
         def group(name):
             if name not in dt.children:
                 return {}
             ds = dt[name].to_dataset()
+            for var in ds.data_vars:
+                named = [d for d in ds[var].dims if d not in _SAMPLE_DIMS]
+                if len(named) >= len(dims.get(var, [])):  # the fullest shape (observed, not pointwise)
+                    dims[var] = named
+            coords.update({d: ds[d].values.tolist() for d in ds.dims if d not in _SAMPLE_DIMS and d in ds.coords})
             return {k: ds[k].values for k in ds.data_vars}
 
         method = str(dt.attrs.get("inference_method", "unknown"))
-        samples = group("posterior")
+        data = {g: group(g) for g in GROUPS}
         loss = group("loss_history").get("loss")
+        dims.pop("loss", None)
+        coords.pop("step", None)
         result = cls(
             method=method,
-            samples=samples,
-            log_likelihood=group("log_likelihood"),
-            sample_stats=group("sample_stats"),
+            samples=data["posterior"],
+            log_likelihood=data["log_likelihood"],
+            sample_stats=data["sample_stats"],
             loss_history=loss,
             elapsed_s=float(dt.attrs.get("elapsed_s", float("nan"))),
+            posterior_predictive=data["posterior_predictive"],
+            prior=data["prior"],
+            prior_predictive=data["prior_predictive"],
+            observed_data=data["observed_data"],
+            constant_data=data["constant_data"],
+            dims=dims,
+            coords=coords,
         )
+        samples = result.samples
         result.params = (
             {k: v[0, 0] for k, v in samples.items()} if method in _POINT_METHODS else result.posterior_mean()
         )
         return result
+
+
+def _fit_dims(names: list[str], ndim: int, pointwise: bool) -> list[str]:
+    """``names`` cut to a variable's ``ndim`` axes: a pointwise log-likelihood lacks the trailing (event)
+    axes, any other variable a leading (batch) axis."""
+    names = list(names)
+    if len(names) <= ndim:
+        return names
+    return names[:ndim] if pointwise else names[len(names) - ndim:]

@@ -21,7 +21,17 @@ import numpyro.distributions as dist
 
 from diffbio_prob.cores import em as core
 
-__all__ = ["em_model"]
+__all__ = ["DIMS", "em_model"]
+
+#: Dimension names of :func:`em_model`'s sites and arguments (``FitResult.to_arviz``).
+DIMS = {
+    "abundances": ["transcript"],
+    "estimated_counts": ["transcript"],
+    "tpm": ["transcript"],
+    "class_counts": ["eq_class"],
+    "effective_lengths": ["transcript"],
+    "concentration": ["transcript"],
+}
 
 
 def em_model(eq_classes: core.EquivalenceClasses, effective_lengths, concentration=1.0) -> None:

@@ -40,9 +40,20 @@ from numpyro.distributions.util import validate_sample
 
 from diffbio_prob.cores import nb as core
 
-__all__ = ["NBCounts", "nb_glm_model"]
+__all__ = ["DIMS", "NBCounts", "nb_glm_model"]
 
 LN2 = math.log(2.0)
+
+#: Dimension names of :func:`nb_glm_model`'s sites and arguments (``FitResult.to_arviz``).
+DIMS = {
+    "beta": ["coefficient", "gene"],
+    "alpha": ["gene"],
+    "counts": ["sample", "gene"],
+    "design": ["sample", "coefficient"],
+    "size_factors": ["sample"],
+    "dispersion_trend": ["gene"],
+    "prior_scale": ["coefficient"],
+}
 
 
 class NBCounts(dist.Distribution):
