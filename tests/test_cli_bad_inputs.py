@@ -24,6 +24,8 @@ SF = f"{SALMON}/quant.sf"
 DE = ["de", "--counts", "{t}/counts.csv", "--metadata", "{t}/meta.csv", "--design", "~condition"]
 QUANT = ["quant", "--eq-classes", EQ, "--lengths", SF]
 HMM = ["hmm", "--input", "{t}/in.fa", "--states", "2"]
+BG = ["hmm", "--emission", "poisson", "--states", "2", "--out", "{t}/h"]
+CHMM = ["hmm", "--emission", "bernoulli", "--states", "2", "--out", "{t}/h"]
 
 # (id, argv, fragment the one stderr line must contain). {t}: the test's folder; {s}: salmon's outputs.
 CASES = [
@@ -160,6 +162,30 @@ CASES = [
     ("hmm-input-truncated-gz", ["hmm", "--input", "{t}/trunc.fa.gz", "--states", "2", "--out", "{t}/h"],
      "{t}/trunc.fa.gz: the gzip stream ends early"),
     ("hmm-seed-negative", HMM + ["--out", "{t}/h", "--seed", "-5"], "--seed: expected an integer in [0, 2^32)"),
+    # --- hmm on genome tracks: bedGraph (poisson | negative-binomial | gaussian), ChromHMM binarized (bernoulli)
+    ("hmm-bg-negative", BG + ["--input", "{t}/bg_neg.bedgraph"], "{t}/bg_neg.bedgraph:3: negative value -4"),
+    ("hmm-bg-fraction-nb", BG[:2] + ["negative-binomial"] + BG[3:] + ["--input", "{t}/bg_frac.bedgraph"],
+     "{t}/bg_frac.bedgraph:1: expected a whole-number read count, got '2.5'"),
+    ("hmm-bg-unsorted", BG + ["--input", "{t}/bg_unsorted.bedgraph"], "{t}/bg_unsorted.bedgraph:4: chromosome 'chr1' appears again"),
+    ("hmm-bg-overlap", BG + ["--input", "{t}/bg_overlap.bedgraph"], "{t}/bg_overlap.bedgraph:3: interval chr1:50-150 overlaps"),
+    ("hmm-bg-malformed", BG + ["--input", "{t}/bg_bad.bedgraph"], "{t}/bg_bad.bedgraph:3: expected 4 fields"),
+    ("hmm-bg-as-bernoulli", CHMM + ["--input", "{t}/bg_neg.bedgraph"], "'{t}/bg_neg.bedgraph' looks like a bedGraph track"),
+    ("hmm-bg-as-categorical", ["hmm", "--input", "{t}/bg_neg.bedgraph", "--states", "2", "--out", "{t}/h"],
+     "use --emission poisson | negative-binomial | gaussian"),
+    ("hmm-fasta-as-poisson", BG + ["--input", "{t}/in.fa"], "'{t}/in.fa' looks like a FASTA file; use --emission categorical"),
+    ("hmm-chromhmm-as-poisson", BG + ["--input", "{t}/chmm/c_chr1_binary.txt"], "looks like a ChromHMM binarized file"),
+    ("hmm-bg-two-inputs", BG + ["--input", "{t}/bg_neg.bedgraph", "{t}/in.fa"], "--input: --emission poisson reads one file, got 2"),
+    ("hmm-bg-bin-size", BG + ["--input", "{t}/bg_neg.bedgraph", "--bin-size", "100"], "--bin-size: only used with --emission bernoulli"),
+    ("hmm-bg-fit-nuts", BG + ["--input", "{t}/bg_neg.bedgraph", "--fit", "nuts"], "--fit: --emission poisson is fitted by Baum-Welch only"),
+    ("hmm-bg-alphabet", BG + ["--input", "{t}/bg_neg.bedgraph", "--alphabet", "AC"], "--alphabet: only used with --emission categorical"),
+    ("hmm-chmm-bin-size-0", CHMM + ["--input", "{t}/chmm", "--bin-size", "0"], "--bin-size: expected a positive integer, got 0"),
+    ("hmm-chmm-value", CHMM + ["--input", "{t}/chmm_bad"], "{t}/chmm_bad/c_chr1_binary.txt:4: mark 'm2': expected 0, 1 or 2 (missing), got '3'"),
+    ("hmm-chmm-marks", CHMM + ["--input", "{t}/chmm", "{t}/chmm_marks/c_chr3_binary.txt"],
+     "{t}/chmm_marks/c_chr3_binary.txt:2: marks ['m2', 'm1'] differ from ['m1', 'm2']"),
+    ("hmm-chmm-header", CHMM + ["--input", "{t}/chmm_header_binary.txt"], "{t}/chmm_header_binary.txt:1: expected 'cell<TAB>chrom'"),
+    ("hmm-chmm-empty-folder", CHMM + ["--input", "{t}/adir"], "{t}/adir: no files whose name contains '_binary'"),
+    ("hmm-chmm-out-segments-folder", CHMM + ["--input", "{t}/chmm", "--out", "{t}/chmm_out"],
+     "'{t}/chmm_out/c_2_segments.bed' is an existing folder"),
 ]
 
 
@@ -200,6 +226,20 @@ def folder(tmp_path, deseq2_ref):
     huge = counts.copy()
     huge.iloc[0, 0] = 3 * 10**9
     huge.to_csv(t / "huge.csv")
+    bg = "track type=bedGraph\nchr1\t0\t100\t3\n"
+    (t / "bg_neg.bedgraph").write_text(bg + "chr1\t100\t200\t-4\n")
+    (t / "bg_frac.bedgraph").write_text("chr1\t0\t100\t2.5\n")
+    (t / "bg_unsorted.bedgraph").write_text(bg + "chr2\t0\t100\t1\nchr1\t100\t200\t1\n")
+    (t / "bg_overlap.bedgraph").write_text(bg + "chr1\t50\t150\t1\n")
+    (t / "bg_bad.bedgraph").write_text(bg + "chr1\t100\t200\n")
+    for name, body in (("chmm/c_chr1_binary.txt", "c\tchr1\nm1\tm2\n0\t1\n1\t1\n"),
+                       ("chmm/c_chr2_binary.txt", "c\tchr2\nm1\tm2\n0\t0\n2\t1\n"),
+                       ("chmm_bad/c_chr1_binary.txt", "c\tchr1\nm1\tm2\n0\t1\n1\t3\n"),
+                       ("chmm_marks/c_chr3_binary.txt", "c\tchr3\nm2\tm1\n0\t1\n"),
+                       ("chmm_header_binary.txt", "c chr1\nm1\tm2\n0\t1\n")):
+        (t / name).parent.mkdir(exist_ok=True)
+        (t / name).write_text(body)
+    (t / "chmm_out" / "c_2_segments.bed").mkdir(parents=True)
     fasta = gzip.compress(b">a\nACGTTGCA\n" * 50)
     (t / "trunc.fa.gz").write_bytes(fasta[: len(fasta) // 2])
     return t
@@ -230,6 +270,7 @@ def no_fit(monkeypatch):
     monkeypatch.setattr(quant, "quantify", started)
     monkeypatch.setattr(quant, "posterior", started)
     monkeypatch.setattr(hmm, "fit_hmm", started)
+    monkeypatch.setattr(hmm, "fit_emission_hmm", started)
 
 
 def run_cli(argv):
