@@ -22,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -521,65 +520,6 @@ def _pad_tracks(em, observations: Sequence[np.ndarray]) -> tuple[np.ndarray, np.
     return out, lengths
 
 
-def _sticky_start(num_states: int) -> np.ndarray:
-    """Segmentations have long runs: start Baum-Welch at 0.9 on the diagonal (uniform for one state)."""
-    if num_states == 1:
-        return np.ones((1, 1))
-    a = np.full((num_states, num_states), 0.1 / (num_states - 1))
-    np.fill_diagonal(a, 0.9)
-    return a
-
-
-@functools.cache
-def _em_iteration():
-    """One jitted Baum-Welch iteration (compiled once per emission and shape, shared by the restarts)."""
-    import jax
-    import jax.numpy as jnp
-
-    from diffbio_prob.cores import hmm as core
-
-    @functools.partial(jax.jit, static_argnums=0)
-    def iteration(em, obs, lengths, pi, a, params):
-        ll = em.log_likelihoods(params, obs)
-        post = core.smoother_batch(core.HMMParams(jnp.log(pi), jnp.log(a)), ll, lengths)
-        new_pi = post.smoothed[:, 0].sum(0)
-        xi = post.transition_counts.sum(0)
-        rows = xi.sum(1, keepdims=True)
-        new_a = jnp.where(rows > 0, xi / jnp.where(rows > 0, rows, 1.0), a)  # a state never left keeps its row
-        return post.log_likelihood.sum(), new_pi / new_pi.sum(), new_a, em.m_step(obs, post.smoothed, params)
-
-    return iteration
-
-
-def _baum_welch_emission(em, obs, lengths, start, num_iters: int, tol: float):
-    """Baum-Welch for any emission: the core smoother's marginals, the emission's closed-form M-step
-    (generalised EM for the negative-binomial concentration); the log-likelihood never decreases.
-
-    Adapter: ``inference.baum_welch`` is categorical only; when it takes an emission this goes."""
-    import jax.numpy as jnp
-
-    iteration = _em_iteration()
-    obs_j, lens_j = jnp.asarray(obs), jnp.asarray(lengths, jnp.int32)
-    current = (jnp.asarray(start["initial_probs"]), jnp.asarray(start["transition_probs"]),
-               {k: jnp.asarray(v) for k, v in start["emission_params"].items()})
-    history, converged = [], False
-    for _ in range(num_iters + 1):
-        ll, *updated = iteration(em, obs_j, lens_j, *current)
-        ll = float(ll)
-        if not np.isfinite(ll):
-            raise FloatingPointError(f"emission HMM: the log-likelihood became {ll} during Baum-Welch")
-        history.append(ll)
-        if len(history) > 1 and abs(history[-1] - history[-2]) < tol:
-            converged = True
-            break
-        if len(history) == num_iters + 1:
-            break
-        current = tuple(updated)
-    pi, a, params = current
-    return (np.asarray(pi, float), np.asarray(a, float), {k: np.asarray(v, float) for k, v in params.items()},
-            np.asarray(history), converged)
-
-
 def _canonical_order(emission: str, params: Mapping[str, np.ndarray]) -> np.ndarray:
     """``order[new] = old``: ascending mean level for depth tracks (state 0 the lowest), ChromHMM's
     ``Emission`` order for marks."""
@@ -602,7 +542,8 @@ def fit_emission_hmm(
     restarts: int = 3,
 ) -> EmissionHMMFit:
     """Fit an HMM with a Poisson, negative-binomial, Gaussian or independent-Bernoulli emission by
-    Baum-Welch (Rabiner 1989), the best of ``restarts`` data-driven starts.
+    Baum-Welch (:func:`diffbio_prob.inference.baum_welch.baum_welch` with the emission), the best of
+    ``restarts`` starts (sticky transitions, the emission's data-driven start; seeds ``seed + r``).
 
     Args:
         observations: one array per sequence: ``(T_b,)`` counts (-1 = missing) for Poisson / NB,
@@ -639,16 +580,15 @@ def fit_emission_hmm(
     obs, lengths = _pad_tracks(em, checked)
     if bool(np.all(np.asarray(em.missing_steps(obs)))):
         raise ValueError("observations: every step is missing")
-    valid = np.concatenate(checked)
+    from diffbio_prob.inference.baum_welch import baum_welch
+
     best = None
     for r in range(restarts):
-        rng = np.random.default_rng(seed + r)
-        start = {"initial_probs": np.full(num_states, 1.0 / num_states), "transition_probs": _sticky_start(num_states),
-                 "emission_params": em.initial_params(valid, num_states, rng)}
-        fit = _baum_welch_emission(em, obs, lengths, start, num_iters, tol)
-        if best is None or fit[3][-1] > best[3][-1]:
+        fit = baum_welch(obs, num_states, lengths=lengths, emission=em, num_iters=num_iters, tol=tol, seed=seed + r)
+        if best is None or fit.log_likelihood > best.log_likelihood:
             best = fit
-    pi, a, params, history, converged = best
+    pi, a, params = best.initial_probs, best.transition_probs, best.emission_params
+    history, converged = best.log_likelihood_history, best.converged
     order = _canonical_order(emission, params)
     return EmissionHMMFit(emission, pi[order], a[np.ix_(order, order)], {k: v[order] for k, v in params.items()},
                           float(history[-1]), history, converged, order)
