@@ -15,12 +15,26 @@ Example:
     >>> path = save_figure(ma_plot(res), "/tmp/diffbio_prob_ma.png")
 """
 
-from diffbio_prob.plots._common import figure_to_png, save_figure
-from diffbio_prob.plots.de import dispersion_plot, ma_plot, pca_plot, sample_distance_heatmap, volcano_plot
-from diffbio_prob.plots.diagnostics import posterior_plot, trace_plot
-from diffbio_prob.plots.hmm import posterior_track_plot
-from diffbio_prob.plots.pca import pca_of_transformed, sample_distances
-from diffbio_prob.plots.quant import counts_vs_truth_plot, mard
+from importlib import import_module
+
+# Lazy (PEP 562): matplotlib and ArviZ load with the first figure, not with the package (so
+# ``diffbio_prob.plots.pca``'s numbers need no matplotlib). Name -> submodule.
+_MODULES = {
+    "figure_to_png": "_common",
+    "save_figure": "_common",
+    "dispersion_plot": "de",
+    "ma_plot": "de",
+    "pca_plot": "de",
+    "sample_distance_heatmap": "de",
+    "volcano_plot": "de",
+    "posterior_plot": "diagnostics",
+    "trace_plot": "diagnostics",
+    "posterior_track_plot": "hmm",
+    "pca_of_transformed": "pca",
+    "sample_distances": "pca",
+    "counts_vs_truth_plot": "quant",
+    "mard": "quant",
+}
 
 __all__ = [
     "trace_plot",
@@ -38,3 +52,9 @@ __all__ = [
     "save_figure",
     "figure_to_png",
 ]
+
+
+def __getattr__(name):
+    if name in _MODULES:
+        return getattr(import_module(f"{__name__}.{_MODULES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
