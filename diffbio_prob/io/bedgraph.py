@@ -44,6 +44,7 @@ class BedGraph:
         starts, ends: ``int64 (T_c,)`` 0-based half-open bin coordinates per chromosome.
         values: ``float64 (T_c,)`` the bins' values.
         source: the file read.
+        lines: ``int64 (T_c,)`` the 1-based line each bin was read from (for messages).
     """
 
     chroms: list[str]
@@ -51,10 +52,56 @@ class BedGraph:
     ends: list[np.ndarray]
     values: list[np.ndarray]
     source: str = ""
+    lines: list[np.ndarray] | None = None
 
     @property
     def num_bins(self) -> int:
         return int(sum(len(v) for v in self.values))
+
+    def bin_width(self) -> int:
+        """The track's bin width: the most common interval width (the smallest of equally common ones), each
+        chromosome's last interval left out where there are others (it may end short, at the chromosome's end)."""
+        inner = [e[:-1] - s[:-1] for s, e in zip(self.starts, self.ends) if len(s) > 1]
+        pool = np.concatenate(inner) if inner else np.concatenate([e - s for s, e in zip(self.starts, self.ends)])
+        widths, counts = np.unique(pool, return_counts=True)
+        return int(widths[np.argmax(counts)])
+
+    def fixed_bins(self) -> "BedGraph":
+        """The track in bins of one width (:meth:`bin_width`): an interval ``k`` times as wide is ``k`` bins of
+        its value (deepTools ``bamCoverage`` writes runs of equal bins as one line); a chromosome's last
+        interval may end in a shorter bin (the chromosome's end).
+
+        Raises:
+            ValueError: ``"<file>:<line>: ..."`` for an interval whose width is not a multiple of the bin width.
+
+        Example:
+            >>> g = BedGraph(["c"], [np.array([0, 10, 30, 40])], [np.array([10, 30, 40, 45])],
+            ...              [np.array([1., 2., 3., 4.])])
+            >>> h = g.fixed_bins()
+            >>> h.starts[0].tolist(), h.ends[0].tolist(), h.values[0].tolist()
+            ([0, 10, 20, 30, 40], [10, 20, 30, 40, 45], [1.0, 2.0, 2.0, 3.0, 4.0])
+        """
+        w = self.bin_width()
+        lines = self.lines or [np.zeros(len(v), np.int64) for v in self.values]
+        out: tuple[list, list, list, list] = ([], [], [], [])
+        for st, en, val, ln in zip(self.starts, self.ends, self.values, lines):
+            d = en - st
+            bad = np.flatnonzero(d[:-1] % w)
+            if bad.size:
+                i = bad[0]
+                raise ValueError(f"{self.source}:{ln[i]}: interval of {d[i]} bp is not a multiple of the track's "
+                                 f"{w} bp bins; segment a track of fixed bins (e.g. bedtools makewindows + "
+                                 "bedtools map)")
+            k = d // w
+            k[-1] = -(-d[-1] // w)  # the last one may end in a short bin
+            idx = np.repeat(np.arange(len(st)), k)
+            offset = np.arange(len(idx)) - np.repeat(np.cumsum(k) - k, k)
+            starts = st[idx] + offset * w
+            out[0].append(starts)
+            out[1].append(np.minimum(starts + w, en[idx]))
+            out[2].append(val[idx])
+            out[3].append(ln[idx])
+        return BedGraph(list(self.chroms), out[0], out[1], out[2], self.source, out[3])
 
 
 def _data_fields(line: str) -> list[str] | None:
@@ -112,7 +159,7 @@ def read_bedgraph(path: str | os.PathLike, *, values: str = "real") -> BedGraph:
         raise IsADirectoryError(f"{path}: is a directory, expected a bedGraph file")
     text = decode_text(path, path.read_bytes(), expected="a bedGraph file (chrom start end value), optionally gzipped")
     chroms: list[str] = []
-    blocks: list[list[tuple[int, int, float]]] = []
+    blocks: list[list[tuple[int, int, float, int]]] = []
     first_line: dict[str, int] = {}
     prev_end, prev_line = 0, 0
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -157,7 +204,7 @@ def read_bedgraph(path: str | os.PathLike, *, values: str = "real") -> BedGraph:
         elif start < prev_end:
             raise ValueError(f"{path}:{lineno}: interval {chrom}:{start}-{end} overlaps the previous one "
                              f"(line {prev_line}, ending at {prev_end})")
-        blocks[-1].append((start, end, value))
+        blocks[-1].append((start, end, value, lineno))
         prev_end, prev_line = end, lineno
     if not blocks:
         raise ValueError(f"{path}: no data lines (expected chrom start end value)")
@@ -168,6 +215,7 @@ def read_bedgraph(path: str | os.PathLike, *, values: str = "real") -> BedGraph:
         [a[:, 1].astype(np.int64) for a in arrays],
         [a[:, 2] for a in arrays],
         str(path),
+        [a[:, 3].astype(np.int64) for a in arrays],
     )
 
 

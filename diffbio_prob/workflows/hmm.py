@@ -385,8 +385,8 @@ def run_hmm(
     ``viterbi.<fmt>`` (per sequence), ``parameters.json`` (fitted probabilities, alphabet, log-likelihood,
     history) and, for SVI and NUTS, ``posterior_summary.<fmt>`` and ``posterior.nc`` (ArviZ netCDF).
 
-    ``"poisson"``, ``"negative-binomial"`` or ``"gaussian"`` segment a bedGraph track (``input``: one file;
-    Baum-Welch only): ``segments.bed`` (BED6+3, see :func:`bedgraph_segments`), ``posteriors.<fmt>`` (per
+    ``"poisson"``, ``"negative-binomial"`` or ``"gaussian"`` segment a bedGraph track (``input``: one file,
+    split into bins of one width by :meth:`diffbio_prob.io.bedgraph.BedGraph.fixed_bins`; Baum-Welch only): ``segments.bed`` (BED6+3, see :func:`bedgraph_segments`), ``posteriors.<fmt>`` (per
     bin) and ``parameters.json``. ``"bernoulli"`` learns chromatin states from ChromHMM binarized files
     (``input``: files and/or folders; bins of ``bin_size`` bp): ChromHMM's ``<cell>_<K>_segments.bed``,
     ``emissions_<K>.txt``, ``transitions_<K>.txt`` (see :mod:`diffbio_prob.io.chromhmm`) and
@@ -744,7 +744,8 @@ def chromhmm_output_names(num_states: int, cells: Sequence[str] = ()) -> tuple[s
 def _run_track(input, states, out: Path, emission, *, fmt, seed, num_iters, restarts, quiet) -> dict[str, Path]:
     from diffbio_prob.io.bedgraph import read_bedgraph, write_bed
 
-    track = read_bedgraph(input, values="real" if emission == "gaussian" else "counts")
+    # one HMM step per bin of one width: runs of equal bins written as one line are split again
+    track = read_bedgraph(input, values="real" if emission == "gaussian" else "counts").fixed_bins()
     if not quiet:
         print(f"hmm: {len(track.chroms)} chromosome(s), {track.num_bins} bins; Baum-Welch, {emission} emission, "
               f"{states} states")

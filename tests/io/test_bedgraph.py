@@ -89,3 +89,31 @@ def test_write_bed_layout(tmp_path):
     assert lines[1] == "#chrom\tstart\tend\tname\tscore\tmean_posterior"
     assert lines[2:] == ["chr1\t0\t10\tstate0\t1000\t1", "chr2\t5\t15\tstate1\t500\t0.5"]
     assert sorted(x.name for x in tmp_path.iterdir()) == ["s.bed"]  # no temporary left
+
+
+def test_fixed_bins_split_merged_runs(tmp_path):
+    """deepTools-style lines (runs of equal 100 bp bins as one line, a short last bin) against a per-base
+    brute-force expansion."""
+    p = tmp_path / "d.bg"
+    p.write_text("chr1 0 100 1\nchr1 100 400 2\nchr1 400 500 0\nchr1 700 800 5\nchr1 800 850 6\n"
+                 "chr2 0 100 3\nchr2 100 200 4\n")
+    g = read_bedgraph(p).fixed_bins()
+    assert g.bin_width() == 100
+    for chrom, st, en, val in zip(g.chroms, g.starts, g.ends, g.values):
+        per_base = {}
+        for line in p.read_text().splitlines():
+            c, s, e, v = line.split()
+            if c == chrom:
+                per_base.update({b: float(v) for b in range(int(s), int(e))})
+        assert (np.diff(st) >= 100).all() and ((en - st) == 100).sum() >= len(st) - 1
+        assert all(per_base[b] == v for s, e, v in zip(st, en, val) for b in range(s, e))
+        assert sum(e - s for s, e in zip(st, en)) == len(per_base)  # the bins cover the track exactly
+    assert g.starts[0].tolist() == [0, 100, 200, 300, 400, 700, 800] and g.ends[0][-1] == 850
+    assert g.lines[0].tolist() == [1, 2, 2, 2, 3, 4, 5]
+
+
+def test_fixed_bins_reject_other_widths(tmp_path):
+    p = tmp_path / "d.bg"
+    p.write_text("chr1 0 100 1\nchr1 100 200 2\nchr1 200 350 2\nchr1 350 450 2\n")
+    with pytest.raises(ValueError, match=r"d\.bg:3: interval of 150 bp is not a multiple of the track's 100 bp bins"):
+        read_bedgraph(p).fixed_bins()
