@@ -147,3 +147,40 @@ def test_chromhmm_float32_and_bin_size(tmp_path):
         last[chrom] = int(end)
     assert last == {"chr1": 2500 * 100, "chr2": 2000 * 100}
     assert json.loads((out / "parameters.json").read_text())["bin_size"] == 100
+
+
+@pytest.mark.float32
+def test_bedgraph_float32(tmp_path):
+    """The CLI's default float32: the same segments as the simulation's."""
+    _write_track(tmp_path / "depth.bedgraph", seed=1)
+    out = tmp_path / "cn"
+    assert main(["hmm", "--emission", "poisson", "--input", str(tmp_path / "depth.bedgraph"), "--states", "3",
+                 "--out", str(out), "--quiet", "--restarts", "1"]) == 0
+    rows = _bed_rows(out / "segments.bed")
+    assert [r[3] for r in rows] == [f"state{k}" for _, segs in TRUTH for k, _ in segs]
+
+
+def test_api_argument_errors(tmp_path):
+    from diffbio_prob.workflows.hmm import check_hmm_input, fit_emission_hmm, run_hmm
+
+    y = [np.array([1, 2, 3, 40, 50, 60])]
+    with pytest.raises(ValueError, match="emission: expected one of"):
+        fit_emission_hmm(y, 2, "categorical")
+    with pytest.raises(ValueError, match="restarts: expected an integer >= 1, got 0"):
+        fit_emission_hmm(y, 2, "poisson", restarts=0)
+    with pytest.raises(ValueError, match="observations: expected a non-empty list"):
+        fit_emission_hmm([], 2, "poisson")
+    with pytest.raises(ValueError, match=r"observations\[0\]: negative value -3"):
+        fit_emission_hmm([np.array([1, -3])], 2, "poisson")
+    with pytest.raises(ValueError, match="every step is missing"):
+        fit_emission_hmm([np.array([-1, -1])], 2, "poisson")
+    _write_track(tmp_path / "d.bedgraph")
+    with pytest.raises(ValueError, match="bin_size: only used with emission 'bernoulli'"):
+        run_hmm(tmp_path / "d.bedgraph", 2, tmp_path / "o", emission="poisson", bin_size=100)
+    with pytest.raises(ValueError, match="fit: the gaussian emission is fitted by Baum-Welch only"):
+        run_hmm(tmp_path / "d.bedgraph", 2, tmp_path / "o", emission="gaussian", fit="nuts")
+    with pytest.raises(ValueError, match="looks like a bedGraph track"):
+        check_hmm_input([tmp_path / "d.bedgraph"], "bernoulli")
+    check_hmm_input([REF / "binary"], "bernoulli")  # a folder of binarized files is what bernoulli reads
+    check_hmm_input([tmp_path / "d.bedgraph"], "negative-binomial")
+    assert not (tmp_path / "o").exists()
