@@ -169,6 +169,8 @@ CASES = [
     ("hmm-bg-unsorted", BG + ["--input", "{t}/bg_unsorted.bedgraph"], "{t}/bg_unsorted.bedgraph:4: chromosome 'chr1' appears again"),
     ("hmm-bg-overlap", BG + ["--input", "{t}/bg_overlap.bedgraph"], "{t}/bg_overlap.bedgraph:3: interval chr1:50-150 overlaps"),
     ("hmm-bg-malformed", BG + ["--input", "{t}/bg_bad.bedgraph"], "{t}/bg_bad.bedgraph:3: expected 4 fields"),
+    ("hmm-bg-widths", BG + ["--input", "{t}/bg_widths.bedgraph"],
+     "{t}/bg_widths.bedgraph:3: interval of 150 bp is not a multiple of the track's 100 bp bins"),
     ("hmm-bg-as-bernoulli", CHMM + ["--input", "{t}/bg_neg.bedgraph"], "'{t}/bg_neg.bedgraph' looks like a bedGraph track"),
     ("hmm-bg-as-categorical", ["hmm", "--input", "{t}/bg_neg.bedgraph", "--states", "2", "--out", "{t}/h"],
      "use --emission poisson | negative-binomial | gaussian"),
@@ -232,6 +234,7 @@ def folder(tmp_path, deseq2_ref):
     (t / "bg_unsorted.bedgraph").write_text(bg + "chr2\t0\t100\t1\nchr1\t100\t200\t1\n")
     (t / "bg_overlap.bedgraph").write_text(bg + "chr1\t50\t150\t1\n")
     (t / "bg_bad.bedgraph").write_text(bg + "chr1\t100\t200\n")
+    (t / "bg_widths.bedgraph").write_text(bg + "chr1\t100\t250\t1\nchr1\t250\t350\t1\nchr1\t350\t450\t1\n")
     for name, body in (("chmm/c_chr1_binary.txt", "c\tchr1\nm1\tm2\n0\t1\n1\t1\n"),
                        ("chmm/c_chr2_binary.txt", "c\tchr2\nm1\tm2\n0\t0\n2\t1\n"),
                        ("chmm_bad/c_chr1_binary.txt", "c\tchr1\nm1\tm2\n0\t1\n1\t3\n"),
