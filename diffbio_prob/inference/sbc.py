@@ -17,8 +17,9 @@ both ends, an over-dispersed one in the middle.
 Example:
     >>> rng = np.random.default_rng(0)
     >>> truth = rng.normal(size=200)                               # prior N(0, 1), no data: posterior = prior
-    >>> r = ranks(truth, rng.normal(size=(200, 99)))
-    >>> bool(uniformity_pvalue(r, 99) > 0.01), bool(uniformity_pvalue(ranks(truth, rng.normal(1, 1, (200, 99))), 99) < 0.01)
+    >>> calibrated, shifted = rng.normal(size=(200, 99)), rng.normal(1.0, 1.0, (200, 99))
+    >>> p_ok, p_bad = (uniformity_pvalue(ranks(truth, d), 99) for d in (calibrated, shifted))
+    >>> bool(p_ok > 0.01), bool(p_bad < 0.01)
     (True, True)
 """
 
@@ -254,7 +255,9 @@ def run_sbc(
     thinning = _positive_int("thinning", thinning)
     num_warmup = _positive_int("num_warmup", num_warmup, 0)
     batch_size = _positive_int("batch_size", batch_size)
-    bins = _default_bins(num_replicates, num_draws, "num_replicates") if bins is None else _positive_int("bins", bins, 2)
+    if bins is None:
+        bins = _default_bins(num_replicates, num_draws, "num_replicates")
+    bins = _positive_int("bins", bins, 2)
     if (num_draws + 1) % bins:
         raise ValueError(f"bins: expected a divisor of num_draws + 1 = {num_draws + 1}, got {bins}")
     if not callable(simulate) or not callable(build):
@@ -278,8 +281,8 @@ def run_sbc(
         return NUTS(model, init_strategy=init_to_median, target_accept_prob=target_accept_prob,
                     max_tree_depth=max_tree_depth)
 
-    chain = _nuts_chain(make_kernel, num_warmup, num_samples, latent, build, Progress(False, num_warmup + num_samples,
-                                                                                       lambda *_: ""))
+    no_bar = Progress(False, num_warmup + num_samples, lambda *_: "")
+    chain = _nuts_chain(make_kernel, num_warmup, num_samples, latent, build, no_bar)
 
     def one(key_data):
         key, d = key_data
