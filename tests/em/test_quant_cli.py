@@ -143,3 +143,92 @@ def test_help_through_the_module_entry_point():
                           timeout=60)
     assert proc.returncode == 0
     assert "--eq-classes FILE" in proc.stdout and "examples:" in proc.stdout and "--posterior" in proc.stdout
+
+
+# --- several samples: one program, --out-dir/<sample>/ ------------------------------------------------------
+MANY = ("em", "em_hardfilter", "vbem")  # different classes on one transcriptome, weighted and plain
+
+
+def _many_args(salmon, dumps=MANY):
+    return ["--eq-classes", *(salmon / d / "aux_info" / "eq_classes.txt.gz" for d in dumps),
+            "--lengths", *(salmon / d / "quant.sf" for d in dumps)]
+
+
+def test_several_files_write_one_salmon_folder_each_equal_to_one_file_runs(tmp_path, capsys, salmon):
+    code, err = run(capsys, *_many_args(salmon), "--num-bootstraps", "3", "--seed", "7", "--x64",
+                    "--out-dir", tmp_path / "out")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(MANY)
+    assert "3 samples quantified in one program" in err
+    from diffbio_prob.io.salmon import read_salmon_dir
+
+    k = 2  # the last sample draws with seed 7 + 2
+    code, err = run(capsys, "--eq-classes", salmon / MANY[k] / "aux_info" / "eq_classes.txt.gz", "--lengths",
+                    salmon / MANY[k] / "quant.sf", "--num-bootstraps", "3", "--seed", "9", "--x64", "--quiet",
+                    "--out-dir", tmp_path / "alone")
+    assert code == 0, err
+    many, alone = read_salmon_dir(tmp_path / "out" / MANY[k]), read_salmon_dir(tmp_path / "alone")
+    assert many.names == alone.names
+    np.testing.assert_array_equal(many.num_reads, alone.num_reads)
+    np.testing.assert_allclose(many.draws, alone.draws, rtol=1e-10)
+    first = read_salmon_dir(tmp_path / "out" / "em")
+    assert first.meta_info["num_bootstraps"] == 3 and first.cmd_info["seed"] == "7"
+
+
+def test_samples_file_names_the_folders(tmp_path, capsys, salmon):
+    (tmp_path / "names.txt").write_text("sample\nA1\nB1\n")
+    code, err = run(capsys, *_many_args(salmon, MANY[:2]), "--samples", tmp_path / "names.txt", "--quiet",
+                    "--out-dir", tmp_path / "out")
+    assert code == 0 and err == ""
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["A1", "B1"]
+    ref = read_quant_sf(salmon / "em_hardfilter" / "quant.sf")
+    assert read_quant_sf(tmp_path / "out" / "B1" / "quant.sf").names == ref.names
+
+
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (lambda p, s: ["--out", p / "out" / "q.sf"], r"--out: writes one quant\.sf; with 2 --eq-classes files"),
+        (lambda p, s: ["--out-dir", p / "out", "--samples", p / "dup.txt"], "--samples: sample name 'A' given twice"),
+        (lambda p, s: ["--out-dir", p / "out", "--samples", p / "one.txt"], "--samples: 1 names for 2"),
+        (lambda p, s: ["--out-dir", p / "out", "--posterior-out", p / "t.tsv"], "--posterior-out: one table"),
+        (lambda p, s: [], "--out-dir: required with 2 --eq-classes files"),
+        (lambda p, s: ["--out-dir", p / "out", "--fld", p / "a", p / "b", p / "c"],
+         r"--fld: expected 1 file for all samples or 2"),
+    ],
+)
+def test_several_files_bad_flags(tmp_path, capsys, salmon, extra, match):
+    (tmp_path / "dup.txt").write_text("A\nA\n")
+    (tmp_path / "one.txt").write_text("A\n")
+    code, err = run(capsys, *_many_args(salmon, MANY[:2]), *extra(tmp_path, salmon))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("diffbio-prob quant: error: ")
+    assert __import__("re").search(match, lines[0]), lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_several_files_other_transcriptome_or_same_name_nothing_written(tmp_path, capsys, salmon):
+    table = read_salmon_eq_classes(salmon / "em" / "aux_info" / "eq_classes.txt.gz")
+    table.names = ["OTHER", *table.names[1:]]
+    other = write_salmon_eq_classes(tmp_path / "X.txt.gz", table)
+    code, err = run(capsys, "--eq-classes", salmon / "em" / "aux_info" / "eq_classes.txt.gz", other, "--lengths",
+                    salmon / "em" / "quant.sf", "--out-dir", tmp_path / "out")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "X.txt.gz: not the first sample's transcriptome" in err
+    assert not (tmp_path / "out").exists()
+    same = salmon / "em" / "aux_info" / "eq_classes.txt.gz"
+    code, err = run(capsys, "--eq-classes", same, same, "--lengths", salmon / "em" / "quant.sf",
+                    "--out-dir", tmp_path / "out")
+    assert code == 2 and "--eq-classes: sample name 'em' given twice" in err and "--samples FILE" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_file_form_rejects_sample_flags(tmp_path, capsys, salmon):
+    (tmp_path / "n.txt").write_text("A\n")
+    code, err = run(capsys, "--eq-classes", salmon / "em" / "aux_info" / "eq_classes.txt.gz", "--lengths",
+                    salmon / "em" / "quant.sf", salmon / "vbem" / "quant.sf", "--out", tmp_path / "q.sf")
+    assert code == 2 and "--lengths: 2 files for one --eq-classes file" in err
+    code, err = run(capsys, "--eq-classes", salmon / "em" / "aux_info" / "eq_classes.txt.gz", "--lengths",
+                    salmon / "em" / "quant.sf", "--samples", tmp_path / "n.txt", "--out", tmp_path / "q.sf")
+    assert code == 2 and "--samples: only used with several --eq-classes files" in err
+    assert not (tmp_path / "q.sf").exists()
