@@ -34,22 +34,41 @@ from numpyro.distributions import constraints
 
 from diffbio_prob.cores import hmm as core
 
-__all__ = ["DiscreteHMM", "hmm_model", "relabel_states", "interior_params"]
+__all__ = ["DiscreteHMM", "hmm_model", "relabel_states", "interior_params", "EMISSION_PRIORS"]
+
+
+def _positive_steps(num_steps) -> int:
+    if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
+        raise ValueError(f"num_steps: expected a positive integer, got {num_steps!r}")
+    return int(num_steps)
 
 
 class DiscreteHMM(dist.Distribution):
-    """Distribution of a categorical-emission HMM's observation sequence, hidden states marginalised.
+    """Distribution of an HMM's observation sequence, hidden states marginalised by the core's forward pass.
 
-    ``event_shape = (T,)``; ``batch_shape`` is the broadcast of the parameters' leading dimensions and
-    ``lengths``. Symbols are ``0..M-1``; ``-1`` marks a missing step (marginalised) and the padding past a
-    sequence's length (``sample`` writes ``-1`` there).
+    Three ways to give the emission (exactly one):
+
+    * ``emission_probs`` (third positional argument): categorical symbols ``0..M-1``, ``-1`` = missing
+      (marginalised) and padding; the core's fast batched categorical kernels.
+    * ``observation_dist``: any NumPyro distribution whose batch shape ends in ``(S,)`` (Pyro's
+      ``DiscreteHMM`` convention), e.g. ``dist.Poisson(rates)`` with rates ``(S,)`` or per-sequence ``(B, S)``;
+      the log-likelihood matrix is ``observation_dist.log_prob(y_t)`` for every state. Steps past ``lengths``
+      are replaced by a point of the support before ``log_prob`` (so their gradients are zero, never NaN).
+    * ``emission`` (a name or :class:`diffbio_prob.cores.hmm.Emission`) with ``emission_params`` (natural
+      parameters keyed by its ``param_names``, leading batch axes allowed): the core's own emission
+      log-likelihoods, the functions the NNX operator calls (``-1`` / NaN = missing).
+
+    ``event_shape = (T,) + observation event shape``; ``batch_shape`` broadcasts the leading axes of
+    ``initial_probs``, ``transition_probs``, the emission and ``lengths``.
 
     Args:
         initial_probs: ``Float[Array, "... S"]`` p(z_1).
         transition_probs: ``Float[Array, "... S S"]`` p(z_{t+1} = j | z_t = i) at ``[i, j]``.
-        emission_probs: ``Float[Array, "... S M"]`` p(y = m | z = k) at ``[k, m]``.
+        emission_probs: ``Float[Array, "... S M"]`` p(y = m | z = k) at ``[k, m]`` (categorical form).
         num_steps: T, the length of the event (padded length for ragged batches).
         lengths: optional ``Int[Array, "..."]`` valid steps per sequence (ragged batch).
+        observation_dist: a NumPyro distribution with batch shape ``(..., S)``.
+        emission, emission_params: a core emission and its parameters.
         validate_args: NumPyro's argument validation.
 
     Example:
@@ -57,50 +76,100 @@ class DiscreteHMM(dist.Distribution):
         ...                 lengths=jnp.array([3, 1]))
         >>> d.batch_shape, d.log_prob(jnp.array([[0, 0, 0], [1, -1, -1]])).round(4).tolist()
         ((2,), [-0.6931, -0.6931])
+        >>> p = DiscreteHMM(jnp.ones(2) / 2, jnp.eye(2), observation_dist=dist.Poisson(jnp.array([1.0, 5.0])),
+        ...                 num_steps=3)
+        >>> p.log_prob(jnp.array([0, 1, 0])).shape, p.viterbi(jnp.array([0, 1, 0]))[0].tolist()
+        ((), [0, 0, 0])
     """
 
     arg_constraints = {
         "initial_probs": constraints.simplex,
         "transition_probs": constraints.simplex,
-        "emission_probs": constraints.simplex,
     }
-    pytree_data_fields = ("initial_probs", "transition_probs", "emission_probs", "lengths")
-    pytree_aux_fields = ("num_steps",)
+    pytree_data_fields = ("initial_probs", "transition_probs", "emission_probs", "lengths", "observation_dist",
+                          "emission_params")
+    pytree_aux_fields = ("num_steps", "emission")
 
     def __init__(
         self,
         initial_probs,
         transition_probs,
-        emission_probs,
-        num_steps: int,
+        emission_probs=None,
+        num_steps: int | None = None,
         lengths=None,
         *,
+        observation_dist: dist.Distribution | None = None,
+        emission: str | core.Emission | None = None,
+        emission_params: Mapping[str, Any] | None = None,
         validate_args=None,
     ):
-        if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
-            raise ValueError(f"num_steps: expected a positive integer, got {num_steps!r}")
+        given = [n for n, v in (("emission_probs", emission_probs), ("observation_dist", observation_dist),
+                                ("emission", emission)) if v is not None]
+        if len(given) != 1:
+            raise ValueError(f"DiscreteHMM: give exactly one of emission_probs, observation_dist or emission "
+                             f"(with emission_params); got {given or 'none'}")
+        if num_steps is None:
+            raise ValueError("num_steps: required (the number of time steps T of the event)")
+        self.num_steps = _positive_steps(num_steps)
         self.initial_probs = jnp.asarray(initial_probs)
         self.transition_probs = jnp.asarray(transition_probs)
-        self.emission_probs = jnp.asarray(emission_probs)
         s = self.initial_probs.shape[-1]
-        if self.transition_probs.shape[-2:] != (s, s) or self.emission_probs.shape[-2] != s:
-            raise ValueError(
-                f"DiscreteHMM: inconsistent shapes: initial_probs {self.initial_probs.shape}, "
-                f"transition_probs {self.transition_probs.shape}, emission_probs {self.emission_probs.shape}"
-            )
-        self.num_steps = int(num_steps)
+        self.emission_probs = None if emission_probs is None else jnp.asarray(emission_probs)
+        self.observation_dist = observation_dist
+        self.emission = None if emission is None else core.get_emission(emission)
+        self.emission_params = None
+        if self.transition_probs.shape[-2:] != (s, s):
+            raise ValueError(f"DiscreteHMM: inconsistent shapes: initial_probs {self.initial_probs.shape}, "
+                             f"transition_probs {self.transition_probs.shape}")
+        if self.emission_probs is not None:
+            if self.emission_probs.ndim < 2 or self.emission_probs.shape[-2] != s:
+                raise ValueError(
+                    f"DiscreteHMM: inconsistent shapes: initial_probs {self.initial_probs.shape}, "
+                    f"transition_probs {self.transition_probs.shape}, emission_probs {self.emission_probs.shape}"
+                )
+            emission_batch, event = self.emission_probs.shape[:-2], ()
+        elif observation_dist is not None:
+            if not isinstance(observation_dist, dist.Distribution):
+                raise TypeError(f"observation_dist: expected a NumPyro distribution, got {type(observation_dist).__name__}")
+            ob = tuple(observation_dist.batch_shape)
+            if not ob or ob[-1] != s:
+                raise ValueError(f"observation_dist: expected a batch shape ending in ({s},) (one distribution per "
+                                 f"state), got batch shape {ob}")
+            emission_batch, event = ob[:-1], tuple(observation_dist.event_shape)
+        else:
+            if not isinstance(emission_params, Mapping):
+                raise TypeError("emission_params: expected a dict of the emission's parameters, got "
+                                f"{type(emission_params).__name__}")
+            em = self.emission
+            missing = [k for k in em.param_names if k not in emission_params]
+            if missing:
+                raise ValueError(f"emission_params: missing {missing} for the {em.name} emission")
+            self.emission_params = {k: jnp.asarray(emission_params[k]) for k in em.param_names}
+            d = em.num_features(self.emission_params)
+            shapes = em.param_shapes(s, d)
+            batches = []
+            for k, shp in shapes.items():
+                v = self.emission_params[k]
+                if v.shape[v.ndim - len(shp):] != shp:
+                    raise ValueError(f"emission_params[{k!r}]: expected trailing shape {shp}, got {v.shape}")
+                batches.append(v.shape[: v.ndim - len(shp)])
+            emission_batch, event = jnp.broadcast_shapes(*batches), ((d,) if em.event_ndim else ())
         self.lengths = None if lengths is None else jnp.asarray(lengths)
         if lengths is not None and not isinstance(lengths, jax.core.Tracer):
             lens = np.asarray(lengths)
-            if not np.issubdtype(lens.dtype, np.integer) or (lens < 0).any() or (lens > num_steps).any():
-                raise ValueError(f"lengths: expected integers in 0..{num_steps} (num_steps), got {lens}")
+            if not np.issubdtype(lens.dtype, np.integer) or (lens < 0).any() or (lens > self.num_steps).any():
+                raise ValueError(f"lengths: expected integers in 0..{self.num_steps} (num_steps), got {lens}")
         batch_shape = jnp.broadcast_shapes(
             self.initial_probs.shape[:-1],
             self.transition_probs.shape[:-2],
-            self.emission_probs.shape[:-2],
+            tuple(emission_batch),
             () if self.lengths is None else self.lengths.shape,
         )
-        super().__init__(batch_shape=batch_shape, event_shape=(self.num_steps,), validate_args=validate_args)
+        super().__init__(batch_shape=batch_shape, event_shape=(self.num_steps,) + tuple(event),
+                         validate_args=validate_args)
+        if self._validate_args and self.emission_probs is not None and not isinstance(self.emission_probs, jax.core.Tracer):
+            if not bool(np.all(constraints.simplex(self.emission_probs))):
+                raise ValueError("emission_probs: each row must be a probability vector (non-negative, summing to 1)")
 
     @property
     def num_states(self) -> int:
@@ -108,27 +177,113 @@ class DiscreteHMM(dist.Distribution):
 
     @property
     def num_emissions(self) -> int:
+        """M, the number of symbols (categorical form only)."""
+        if self.emission_probs is None:
+            raise AttributeError("num_emissions: only the categorical form (emission_probs) has symbols")
         return self.emission_probs.shape[-1]
+
+    @property
+    def _obs_event_ndim(self) -> int:
+        return len(self.event_shape) - 1
 
     @constraints.dependent_property(is_discrete=True, event_dim=1)
     def support(self):
-        return constraints.independent(constraints.integer_interval(-1, self.num_emissions - 1), 1)
+        if self.emission_probs is not None:
+            return constraints.independent(constraints.integer_interval(-1, self.num_emissions - 1), 1)
+        if self.observation_dist is not None:
+            return constraints.independent(self.observation_dist.support, 1)
+        base = constraints.integer_greater_than(-2) if self.emission.integer else constraints.real
+        return constraints.independent(base, len(self.event_shape))
 
-    def _flat_params(self, batch_shape):
-        """Parameters broadcast to ``batch_shape`` and flattened to one leading axis."""
-        s, m = self.num_states, self.num_emissions
+    # --------------------------------------------------------------------------------------------
+    # the log-likelihood matrix, flattened over the batch
+    # --------------------------------------------------------------------------------------------
+    def _flat_chain(self, batch_shape):
+        """Chain parameters: ``(log pi, log A, shared)``; flattened to ``(N, ...)`` unless shared."""
+        s = self.num_states
+        shared = self.initial_probs.ndim == 1 and self.transition_probs.ndim == 2
+        if shared:
+            return jnp.log(self.initial_probs), jnp.log(self.transition_probs), True
         n = int(np.prod(batch_shape, dtype=int))
         pi = jnp.broadcast_to(self.initial_probs, batch_shape + (s,)).reshape(n, s)
         a = jnp.broadcast_to(self.transition_probs, batch_shape + (s, s)).reshape(n, s, s)
-        b = jnp.broadcast_to(self.emission_probs, batch_shape + (s, m)).reshape(n, s, m)
-        if self.lengths is None:
-            lens = jnp.full((n,), self.num_steps, jnp.int32)
-        else:
-            lens = jnp.broadcast_to(self.lengths, batch_shape).reshape(n)
-        return pi, a, b, lens
+        return jnp.log(pi), jnp.log(a), False
 
+    def _flat_lengths(self, batch_shape):
+        n = int(np.prod(batch_shape, dtype=int))
+        if self.lengths is None:
+            return jnp.full((n,), self.num_steps, jnp.int32)
+        return jnp.broadcast_to(self.lengths, batch_shape).reshape(n)
+
+    def _valid(self, batch_shape):
+        """``Bool[Array, "*batch T"]``: steps before each sequence's length."""
+        t = jnp.arange(self.num_steps)
+        if self.lengths is None:
+            return jnp.ones(batch_shape + (self.num_steps,), bool)
+        return jnp.broadcast_to(t < self.lengths[..., None], batch_shape + (self.num_steps,))
+
+    def _check_generic_value(self, value):
+        value = jnp.asarray(value)
+        ev = tuple(self.event_shape)
+        if value.ndim < len(ev) or tuple(value.shape[value.ndim - len(ev):]) != ev:
+            raise ValueError(f"value: expected event shape {ev} (num_steps, then the observation's event shape) on "
+                             f"the last axes, got shape {value.shape}")
+        batch = value.shape[: value.ndim - len(ev)]
+        try:
+            return value, jnp.broadcast_shapes(batch, self.batch_shape)
+        except ValueError:
+            raise ValueError(f"value: batch shape {batch} does not broadcast with the distribution's batch shape "
+                             f"{self.batch_shape}") from None
+
+    def _log_likelihoods(self, value, batch_shape):
+        """``Float[Array, "N T S"]`` emission log-likelihoods for ``value`` broadcast to ``batch_shape``."""
+        t, e, s = self.num_steps, self._obs_event_ndim, self.num_states
+        ev = tuple(self.event_shape)
+        n = int(np.prod(batch_shape, dtype=int))
+        valid = self._valid(batch_shape)
+        if self.emission_probs is not None:
+            y = jnp.broadcast_to(value, batch_shape + (t,)).reshape(n, t)
+            b = jnp.broadcast_to(self.emission_probs, batch_shape + self.emission_probs.shape[-2:])
+            b = b.reshape((n,) + self.emission_probs.shape[-2:])
+            return jax.vmap(core.categorical_log_likelihoods)(jnp.log(b), y)
+        y = jnp.broadcast_to(value, batch_shape + ev)
+        pad = ~valid.reshape(valid.shape + (1,) * e)
+        if self.observation_dist is not None:
+            d = self.observation_dist
+            # Padding -> a point of the support (the double where: no NaN in the unused branch's gradient).
+            y = jnp.where(pad, d.support.feasible_like(y), y)
+            yt = jnp.moveaxis(y, len(batch_shape), 0)  # (T, *batch, *event)
+            yt = jnp.expand_dims(yt, yt.ndim - e)  # (T, *batch, 1, *event): one value against every state
+            ll = d.log_prob(yt)  # (T, *batch, S)
+            ll = jnp.broadcast_to(ll, (t,) + batch_shape + (s,))
+            return jnp.moveaxis(ll, 0, -2).reshape(n, t, s)
+        em = self.emission
+        missing = -1 if em.integer else jnp.nan
+        y = jnp.where(pad, jnp.asarray(missing, y.dtype), y)
+        params = self.emission_params
+        d = em.num_features(params)
+        shapes = em.param_shapes(s, d)
+        if all(params[k].ndim == len(shp) for k, shp in shapes.items()):  # shared emission parameters
+            return em.log_likelihoods(params, y).reshape(n, t, s)
+        flat = {k: jnp.broadcast_to(v, batch_shape + shapes[k]).reshape((n,) + shapes[k]) for k, v in params.items()}
+        return jax.vmap(em.log_likelihoods)(flat, y.reshape((n,) + ev))
+
+    def _core_args(self, value):
+        """``(log pi, log A, shared, ll (N, T, S), lengths (N,), batch_shape)`` for a checked value."""
+        if self.emission_probs is not None:
+            batch_shape = jnp.broadcast_shapes(value.shape[:-1], self.batch_shape)
+        else:
+            value, batch_shape = self._check_generic_value(value)
+        ll = self._log_likelihoods(value, batch_shape)
+        log_pi, log_a, shared = self._flat_chain(batch_shape)
+        return log_pi, log_a, shared, ll, self._flat_lengths(batch_shape), batch_shape
+
+    # --------------------------------------------------------------------------------------------
+    # log_prob
+    # --------------------------------------------------------------------------------------------
     def _check_value(self, value):
-        """Shape and dtype of ``value`` (static: checked under ``jit`` too); returns ``(symbols, in_support)``.
+        """Shape and dtype of a categorical ``value`` (static: checked under ``jit`` too); returns
+        ``(symbols, in_support)``.
 
         Follows NumPyro's ``validate_sample`` convention for values outside the support (a symbol not in
         ``-1..M-1``, or a non-integral float): their log-probability is ``-inf`` (probability 0, never
@@ -169,48 +324,112 @@ class DiscreteHMM(dist.Distribution):
     def log_prob(self, value):
         """log p(value), states marginalised by the core's forward pass; shape ``sample + batch``.
 
-        ``-inf`` for a value outside the support (see :meth:`_check_value`); ``ValueError`` for a value
-        whose last axis is not ``num_steps`` long.
+        Categorical form: ``-inf`` for a value outside the support (see :meth:`_check_value`). Every
+        form: ``ValueError`` for a value whose trailing axes are not the event shape.
         """
+        if self.emission_probs is None:
+            return self._log_prob(value)
         value, in_support = self._check_value(value)
         return jnp.where(in_support, self._log_prob(value), -jnp.inf)
 
     def _log_prob(self, value):
-        batch_shape = jnp.broadcast_shapes(value.shape[:-1], self.batch_shape)
-        y = jnp.broadcast_to(value, batch_shape + (self.num_steps,)).reshape(-1, self.num_steps)
-        shared = self.initial_probs.ndim == 1 and self.transition_probs.ndim == 2 and self.emission_probs.ndim == 2
+        if self.emission_probs is not None:
+            batch_shape = jnp.broadcast_shapes(value.shape[:-1], self.batch_shape)
+            shared = self.initial_probs.ndim == 1 and self.transition_probs.ndim == 2 and self.emission_probs.ndim == 2
+            if shared:
+                # One set of parameters for every sequence (the model's case): the core's batched path.
+                y = jnp.broadcast_to(value, batch_shape + (self.num_steps,)).reshape(-1, self.num_steps)
+                params = core.HMMParams(jnp.log(self.initial_probs), jnp.log(self.transition_probs))
+                log_b = jnp.log(self.emission_probs)
+                lens = self._flat_lengths(batch_shape)
+                return core.categorical_log_likelihood_batch(params, log_b, y, lens).reshape(batch_shape)
+        log_pi, log_a, shared, ll, lens, batch_shape = self._core_args(value)
         if shared:
-            # One set of parameters for every sequence (the model's case): the core's batched path.
-            n = y.shape[0]
-            lens = (
-                jnp.full((n,), self.num_steps, jnp.int32)
-                if self.lengths is None
-                else jnp.broadcast_to(self.lengths, batch_shape).reshape(n)
-            )
-            params = core.HMMParams(jnp.log(self.initial_probs), jnp.log(self.transition_probs))
-            log_b = jnp.log(self.emission_probs)
-            return core.categorical_log_likelihood_batch(params, log_b, y, lens).reshape(batch_shape)
-        pi, a, b, lens = self._flat_params(batch_shape)
+            out = core.log_likelihood_batch(core.HMMParams(log_pi, log_a), ll, lens)
+        else:
+            out = jax.vmap(lambda p, a, x, n: core.log_likelihood(core.HMMParams(p, a), x, n))(log_pi, log_a, ll, lens)
+        return out.reshape(batch_shape)
 
-        def one(pi, a, b, y, n):
-            ll = core.categorical_log_likelihoods(jnp.log(b), y)
-            return core.log_likelihood(core.HMMParams(jnp.log(pi), jnp.log(a)), ll, n)
+    # --------------------------------------------------------------------------------------------
+    # filtering, smoothing, decoding
+    # --------------------------------------------------------------------------------------------
+    def _prepared(self, value):
+        if self.emission_probs is not None:
+            value, _ = self._check_value(value)
+        return self._core_args(value)
 
-        return jax.vmap(one)(pi, a, b, y, lens).reshape(batch_shape)
+    def filter(self, value):
+        """Filtered marginals ``p(z_t | y_{1:t})``: ``Float[Array, "*batch T S"]`` (zero past each length)."""
+        log_pi, log_a, shared, ll, lens, batch_shape = self._prepared(value)
+        if shared:
+            f = jax.vmap(lambda x, n: core.forward_filter(core.HMMParams(log_pi, log_a), x, n).filtered)(ll, lens)
+        else:
+            f = jax.vmap(lambda p, a, x, n: core.forward_filter(core.HMMParams(p, a), x, n).filtered)(
+                log_pi, log_a, ll, lens)
+        return f.reshape(batch_shape + f.shape[-2:])
 
+    def posterior_marginals(self, value):
+        """Smoothed marginals ``p(z_t | y_{1:L})``: ``Float[Array, "*batch T S"]`` (zero past each length)."""
+        log_pi, log_a, shared, ll, lens, batch_shape = self._prepared(value)
+        if shared:
+            g = core.smoother_batch(core.HMMParams(log_pi, log_a), ll, lens).smoothed
+        else:
+            g = jax.vmap(lambda p, a, x, n: core.smoother(core.HMMParams(p, a), x, n).smoothed)(log_pi, log_a, ll, lens)
+        return g.reshape(batch_shape + g.shape[-2:])
+
+    def viterbi(self, value):
+        """Most probable state paths ``Int[Array, "*batch T"]`` (-1 past each length) and their joint
+        log-probabilities ``log p(z*, y)`` (``*batch``)."""
+        log_pi, log_a, shared, ll, lens, batch_shape = self._prepared(value)
+        if shared:
+            path, lp = core.viterbi_batch(core.HMMParams(log_pi, log_a), ll, lens)
+        else:
+            path, lp = jax.vmap(lambda p, a, x, n: core.viterbi(core.HMMParams(p, a), x, n))(log_pi, log_a, ll, lens)
+        return path.reshape(batch_shape + (self.num_steps,)), lp.reshape(batch_shape)
+
+    # --------------------------------------------------------------------------------------------
+    # sampling
+    # --------------------------------------------------------------------------------------------
     def sample_with_intermediates(self, key, sample_shape=()):
-        """``(observations, [states])``, both ``sample_shape + batch_shape + (T,)``; -1 on padding."""
+        """``(observations, [states])``: ``sample_shape + batch_shape + event_shape`` and ``... + (T,)``.
+
+        States are -1 on padding; so are categorical symbols and the core emissions' values (NaN for
+        real-valued ones). With ``observation_dist`` the values past a length are draws, never read by
+        :meth:`log_prob`.
+        """
         shape = tuple(sample_shape) + tuple(self.batch_shape)
-        pi, a, b, lens = self._flat_params(shape)
-        keys = jax.random.split(key, pi.shape[0])
-
-        def one(k, pi, a, b, n):
-            z, y = core.sample_categorical(k, core.HMMParams(jnp.log(pi), jnp.log(a)), jnp.log(b), self.num_steps)
-            valid = jnp.arange(self.num_steps) < n
-            return jnp.where(valid, z, -1), jnp.where(valid, y, -1)
-
-        z, y = jax.vmap(one)(keys, pi, a, b, lens)
-        return y.reshape(shape + (self.num_steps,)), [z.reshape(shape + (self.num_steps,))]
+        t, s = self.num_steps, self.num_states
+        n = int(np.prod(shape, dtype=int))
+        pi = jnp.broadcast_to(self.initial_probs, shape + (s,)).reshape(n, s)
+        a = jnp.broadcast_to(self.transition_probs, shape + (s, s)).reshape(n, s, s)
+        k_states, k_obs = jax.random.split(key)
+        keys = jax.random.split(k_states, n)
+        z = jax.vmap(lambda k, p, m: core.sample_states(k, core.HMMParams(jnp.log(p), jnp.log(m)), t))(keys, pi, a)
+        valid = jnp.arange(t)[None, :] < self._flat_lengths(shape)[:, None]
+        z = jnp.where(valid, z, -1).reshape(shape + (t,))
+        ev = tuple(self.event_shape)
+        if self.emission_probs is not None:
+            b = jnp.broadcast_to(self.emission_probs, shape + self.emission_probs.shape[-2:])
+            logits = jnp.take_along_axis(jnp.log(b), jnp.maximum(z, 0)[..., None], axis=-2)  # (*shape, T, M)
+            y = jax.random.categorical(k_obs, logits, axis=-1).astype(jnp.int32)
+            return jnp.where(z >= 0, y, -1), [z]
+        e = self._obs_event_ndim
+        if self.observation_dist is not None:
+            d = self.observation_dist.expand(shape + (s,))
+            y_all = d.sample(k_obs, (t,))  # (T, *shape, S, *event)
+            idx = jnp.moveaxis(jnp.maximum(z, 0), -1, 0)  # (T, *shape)
+            idx = idx.reshape(idx.shape + (1,) * (1 + e))
+            y = jnp.take_along_axis(y_all, idx, axis=len(shape) + 1)
+            y = jnp.squeeze(y, axis=len(shape) + 1)
+            return jnp.moveaxis(y, 0, len(shape)), [z]
+        em = self.emission
+        params = self.emission_params
+        shapes = em.param_shapes(s, em.num_features(params))
+        flat = {k: jnp.broadcast_to(v, shape + shapes[k]).reshape((n,) + shapes[k]) for k, v in params.items()}
+        y = jax.vmap(em.sample)(jax.random.split(k_obs, n), flat, z.reshape(n, t))
+        pad = (z < 0).reshape(shape + (t,) + (1,) * e)
+        y = jnp.where(pad, jnp.asarray(-1 if em.integer else jnp.nan, y.dtype), y.reshape(shape + ev))
+        return y, [z]
 
     def sample(self, key, sample_shape=()):
         return self.sample_with_intermediates(key, sample_shape)[0]
@@ -239,8 +458,28 @@ def hmm_model(
     initial_concentration=1.0,
     transition_concentration=1.0,
     emission_concentration=1.0,
+    emission: str | core.Emission = "categorical",
+    num_features: int | None = None,
+    emission_prior: Mapping[str, float] | None = None,
 ) -> None:
-    """Bayesian categorical HMM with Dirichlet priors on every probability row.
+    """Bayesian HMM with Dirichlet priors on the chain and a prior per emission family.
+
+    ``emission="categorical"`` (default) is the model described below. Any other family of
+    :mod:`diffbio_prob.cores.hmm.emissions` samples its parameters as sites ``emission_<param>`` with the
+    priors in :data:`EMISSION_PRIORS` (keys overridable by ``emission_prior``) and scores the observations
+    with the core's emission log-likelihoods (the NNX operator's functions):
+
+    ====================  ===================================================================================
+    ``poisson``           ``emission_rates`` (S,) ~ Gamma(concentration, rate)
+    ``negative_binomial`` ``emission_means`` (S,) ~ Gamma(mean_concentration, mean_rate);
+                          ``emission_concentrations`` (S,) ~ LogNormal(concentration_loc, concentration_scale)
+    ``gaussian``          ``emission_means`` (S, D) ~ Normal(mean_loc, mean_scale);
+                          ``emission_scales`` (S, D) ~ LogNormal(scale_loc, scale_scale)
+    ``gaussian_full``     the same means and scales, ``emission_corr_cholesky`` (S, D, D) ~
+                          LKJCholesky(D, lkj_concentration); deterministic ``emission_covariances``
+    ``bernoulli``         ``emission_probs`` (S, D) ~ Beta(emission_concentration, emission_concentration)
+    ``multinomial``       ``emission_probs`` (S, M) rows ~ Dirichlet(emission_concentration)
+    ====================  ===================================================================================
 
     Sites (all names plain; the operator's ``to_model_params``/``load_model_params`` use the first three):
         ``initial_probs``: latent ``(S,)`` ~ Dirichlet(initial_concentration).
@@ -261,7 +500,11 @@ def hmm_model(
         initial_concentration: scalar or ``(S,)``.
         transition_concentration: scalar, ``(S,)`` or ``(S, S)`` (e.g. a sticky prior with a larger
             diagonal).
-        emission_concentration: scalar, ``(M,)`` or ``(S, M)``.
+        emission_concentration: scalar, ``(M,)`` or ``(S, M)`` (categorical, multinomial; Bernoulli's
+            Beta prior takes it for both shapes).
+        emission: the emission family (a name or a core :class:`~diffbio_prob.cores.hmm.Emission`).
+        num_features: D (or M) of a vector emission; needed when ``observations`` is None or traced.
+        emission_prior: overrides of the family's prior hyperparameters (see the table above).
 
     Example:
         >>> from numpyro.infer import Predictive
@@ -271,6 +514,10 @@ def hmm_model(
     """
     if isinstance(num_states, bool) or not isinstance(num_states, (int, np.integer)) or num_states < 1:
         raise ValueError(f"num_states: expected a positive integer, got {num_states!r}")
+    em = core.get_emission(emission)
+    if not isinstance(em, core.Categorical):
+        return _emission_model(em, observations, lengths, int(num_states), num_steps, num_features, emission_prior,
+                               initial_concentration, transition_concentration, emission_concentration)
     if observations is not None:
         if not isinstance(observations, jax.core.Tracer):
             arr = np.asarray(observations)
@@ -306,6 +553,100 @@ def hmm_model(
     if lengths is not None:
         lengths = jnp.asarray(lengths)
     numpyro.sample("observations", DiscreteHMM(initial, transition, emission, int(num_steps), lengths), obs=observations)
+
+
+# Default prior hyperparameters per emission family (``hmm_model(emission_prior=...)`` overrides them):
+# weakly informative on the data's natural scale (counts of order 1-100, standardised real values).
+EMISSION_PRIORS: dict[str, dict[str, float]] = {
+    "poisson": {"concentration": 1.0, "rate": 0.1},
+    "negative_binomial": {"mean_concentration": 1.0, "mean_rate": 0.1, "concentration_loc": float(np.log(10.0)),
+                          "concentration_scale": 1.5},
+    "gaussian": {"mean_loc": 0.0, "mean_scale": 10.0, "scale_loc": 0.0, "scale_scale": 1.5},
+    "gaussian_full": {"mean_loc": 0.0, "mean_scale": 10.0, "scale_loc": 0.0, "scale_scale": 1.5,
+                      "lkj_concentration": 1.0},
+    "bernoulli": {},
+    "multinomial": {},
+}
+
+
+def _emission_model(em, observations, lengths, s, num_steps, num_features, emission_prior,
+                    initial_concentration, transition_concentration, emission_concentration):
+    """:func:`hmm_model` for a non-categorical emission."""
+    prior = dict(EMISSION_PRIORS[em.name])
+    if emission_prior is not None:
+        if not isinstance(emission_prior, Mapping):
+            raise TypeError(f"emission_prior: expected a dict, got {type(emission_prior).__name__}")
+        unknown = sorted(set(emission_prior) - set(prior))
+        if unknown:
+            raise ValueError(f"emission_prior: unknown keys {unknown} for the {em.name} emission; expected some of "
+                             f"{sorted(prior)}")
+        prior.update({k: float(v) for k, v in emission_prior.items()})
+    e = em.event_ndim
+    if observations is not None:
+        if not isinstance(observations, jax.core.Tracer):
+            observations = em.check_observations(observations, num_features)
+        elif observations.ndim not in (e + 1, e + 2):
+            raise ValueError(f"observations: expected {e + 1} or {e + 2} axes for the {em.name} emission, got "
+                             f"shape {observations.shape}")
+        observations = jnp.asarray(observations)
+        num_steps = observations.shape[observations.ndim - 1 - e]
+        if e:
+            num_features = observations.shape[-1]
+        batch = observations.shape[: observations.ndim - 1 - e]
+        if lengths is not None and np.shape(lengths) != batch:
+            raise ValueError(f"lengths: expected shape {batch} (one per sequence of observations "
+                             f"{observations.shape}), got {np.shape(lengths)}")
+    else:
+        if isinstance(em, core.Multinomial):
+            raise ValueError("observations: required for the multinomial emission (each step's total count is "
+                             "taken from the data; prior sampling needs it)")
+        if num_steps is None:
+            raise ValueError("num_steps: required when observations is None (prior sampling)")
+        num_steps = _positive_steps(num_steps)
+    if e and (isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1):
+        raise ValueError(f"num_features: expected a positive integer for the {em.name} emission, got {num_features!r}")
+    d = None if not e else int(num_features)
+    c_init = _concentration("initial_concentration", initial_concentration, (s,))
+    c_trans = _concentration("transition_concentration", transition_concentration, (s, s))
+    initial = numpyro.sample("initial_probs", dist.Dirichlet(c_init))
+    transition = numpyro.sample("transition_probs", dist.Dirichlet(c_trans).to_event(1))
+    params = _emission_prior(em, s, d, prior, emission_concentration)
+    if lengths is not None:
+        lengths = jnp.asarray(lengths)
+    numpyro.sample("observations", DiscreteHMM(initial, transition, emission=em, emission_params=params,
+                                               num_steps=int(num_steps), lengths=lengths), obs=observations)
+
+
+def _emission_prior(em, s, d, prior, emission_concentration) -> dict:
+    """Sample the emission's sites ``emission_<param>``; returns the natural parameters."""
+    name = em.name
+    if name == "poisson":
+        rates = numpyro.sample("emission_rates", dist.Gamma(prior["concentration"], prior["rate"]).expand([s]).to_event(1))
+        return {"rates": rates}
+    if name == "negative_binomial":
+        means = numpyro.sample("emission_means",
+                               dist.Gamma(prior["mean_concentration"], prior["mean_rate"]).expand([s]).to_event(1))
+        conc = numpyro.sample("emission_concentrations", dist.LogNormal(
+            prior["concentration_loc"], prior["concentration_scale"]).expand([s]).to_event(1))
+        return {"means": means, "concentrations": conc}
+    if name in ("gaussian", "gaussian_full"):
+        means = numpyro.sample("emission_means", dist.Normal(prior["mean_loc"], prior["mean_scale"]).expand([s, d]).to_event(2))
+        scales = numpyro.sample("emission_scales",
+                                dist.LogNormal(prior["scale_loc"], prior["scale_scale"]).expand([s, d]).to_event(2))
+        if name == "gaussian":
+            return {"means": means, "scales": scales}
+        corr = numpyro.sample("emission_corr_cholesky",
+                              dist.LKJCholesky(d, prior["lkj_concentration"]).expand([s]).to_event(1))
+        chol = scales[..., :, None] * corr
+        cov = numpyro.deterministic("emission_covariances", chol @ jnp.swapaxes(chol, -1, -2))
+        return {"means": means, "covariances": cov}
+    if name == "bernoulli":
+        c = _concentration("emission_concentration", emission_concentration, (s, d))
+        return {"probs": numpyro.sample("emission_probs", dist.Beta(c, c).to_event(2))}
+    if name == "multinomial":
+        c = _concentration("emission_concentration", emission_concentration, (s, d))
+        return {"probs": numpyro.sample("emission_probs", dist.Dirichlet(c).to_event(1))}
+    raise ValueError(f"emission: hmm_model has no prior for {name!r}")
 
 
 def relabel_states(

@@ -240,3 +240,145 @@ def test_hmm_model_argument_checks():
     # before: AttributeError ('list' object has no attribute 'shape'); a list is fine now
     tr = handlers.trace(handlers.seed(hmm_model, 0)).get_trace([0, 1, 1])
     assert tr["observations"]["value"].shape == (3,)
+
+
+# ---- any emission: observation_dist (Pyro's convention) and the core's emission objects -----------------
+import numpyro  # noqa: E402
+import numpyro.distributions as dist  # noqa: E402
+from numpyro.infer.util import log_density  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from diffbio_prob.cores import hmm as core  # noqa: E402
+
+RATES = np.array([[1.0, 6.0], [2.0, 9.0], [0.5, 4.0]])  # per-sequence Poisson rates (B, S)
+COUNTS = np.array([[0, 3, 7, 1, 5], [2, 9, 9, 1, 0], [0, 0, 4, 4, -1]])
+LENS = np.array([5, 5, 4])
+
+
+def _enumerate(log_emission_rows):
+    """log p(y) over all state paths, from a (T, S) table of log-densities (any T)."""
+    t = log_emission_rows.shape[0]
+    total = []
+    for z in itertools.product(range(2), repeat=t):
+        lp = np.log(PI[z[0]]) + sum(np.log(A[z[i - 1], z[i]]) for i in range(1, t))
+        total.append(lp + sum(log_emission_rows[i, z[i]] for i in range(t)))
+    return np.logaddexp.reduce(total)
+
+
+def test_observation_dist_poisson_equals_enumeration_and_the_core_emission():
+    y = COUNTS[0]
+    ref = _enumerate(stats.poisson.logpmf(y[:, None], RATES[0][None, :]))
+    d = DiscreteHMM(PI, A, observation_dist=dist.Poisson(RATES[0]), num_steps=5)
+    e = DiscreteHMM(PI, A, emission="poisson", emission_params={"rates": RATES[0]}, num_steps=5)
+    assert d.batch_shape == () and d.event_shape == (5,)
+    np.testing.assert_allclose(d.log_prob(y), ref, rtol=1e-12)
+    np.testing.assert_allclose(e.log_prob(y), ref, rtol=1e-12)
+    # filter / posterior marginals / viterbi agree with the core on the same matrix
+    ll = core.poisson_log_likelihoods(jnp.log(RATES[0]), y)
+    hp = core.HMMParams(jnp.log(PI), jnp.log(A))
+    np.testing.assert_allclose(d.posterior_marginals(y), core.smoother(hp, ll).smoothed, atol=1e-12)
+    np.testing.assert_allclose(d.filter(y), core.forward_filter(hp, ll).filtered, atol=1e-12)
+    np.testing.assert_array_equal(d.viterbi(y)[0], core.viterbi(hp, ll)[0])
+
+
+def test_observation_dist_gaussian_vector_event_equals_enumeration():
+    mu = np.array([[0.0, 1.0], [2.0, -1.0]])
+    cov = np.array([[[1.0, 0.4], [0.4, 0.5]], [[0.6, -0.3], [-0.3, 1.2]]])
+    y = np.array([[0.3, 0.9], [1.8, 0.1], [2.5, -0.2]])
+    table = np.stack([stats.multivariate_normal.logpdf(y, mu[k], cov[k]) for k in range(2)], -1)
+    d = DiscreteHMM(PI, A, observation_dist=dist.MultivariateNormal(mu, cov), num_steps=3)
+    e = DiscreteHMM(PI, A, emission="gaussian_full", emission_params={"means": mu, "covariances": cov}, num_steps=3)
+    assert d.event_shape == (3, 2)
+    np.testing.assert_allclose(d.log_prob(y), _enumerate(table), rtol=1e-12)
+    np.testing.assert_allclose(e.log_prob(y), _enumerate(table), rtol=1e-12)
+
+
+def test_per_sequence_emissions_under_plate_vmap_and_mask_equal_a_loop():
+    loop = np.array([_enumerate(stats.poisson.logpmf(COUNTS[i, : LENS[i], None], RATES[i][None, :])) for i in range(3)])
+    d = DiscreteHMM(PI, A, observation_dist=dist.Poisson(RATES), num_steps=5, lengths=LENS)
+    assert d.batch_shape == (3,)
+    np.testing.assert_allclose(d.log_prob(COUNTS), loop, rtol=1e-12)
+    e = DiscreteHMM(PI, A, emission="poisson", emission_params={"rates": RATES}, num_steps=5, lengths=LENS)
+    np.testing.assert_allclose(e.log_prob(COUNTS), loop, rtol=1e-12)
+    # vmap over sequences (lengths equal: the first two)
+    vm = jax.vmap(lambda r, y: DiscreteHMM(PI, A, observation_dist=dist.Poisson(r), num_steps=5).log_prob(y))
+    np.testing.assert_allclose(vm(RATES[:2], COUNTS[:2]), loop[:2], rtol=1e-12)
+    keep = np.array([True, False, True])
+
+    def model():
+        with numpyro.plate("sequences", 3):
+            numpyro.sample("y", DiscreteHMM(PI, A, observation_dist=dist.Poisson(RATES), num_steps=5,
+                                            lengths=LENS).mask(keep), obs=COUNTS)
+
+    np.testing.assert_allclose(log_density(model, (), {}, {})[0], loop[keep].sum(), rtol=1e-12)
+    # shared rates broadcast by the plate
+    def shared():
+        with numpyro.plate("sequences", 3):
+            numpyro.sample("y", DiscreteHMM(PI, A, observation_dist=dist.Poisson(RATES[0]), num_steps=5,
+                                            lengths=LENS), obs=COUNTS)
+
+    ref = sum(_enumerate(stats.poisson.logpmf(COUNTS[i, : LENS[i], None], RATES[0][None, :])) for i in range(3))
+    np.testing.assert_allclose(log_density(shared, (), {}, {})[0], ref, rtol=1e-12)
+    # gradients: finite, and padding contributes nothing
+    g = jax.grad(lambda r: DiscreteHMM(PI, A, observation_dist=dist.Poisson(r), num_steps=5,
+                                       lengths=LENS).log_prob(COUNTS).sum())(jnp.asarray(RATES))
+    assert np.isfinite(np.asarray(g)).all()
+
+
+def test_observation_dist_sampling_frequencies_match_log_prob():
+    d = DiscreteHMM(PI, A, observation_dist=dist.Bernoulli(probs=jnp.array([0.1, 0.8])), num_steps=3)
+    n = 20_000
+    draws = np.asarray(d.sample(jax.random.key(0), (n,)))
+    assert draws.shape == (n, 3)
+    outcomes = np.array(list(itertools.product([0, 1], repeat=3)))
+    probs = np.exp(np.asarray(d.log_prob(jnp.asarray(outcomes, dtype=float))))
+    assert probs.sum() == pytest.approx(1.0, abs=1e-12)
+    freq = np.array([(draws == o).all(1).mean() for o in outcomes])
+    assert np.all(np.abs(freq - probs) < 4 * np.sqrt(probs * (1 - probs) / n) + 1e-3)
+    y, (z,) = DiscreteHMM(PI, A, emission="poisson", emission_params={"rates": RATES}, num_steps=5,
+                          lengths=LENS).sample_with_intermediates(jax.random.key(1))
+    assert y.shape == z.shape == (3, 5) and int(y[2, 4]) == -1 and int(z[2, 4]) == -1
+
+
+def test_discrete_hmm_emission_argument_errors():
+    with pytest.raises(ValueError, match="exactly one of emission_probs, observation_dist or emission"):
+        DiscreteHMM(PI, A, B, 3, observation_dist=dist.Poisson(jnp.ones(2)))
+    with pytest.raises(ValueError, match=r"observation_dist: expected a batch shape ending in \(2,\)"):
+        DiscreteHMM(PI, A, observation_dist=dist.Poisson(jnp.ones(3)), num_steps=3)
+    with pytest.raises(ValueError, match="num_steps: required"):
+        DiscreteHMM(PI, A, observation_dist=dist.Poisson(jnp.ones(2)))
+    with pytest.raises(ValueError, match=r"emission_params: missing \['concentrations'\]"):
+        DiscreteHMM(PI, A, emission="negative_binomial", emission_params={"means": jnp.ones(2)}, num_steps=3)
+    with pytest.raises(ValueError, match=r"value: expected event shape \(3,\)"):
+        DiscreteHMM(PI, A, observation_dist=dist.Poisson(jnp.ones(2)), num_steps=3).log_prob(jnp.zeros(4))
+
+
+@pytest.mark.parametrize("emission, num_features", [("poisson", None), ("negative_binomial", None),
+                                                    ("gaussian", 2), ("gaussian_full", 2), ("bernoulli", 3)])
+def test_hmm_model_emission_sites_and_likelihood_is_the_core(emission, num_features):
+    from numpyro.infer import Predictive
+
+    em = core.get_emission(emission)
+    prior = Predictive(hmm_model, num_samples=1)(jax.random.key(0), num_states=2, num_steps=6, emission=emission,
+                                                 num_features=num_features)
+    for site in em.site_names:
+        assert site in prior
+    y = np.asarray(prior["observations"][0])
+    params = {k: v[0] for k, v in prior.items() if k != "observations"}
+    tr = handlers.trace(handlers.substitute(hmm_model, data=params)).get_trace(y, num_states=2, emission=emission)
+    ll = em.log_likelihoods({n: params[s] for n, s in zip(em.param_names, em.site_names)}, y)
+    ref = core.log_likelihood(core.HMMParams(jnp.log(params["initial_probs"]), jnp.log(params["transition_probs"])), ll)
+    np.testing.assert_allclose(tr["observations"]["fn"].log_prob(y), ref, rtol=1e-12)
+
+
+def test_hmm_model_emission_argument_errors():
+    with pytest.raises(ValueError, match="emission_prior: unknown keys"):
+        hmm_model(np.array([1, 2]), emission="poisson", emission_prior={"shape": 1.0})
+    with pytest.raises(ValueError, match="observations: negative value"):
+        hmm_model(np.array([1, -2]), emission="poisson")
+    with pytest.raises(ValueError, match="num_features: expected a positive integer"):
+        handlers.seed(hmm_model, 0)(num_steps=3, emission="gaussian")
+    with pytest.raises(ValueError, match="observations: required for the multinomial"):
+        handlers.seed(hmm_model, 0)(num_steps=3, emission="multinomial", num_features=2)
+    with pytest.raises(ValueError, match="emission: unknown 'gamma'"):
+        hmm_model(np.array([1, 2]), emission="gamma")
