@@ -251,3 +251,92 @@ def test_length_one_sequence_through_the_operator():
     path, lp = hmm_op.viterbi(jnp.array([2]))
     assert int(path[0]) == int(np.argmax(pi * b))
     np.testing.assert_allclose(float(lp), np.log(np.max(pi * b)), rtol=1e-12)
+
+
+# ---- any emission family -------------------------------------------------------------------------------
+from numpyro import handlers as _handlers  # noqa: E402
+
+from diffbio_prob.inference.baum_welch import baum_welch as _baum_welch  # noqa: E402
+from diffbio_prob.models import hmm_model as _hmm_model  # noqa: E402
+
+FAMILY_DATA = {
+    "poisson": (None, np.array([[0, 3, 7, 1, 9], [2, 9, 8, -1, -1]])),
+    "negative_binomial": (None, np.array([[0, 3, 17, 1, 9], [2, 29, 8, -1, -1]])),
+    "gaussian": (2, np.array([[[0.1, 1.0], [2.0, np.nan], [2.2, 0.3], [-0.5, 1.1], [0.0, 0.0]],
+                              [[1.0, 1.0], [2.0, 2.0], [np.nan, np.nan], [np.nan, np.nan], [np.nan, np.nan]]])),
+    "gaussian_full": (2, np.array([[[0.1, 1.0], [2.0, 0.4], [2.2, 0.3], [-0.5, 1.1], [0.0, 0.0]],
+                                   [[1.0, 1.0], [2.0, 2.0], [np.nan, np.nan], [np.nan, np.nan], [np.nan, np.nan]]])),
+    "bernoulli": (3, np.array([[[0, 1, 1], [1, -1, 0], [1, 1, 1], [0, 0, 0], [1, 0, 1]],
+                               [[1, 1, 0], [0, 0, 1], [-1, -1, -1], [-1, -1, -1], [-1, -1, -1]]])),
+    "multinomial": (3, np.array([[[1, 2, 0], [0, 0, 3], [2, 1, 1], [0, 4, 0], [1, 1, 1]],
+                                 [[3, 0, 0], [0, 2, 2], [-1, -1, -1], [-1, -1, -1], [-1, -1, -1]]])),
+}
+FAMILY_LENGTHS = np.array([5, 2])
+
+
+@pytest.mark.parametrize("emission", sorted(FAMILY_DATA))
+def test_emission_operator_equals_numpyro_model_float64(emission):
+    d, y = FAMILY_DATA[emission]
+    op = DifferentiableHMM(HMMConfig(num_states=2, emission=emission, num_features=d), rngs=nnx.Rngs(1))
+    out, _, _ = op.apply({"observations": y, "lengths": FAMILY_LENGTHS}, {}, None)
+    params = op.to_model_params()
+    if emission == "gaussian_full":  # the model's latent sites for a covariance: scales and an LKJ factor
+        cov = params["emission_covariances"]
+        sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+        params = {**params, "emission_scales": sd,
+                  "emission_corr_cholesky": np.linalg.cholesky(cov / sd[:, :, None] / sd[:, None, :])}
+    tr = _handlers.trace(_handlers.substitute(_hmm_model, data=params)).get_trace(
+        y, FAMILY_LENGTHS, num_states=2, emission=emission)
+    site = tr["observations"]
+    np.testing.assert_allclose(site["fn"].log_prob(site["value"]), out["log_likelihood"], rtol=1e-12)
+    # the posteriors sum to one on valid steps and vanish on padding
+    post = np.asarray(out["state_posteriors"])
+    np.testing.assert_allclose(post[0].sum(-1), 1.0, atol=1e-12)
+    assert (post[1, 2:] == 0).all()
+    # a single sequence gives the batch's first row
+    single = op.forward_pass(y[0])
+    np.testing.assert_allclose(single, out["log_likelihood"][0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("emission", ["poisson", "gaussian"])
+def test_emission_operator_loads_baum_welch_and_gradient_improves(emission):
+    d, y = FAMILY_DATA[emission]
+    fit = _baum_welch(y, 2, emission=emission, lengths=FAMILY_LENGTHS, num_iters=5, tol=0.0)
+    op = DifferentiableHMM(HMMConfig(num_states=2, emission=emission, num_features=d))
+    assert op.load_model_params(fit.params) is op
+    for k, v in fit.emission_params.items():
+        np.testing.assert_allclose(op.emission_params()[k], v, rtol=1e-10)
+    np.testing.assert_allclose(op.forward_pass(y, FAMILY_LENGTHS).sum(), fit.log_likelihood, rtol=1e-10)
+    grads = nnx.grad(lambda m: m.forward_pass(y, FAMILY_LENGTHS).sum())(op)
+    leaf = grads["emission_" + em_first(emission)]
+    assert np.isfinite(np.asarray(leaf[...])).all()
+
+
+def em_first(emission):
+    from diffbio_prob.cores import hmm as c
+
+    return c.get_emission(emission).param_names[0]
+
+
+def test_emission_operator_frozen_flag_and_errors():
+    op = DifferentiableHMM(HMMConfig(num_states=2, emission="poisson", learnable_emissions=False))
+    assert isinstance(op.emission_rates, FrozenParam)
+    with pytest.raises(ValueError, match="num_features: expected a positive integer for the gaussian"):
+        HMMConfig(emission="gaussian")
+    with pytest.raises(ValueError, match="num_features: the poisson emission has no feature axis"):
+        HMMConfig(emission="poisson", num_features=2)
+    with pytest.raises(ValueError, match="emission: unknown 'gamma'"):
+        HMMConfig(emission="gamma")
+    with pytest.raises(ValueError, match="observations: negative value -3"):
+        op.apply({"observations": np.array([1, -3])}, {}, None)
+    with pytest.raises(ValueError, match=r"params\['emission_rates'\]: expected positive"):
+        op.load_model_params({"emission_rates": np.array([1.0, -1.0])})
+    with pytest.raises(ValueError, match="unknown keys"):
+        op.load_model_params({"emission_probs": np.eye(2)})
+    g = DifferentiableHMM(HMMConfig(num_states=2, emission="gaussian", num_features=2))
+    with pytest.raises(ValueError, match="observations: expected 2 features"):
+        g.apply({"observations": np.zeros((4, 3))}, {}, None)
+    with pytest.raises(ValueError, match="mask: expected shape"):
+        g.apply({"observations": np.zeros((2, 4, 2)), "mask": np.ones((2, 4, 2), bool)}, {}, None)
+    out, _, _ = g.apply({"observations": np.zeros((2, 4, 2)), "mask": np.arange(4)[None] < np.array([[4], [3]])}, {}, None)
+    assert out["log_likelihood"].shape == (2,)

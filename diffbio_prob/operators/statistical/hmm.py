@@ -11,6 +11,12 @@ What the seed left out and this operator adds: batches of ragged sequences (``le
 (``FrozenParam``: no gradient, no optimizer update), Viterbi decoding, sampling, and input validation
 before anything is traced.
 
+Any emission family of :mod:`diffbio_prob.cores.hmm.emissions` (``HMMConfig(emission="poisson")``,
+``"negative_binomial"``, ``"gaussian"``, ``"gaussian_full"``, ``"bernoulli"``, ``"multinomial"``): its
+parameters are ``nnx.Param`` arrays in the emission's unconstrained coordinates (``emission.constrain``),
+``emission_params()`` returns them in natural form, and the log-likelihood matrix is the emission's own
+``log_likelihoods``, the function :func:`diffbio_prob.models.hmm_model` scores with.
+
 Example:
     >>> import jax.numpy as jnp
     >>> from flax import nnx
@@ -23,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Mapping
 
@@ -53,6 +60,11 @@ class HMMConfig(OperatorConfig):
             The loaded/saved probabilities are those after tempering.
         learnable_transitions: the transition logits are an ``nnx.Param`` (else a ``FrozenParam``).
         learnable_emissions: the emission logits are an ``nnx.Param`` (else a ``FrozenParam``).
+        emission: the emission family (``"categorical"``, the seed's; or any name of
+            :data:`diffbio_prob.cores.hmm.EMISSIONS`, ``-`` and ``_`` alike). ``temperature`` tempers the
+            chain's logits and, for the categorical family only, the emission logits.
+        num_features: D for ``gaussian``/``gaussian_full``/``bernoulli``, M for ``multinomial``; ``None`` for
+            the univariate families (categorical uses ``num_emissions``).
     """
 
     num_states: int = 3
@@ -60,6 +72,8 @@ class HMMConfig(OperatorConfig):
     temperature: float = 1.0
     learnable_transitions: bool = True
     learnable_emissions: bool = True
+    emission: str = "categorical"
+    num_features: int | None = None
 
     def __post_init__(self):
         for name in ("num_states", "num_emissions"):
@@ -74,6 +88,19 @@ class HMMConfig(OperatorConfig):
         for name in ("learnable_transitions", "learnable_emissions"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name}: expected a bool, got {getattr(self, name)!r}")
+        em = core.get_emission(self.emission)  # ValueError naming 'emission' for an unknown family
+        d = self.num_features
+        if em.event_ndim and not isinstance(em, core.Categorical):
+            if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+                raise ValueError(f"num_features: expected a positive integer for the {em.name} emission, got {d!r}")
+        elif d is not None:
+            raise ValueError(f"num_features: the {em.name} emission has no feature axis; leave it None "
+                             f"(got {d!r})")
+
+    @property
+    def emission_family(self) -> core.Emission:
+        """The core emission object named by ``emission``."""
+        return core.get_emission(self.emission)
 
 
 def _is_tracer(x) -> bool:
@@ -99,8 +126,29 @@ def _batch_viterbi(log_pi, log_a, log_b, obs, lengths):
     return core.categorical_viterbi_batch(core.HMMParams(log_pi, log_a), log_b, obs, lengths)
 
 
+# Any other emission: the (B, T, S) matrix from the emission object, then the core's batched passes.
+@functools.partial(jax.jit, static_argnames=("emission",))
+def _emission_log_likelihood(emission, log_pi, log_a, params, obs, lengths):
+    return core.log_likelihood_batch(core.HMMParams(log_pi, log_a), emission.log_likelihoods(params, obs), lengths)
+
+
+@functools.partial(jax.jit, static_argnames=("emission",))
+def _emission_apply(emission, log_pi, log_a, params, obs, lengths):
+    """Log-likelihoods (B,) and posteriors (B, T, S): the posteriors are the gradient of the log-likelihood
+    with respect to the emission matrix (Eisner 2016), one forward and one backward sweep."""
+    ll = emission.log_likelihoods(params, obs)
+    log_lik, vjp = jax.vjp(lambda x: core.log_likelihood_batch(core.HMMParams(log_pi, log_a), x, lengths), ll)
+    (gamma,) = vjp(jnp.ones_like(log_lik))
+    return log_lik, gamma
+
+
+@functools.partial(jax.jit, static_argnames=("emission",))
+def _emission_viterbi(emission, log_pi, log_a, params, obs, lengths):
+    return core.viterbi_batch(core.HMMParams(log_pi, log_a), emission.log_likelihoods(params, obs), lengths)
+
+
 class DifferentiableHMM(OperatorModule):
-    """Discrete HMM with categorical emissions, trainable by gradient.
+    """Discrete HMM with categorical (or any core family's) emissions, trainable by gradient.
 
     Parameters (logits, shape in brackets): ``log_initial_params`` (S), ``log_transition_params`` (S, S),
     ``log_emission_params`` (S, M), initialised as N(0, 0.1^2) like the seed. The initial logits are
@@ -136,6 +184,20 @@ class DifferentiableHMM(OperatorModule):
         self.log_transition_params = trans_cls(z[: s * s].reshape(s, s))
         self.log_emission_params = emit_cls(z[s * s : s * s + s * m].reshape(s, m))
         self.log_initial_params = nnx.Param(z[s * s + s * m :])
+        em = config.emission_family
+        self._emission = em
+        if not isinstance(em, core.Categorical):
+            # Unconstrained emission parameters, one nnx variable per parameter name: small N(0, 0.1^2)
+            # values (unit-variance Gaussian means, so the states start apart); load Baum-Welch estimates
+            # with load_model_params for a data-driven start.
+            del self.log_emission_params
+            key = rngs.params()
+            for i, (name, shape) in enumerate(em.param_shapes(s, config.num_features).items()):
+                sd = 1.0 if name == "means" else 0.1
+                raw = jax.random.normal(jax.random.fold_in(key, i), shape) * sd
+                if shape[1:] and len(shape) == 3:  # a Cholesky factor: zero off the diagonal
+                    raw = jnp.zeros(shape)
+                setattr(self, "emission_" + name, emit_cls(raw))
 
     # ------------------------------------------------------------------------------------------
     # parameters (the seed's accessors)
@@ -156,6 +218,19 @@ class DifferentiableHMM(OperatorModule):
         """The core's parameter pytree (log initial, log transition)."""
         return core.HMMParams(self.get_log_initial_distribution(), self.get_log_transition_matrix())
 
+    @property
+    def is_categorical(self) -> bool:
+        return isinstance(self._emission, core.Categorical)
+
+    def emission_params(self) -> dict[str, jax.Array]:
+        """The emission's natural parameters keyed by its ``param_names``: ``probs`` (categorical,
+        Bernoulli, multinomial), ``rates`` (Poisson), ``means``/``concentrations`` (negative binomial),
+        ``means``/``scales`` or ``means``/``covariances`` (Gaussian)."""
+        if self.is_categorical:
+            return {"probs": jnp.exp(self.get_log_emission_matrix())}
+        raw = {n: getattr(self, "emission_" + n)[...] for n in self._emission.param_names}
+        return self._emission.constrain(raw)
+
     # ------------------------------------------------------------------------------------------
     # validation (before any tracing)
     # ------------------------------------------------------------------------------------------
@@ -166,18 +241,21 @@ class DifferentiableHMM(OperatorModule):
         if "observations" not in data:
             raise ValueError(f"data: missing key 'observations' (got keys {sorted(map(str, data))})")
         obs = self._check_observations(data["observations"])
-        batched = obs.ndim == 2
+        e = self._event_ndim
+        batched = obs.ndim == 2 + e
         obs2 = obs if batched else obs[None]
         if data.get("lengths") is not None and data.get("mask") is not None:
             raise ValueError("data: give either 'lengths' or 'mask', not both")
         lengths = None
         if data.get("lengths") is not None:
-            lengths = self._check_lengths(data["lengths"], obs2.shape, batched)
+            lengths = self._check_lengths(data["lengths"], obs2.shape[:2], batched)
         elif data.get("mask") is not None:
-            lengths = self._mask_to_lengths(data["mask"], obs.shape, batched)
+            lengths = self._mask_to_lengths(data["mask"], obs.shape[: obs.ndim - e], batched)
         return obs2, lengths, batched
 
     def _check_observations(self, obs: Any):
+        if not self.is_categorical:
+            return self._check_emission_observations(obs)
         m = self.config.num_emissions
         if _is_tracer(obs):
             if not jnp.issubdtype(obs.dtype, jnp.integer):
@@ -212,6 +290,20 @@ class DifferentiableHMM(OperatorModule):
                 f"found {int(arr[where])} at index {where if len(where) > 1 else where[0]}"
             )
         return jnp.asarray(arr, dtype=jnp.int32)
+
+    def _check_emission_observations(self, obs: Any):
+        em, e = self._emission, self._emission.event_ndim
+        if _is_tracer(obs):
+            if obs.ndim not in (e + 1, e + 2) or 0 in obs.shape:
+                raise ValueError(f"observations: expected a non-empty array with {e + 1} or {e + 2} axes for the "
+                                 f"{em.name} emission, got shape {obs.shape}")
+            return obs
+        arr = em.check_observations(obs, self.config.num_features)
+        return jnp.asarray(arr, dtype=jnp.int32 if em.integer else jnp.result_type(float))
+
+    @property
+    def _event_ndim(self) -> int:
+        return self._emission.event_ndim
 
     @staticmethod
     def _check_lengths(lengths: Any, shape: tuple[int, int], batched: bool):
@@ -266,6 +358,16 @@ class DifferentiableHMM(OperatorModule):
     def _logs(self):
         return self.get_log_initial_distribution(), self.get_log_transition_matrix(), self.get_log_emission_matrix()
 
+    def _run(self, kind: str, obs, lengths):
+        """``kind`` in loglik / apply / viterbi, on the categorical kernels or the emission's."""
+        lens = self._lengths(obs, lengths)
+        if self.is_categorical:
+            fn = {"loglik": _batch_log_likelihood, "apply": _batch_apply, "viterbi": _batch_viterbi}[kind]
+            return fn(*self._logs(), obs, lens)
+        fn = {"loglik": _emission_log_likelihood, "apply": _emission_apply, "viterbi": _emission_viterbi}[kind]
+        params = self.hmm_params()
+        return fn(self._emission, params.log_initial, params.log_transition, self.emission_params(), obs, lens)
+
     @staticmethod
     def _lengths(obs: jax.Array, lengths):
         return jnp.full(obs.shape[0], obs.shape[1], jnp.int32) if lengths is None else lengths
@@ -295,7 +397,7 @@ class DifferentiableHMM(OperatorModule):
                 empty sequence, NaN, bad ``lengths`` or ``mask``.
         """
         obs, lengths, batched = self._prepare(data)
-        log_lik, post = _batch_apply(*self._logs(), obs, self._lengths(obs, lengths))
+        log_lik, post = self._run("apply", obs, lengths)
         if not batched:
             log_lik, post = log_lik[0], post[0]
         out = dict(data)
@@ -306,9 +408,11 @@ class DifferentiableHMM(OperatorModule):
 
     def apply_batch(self, data, state=None, metadata=None, random_params=None, stats=None):
         """``apply`` on a batch: ``observations`` must be (B, T) (optional ``lengths`` (B,) or ``mask``)."""
-        if isinstance(data, Mapping) and "observations" in data and np.ndim(data["observations"]) != 2:
+        want = 2 + self._event_ndim
+        if isinstance(data, Mapping) and "observations" in data and np.ndim(data["observations"]) != want:
             raise ValueError(
-                f"observations: apply_batch expects shape (B, T), got shape {np.shape(data['observations'])}"
+                f"observations: apply_batch expects shape (B, T{', D' if want == 3 else ''}), got shape "
+                f"{np.shape(data['observations'])}"
             )
         return self.apply(data, {} if state is None else state, metadata, random_params, stats)
 
@@ -318,13 +422,13 @@ class DifferentiableHMM(OperatorModule):
     def forward_pass(self, observations, lengths=None) -> jax.Array:
         """log p(observations) (states marginalised): a scalar for (T,), (B,) for (B, T)."""
         obs, lens, batched = self._prepare({"observations": observations, "lengths": lengths})
-        out = _batch_log_likelihood(*self._logs(), obs, self._lengths(obs, lens))
+        out = self._run("loglik", obs, lens)
         return out if batched else out[0]
 
     def forward_backward_posteriors(self, observations, lengths=None) -> jax.Array:
         """p(z_t | y) by forward-backward: (T, S), or (B, T, S) with zero rows on padding."""
         obs, lens, batched = self._prepare({"observations": observations, "lengths": lengths})
-        out = _batch_apply(*self._logs(), obs, self._lengths(obs, lens))[1]
+        out = self._run("apply", obs, lens)[1]
         return out if batched else out[0]
 
     def viterbi(self, observations, lengths=None) -> tuple[jax.Array, jax.Array]:
@@ -334,16 +438,17 @@ class DifferentiableHMM(OperatorModule):
             ``(path, log_prob)``: (T,) and scalar, or (B, T) and (B,).
         """
         obs, lens, batched = self._prepare({"observations": observations, "lengths": lengths})
-        path, lp = _batch_viterbi(*self._logs(), obs, self._lengths(obs, lens))
+        path, lp = self._run("viterbi", obs, lens)
         return (path, lp) if batched else (path[0], lp[0])
 
-    def sample(self, key, num_steps: int, num_sequences: int | None = None) -> dict[str, jax.Array]:
+    def sample(self, key, num_steps: int, num_sequences: int | None = None, **emission_kwargs) -> dict[str, jax.Array]:
         """Draw hidden states and observations from the model.
 
         Args:
             key: a JAX PRNG key or an int seed.
             num_steps: sequence length T.
             num_sequences: B for a (B, T) batch; ``None`` for one (T,) sequence.
+            emission_kwargs: passed to the emission's ``sample`` (the multinomial's ``total_count``).
 
         Returns:
             ``{"states": ..., "observations": ...}`` with shape (T,) or (B, T).
@@ -356,6 +461,19 @@ class DifferentiableHMM(OperatorModule):
             raise ValueError(f"num_sequences: expected a positive integer or None, got {num_sequences!r}")
         if isinstance(key, (int, np.integer)):
             key = jax.random.key(int(key))
+        if not self.is_categorical:
+            params, em, ep = self.hmm_params(), self._emission, self.emission_params()
+
+            def one(k):
+                ks, ky = jax.random.split(k)
+                z = core.sample_states(ks, params, int(num_steps))
+                return z, em.sample(ky, ep, z, **emission_kwargs)
+
+            if num_sequences is None:
+                z, y = one(key)
+            else:
+                z, y = jax.vmap(one)(jax.random.split(key, int(num_sequences)))
+            return {"states": z, "observations": y}
         params, log_b = self.hmm_params(), self.get_log_emission_matrix()
         if num_sequences is None:
             z, y = core.sample_categorical(key, params, log_b, int(num_steps))
@@ -372,10 +490,18 @@ class DifferentiableHMM(OperatorModule):
 
         Returns:
             ``{"initial_probs": (S,), "transition_probs": (S, S), "emission_probs": (S, M)}``, usable as
-            ``fit_nuts(..., init_params=...)``.
+            ``fit_nuts(..., init_params=...)``; for another emission its sites ``emission_<param>``
+            (e.g. ``emission_rates``) instead of ``emission_probs``.
         """
-        vals = (self.get_log_initial_distribution(), self.get_log_transition_matrix(), self.get_log_emission_matrix())
-        return {k: np.exp(np.asarray(v)) for k, v in zip(_SITES, vals)}
+        out = {
+            "initial_probs": np.exp(np.asarray(self.get_log_initial_distribution())),
+            "transition_probs": np.exp(np.asarray(self.get_log_transition_matrix())),
+        }
+        if self.is_categorical:
+            out["emission_probs"] = np.exp(np.asarray(self.get_log_emission_matrix()))
+            return out
+        out.update({"emission_" + k: np.asarray(v) for k, v in self.emission_params().items()})
+        return out
 
     def load_model_params(self, params: Mapping[str, Any]) -> "DifferentiableHMM":
         """Set the logits from probabilities keyed by the model's site names (e.g. a posterior mean).
@@ -396,10 +522,28 @@ class DifferentiableHMM(OperatorModule):
             "transition_probs": "log_transition_params",
             "emission_probs": "log_emission_params",
         }
+        em = self._emission
+        if not self.is_categorical:
+            del shapes["emission_probs"], targets["emission_probs"]
+            shapes.update({site: None for site in em.site_names})
         unknown = set(params) - set(shapes)
         if unknown:
             raise ValueError(f"params: unknown keys {sorted(unknown)}; expected some of {sorted(shapes)}")
         new = {}
+        if not self.is_categorical:
+            given = {n: params[site] for n, site in zip(em.param_names, em.site_names) if site in params}
+            if given:
+                # The emission's own checks on the full set (given values over the current ones).
+                full = {k: np.asarray(v, dtype=float) for k, v in self.emission_params().items()}
+                full.update(given)
+                try:
+                    checked = em.check_params(full, s, self.config.num_features, name="params")
+                except ValueError as err:
+                    raise ValueError(str(err).replace("params['", "params['emission_")) from None
+                raw = em.unconstrain({k: jnp.asarray(v) for k, v in checked.items()})
+                for n in given:
+                    new["emission_" + n] = np.asarray(raw[n])
+            params = {k: v for k, v in params.items() if k not in em.site_names}
         for key, value in params.items():
             p = np.asarray(value, dtype=float)
             if p.shape != shapes[key]:
