@@ -13,8 +13,18 @@ Prints median wall times over ``--repeats`` runs, the ratio salmon/ours (> 1: we
 iterations to converge (plain EM vs SQUAREM, salmon's rule and a tight 1e-6 rule), and the largest
 difference from salmon's NumReads. Runs us and the peer in one process.
 
+``--many K[,K...]``: many samples at once. The real samples of ``../shared/quant2de_ref/salmon/*/`` (4
+samples on one 10,072-transcript index, salmon 1.10.1's weighted ``eq_classes.txt.gz``) are written as
+``--eqclasses`` inputs with each sample's own effective lengths (from its ``quant.sf``) and repeated up
+to K samples. Ours: all K in one compiled program (``quantify_many``: VBEM vmapped over samples, and
+mapped one sample at a time by ``lax.map``, the CPU default; warm medians, compile time apart), the same
+samples one by one (``quantify``, warm), and the whole
+``diffbio-prob quant --eq-classes K files --out-dir`` process (import, compile, read, write). salmon:
+``salmon quant --eqclasses`` once per sample, the sum of its processes and of its optimizer phases.
+
     .venv/bin/python bench/em.py                          # full size (a few minutes on 2 cores)
     .venv/bin/python bench/em.py --transcripts 20000 --classes 100000 --reads 4e6 --repeats 3
+    .venv/bin/python bench/em.py --many 4,16 --repeats 3  # many samples (64: a few minutes more)
 """
 
 from __future__ import annotations
@@ -138,7 +148,13 @@ def main(argv=None) -> int:
     ap.add_argument("--float32", action="store_true", help="ours in float32 (default float64, salmon's precision)")
     ap.add_argument("--workdir", default=str(ROOT / "bench" / "out" / "em"))
     ap.add_argument("--skip-salmon", action="store_true")
+    ap.add_argument("--many", default=None, metavar="K[,K...]",
+                    help="many-sample mode: the quant2de samples repeated to K samples (e.g. 4,16,64)")
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "quant2de_ref" / "salmon"),
+                    help="salmon folders of the many-sample mode")
     args = ap.parse_args(argv)
+    if args.many:
+        return many_main(args)
 
     import jax
 
@@ -235,6 +251,101 @@ def main(argv=None) -> int:
     if not use_salmon:
         print("\nsalmon not run (" + ("--skip-salmon" if args.skip_salmon else "not installed") + ")")
     return 0
+
+def many_main(args) -> int:
+    """Ours on K samples in one program against salmon --eqclasses once per sample (see the module docstring)."""
+    import jax
+
+    jax.config.update("jax_enable_x64", not args.float32)
+    from diffbio_prob.io.eqclasses import read_eq_classes
+    from diffbio_prob.io.salmon import read_quant_sf, write_salmon_eq_classes
+    from diffbio_prob.workflows.quant import quantify, quantify_many
+
+    sizes = [int(x) for x in args.many.split(",")]
+    src = sorted(d for d in Path(args.shared).iterdir() if (d / "aux_info" / "eq_classes.txt.gz").is_file())
+    if not src:
+        raise SystemExit(f"no salmon folders with aux_info/eq_classes.txt.gz in {args.shared}")
+    work = Path(args.workdir) / "many"
+    work.mkdir(parents=True, exist_ok=True)
+    base, fasta = [], work / "tx.fa"
+    for d in src:  # salmon's --eqclasses input: the weighted dump plus trailing "name efflen" lines
+        path = work / d.name / "aux_info" / "eq_classes.txt"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table, quant = read_eq_classes(d / "aux_info" / "eq_classes.txt.gz"), read_quant_sf(d / "quant.sf")
+            assert quant.names == table.names
+            write_salmon_eq_classes(path, table, effective_lengths=quant.effective_lengths)
+            if not fasta.exists():
+                write_fasta(fasta, table.names, quant.lengths, args.seed)
+        base.append(path)
+    use_salmon = not args.skip_salmon and shutil.which("salmon") is not None
+    if use_salmon:
+        version = subprocess.run(["salmon", "--version"], capture_output=True, text=True).stdout.strip()
+        print(f"peer: {version}, -p {args.threads}, one process per sample")
+    for K in sizes:
+        files = []
+        for k in range(K):  # copies named per sample, so the command's folder names differ
+            f = work / f"K{K}" / f"S{k:03d}.txt"
+            if not f.exists():
+                f.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(base[k % len(base)], f)
+            files.append(f)
+        t0 = time.perf_counter()
+        unique = [read_eq_classes(f) for f in base]
+        t_read = (time.perf_counter() - t0) * K / len(base)  # every file is read once in the command
+        tables = [unique[k % len(base)] for k in range(K)]
+        effs = np.stack([t.lengths for t in tables])
+        t0 = time.perf_counter()
+        many = quantify_many(tables, effs, batch_size=None)
+        first = time.perf_counter() - t0
+        quantify_many(tables, effs, batch_size=1)
+        for t, e in zip(unique, effs):
+            quantify(t, e)  # compiled once per distinct sample shape
+        ours, mapped, loop, proc, sal_wall, sal_opt = [], [], [], [], [], []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            many = quantify_many(tables, effs, batch_size=None)
+            ours.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            quantify_many(tables, effs, batch_size=1)
+            mapped.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            alone = [quantify(t, e) for t, e in zip(tables, effs)]
+            loop.append(time.perf_counter() - t0)
+            out = work / f"K{K}" / "ours"
+            if out.exists():
+                shutil.rmtree(out)
+            cmd = [sys.executable, "-m", "diffbio_prob", "quant", "--eq-classes", *map(str, files), "--out-dir", str(out),
+                   "--quiet"] + ([] if args.float32 else ["--x64"])
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, cwd=ROOT)
+            proc.append(time.perf_counter() - t0)
+            if use_salmon:
+                walls, opts = [], []
+                for k, f in enumerate(files):
+                    wall, opt, _ = run_salmon(f, fasta, work / f"K{K}" / "salmon" / f"S{k:03d}", False, args.threads)
+                    walls.append(wall)
+                    opts.append(opt)
+                sal_wall.append(sum(walls))
+                sal_opt.append(sum(opts))
+        med = statistics.median
+        iters = [r.n_iterations for r in many]
+        diff = max(float(np.abs(a.num_reads - b.num_reads).max()) for a, b in zip(many, alone))
+        print(f"K={K:3d}: ours one program: vmapped {med(ours):7.3f} s (first call +{first - med(ours):.1f} s "
+              f"compile), lax.map (batch_size=1) {med(mapped):7.3f} s; sample by sample {med(loop):7.3f} s; whole command {med(proc):7.2f} s (read {t_read:.2f} s); "
+              f"VBEM iterations {min(iters)}..{max(iters)} (lock step: {K * max(iters)} sample-iterations for "
+              f"{sum(iters)} needed); max |one program - alone| {diff:.2e} reads")
+        if use_salmon:
+            theirs = [read_quant_sf(work / f"K{K}" / "salmon" / f"S{k:03d}" / "quant.sf") for k in range(len(base))]
+            gap = max(float(np.abs(many[k].num_reads - theirs[k].num_reads).max()) for k in range(len(base)))
+            print(f"        salmon {K} processes {med(sal_wall):7.2f} s (optimizers {med(sal_opt):6.3f} s); ratio "
+                  f"salmon/ours (> 1: ours faster): optimizers vs one program {med(sal_opt) / med(ours):.2f}x, "
+                  f"processes vs whole command {med(sal_wall) / med(proc):.2f}x; max |ours - salmon| NumReads "
+                  f"{gap:.2e}")
+    if not use_salmon:
+        print("\nsalmon not run (" + ("--skip-salmon" if args.skip_salmon else "not installed") + ")")
+    return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

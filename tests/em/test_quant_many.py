@@ -55,7 +55,7 @@ def test_samples_differ_and_mix_both_kinds_of_weights(samples):
 @pytest.mark.parametrize("algorithm", ["em", "vbem"])
 def test_quantify_many_is_each_sample_alone(samples, algorithm):
     tables, effs = samples
-    many = quantify_many(tables, effs, algorithm=algorithm)
+    many = quantify_many(tables, effs, algorithm=algorithm, batch_size=None)  # all vmapped (lax.map: below)
     for table, eff, res in zip(tables, effs, many):
         alone = quantify(table, eff, algorithm=algorithm)
         np.testing.assert_allclose(res.num_reads, alone.num_reads, rtol=1e-10, atol=1e-10)
@@ -106,7 +106,7 @@ def test_bootstraps_many_are_each_sample_alone(samples):
         alone = bootstrap_counts(table, eff, n_draws=3, seed=11 + k)
         assert draws[k].shape == (3, 15)
         np.testing.assert_allclose(draws[k], alone, rtol=1e-10, atol=1e-10)
-    other = bootstrap_counts_many(tables[:2], effs[:2], n_draws=3, seeds=[12, 11], batch_size=1)
+    other = bootstrap_counts_many(tables[:2], effs[:2], n_draws=3, seeds=[12, 11], batch_size=None)
     np.testing.assert_allclose(other[0], bootstrap_counts(tables[0], effs[0], n_draws=3, seed=12), rtol=1e-10,
                                atol=1e-10)
     np.testing.assert_allclose(other[1], bootstrap_counts(tables[1], effs[1], n_draws=3, seed=11), rtol=1e-10,
