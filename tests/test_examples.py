@@ -28,7 +28,7 @@ def run(name: str, **kwargs):
 def test_every_example_is_tested_and_has_a_small_mode():
     scripts = sorted(p.name for p in EXAMPLES.glob("[0-9][0-9]_*.py"))
     tested = {"01_bayesian_hmm_loo.py", "02_de_posterior_lfc.py", "03_quant_posterior_intervals.py",
-              "04_gradient_then_nuts.py", "05_operator_in_nnx_model.py"}
+              "04_gradient_then_nuts.py", "05_operator_in_nnx_model.py", "06_hierarchical_poisson_hmm.py"}
     assert set(scripts) == tested
     for name in scripts:
         text = (EXAMPLES / name).read_text()
@@ -113,3 +113,17 @@ def test_05_network_learns_the_emission_curve_end_to_end():
     fresh = type(out["model"])(rngs=nnx.Rngs(0))
     np.testing.assert_array_equal(out["model"].hmm.log_emission_params[...], fresh.hmm.log_emission_params[...])
     assert not np.allclose(out["model"].hmm.log_transition_params[...], fresh.hmm.log_transition_params[...])
+
+
+def test_06_hierarchical_poisson_hmm_recovers_gain_depths_and_states():
+    out = run("06_hierarchical_poisson_hmm.py")
+    truth, fit = out["truth"], out["fit"]
+    gain = out["gain"]
+    assert np.quantile(gain, 0.02) < 2.0 < np.quantile(gain, 0.98)  # the simulated gain
+    depth = fit.posterior_mean()["depth"]
+    np.testing.assert_allclose(depth, truth["depth"], rtol=0.15)
+    assert fit.num_divergences == 0
+    assert out["viterbi_accuracy"] > 0.9
+    post = out["posterior_marginals"]
+    np.testing.assert_allclose(post.sum(-1), 1.0, atol=1e-5)
+    assert np.mean(np.argmax(post, -1) == truth["states"]) > 0.9
