@@ -315,8 +315,8 @@ def many_main(args) -> int:
             out = work / f"K{K}" / "ours"
             if out.exists():
                 shutil.rmtree(out)
-            cmd = [sys.executable, "-m", "diffbio_prob", "quant", "--eq-classes", *map(str, files), "--out-dir", str(out),
-                   "--quiet"] + ([] if args.float32 else ["--x64"])
+            cmd = [sys.executable, "-m", "diffbio_prob", "quant", "--eq-classes", *map(str, files),
+                   "--out-dir", str(out), "--quiet"] + ([] if args.float32 else ["--x64"])
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, cwd=ROOT)
             proc.append(time.perf_counter() - t0)
@@ -332,7 +332,8 @@ def many_main(args) -> int:
         iters = [r.n_iterations for r in many]
         diff = max(float(np.abs(a.num_reads - b.num_reads).max()) for a, b in zip(many, alone))
         print(f"K={K:3d}: ours one program: vmapped {med(ours):7.3f} s (first call +{first - med(ours):.1f} s "
-              f"compile), lax.map (batch_size=1) {med(mapped):7.3f} s; sample by sample {med(loop):7.3f} s; whole command {med(proc):7.2f} s (read {t_read:.2f} s); "
+              f"compile), lax.map (batch_size=1) {med(mapped):7.3f} s; sample by sample {med(loop):7.3f} s; "
+              f"whole command {med(proc):7.2f} s (read {t_read:.2f} s); "
               f"VBEM iterations {min(iters)}..{max(iters)} (lock step: {K * max(iters)} sample-iterations for "
               f"{sum(iters)} needed); max |one program - alone| {diff:.2e} reads")
         if use_salmon:

@@ -27,7 +27,6 @@ from diffbio_prob.workflows.quant import (
     run_quant,
     run_quant_many,
     sample_names,
-    to_eq_classes,
 )
 
 DUMPS = ("em", "em_hardfilter", "vbem")  # weighted, weighted, plain
@@ -212,7 +211,8 @@ from diffbio_prob.workflows.quant import quantify, quantify_many
 root = {root!r}
 dumps = ("em", "em_hardfilter", "vbem_eqweights")
 tables = [read_eq_classes(f"{{root}}/{{d}}/aux_info/eq_classes.txt.gz") for d in dumps]
-effs = np.stack([read_lengths(f"{{root}}/{{d}}/quant.sf", names=t.names).effective_lengths for d, t in zip(dumps, tables)])
+effs = np.stack([read_lengths(f"{{root}}/{{d}}/quant.sf", names=t.names).effective_lengths
+                 for d, t in zip(dumps, tables)])
 assert jax.device_count() == 2
 for t, e, r in zip(tables, effs, quantify_many(tables, effs)):
     np.testing.assert_allclose(r.num_reads, quantify(t, e).num_reads, rtol=1e-10, atol=1e-10)
