@@ -44,14 +44,14 @@ import numpy as np
 import numpyro.distributions as dist
 import optax
 from numpyro import handlers
-from numpyro.infer import NUTS, SVI, Predictive, Trace_ELBO, init_to_median, init_to_value
+from numpyro.infer import NUTS, SVI, Predictive, init_to_median, init_to_value
 from numpyro.infer import log_likelihood as numpyro_log_likelihood
 from numpyro.infer.autoguide import (AutoDelta, AutoGuide, AutoLowRankMultivariateNormal, AutoMultivariateNormal,
                                     AutoNormal)
 from numpyro.optim import optax_to_numpyro
 from numpyro.util import fori_collect
 
-from diffbio_prob.inference._numpyro_compat import log_density
+from diffbio_prob.inference._numpyro_compat import TraceELBOInOrder, log_density
 from diffbio_prob.inference.chains import chain_map, chain_map_names
 from diffbio_prob.inference.progress import Progress, step_counter
 from diffbio_prob.inference.results import FitResult
@@ -399,7 +399,7 @@ def fit_svi(
 
     def fit(inputs, rebuild, guide):
         args, kwargs = rebuild(inputs)
-        svi = SVI(model, guide, optim, Trace_ELBO())
+        svi = SVI(model, guide, optim, TraceELBOInOrder())  # the same program in every process
         state = svi.init(key_fit, *args, **kwargs)
 
         def step(carry, _):
