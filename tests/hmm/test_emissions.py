@@ -243,3 +243,35 @@ def test_float32_log_likelihoods_are_finite_and_close(name):
     np.testing.assert_allclose(np.asarray(ll), dens, rtol=2e-5, atol=2e-5)
     lik = core.log_likelihood(core.HMMParams(jnp.log(jnp.asarray(PI, jnp.float32)), jnp.log(jnp.asarray(A, jnp.float32))), ll)
     np.testing.assert_allclose(float(lik), total, rtol=1e-5)
+
+
+def test_two_slice_marginals_equal_enumeration():
+    params, y, logpdf = CASES["poisson"]
+    dens, total, _ = _brute_force("poisson")
+    xi_ref = np.zeros((T - 1, S, S))
+    for z in itertools.product(range(S), repeat=T):
+        lp = np.log(PI[z[0]]) + sum(np.log(A[z[t - 1], z[t]]) for t in range(1, T)) + sum(dens[t, z[t]] for t in range(T))
+        for t in range(T - 1):
+            xi_ref[t, z[t], z[t + 1]] += np.exp(lp - total)
+    hp = core.HMMParams(jnp.log(PI), jnp.log(A))
+    xi = core.two_slice_marginals(hp, jnp.asarray(dens))
+    np.testing.assert_allclose(np.asarray(xi), xi_ref, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(xi.sum(0)), np.asarray(core.smoother(hp, jnp.asarray(dens)).transition_counts),
+                               atol=1e-12)
+    # ragged: pairs past the length are zero
+    short = core.two_slice_marginals(hp, jnp.asarray(dens), 2)
+    assert float(jnp.abs(short[1:]).sum()) == 0.0
+    np.testing.assert_allclose(float(short[0].sum()), 1.0, rtol=1e-12)
+
+
+@pytest.mark.float32
+@pytest.mark.parametrize("name", ["negative_binomial", "gaussian_full", "bernoulli"])
+def test_float32_baum_welch_stays_finite(name):
+    em = core.get_emission(name)
+    params, _, _ = CASES[name]
+    hp = core.HMMParams(jnp.log(jnp.asarray(PI, jnp.float32)), jnp.log(jnp.asarray(A, jnp.float32)))
+    z = core.sample_states(jax.random.key(0), hp, 80)
+    y = np.asarray(em.sample(jax.random.key(1), {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}, z))
+    fit = baum_welch(y, S, emission=name, num_iters=4, tol=0.0, seed=0)
+    assert np.isfinite(fit.log_likelihood_history).all()
+    assert np.all(np.diff(fit.log_likelihood_history) > -1e-3 * np.abs(fit.log_likelihood_history[:-1]))
