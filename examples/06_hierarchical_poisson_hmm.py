@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -80,7 +79,7 @@ def main(small: bool = False, seed: int = 0) -> dict:
     print("depth per sequence (posterior mean vs truth):",
           np.round(post["depth"], 1).tolist(), np.round(data["depth"], 1).tolist())
     return {"fit": fit, "truth": data, "gain": gain, "viterbi_accuracy": accuracy,
-            "posterior_marginals": np.asarray(hmm.posterior_marginals(counts)), "key": jax.random.key(seed)}
+            "posterior_marginals": np.asarray(hmm.posterior_marginals(counts))}
 
 
 if __name__ == "__main__":
