@@ -340,3 +340,18 @@ def test_emission_operator_frozen_flag_and_errors():
         g.apply({"observations": np.zeros((2, 4, 2)), "mask": np.ones((2, 4, 2), bool)}, {}, None)
     out, _, _ = g.apply({"observations": np.zeros((2, 4, 2)), "mask": np.arange(4)[None] < np.array([[4], [3]])}, {}, None)
     assert out["log_likelihood"].shape == (2,)
+
+
+@pytest.mark.float32
+@pytest.mark.parametrize("emission", ["poisson", "gaussian", "bernoulli"])
+def test_emission_operator_float32(emission):
+    d, y = FAMILY_DATA[emission]
+    op = DifferentiableHMM(HMMConfig(num_states=2, emission=emission, num_features=d), rngs=nnx.Rngs(1))
+    out, _, _ = op.apply({"observations": y, "lengths": FAMILY_LENGTHS}, {}, None)
+    assert out["log_likelihood"].dtype == jnp.float32 and np.isfinite(np.asarray(out["log_likelihood"])).all()
+    # the same numbers as float64 numpy enumeration of the (tiny) second sequence: T = 2
+    ll = np.asarray(op._emission.log_likelihoods({k: np.asarray(v, np.float64) for k, v in op.emission_params().items()},
+                                                 y[1, :2]), dtype=np.float64)
+    pi, a = (np.exp(np.asarray(f(), np.float64)) for f in (op.get_log_initial_distribution, op.get_log_transition_matrix))
+    ref = np.log(sum(pi[i] * np.exp(ll[0, i]) * a[i, j] * np.exp(ll[1, j]) for i in range(2) for j in range(2)))
+    np.testing.assert_allclose(float(out["log_likelihood"][1]), ref, rtol=1e-5)
