@@ -8,6 +8,8 @@ sensitivity = TP / every true feature, tested or not; transcript truth = ``Chang
 the fit: nothing of it reaches the model.
 
 Run:  .venv/bin/python bench/quant_de_accuracy.py [--levels transcript,gene] [--method svi] [--steps 4000]
+      [--ref DIR]   another simulation laid out like quant2de_ref (salmon/<s>/, truth/), e.g. one written by
+                    bench/make_quant2de_sim.py; the peers' rows are then left out (they were run on quant2de_ref)
 """
 
 from __future__ import annotations
@@ -52,6 +54,12 @@ def peer_rows():
     return PEERS, "built-in copy of accuracy.tsv"
 
 
+def read_truth(ref, name, **kw):
+    """``truth/<name>.csv`` or ``.csv.gz`` (the fixture stores them compressed, make_samples.py does not)."""
+    p = ref / "truth" / f"{name}.csv"
+    return pd.read_csv(p if p.exists() else p.with_name(p.name + ".gz"), **kw)
+
+
 def score(table, truth, true_lfc, alpha=ALPHA):
     padj = table["padj"].reindex(truth.index).to_numpy(float)
     tested = ~np.isnan(padj)
@@ -80,20 +88,25 @@ def main(argv=None):
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--guide", default="normal", choices=["normal", "lowrank"])
+    ap.add_argument("--ref", type=Path, default=REF)
     args = ap.parse_args(argv)
+    ref = args.ref.resolve()
+    own_fixture = ref == REF.resolve()
 
     from diffbio_prob.workflows.bayes_de_from_quant import bayes_de_from_quant
 
-    paths = {s: REF / "salmon" / s for s in SAMPLES}
-    meta = pd.read_csv(REF / "truth" / "samples.csv", index_col="sample")
-    tt = pd.read_csv(REF / "truth" / "truth_transcripts.csv.gz", index_col="Name")
-    tg = pd.read_csv(REF / "truth" / "truth_genes.csv.gz", index_col="gene")
-    peers, src = peer_rows()
+    paths = {s: ref / "salmon" / s for s in SAMPLES}
+    meta = pd.read_csv(ref / "truth" / "samples.csv", index_col="sample")
+    tt = read_truth(ref, "truth_transcripts", index_col="Name")
+    tg = read_truth(ref, "truth_genes", index_col="gene")
+    t2g = ref / "truth" / "tx2gene.csv"
+    t2g = t2g if t2g.exists() else t2g.with_name("tx2gene.csv.gz")
+    peers, src = peer_rows() if own_fixture else ({}, f"none (peers were run on quant2de_ref, not {ref})")
     rows = []
     for level in args.levels.split(","):
         t0 = time.perf_counter()
         table, _fit = bayes_de_from_quant(paths, meta, condition="condition", level=level,
-                                         tx2gene=REF / "truth" / "tx2gene.csv.gz", method=args.method,
+                                         tx2gene=t2g, method=args.method,
                                          num_steps=args.steps, num_samples=args.samples, seed=args.seed,
                                          guide=args.guide)
         wall = time.perf_counter() - t0
@@ -111,15 +124,16 @@ def main(argv=None):
             s["fp_dtu_genes"] = int((called & ~tg["DE"].to_numpy(bool) & tg["DTU"].to_numpy(bool)).sum())
         s["at_q0.05"] = "{n_called} called, {n_tp} TP, FDR {fdr:.3f}".format(**score(table, truth, tl, 0.05))
         peer = ("swish_bootstraps", "transcript") if level == "transcript" else ("deseq2_tximport", "gene")
-        n_peer = int(peers.get(peer, PEERS[peer])["n_called"])
-        top = table["padj"].reindex(truth.index).sort_values(kind="stable").index[:n_peer]
-        s[f"top_{n_peer}_like_{peer[0]}"] = f"{int(truth.loc[top].sum())} TP"
+        if own_fixture:
+            n_peer = int(peers.get(peer, PEERS[peer])["n_called"])
+            top = table["padj"].reindex(truth.index).sort_values(kind="stable").index[:n_peer]
+            s[f"top_{n_peer}_like_{peer[0]}"] = f"{int(truth.loc[top].sum())} TP"
         rows.append((f"bayes_de_from_quant ({args.method}, {args.guide})", level, s, wall))
         a = table.attrs
         print(f"[{level}] {wall:.1f} s  tested {a['n_tested']}/{a['n_features']}  sig_mu {a['sig_mu']:.3f} "
               f"sig_slope {a['sig_slope']:.3f} sig_tau {a['sig_tau']:.3f} v_scale {a['v_scale']:.3f}  mix weights "
               + " ".join(f"{sc:.3g}:{w:.3f}" for sc, w in zip(a["mix_scales_log2"], a["mix_weights"])), flush=True)
-    print(f"\nCalls at padj < {ALPHA}; peers from {src}\n")
+    print(f"\nCalls at padj < {ALPHA} on {ref}; peers from {src}\n")
     print("| method | level | called | TP | FP | FDR | sensitivity | model's expected FDR | notes |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, level, s, wall in rows:
