@@ -77,7 +77,13 @@ def test_every_output_exists_and_is_written_completely(demo):
     expected = ["report.html", *POSTERIORS, "quant/quant.sf", "de/deseq2_results.csv", "de/posterior_lfc.csv",
                 "hmm/decoding.csv", "hmm/fit_comparison.csv", "de/fit_comparison.csv", "quant/fit_comparison.csv",
                 "quant/posterior_counts.csv", "hmm/posterior_track.png", "de/ma_plot.png", "de/volcano_plot.png",
-                "quant/counts_vs_truth.png", "hmm/trace.png", "hmm/posterior.png"]
+                "quant/counts_vs_truth.png", "hmm/trace.png", "hmm/posterior.png",
+                "quant_de/calls_vs_truth.csv", "quant_de/lfc_transcripts.csv", "quant_de/lfc_genes.csv",
+                "quant_de/bayes_transcripts.csv", "quant_de/bayes_genes.csv", "quant_de/deseq2_tximport_genes.csv",
+                "quant_de/lfc_vs_truth_transcripts.png", "quant_de/lfc_vs_truth_genes.png",
+                *(f"quant_de/salmon/{s}/{f}" for s in ("A1", "B3") for f in
+                  ("quant.sf", "cmd_info.json", "aux_info/meta_info.json", "aux_info/bootstrap/bootstraps.gz",
+                   "aux_info/eq_classes.txt.gz"))]
     for rel in expected:
         assert (demo / rel).is_file() and (demo / rel).stat().st_size > 0, rel
     # atomic writes leave no temporary files behind
@@ -134,7 +140,8 @@ def test_report_is_self_contained_and_embeds_every_figure(demo):
     assert sorted(embedded) == files  # every PNG on disk is on the page, byte for byte, and nothing else
     headings = " ".join(parser.headings)
     for title in ("dishonest casino", "Differential expression", "quantification", "Fit paths compared",
-                  "Posterior (NUTS)", "Decoding", "Files"):
+                  "Posterior (NUTS)", "Decoding", "Quantification → differential expression",
+                  "Calls against the truth", "Fold-change posteriors", "Files"):
         assert title in headings, title
     assert text.count("divergences:") >= 3  # one badge per NUTS summary
     for model in ("hmm", "de", "quant"):

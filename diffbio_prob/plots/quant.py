@@ -1,4 +1,5 @@
-"""Quantification figure: estimated against true read counts per transcript, with posterior intervals."""
+"""Quantification figures against a simulation's truth: estimated against true read counts per transcript,
+and posterior log fold changes (quantification -> DE) against the true ones, with their intervals."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from diffbio_prob.plots._common import OKABE_ITO, as_float_vector, new_axes
+from diffbio_prob.plots._common import BACKGROUND, OKABE_ITO, SIGNIFICANT, as_float_vector, new_axes
 
-__all__ = ["counts_vs_truth_plot", "mard"]
+__all__ = ["counts_vs_truth_plot", "lfc_vs_truth_plot", "mard"]
 
 
 def mard(estimated, truth) -> float:
@@ -168,4 +169,100 @@ def counts_vs_truth_plot(
         title_fontsize=8,
         alignment="left",
     )
+    return fig
+
+
+def lfc_vs_truth_plot(
+    estimate,
+    truth,
+    lower,
+    upper,
+    *,
+    changed=None,
+    called=None,
+    reference=None,
+    reference_label: str = "reference",
+    ax=None,
+    interval_label: str = "94% HDI",
+    title: str | None = None,
+) -> Figure:
+    """Estimated against true log2 fold changes per feature, with each estimate's interval.
+
+    Truly changed features (``changed``, default ``truth != 0``) and unchanged ones get their own colour;
+    ``called`` features are ringed; ``reference`` (e.g. DESeq2's maximum-likelihood estimates) is drawn
+    in grey behind. Unchanged features are spread a little along x (their truth is exactly 0) so that
+    their intervals stay readable. The title (default) says how many intervals cover the truth. Rows
+    with a NaN estimate or interval (features not tested) are left out and counted in the legend.
+
+    Args:
+        estimate, truth, lower, upper: ``(N,)`` posterior means, true values, interval ends (log2 scale).
+        changed: ``(N,)`` bool, the simulation's truly changed features (default ``truth != 0``).
+        called: ``(N,)`` bool, features the method calls.
+        reference: ``(N,)`` another method's estimates; reference_label: its legend entry.
+        ax: matplotlib Axes (default: a new figure). interval_label: what the intervals are.
+        title: axes title (default: the coverage).
+
+    Returns:
+        matplotlib Figure.
+
+    Example:
+        >>> fig = lfc_vs_truth_plot([1.1, 0.1, -2.0], [1.0, 0.0, -2.5], [0.6, -0.3, -2.6], [1.5, 0.4, -1.4])
+    """
+    est = as_float_vector(estimate, "estimate")
+    n = est.shape[0]
+    if n == 0:
+        raise ValueError("estimate: expected at least one feature, got an empty array")
+    true = as_float_vector(truth, "truth", length=n)
+    lo = as_float_vector(lower, "lower", length=n)
+    hi = as_float_vector(upper, "upper", length=n)
+    if not np.all(np.isfinite(true)):
+        raise ValueError("truth: expected finite true log fold changes")
+    ch = true != 0 if changed is None else as_float_vector(changed, "changed", length=n).astype(bool)
+    cl = None if called is None else as_float_vector(called, "called", length=n).astype(bool)
+    ref = None if reference is None else as_float_vector(reference, "reference", length=n)
+    keep = np.isfinite(est) & np.isfinite(lo) & np.isfinite(hi)
+    if not keep.any():
+        raise ValueError("estimate, lower, upper: no feature has an estimate and an interval (all NaN)")
+    if (lo[keep] > hi[keep]).any():
+        bad = int(np.flatnonzero(keep & (lo > hi))[0])
+        raise ValueError(f"lower, upper: lower > upper at row {bad} ({lo[bad]:g} > {hi[bad]:g})")
+
+    fig, ax = new_axes(ax, (6.4, 5.2))
+    jitter = np.where(true == 0, np.random.default_rng(0).uniform(-0.08, 0.08, n), 0.0)
+    x = true + jitter
+    if ref is not None:
+        r = keep & np.isfinite(ref)
+        ax.scatter(x[r], ref[r], s=7, color=BACKGROUND, linewidths=0, zorder=1, label=reference_label,
+                   gid="reference")
+    for mask, color, label in ((keep & ~ch, OKABE_ITO[4], "unchanged"), (keep & ch, SIGNIFICANT, "truly changed")):
+        if not mask.any():
+            continue
+        # the mean of a skewed posterior can sit just outside its HDI: bar lengths clipped at 0
+        yerr = [np.maximum(est[mask] - lo[mask], 0.0), np.maximum(hi[mask] - est[mask], 0.0)]
+        ax.errorbar(x[mask], est[mask], yerr=yerr, fmt="o", ms=3, color=color, ecolor=color, elinewidth=0.7,
+                    alpha=0.7, zorder=2, label=f"{label} (n={int(mask.sum())}): mean, {interval_label}",
+                    gid="estimates")
+    if cl is not None and (keep & cl).any():
+        m = keep & cl
+        ax.scatter(x[m], est[m], s=42, facecolors="none", edgecolors="#222222", linewidths=0.7, zorder=3,
+                   label=f"called (n={int(m.sum())})", gid="called")
+    span = np.concatenate([true[keep], lo[keep], hi[keep]] + ([ref[keep & np.isfinite(ref)]] if ref is not None else []))
+    lim = min(float(np.max(np.abs(span))) * 1.08 + 0.1, 10.0)
+    ax.plot([-lim, lim], [-lim, lim], color="#333333", lw=0.8, ls="--", zorder=0)
+    ax.axhline(0.0, color="#bbbbbb", lw=0.6, zorder=0)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_xlabel("true log2 fold change")
+    ax.set_ylabel("estimated log2 fold change")
+    covered = keep & (lo <= true) & (true <= hi)
+    if title is None:
+        parts = [f"{interval_label}s cover the truth: {int(covered[keep & ch].sum())} of {int((keep & ch).sum())} "
+                 "changed"]
+        if (keep & ~ch).any():
+            parts.append(f"{int(covered[keep & ~ch].sum())} of {int((keep & ~ch).sum())} unchanged")
+        title = ", ".join(parts)
+    ax.set_title(title, fontsize=10)
+    dropped = int((~keep).sum())
+    ax.legend(loc="upper left", fontsize=8, frameon=False,
+              title=f"{dropped} not tested, not drawn" if dropped else None, title_fontsize=8, alignment="left")
     return fig

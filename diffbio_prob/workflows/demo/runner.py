@@ -23,7 +23,7 @@ from diffbio_prob.workflows.demo.report import build_report, print_listing
 __all__ = ["run_demo"]
 
 #: The parts in report order, with their number of progress steps.
-PART_STEPS = (("hmm", 5), ("de", 5), ("quant", 5))
+PART_STEPS = (("hmm", 5), ("de", 5), ("quant", 5), ("quant_de", 5))
 #: Worker parts that yield the CPU to the others (Unix nice increment): quantification needs about half
 #: the CPU of the HMM or DE, so while the three share two cores it would otherwise finish early and
 #: leave the longest part to run alone at the end.
@@ -48,9 +48,10 @@ START_METHODS = ("fork", "spawn")
 
 
 def run_part(name: str, sizes: DemoSizes, seed: int, out: Outputs, progress: Progress) -> Part:
-    from diffbio_prob.workflows.demo import de, hmm, quant
+    from diffbio_prob.workflows.demo import de, hmm, quant, quant_de
 
-    runner = {"hmm": hmm.run_hmm_part, "de": de.run_de_part, "quant": quant.run_quant_part}[name]
+    runner = {"hmm": hmm.run_hmm_part, "de": de.run_de_part, "quant": quant.run_quant_part,
+              "quant_de": quant_de.run_quant_de_part}[name]
     with quiet_libraries():
         return runner(sizes, seed, out, progress)
 
@@ -97,10 +98,10 @@ def run_parts(sizes: DemoSizes, seed: int, outputs: Outputs, progress: Progress,
     if start_method == "fork":
         for module in PRELOAD:
             importlib.import_module(module)
-        workers, here = ("hmm", "quant"), ("de",)
+        workers, here = ("hmm", "quant"), ("de", "quant_de")
         layout = "3 processes (HMM and quantification in forked workers)"
     else:
-        workers, here = ("hmm",), ("de", "quant")
+        workers, here = ("hmm",), ("de", "quant", "quant_de")
         layout = "2 processes (HMM in a spawned worker)"
     ctx = multiprocessing.get_context(start_method)
     parts = {}
