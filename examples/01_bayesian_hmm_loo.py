@@ -23,7 +23,7 @@ import numpy as np
 from diffbio_prob.inference import fit_nuts
 from diffbio_prob.inference.baum_welch import baum_welch
 from diffbio_prob.models import hmm_model
-from diffbio_prob.models.hmm import relabel_states
+from diffbio_prob.models.hmm import interior_params, relabel_states
 from diffbio_prob.workflows.demo import simulate_casino
 
 
@@ -39,7 +39,9 @@ def fit(rolls: np.ndarray, num_states: int, *, warmup: int, draws: int, chains: 
     sticky = np.full((num_states, num_states), 0.1 / (num_states - 1)) + np.eye(num_states) * (0.9 - 0.1 / (num_states - 1))
     emission = np.random.default_rng(seed).dirichlet(np.full(6, 5.0), size=num_states)
     init = {"initial_probs": np.full(num_states, 1 / num_states), "transition_probs": sticky, "emission_probs": emission}
-    start = baum_welch(rolls, num_states, 6, init=init, num_iters=200).params
+    # Baum-Welch drives unused probabilities to exactly 0, a point at infinity in NUTS's unconstrained
+    # coordinates (a non-finite log density at the start): nudge it into the simplex's interior.
+    start = interior_params(baum_welch(rolls, num_states, 6, init=init, num_iters=200).params)
     result = fit_nuts(
         hmm_model, jnp.asarray(rolls), num_states=num_states, num_emissions=6, init_params=start,
         num_warmup=warmup, num_samples=draws, num_chains=chains, rng_key=seed, progress=False,

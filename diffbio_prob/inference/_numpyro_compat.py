@@ -7,7 +7,16 @@ moves it is fixed in one line.
 
 ``TraceELBOInOrder`` works around NumPyro 0.22's ``Trace_ELBO``, whose program text depends on
 ``PYTHONHASHSEED`` (below); it is built from ``log_density`` and the public handlers.
+
+:func:`bind_submodules` works around an import-order trap: ArviZ 1.x loads NumPyro lazily (``lazy_loader``);
+when ``arviz`` is imported before ``numpyro``, ``numpyro.distributions.distribution`` ends up unbound as an
+attribute of ``numpyro.distributions``. ``numpyro.factor`` looks ``Unit`` up through it, so every factor site
+(``em_model``; the Jacobian factors NUTS adds for ``init_to_value``) fails with "module
+'numpyro.distributions' has no attribute 'distribution'" (found running ``examples/01_bayesian_hmm_loo.py``,
+which imports arviz first).
 """
+
+import sys
 
 import jax
 from numpyro.handlers import replay, seed
@@ -15,7 +24,19 @@ from numpyro.infer import Trace_ELBO
 from numpyro.infer.util import log_density
 from numpyro.util import check_model_guide_match
 
-__all__ = ["TraceELBOInOrder", "log_density"]
+__all__ = ["TraceELBOInOrder", "bind_submodules", "log_density"]
+
+
+def bind_submodules() -> None:
+    """Bind every imported ``numpyro.*`` submodule as an attribute of its parent where the import left it
+    unbound (see the module docstring); a no-op when NumPyro was imported before ArviZ."""
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("numpyro.") or module is None:
+            continue
+        parent_name, _, child = name.rpartition(".")
+        parent = sys.modules.get(parent_name)
+        if parent is not None and not hasattr(parent, child):
+            setattr(parent, child, module)
 
 
 class TraceELBOInOrder(Trace_ELBO):

@@ -23,8 +23,8 @@ is then True).
 Both record what ``az.from_numpyro`` records, so ``FitResult.to_arviz()`` has its layout: the pointwise
 log-likelihood of every observed site (``numpyro.infer.log_likelihood``, ``numpyro.factor`` sites included:
 LOO), the observed values, the model's array arguments (``constant_data``), posterior predictive draws of the
-observed sites (``Predictive`` on the model with its observations released by ``handlers.uncondition``; a
-factor has nothing to draw), optional prior and prior predictive draws, the sampler statistics under
+observed sites (``Predictive`` on the model with its observations released by ``handlers.uncondition``, in
+the observations' shape; a factor has nothing to draw), optional prior and prior predictive draws, the sampler statistics under
 ArviZ's names, and named dimensions (:func:`model_dims`). SVI also records the log densities of the target
 and of the guide at each draw (``log_p``, ``log_q``) for ``az.loo_approximate_posterior``.
 """
@@ -51,7 +51,7 @@ from numpyro.infer.autoguide import (AutoDelta, AutoGuide, AutoLowRankMultivaria
 from numpyro.optim import optax_to_numpyro
 from numpyro.util import fori_collect
 
-from diffbio_prob.inference._numpyro_compat import TraceELBOInOrder, log_density
+from diffbio_prob.inference._numpyro_compat import TraceELBOInOrder, bind_submodules, log_density
 from diffbio_prob.inference.chains import chain_map, chain_map_names
 from diffbio_prob.inference.progress import Progress, step_counter
 from diffbio_prob.inference.results import FitResult
@@ -231,6 +231,24 @@ def _record_dims(model: Callable, info: dict, dims, coords) -> tuple[dict, dict]
     return table, dict(coords)
 
 
+class _release(handlers.uncondition):
+    """``handlers.uncondition`` that draws each observed site in its observation's full shape.
+
+    A distribution may broadcast against its observations in ``log_prob`` (``hmm_model`` scores a
+    ``(B, T)`` batch with one ``DiscreteHMM`` of batch shape ``()``); drawn as is it would give one
+    sequence. The distribution is expanded to the observation's batch shape first.
+    """
+
+    def process_message(self, msg) -> None:
+        if msg["type"] == "sample" and msg["is_observed"] and not isinstance(msg["fn"], dist.Unit):
+            fn = msg["fn"]
+            shape = jnp.shape(msg["value"])
+            batch = shape[: len(shape) - len(fn.event_shape)]
+            if tuple(batch) != tuple(fn.batch_shape):
+                msg["fn"] = fn.expand(jnp.broadcast_shapes(tuple(batch), tuple(fn.batch_shape)))
+        super().process_message(msg)
+
+
 def _observed_and_predictive(model: Callable, info: dict, latent_draws: dict, key, args, kwargs,
                              predictive: bool) -> tuple[dict, dict]:
     """Inside a fit's program: the observed values (one trace at the first draw) and, if asked, posterior
@@ -242,7 +260,7 @@ def _observed_and_predictive(model: Callable, info: dict, latent_draws: dict, ke
     observed = {k: trace[k]["value"] for k in info["data"]}
     if not predictive:
         return observed, {}
-    pp = Predictive(handlers.uncondition(model), posterior_samples=latent_draws, return_sites=list(info["data"]))
+    pp = Predictive(_release(model), posterior_samples=latent_draws, return_sites=list(info["data"]))
     return observed, pp(key, *args, **kwargs)
 
 
@@ -254,7 +272,7 @@ def _prior_draws(model: Callable, info: dict, num_draws: int, key, model_args, m
     def run(inputs, rebuild):
         def program(inputs):
             args, kwargs = rebuild(inputs)
-            return Predictive(handlers.uncondition(model), num_samples=num_draws, return_sites=names)(key, *args, **kwargs)
+            return Predictive(_release(model), num_samples=num_draws, return_sites=names)(key, *args, **kwargs)
 
         return jax.jit(program)(inputs)
 
@@ -388,6 +406,7 @@ def fit_svi(
         raise ValueError(f"num_samples: expected a positive integer, got {num_samples!r}")
     prior_draws = _check_record_args(posterior_predictive, prior_draws)
     dims, coords = _check_dims(dims), _check_coords(coords)
+    bind_submodules()
     key = as_prng_key(rng_key)
     key_fit, key_draw, key_det = jax.random.split(key, 3)
     key_pp, key_prior = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
@@ -580,6 +599,7 @@ def fit_nuts(
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     prior_draws = _check_record_args(posterior_predictive, prior_draws)
     dims, coords = _check_dims(dims), _check_coords(coords)
+    bind_submodules()
     num_warmup, num_samples, num_chains = int(num_warmup), int(num_samples), int(num_chains)
     key = as_prng_key(rng_key)
     keys = jax.random.split(key, num_chains) if num_chains > 1 else key[None]

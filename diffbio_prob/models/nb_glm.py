@@ -44,13 +44,14 @@ __all__ = ["DIMS", "NBCounts", "nb_glm_model"]
 
 LN2 = math.log(2.0)
 
-#: Dimension names of :func:`nb_glm_model`'s sites and arguments (``FitResult.to_arviz``).
+#: Dimension names of :func:`nb_glm_model`'s sites and arguments (``FitResult.to_arviz``). Not "sample":
+#: ArviZ reserves it for stacked draws.
 DIMS = {
     "beta": ["coefficient", "gene"],
     "alpha": ["gene"],
-    "counts": ["sample", "gene"],
-    "design": ["sample", "coefficient"],
-    "size_factors": ["sample"],
+    "counts": ["sample_name", "gene"],
+    "design": ["sample_name", "coefficient"],
+    "size_factors": ["sample_name"],
     "dispersion_trend": ["gene"],
     "prior_scale": ["coefficient"],
 }

@@ -1,4 +1,5 @@
-"""MCMC/SVI diagnostics figures drawn with ArviZ 1.x (arviz-plots), returned as matplotlib Figures.
+"""MCMC/SVI diagnostics figures drawn with ArviZ 1.x (arviz-plots), returned as matplotlib Figures: traces,
+marginal posteriors and posterior (or prior) predictive checks.
 
 ArviZ 1.x plot functions return a ``PlotCollection``; its figure is ``pc.viz["figure"].item()``. Both
 functions here accept an ``xarray.DataTree`` (``az.from_numpyro``/``az.from_dict``), any object with a
@@ -15,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["trace_plot", "posterior_plot"]
+__all__ = ["trace_plot", "posterior_plot", "ppc_plot"]
 
 _SAMPLE_DIMS = ("chain", "draw")
 _STYLE = "arviz-variat"
@@ -305,3 +306,63 @@ def _forest_references(pc, refs) -> None:
             artist.axes.scatter(
                 [value], offsets[:, 1][:1], marker="x", color="#D55E00", s=40, zorder=5, linewidths=1.5
             )
+
+
+def ppc_plot(data, var_name: str | None = None, *, group: str = "posterior_predictive", kind: str | None = None,
+             num_samples: int = 50, title: str | None = None):
+    """Posterior (or prior) predictive check: the observed values' distribution over that of ``num_samples``
+    predictive draws, pooled over every observation of ``var_name`` (Gelman et al., BDA3 ch. 6).
+
+    Wraps ``arviz.plot_ppc_dist`` (ArviZ 1.x).
+
+    Args:
+        data: an ``xarray.DataTree`` with ``observed_data`` and ``posterior_predictive`` (or
+            ``prior_predictive``) groups, or an object with ``to_arviz()`` (a ``FitResult`` of ``fit_nuts``
+            / ``fit_svi``, which records both).
+        var_name: the observed variable (default: the only one).
+        group: ``"posterior_predictive"`` or ``"prior_predictive"``.
+        kind: ``"kde"``, ``"hist"``, ``"ecdf"`` (default: ArviZ's choice; ``"hist"`` for integer counts).
+        num_samples: predictive draws drawn as lines.
+        title: optional figure title.
+
+    Returns:
+        matplotlib Figure.
+
+    Example:
+        >>> fig = ppc_plot(fit_nuts(nb_glm_model, counts, design, sf), "counts")   # doctest: +SKIP
+    """
+    import arviz as az
+    import xarray as xr
+
+    if hasattr(data, "to_arviz") and callable(data.to_arviz):
+        data = data.to_arviz()
+    if not isinstance(data, xr.DataTree):
+        raise TypeError(f"data: expected an xarray.DataTree or an object with to_arviz() (e.g. a FitResult), "
+                        f"got {type(data).__name__}")
+    if group not in ("posterior_predictive", "prior_predictive"):
+        raise ValueError(f"group: expected 'posterior_predictive' or 'prior_predictive', got {group!r}")
+    needed = [group] + (["observed_data"] if group == "posterior_predictive" else [])
+    missing = [g for g in needed if g not in data.children]
+    if missing:
+        raise ValueError(f"data: no {' or '.join(repr(g) for g in missing)} group (groups: {sorted(data.children)}); "
+                         "fit with posterior_predictive=True (prior_draws=N for the prior predictive)")
+    available = list(data[group].to_dataset().data_vars)
+    if var_name is None:
+        if len(available) != 1:
+            raise ValueError(f"var_name: the {group} group has {available}; name one")
+        var_name = available[0]
+    if not isinstance(var_name, str) or var_name not in available:
+        raise ValueError(f"var_name: {var_name!r} not in the {group} group (available: {available})")
+    if kind not in (None, "kde", "hist", "ecdf"):
+        raise ValueError(f"kind: expected 'kde', 'hist', 'ecdf' or None, got {kind!r}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+        raise ValueError(f"num_samples: expected a positive integer, got {num_samples!r}")
+    predictive = data[group].to_dataset()[var_name]
+    if kind is None:
+        kind = "hist" if np.issubdtype(predictive.dtype, np.integer) or np.all(np.mod(predictive.values, 1) == 0) else "kde"
+    draws = int(np.prod([predictive.sizes[d] for d in _SAMPLE_DIMS if d in predictive.dims]))
+    with _style_context(), _no_interactive():
+        # ArviZ pools every non-sample dimension of the variable into one distribution: one panel
+        pc = az.plot_ppc_dist(data, var_names=[var_name], group=group, kind=kind, num_samples=min(num_samples, draws),
+                              backend="matplotlib")
+    return _figure(pc, None, title)
