@@ -1,10 +1,17 @@
-"""One batch axis over all local devices: padding to shape buckets, a one-axis mesh, and two builds.
+"""One batch axis over all devices of all processes: padding to shape buckets, a one-axis mesh, two builds.
 
 A per-gene (or per-sequence) kernel takes arrays whose first axis is the batch. :func:`run_batched` pads that
-axis to a bucket (so nearby sizes share one compiled program), places it on a ``("batch",)`` mesh over the
-local devices when there are several (``jax.sharding.NamedSharding``; XLA then runs each device's share
+axis to a bucket (so nearby sizes share one compiled program), places it on a ``("batch",)`` mesh over
+``jax.devices()`` when there are several (``jax.sharding.NamedSharding``; XLA then runs each device's share
 and results do not change), calls the kernel and cuts the padding off every output. Padding repeats the
 first row, a real problem that converges like the others, so no masked-out row can produce a NaN.
+
+Several processes (after :func:`diffbio_prob.distributed.initialize`): ``jax.devices()`` then lists every
+process's devices, so the same mesh spans them. Every process holds the whole input and runs the same
+calls; :func:`place` builds the global arrays from it (each process fills its own devices' blocks) and
+:func:`gather` brings every output back to every process
+(``jax.experimental.multihost_utils.process_allgather``), so the code after a sharded call is the same
+on one process or many (https://docs.jax.dev/en/latest/multi_process.html).
 
 :class:`Padding` pads the sample and coefficient axes of small problems to one shape, masked out inside
 the cores, so every design up to 104 samples and 6 coefficients shares one program. :func:`kernel` builds
@@ -23,7 +30,7 @@ import math
 import jax
 import numpy as np
 
-__all__ = ["Padding", "Kernel", "kernel", "batch_mesh", "padded_size", "run_batched"]
+__all__ = ["Padding", "Kernel", "kernel", "batch_mesh", "padded_size", "run_batched", "place", "gather"]
 
 BUCKET = 256
 SMALL_BATCH = 2048
@@ -33,13 +40,46 @@ AXIS = "batch"
 
 
 def batch_mesh(shard: bool = True):
-    """A one-axis mesh over the local devices, or ``None`` with one device or ``shard=False``."""
+    """A one-axis mesh over all devices (every process's), or ``None`` with one device or ``shard=False``."""
     if not shard:
         return None
     devices = jax.devices()
     if len(devices) < 2:
         return None
     return jax.sharding.Mesh(np.array(devices), (AXIS,))
+
+
+def place(mesh, tree, *, batched: bool = True):
+    """Every array leaf of ``tree`` as a global array on ``mesh``, split along its first axis (``batched``)
+    or replicated; ``mesh=None``: ``tree`` as it is. Every process must pass the same values."""
+    if mesh is None:
+        return tree
+    local = all(d.process_index == jax.process_index() for d in mesh.devices.flat)
+
+    def put(x):
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            return x
+        spec = jax.sharding.PartitionSpec(AXIS, *([None] * (x.ndim - 1))) if batched and x.ndim else (
+            jax.sharding.PartitionSpec())
+        sharding = jax.sharding.NamedSharding(mesh, spec)
+        if local:
+            return jax.device_put(x, sharding)
+        x = np.asarray(x)  # a process-local jax.Array cannot be resharded onto other processes' devices
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree_util.tree_map(put, tree)
+
+
+def gather(tree):
+    """Every array leaf of ``tree`` as a numpy array, gathered from all processes where it spans several."""
+    def get(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+
+    return jax.tree_util.tree_map(get, tree)
 
 
 def padded_size(n: int, n_dev: int) -> int:
@@ -116,7 +156,7 @@ def run_batched(kern: Kernel, batch_args: tuple, shared_args: tuple = (), *, sha
         kern: a :class:`Kernel`.
         batch_args: arrays whose first axis is the batch (genes).
         shared_args: arguments every row shares (replicated on every device).
-        shard: use all local devices when there are several.
+        shard: use all devices (of all processes) when there are several.
         static: static keyword arguments of the kernel.
 
     Returns:
@@ -131,15 +171,9 @@ def run_batched(kern: Kernel, batch_args: tuple, shared_args: tuple = (), *, sha
         a = np.asarray(a)
         if size > g:
             a = np.concatenate([a, np.repeat(a[:1], size - g, axis=0)], axis=0)
-        if mesh is not None:
-            spec = jax.sharding.PartitionSpec(AXIS, *([None] * (a.ndim - 1)))
-            a = jax.device_put(a, jax.sharding.NamedSharding(mesh, spec))
         padded.append(a)
-    shared = []
-    for a in shared_args:
-        if mesh is not None and isinstance(a, np.ndarray):
-            a = jax.device_put(a, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-        shared.append(a)
+    padded = place(mesh, padded)
+    shared = [place(mesh, a, batched=False) if isinstance(a, (np.ndarray, jax.Array)) else a for a in shared_args]
     fn = kern.small if size <= SMALL_BATCH * n_dev else kern.large
     out = fn(*padded, *shared, **static)
-    return jax.tree_util.tree_map(lambda x: np.asarray(x)[:g], out)
+    return jax.tree_util.tree_map(lambda x: x[:g], gather(out))

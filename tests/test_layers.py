@@ -24,6 +24,7 @@ ALLOWED_INTERNAL = {
     "models": {"cores", "models"},
     "inference": {"cores", "operators", "models", "inference", "io", "parallel"},
     "parallel": set(),
+    "distributed": set(),
     "compile_cache": set(),
     "io": {"io"},
     "plots": {"plots", "io"},
@@ -31,7 +32,7 @@ ALLOWED_INTERNAL = {
         "cores", "operators", "models", "inference", "io", "plots", "parallel", "workflows", "workflows.demo", "root"
     },
     "workflows.demo": {"workflows", "workflows.demo", "io", "plots", "root"},
-    "cli": {"workflows", "workflows.demo", "io", "compile_cache", "root"},
+    "cli": {"workflows", "workflows.demo", "io", "compile_cache", "distributed", "root"},
     "main": {"cli"},
     "root": {"operators", "compile_cache"},
 }
@@ -161,7 +162,7 @@ def check(root: Path, package: str = "diffbio_prob") -> dict[str, list[str]]:
             out["numpyro_internals"].append(f"{where} (private: {', '.join(imp.private_names)})")
         if _stdlib(top):
             continue
-        if src in ("cores", "parallel", "compile_cache"):
+        if src in ("cores", "parallel", "distributed", "compile_cache"):
             if top not in ALLOWED_EXTERNAL_CORES:
                 out["external"].append(f"{where} ({src} imports only {sorted(ALLOWED_EXTERNAL_CORES)})")
         elif top in (FORBIDDEN_EXTERNAL.get(src) or ()):

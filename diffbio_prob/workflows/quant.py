@@ -519,19 +519,6 @@ def _stack(eqcs, n_dev: int = 1):
     return stacked, K
 
 
-def _place(mesh, *arrays):
-    """Each array's sample axis split over the mesh (``None``: as it is)."""
-    if mesh is None:
-        return arrays
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    from diffbio_prob.parallel import AXIS
-
-    return tuple(jax.tree_util.tree_map(
-        lambda x: jax.device_put(x, NamedSharding(mesh, PartitionSpec(AXIS, *([None] * (x.ndim - 1))))), a)
-        for a in arrays)
-
-
 def _samples_per_step(batch_size, n_samples: int) -> int | None:
     """``"auto"``: all samples vmapped on an accelerator; one at a time (``lax.map``) on CPU, where the
     vmapped scatters and the lock step (every sample iterates until the slowest has converged) made the
@@ -608,16 +595,20 @@ def quantify_many(
     for e, t, l, label in zip(eqcs, tables, effs, labels):
         core.check_prior(prior, T, l, per_nucleotide_prior, total_counts=float(np.sum(t.counts)), dtype=e.counts.dtype)
         core.validate(e, l, name=label)
-    from diffbio_prob.parallel import batch_mesh
+    from diffbio_prob.parallel import batch_mesh, gather, place
 
     mesh = batch_mesh(shard)
     n_dev = 1 if mesh is None else mesh.size
     batch_size = None if mesh is not None and batch_size == "auto" else _samples_per_step(batch_size, K)
     stacked, _ = _stack(_one_kind_of_weights(eqcs, effs), n_dev)
     rows = np.concatenate([effs, np.repeat(effs[:1], stacked.counts.shape[0] - K, axis=0)])
-    stacked, rows = _place(mesh, stacked, jnp.asarray(rows, stacked.counts.dtype))
+    # The counts stay whole on every device: em_batch reads them on the host (its prior check), which a
+    # global array spread over several processes does not allow; the classes and entries are split.
+    stacked = place(mesh, stacked).replace(counts=stacked.counts)
+    rows = np.asarray(rows, np.asarray(stacked.counts).dtype)
     res = core.em_batch(stacked, rows, algorithm=algorithm, prior=prior, per_nucleotide_prior=per_nucleotide_prior,
                         squarem=squarem, min_iter=min_iter, max_iter=max_iter, rel_tol=rel_tol, batch_size=batch_size)
+    res = gather(res)  # numpy on every process, also when the samples were split over several
     counts_all = np.asarray(res.counts, float)
     out = []
     for k in range(K):
