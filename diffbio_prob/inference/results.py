@@ -160,6 +160,9 @@ class FitResult:
         ``log_q``, Magnusson et al. 2019), ``az.loo`` otherwise."""
         import arviz as az
 
+        if self.method in _POINT_METHODS or (self.method == "svi" and "log_q" not in self.sample_stats):
+            raise ValueError(f"loo: a {self.method} fit without a posterior density (a point estimate or an AutoDelta "
+                             "guide) has no draws to leave one out with; fit by NUTS or a guide with a density")
         dt = self.to_arviz()
         if {"log_p", "log_q"} <= set(self.sample_stats):
             stats = dt["sample_stats"]
