@@ -282,10 +282,11 @@ def bayes_de_from_quant(
             g = "normal"
         fit = fit_svi(quant_de_model, *args, guide=g, optimizer=optax.adam(learning_rate), num_steps=int(num_steps),
                       num_samples=int(num_samples), rng_key=int(seed), init_params=init if g == "normal" else None,
-                      progress=progress)
+                      progress=progress, posterior_predictive=False)
     else:
         fit = fit_nuts(quant_de_model, *args, num_warmup=int(num_warmup), num_samples=int(num_samples),
-                       num_chains=int(num_chains), rng_key=int(seed), init_params=init, progress=progress)
+                       num_chains=int(num_chains), rng_key=int(seed), init_params=init, progress=progress,
+                       posterior_predictive=False)
 
     from diffbio_prob.workflows.de_bayes import hdi
 
