@@ -270,6 +270,12 @@ def log_likelihood(table_or_eqc, effective_lengths, counts) -> float:
     return float(core.log_likelihood(eqc, jnp.asarray(eff, dtype), jnp.asarray(c / c.sum(), dtype)))
 
 
+def _resample_classes(class_counts, n_draws: int, seed: int) -> np.ndarray:
+    """salmon's bootstrap draw: ``(n_draws, C)`` class counts ``Multinomial(N, n_c / N)`` from ``seed``."""
+    counts = np.asarray(class_counts, float)
+    return np.random.default_rng(seed).multinomial(int(round(counts.sum())), counts / counts.sum(), size=n_draws)
+
+
 def bootstrap_counts(
     table_or_eqc,
     effective_lengths,
@@ -300,10 +306,7 @@ def bootstrap_counts(
     eff = jnp.asarray(_check_lengths(effective_lengths, eqc.n_transcripts), eqc.counts.dtype)
     # before the draws are traced
     core.check_prior(prior, eqc.n_transcripts, eff, per_nucleotide_prior, dtype=eqc.counts.dtype)
-    counts = np.asarray(eqc.counts, float)
-    total = int(round(counts.sum()))
-    rng = np.random.default_rng(seed)
-    resampled = rng.multinomial(total, counts / counts.sum(), size=n_draws).astype(np.asarray(eqc.counts).dtype)
+    resampled = _resample_classes(eqc.counts, n_draws, seed).astype(np.asarray(eqc.counts).dtype)
 
     def one(c):
         return core.em(eqc.replace(counts=c), eff, algorithm=algorithm, prior=prior,
@@ -659,9 +662,7 @@ def bootstrap_counts_many(
     dtype = np.asarray(stacked.counts).dtype
     resampled = np.zeros((K, n_draws, C), dtype)
     for k, (e, s) in enumerate(zip(eqcs, sample_seeds)):  # bootstrap_counts' draws, sample by sample
-        counts = np.asarray(e.counts, float)
-        resampled[k, :, : e.n_classes] = np.random.default_rng(s).multinomial(
-            int(round(counts.sum())), counts / counts.sum(), size=n_draws)
+        resampled[k, :, : e.n_classes] = _resample_classes(e.counts, n_draws, s)
     if batch_size is None and K * n_draws * stacked.class_ids.shape[1] > 2**25:
         batch_size = max(1, 2**25 // (n_draws * stacked.class_ids.shape[1]))
     res = core.em_batch(stacked, effs, algorithm=algorithm, prior=prior, per_nucleotide_prior=per_nucleotide_prior,
