@@ -50,20 +50,38 @@ def __getattr__(name):
 
 
 def to_operator(result: FitResult, operator, use: str = "mean"):
-    """Load a result's point estimate into an operator that offers ``load_model_params``.
+    """Load a result's point estimate into an operator through its model contract.
+
+    The operator's own ``to_model_params()`` says which sites it takes; only those of the result's values
+    are passed to its ``load_model_params`` (a posterior also holds deterministic sites, e.g. ``tpm``).
 
     Args:
         result: any ``FitResult``.
-        operator: an operator with ``load_model_params(dict)`` (its NumPyro twin's site names).
+        operator: an :class:`~diffbio_prob.operators.base.OperatorModule` implementing ``to_model_params``
+            and ``load_model_params`` (its NumPyro twin's site names).
         use: ``"mean"`` (posterior mean) or ``"params"`` (the result's own point estimate).
 
     Returns:
         The operator, updated in place.
+
+    Raises:
+        TypeError: ``operator`` is not an operator with that contract.
+        ValueError: ``use`` is unknown, or the result has none of the operator's sites.
     """
-    if not hasattr(operator, "load_model_params"):
-        raise TypeError(f"operator: {type(operator).__name__} has no load_model_params()")
+    from diffbio_prob.operators.base import has_model_twin
+
+    if not has_model_twin(operator):
+        raise TypeError(f"operator: expected an OperatorModule implementing to_model_params() and "
+                        f"load_model_params(), got {type(operator).__name__}")
     if use not in ("mean", "params"):
         raise ValueError(f"use: expected 'mean' or 'params', got {use!r}")
     values = result.posterior_mean() if use == "mean" else result.params
-    operator.load_model_params(values)
+    sites = list(operator.to_model_params())
+    given = {k: values[k] for k in sites if k in values}
+    if not given:
+        raise ValueError(f"result: has none of the operator's sites {sites} (it has {sorted(values)})")
+    loaded = operator.load_model_params(given)
+    if loaded is not None and loaded is not operator:
+        raise TypeError(f"operator: {type(operator).__name__}.load_model_params returned another object; "
+                        "it must update the operator in place and return it")
     return operator

@@ -12,6 +12,7 @@ _MODULES = {
     "hmm_model": "hmm",
     "relabel_states": "hmm",
     "interior_params": "hmm",
+    "emission_dims": "hmm",
     "nb_glm_model": "nb_glm",
     "NBCounts": "nb_glm",
     "em_model": "em",

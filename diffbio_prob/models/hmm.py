@@ -33,8 +33,58 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 from diffbio_prob.cores import hmm as core
+from diffbio_prob.cores.contract import HMM_SITES, interior
 
-__all__ = ["DiscreteHMM", "hmm_model", "relabel_states", "interior_params", "EMISSION_PRIORS"]
+__all__ = ["DIMS", "DiscreteHMM", "hmm_model", "relabel_states", "interior_params", "emission_dims",
+           "EMISSION_PRIORS"]
+
+# The Gaussian full-covariance prior's extra latent site (its covariances are the deterministic
+# emission_covariances, the core's parameter).
+_CORR_SITE = "emission_corr_cholesky"
+_SCALES_SITE = "emission_scales"  # the diagonal family's site name, its standard deviations
+
+
+def emission_dims(emission: str | core.Emission = "categorical") -> dict[str, list[str]]:
+    """Dimension names of :func:`hmm_model`'s sites and arguments for one emission family
+    (``fit_nuts(..., dims=emission_dims("poisson"))``; :data:`DIMS` is the default table).
+
+    Example:
+        >>> emission_dims("gaussian")["emission_means"]
+        ['state', 'feature']
+    """
+    em = core.get_emission(emission)
+    feature = {"categorical": "symbol", "multinomial": "symbol", "bernoulli": "mark"}.get(em.name, "feature")
+    out = {HMM_SITES.initial: ["state"], HMM_SITES.transition: ["from_state", "to_state"],
+           HMM_SITES.observations: ["sequence", "step"] + ([] if em.event_ndim == 0 or isinstance(em, core.Categorical)
+                                                          else [feature]),
+           "lengths": ["sequence"]}
+    axes = {1: [], 2: [feature], 3: ["feature_row", "feature_col"]}
+    for site, rank in _state_ranks(em).items():
+        out[site] = ["state"] + axes[rank + 1]
+    return out
+
+
+def _state_ranks(em: core.Emission) -> dict[str, int]:
+    """Emission site -> number of axes after its state axis (the chain's sites excluded)."""
+    shapes = em.param_shapes(2, 1 if em.event_ndim or isinstance(em, core.Categorical) else None)
+    ranks = {site: len(shapes[n]) - 1 for n, site in zip(em.param_names, em.site_names)}
+    if isinstance(em, core.Gaussian) and em.covariance == "full":
+        ranks.update({_SCALES_SITE: 1, _CORR_SITE: 2})
+    return ranks
+
+
+#: Dimension names of :func:`hmm_model`'s sites and arguments (``FitResult.to_arviz``): the categorical
+#: model's, and every other family's site whose shape does not depend on the family. ``emission_means`` is
+#: ``(S,)`` for the negative binomial but ``(S, D)`` for the Gaussian, so it is left to
+#: :func:`emission_dims`.
+DIMS: dict[str, list[str]] = {}
+for _em in core.EMISSIONS.values():
+    for _site, _names in emission_dims(_em).items():
+        if _site != "emission_means" and _site not in DIMS:
+            DIMS[_site] = _names
+DIMS[HMM_SITES.emission] = ["state", "symbol"]
+DIMS[HMM_SITES.observations] = ["sequence", "step"]
+del _em, _site, _names
 
 
 def _positive_steps(num_steps) -> int:
@@ -547,12 +597,12 @@ def hmm_model(
     c_trans = _concentration("transition_concentration", transition_concentration, (s, s))
     c_emit = _concentration("emission_concentration", emission_concentration, (s, m))
 
-    initial = numpyro.sample("initial_probs", dist.Dirichlet(c_init))
-    transition = numpyro.sample("transition_probs", dist.Dirichlet(c_trans).to_event(1))
-    emission = numpyro.sample("emission_probs", dist.Dirichlet(c_emit).to_event(1))
+    initial = numpyro.sample(HMM_SITES.initial, dist.Dirichlet(c_init))
+    transition = numpyro.sample(HMM_SITES.transition, dist.Dirichlet(c_trans).to_event(1))
+    emission = numpyro.sample(HMM_SITES.emission, dist.Dirichlet(c_emit).to_event(1))
     if lengths is not None:
         lengths = jnp.asarray(lengths)
-    numpyro.sample("observations", DiscreteHMM(initial, transition, emission, int(num_steps), lengths), obs=observations)
+    numpyro.sample(HMM_SITES.observations, DiscreteHMM(initial, transition, emission, int(num_steps), lengths), obs=observations)
 
 
 # Default prior hyperparameters per emission family (``hmm_model(emission_prior=...)`` overrides them):
@@ -608,61 +658,69 @@ def _emission_model(em, observations, lengths, s, num_steps, num_features, emiss
     d = None if not e else int(num_features)
     c_init = _concentration("initial_concentration", initial_concentration, (s,))
     c_trans = _concentration("transition_concentration", transition_concentration, (s, s))
-    initial = numpyro.sample("initial_probs", dist.Dirichlet(c_init))
-    transition = numpyro.sample("transition_probs", dist.Dirichlet(c_trans).to_event(1))
+    initial = numpyro.sample(HMM_SITES.initial, dist.Dirichlet(c_init))
+    transition = numpyro.sample(HMM_SITES.transition, dist.Dirichlet(c_trans).to_event(1))
     params = _emission_prior(em, s, d, prior, emission_concentration)
     if lengths is not None:
         lengths = jnp.asarray(lengths)
-    numpyro.sample("observations", DiscreteHMM(initial, transition, emission=em, emission_params=params,
+    numpyro.sample(HMM_SITES.observations, DiscreteHMM(initial, transition, emission=em, emission_params=params,
                                                num_steps=int(num_steps), lengths=lengths), obs=observations)
 
 
 def _emission_prior(em, s, d, prior, emission_concentration) -> dict:
-    """Sample the emission's sites ``emission_<param>``; returns the natural parameters."""
+    """Sample the emission's sites (the core's ``site_names``); returns the natural parameters."""
     name = em.name
+    site = dict(zip(em.param_names, em.site_names))
     if name == "poisson":
-        rates = numpyro.sample("emission_rates", dist.Gamma(prior["concentration"], prior["rate"]).expand([s]).to_event(1))
+        rates = numpyro.sample(site["rates"], dist.Gamma(prior["concentration"], prior["rate"]).expand([s]).to_event(1))
         return {"rates": rates}
     if name == "negative_binomial":
-        means = numpyro.sample("emission_means",
+        means = numpyro.sample(site["means"],
                                dist.Gamma(prior["mean_concentration"], prior["mean_rate"]).expand([s]).to_event(1))
-        conc = numpyro.sample("emission_concentrations", dist.LogNormal(
+        conc = numpyro.sample(site["concentrations"], dist.LogNormal(
             prior["concentration_loc"], prior["concentration_scale"]).expand([s]).to_event(1))
         return {"means": means, "concentrations": conc}
     if name in ("gaussian", "gaussian_full"):
-        means = numpyro.sample("emission_means", dist.Normal(prior["mean_loc"], prior["mean_scale"]).expand([s, d]).to_event(2))
-        scales = numpyro.sample("emission_scales",
+        means = numpyro.sample(site["means"], dist.Normal(prior["mean_loc"], prior["mean_scale"]).expand([s, d]).to_event(2))
+        scales = numpyro.sample(_SCALES_SITE,
                                 dist.LogNormal(prior["scale_loc"], prior["scale_scale"]).expand([s, d]).to_event(2))
         if name == "gaussian":
             return {"means": means, "scales": scales}
-        corr = numpyro.sample("emission_corr_cholesky",
+        corr = numpyro.sample(_CORR_SITE,
                               dist.LKJCholesky(d, prior["lkj_concentration"]).expand([s]).to_event(1))
         chol = scales[..., :, None] * corr
-        cov = numpyro.deterministic("emission_covariances", chol @ jnp.swapaxes(chol, -1, -2))
+        cov = numpyro.deterministic(site["covariances"], chol @ jnp.swapaxes(chol, -1, -2))
         return {"means": means, "covariances": cov}
     if name == "bernoulli":
         c = _concentration("emission_concentration", emission_concentration, (s, d))
-        return {"probs": numpyro.sample("emission_probs", dist.Beta(c, c).to_event(2))}
+        return {"probs": numpyro.sample(site["probs"], dist.Beta(c, c).to_event(2))}
     if name == "multinomial":
         c = _concentration("emission_concentration", emission_concentration, (s, d))
-        return {"probs": numpyro.sample("emission_probs", dist.Dirichlet(c).to_event(1))}
+        return {"probs": numpyro.sample(site["probs"], dist.Dirichlet(c).to_event(1))}
     raise ValueError(f"emission: hmm_model has no prior for {name!r}")
 
 
 def relabel_states(
-    samples: Mapping[str, Any], symbol: int = -1, *, key: str = "emission_probs"
+    samples: Mapping[str, Any], symbol: int = -1, *, key: str | None = None,
+    emission: str | core.Emission = "categorical",
 ) -> dict[str, np.ndarray]:
-    """Undo label switching: in each draw, order the states by ascending ``emission_probs[:, symbol]``.
+    """Undo label switching: in each draw, order the states by ascending ``samples[key][..., :, symbol]``
+    (or ``samples[key]`` itself for a per-state scalar such as Poisson ``emission_rates``).
 
-    Every state-indexed site of :func:`hmm_model` is permuted consistently (``initial_probs`` entries,
-    ``transition_probs`` rows and columns, ``emission_probs`` rows); other sites are returned unchanged.
-    Works on any leading dimensions, e.g. ``(chain, draw)`` from ``FitResult.samples``.
+    Every state-indexed site of :func:`hmm_model` for ``emission`` is permuted consistently along its state
+    axis (``initial_probs`` entries, ``transition_probs`` rows and columns, each emission site's states:
+    Poisson rates ``(S,)``, negative-binomial means and concentrations ``(S,)``, Gaussian means and scales
+    ``(S, D)`` and covariances / correlation Cholesky factors ``(S, D, D)``, Bernoulli / multinomial /
+    categorical probabilities ``(S, M)``); other sites are returned unchanged. Works on any leading
+    dimensions, e.g. ``(chain, draw)`` from ``FitResult.samples``.
 
     Args:
-        samples: dict of arrays with at least ``emission_probs`` (``(..., S, M)``).
-        symbol: the emission symbol whose probability orders the states (default the last; for the
-            dishonest casino, the six: fair state first, loaded state second).
-        key: the emission site's name.
+        samples: dict of arrays with at least ``key``.
+        symbol: the index (symbol, feature or mark) of ``key``'s last axis whose value orders the states
+            (default the last; for the dishonest casino, the six: fair state first, loaded state second).
+        key: the ordering site (default the emission's first site: ``emission_probs``, ``emission_rates``,
+            ``emission_means``).
+        emission: the emission family whose sites are permuted.
 
     Returns:
         A new dict with the relabelled arrays.
@@ -672,36 +730,48 @@ def relabel_states(
         >>> out = relabel_states({"emission_probs": e, "initial_probs": np.array([[0.3, 0.7]])})
         >>> out["emission_probs"][0, 0].tolist(), out["initial_probs"].tolist()
         ([0.9, 0.1], [[0.7, 0.3]])
+        >>> relabel_states({"emission_rates": np.array([5.0, 1.0])}, emission="poisson")["emission_rates"].tolist()
+        [1.0, 5.0]
     """
+    em = core.get_emission(emission)
+    ranks = {HMM_SITES.initial: 0, HMM_SITES.transition: 1, **_state_ranks(em)}
+    key = em.site_names[0] if key is None else key
     if key not in samples:
         raise ValueError(f"samples: missing key {key!r}")
-    emission = np.asarray(samples[key])
-    perm = np.argsort(emission[..., symbol], axis=-1, kind="stable")  # (..., S)
+    if key not in ranks or key == HMM_SITES.transition:
+        raise ValueError(f"key: {key!r} is not a state-indexed site of the {em.name} emission; expected one of "
+                         f"{[k for k in ranks if k != HMM_SITES.transition]}")
+    order = np.asarray(samples[key])
+    if ranks[key] == 1:
+        order = order[..., symbol]
+    elif ranks[key] > 1:
+        raise ValueError(f"key: {key!r} holds a matrix per state; order by a vector site instead")
+    perm = np.argsort(order, axis=-1, kind="stable")  # (..., S)
     out = {k: np.asarray(v) for k, v in samples.items()}
-    out[key] = np.take_along_axis(emission, perm[..., None], axis=-2)
-    if "initial_probs" in out:
-        out["initial_probs"] = np.take_along_axis(out["initial_probs"], perm, axis=-1)
-    if "transition_probs" in out:
-        t = np.take_along_axis(out["transition_probs"], perm[..., :, None], axis=-2)
-        out["transition_probs"] = np.take_along_axis(t, perm[..., None, :], axis=-1)
+    for site, rank in ranks.items():
+        if site not in out:
+            continue
+        x = out[site]
+        if x.ndim < perm.ndim + rank:
+            raise ValueError(f"samples[{site!r}]: expected {perm.ndim - 1} leading axes before its state axis "
+                             f"and {rank} after it, got shape {x.shape}")
+        x = np.take_along_axis(x, perm.reshape(perm.shape + (1,) * rank), axis=perm.ndim - 1)
+        if site == HMM_SITES.transition:
+            x = np.take_along_axis(x, perm[..., None, :], axis=-1)
+        out[site] = x
     return out
 
 
 def interior_params(params: Mapping[str, Any], mix: float = 1e-3) -> dict[str, np.ndarray]:
-    """Move probability rows off the simplex's boundary: ``(1 - mix) p + mix / K`` per row.
+    """Every probability row of ``params`` moved off the simplex's boundary by
+    :func:`diffbio_prob.cores.contract.interior` (``(1 - mix) p + mix / K`` per row).
 
-    A Baum-Welch fit often has exact zeros (e.g. ``initial_probs = [1, 0]`` on one sequence); NUTS works
-    in unconstrained coordinates where such a point is at infinity ("Cannot find valid initial
-    parameters"). Apply this to a point estimate before passing it as ``init_params``.
+    A Baum-Welch fit often has exact zeros (e.g. ``initial_probs = [1, 0]`` on one sequence); NUTS cannot
+    start there. Apply this to a categorical point estimate before passing it as ``init_params``; the
+    values of every key are treated as probability rows.
 
     Example:
         >>> interior_params({"initial_probs": np.array([1.0, 0.0])}, mix=0.1)["initial_probs"].round(6).tolist()
         [0.95, 0.05]
     """
-    if not 0 < mix < 1:
-        raise ValueError(f"mix: expected a number in (0, 1), got {mix!r}")
-    out = {}
-    for k, v in params.items():
-        p = np.asarray(v, dtype=float)
-        out[k] = (1.0 - mix) * p + mix / p.shape[-1]
-    return out
+    return {k: interior(v, mix) for k, v in params.items()}

@@ -8,12 +8,12 @@ unchanged. ``apply_batch`` maps ``apply`` over a leading batch axis with ``nnx.v
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Mapping, Self
 
 import jax
 from flax import nnx
 
-__all__ = ["OperatorConfig", "OperatorModule", "FrozenParam"]
+__all__ = ["OperatorConfig", "OperatorModule", "FrozenParam", "has_model_twin"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +62,22 @@ class OperatorModule(nnx.Module):
         """Transform one example; returns ``(data | outputs, state, metadata)``."""
         raise NotImplementedError
 
+    # The contract with the NumPyro twin (its site names: diffbio_prob.cores.contract). Not marked
+    # abc.abstractmethod: nnx's metaclass enforces those at construction, and an operator only ever fitted
+    # by gradient need not have a twin; to_operator (has_model_twin) refuses one without it, by name.
+    def to_model_params(self) -> dict[str, Any]:
+        """The parameters as the NumPyro model's site values (constrained, e.g. probabilities), usable as
+        ``fit_nuts(..., init_params=...)``."""
+        raise NotImplementedError(f"{type(self).__name__} has no NumPyro twin (to_model_params)")
+
+    def load_model_params(self, params: Mapping[str, Any]) -> Self:
+        """Set the parameters from site values (any subset the operator documents); returns ``self``.
+
+        Raises:
+            TypeError / ValueError: naming the site, for an unknown key, a wrong shape or an invalid value.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no NumPyro twin (load_model_params)")
+
     def __call__(self, data, state=None, metadata=None, random_params=None, stats=None):
         return self.apply(data, {} if state is None else state, metadata, random_params, stats)
 
@@ -95,3 +111,12 @@ def leading_size(data: Mapping[str, Any]) -> int:
     if len(set(sizes.values())) > 1:
         raise ValueError(f"data: arrays disagree on the batch axis: {sizes}")
     return next(iter(sizes.values()))
+
+
+def has_model_twin(operator: Any) -> bool:
+    """Whether ``operator`` is an :class:`OperatorModule` that overrides both ``to_model_params`` and
+    ``load_model_params`` (the contract :func:`diffbio_prob.inference.to_operator` relies on)."""
+    cls = type(operator)
+    return isinstance(operator, OperatorModule) and all(
+        getattr(cls, m) is not getattr(OperatorModule, m) for m in ("to_model_params", "load_model_params"))
+

@@ -36,11 +36,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from diffbio_prob.cores.contract import HMM_SITES
+
 __all__ = ["HMMFit", "fit_hmm", "decode_hmm", "hmm_log_likelihood", "run_hmm", "EmissionHMMFit", "fit_emission_hmm",
            "decode_emission_hmm", "bedgraph_segments", "check_hmm_input"]
 
 _METHODS = ("em", "gradient", "svi", "nuts")
-_SITES = ("initial_probs", "transition_probs", "emission_probs")
+_SITES = (HMM_SITES.initial, HMM_SITES.transition, HMM_SITES.emission)
 
 
 @dataclasses.dataclass

@@ -26,6 +26,7 @@ import numpy as np
 from flax import nnx
 
 from diffbio_prob.cores import em as core
+from diffbio_prob.cores.contract import EM_SITES, interior
 from diffbio_prob.operators.base import FrozenParam, OperatorConfig, OperatorModule
 
 __all__ = ["EMQuantifierConfig", "DifferentiableEMQuantifier"]
@@ -255,27 +256,39 @@ class DifferentiableEMQuantifier(OperatorModule):
             self._eq_classes({k: v[b] for k, v in data.items()})
         return super().apply_batch(data, state, metadata, random_params, stats)
 
-    # --- parameters both ways with the NumPyro twin (site "abundances" of em_model) ---------------
-    def to_model_params(self, data: Mapping[str, Any] | None = None) -> dict[str, jax.Array]:
+    # --- parameters both ways with the NumPyro twin (em_model's sites, cores.contract.EM_SITES) ---------
+    def to_model_params(self, data: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
         """``{"abundances": read fractions}`` for ``fit_nuts/fit_svi(init_params=...)``.
 
-        With ``data`` it is this operator's EM estimate on it, mixed with 1e-6 of the uniform
-        distribution so that no fraction is exactly 0 (a Dirichlet site's boundary is at -inf in NUTS's
-        unconstrained space); without, the initial abundances.
+        With ``data`` it is this operator's EM estimate on it, moved off the simplex's boundary by
+        :func:`~diffbio_prob.cores.contract.interior` (mix 1e-6: a Dirichlet site's boundary is at -inf in
+        NUTS's unconstrained space); without, the initial abundances.
         """
         if data is None:
-            return {"abundances": self.get_initial_abundances()}
+            return {EM_SITES.abundances: np.asarray(self.get_initial_abundances())}
         a = self.apply(data, {}, None)[0]["abundances"]
-        eps = 1e-6
-        return {"abundances": (1 - eps) * a + eps / self.n_transcripts}
+        return {EM_SITES.abundances: interior(np.asarray(a), mix=1e-6)}
 
-    def load_model_params(self, params: Mapping[str, Any]) -> None:
-        """Start from given read fractions (e.g. a posterior mean): sets ``log_initial_abundances``."""
-        if "abundances" not in params:
-            raise ValueError(f"params: expected key 'abundances', got {sorted(params)}")
-        a = np.asarray(params["abundances"], float)
+    def load_model_params(self, params: Mapping[str, Any]) -> "DifferentiableEMQuantifier":
+        """Start from given read fractions (e.g. a posterior mean): sets ``log_initial_abundances``.
+
+        The model's deterministic sites (``estimated_counts``, ``tpm``) may be present and are ignored.
+
+        Raises:
+            TypeError / ValueError: naming the key, for a non-dict, an unknown key, a missing
+                ``abundances``, a wrong shape or a fraction that is not finite and positive.
+        """
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params: expected a dict keyed by site names, got {type(params).__name__}")
+        unknown = sorted(set(map(str, params)) - set(EM_SITES[:3]))
+        if unknown:
+            raise ValueError(f"params: unknown keys {unknown}; expected key {EM_SITES.abundances!r}")
+        if EM_SITES.abundances not in params:
+            raise ValueError(f"params: expected key {EM_SITES.abundances!r}, got {sorted(params)}")
+        a = np.asarray(params[EM_SITES.abundances], float)
         if a.shape != (self.n_transcripts,):
             raise ValueError(f"abundances: expected shape ({self.n_transcripts},), got {a.shape}")
         if not np.all(np.isfinite(a)) or np.any(a <= 0):
             raise ValueError("abundances: expected finite positive read fractions")
         self.log_initial_abundances[...] = jnp.asarray(np.log(a / a.sum()), self.log_initial_abundances[...].dtype)
+        return self

@@ -39,14 +39,10 @@ import numpy as np
 from flax import nnx
 
 from diffbio_prob.cores import hmm as core
+from diffbio_prob.cores.contract import HMM_SITES
 from diffbio_prob.operators.base import FrozenParam, OperatorConfig, OperatorModule
 
 __all__ = ["HMMConfig", "DifferentiableHMM"]
-
-# Site names of diffbio_prob.models.hmm.hmm_model (kept here as plain strings: operators never import
-# models).
-_SITES = ("initial_probs", "transition_probs", "emission_probs")
-
 
 @dataclasses.dataclass(frozen=True)
 class HMMConfig(OperatorConfig):
@@ -494,13 +490,11 @@ class DifferentiableHMM(OperatorModule):
             (e.g. ``emission_rates``) instead of ``emission_probs``.
         """
         out = {
-            "initial_probs": np.exp(np.asarray(self.get_log_initial_distribution())),
-            "transition_probs": np.exp(np.asarray(self.get_log_transition_matrix())),
+            HMM_SITES.initial: np.exp(np.asarray(self.get_log_initial_distribution())),
+            HMM_SITES.transition: np.exp(np.asarray(self.get_log_transition_matrix())),
         }
-        if self.is_categorical:
-            out["emission_probs"] = np.exp(np.asarray(self.get_log_emission_matrix()))
-            return out
-        out.update({"emission_" + k: np.asarray(v) for k, v in self.emission_params().items()})
+        # the emission's sites as the core declares them (categorical: emission_probs)
+        out.update({site: np.asarray(v) for site, v in zip(self._emission.site_names, self.emission_params().values())})
         return out
 
     def load_model_params(self, params: Mapping[str, Any]) -> "DifferentiableHMM":
@@ -516,15 +510,15 @@ class DifferentiableHMM(OperatorModule):
         if not isinstance(params, Mapping):
             raise TypeError(f"params: expected a dict keyed by site names, got {type(params).__name__}")
         s, m = self.config.num_states, self.config.num_emissions
-        shapes = {"initial_probs": (s,), "transition_probs": (s, s), "emission_probs": (s, m)}
+        shapes = {HMM_SITES.initial: (s,), HMM_SITES.transition: (s, s), HMM_SITES.emission: (s, m)}
         targets = {
-            "initial_probs": "log_initial_params",
-            "transition_probs": "log_transition_params",
-            "emission_probs": "log_emission_params",
+            HMM_SITES.initial: "log_initial_params",
+            HMM_SITES.transition: "log_transition_params",
+            HMM_SITES.emission: "log_emission_params",
         }
         em = self._emission
         if not self.is_categorical:
-            del shapes["emission_probs"], targets["emission_probs"]
+            del shapes[HMM_SITES.emission], targets[HMM_SITES.emission]
             shapes.update({site: None for site in em.site_names})
         unknown = set(params) - set(shapes)
         if unknown:

@@ -37,12 +37,13 @@ import numpy as np
 from flax import nnx
 
 from diffbio_prob.cores import nb as core
+from diffbio_prob.cores.contract import NB_GLM_SITES
 from diffbio_prob.operators.base import FrozenParam, OperatorConfig, OperatorModule
 
 __all__ = ["NBGLMConfig", "DifferentiableNBGLM"]
 
-# Site names of diffbio_prob.models.nb_glm.nb_glm_model (plain strings: operators never import models).
-_SITES = ("beta", "alpha")
+# The latent sites of diffbio_prob.models.nb_glm.nb_glm_model (declared in cores.contract).
+_SITES = (NB_GLM_SITES.coefficients, NB_GLM_SITES.dispersion)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,8 +212,8 @@ class DifferentiableNBGLM(OperatorModule):
         """Constrained values keyed by :func:`~diffbio_prob.models.nb_glm.nb_glm_model`'s sites:
         ``beta`` ``(C, G)`` and ``alpha = 1 / dispersion`` ``(G,)`` (DESeq2's dispersion)."""
         return {
-            "beta": np.asarray(self.get_coefficients()),
-            "alpha": np.asarray(1.0 / self.get_dispersion()),
+            NB_GLM_SITES.coefficients: np.asarray(self.get_coefficients()),
+            NB_GLM_SITES.dispersion: np.asarray(1.0 / self.get_dispersion()),
         }
 
     def load_model_params(self, params: Mapping[str, Any]) -> "DifferentiableNBGLM":
@@ -230,15 +231,16 @@ class DifferentiableNBGLM(OperatorModule):
         unknown = set(params) - set(_SITES)
         if unknown:
             raise ValueError(f"params: unknown keys {sorted(unknown)}; expected some of {list(_SITES)}")
-        if "beta" in params:
-            b = np.asarray(params["beta"], dtype=float)
+        beta, alpha = _SITES
+        if beta in params:
+            b = np.asarray(params[beta], dtype=float)
             if b.shape != (c, g):
                 raise ValueError(f"beta: expected shape {(c, g)}, got {b.shape}")
             if not np.isfinite(b).all():
                 raise ValueError("beta: expected finite values")
             self.beta[...] = jnp.asarray(b, self.beta[...].dtype)
-        if "alpha" in params:
-            a = np.asarray(params["alpha"], dtype=float)
+        if alpha in params:
+            a = np.asarray(params[alpha], dtype=float)
             if a.shape != (g,):
                 raise ValueError(f"alpha: expected shape {(g,)}, got {a.shape}")
             if not np.isfinite(a).all() or (a <= 0).any():
