@@ -144,6 +144,7 @@ def test_pipeline_runs_the_operator_record_by_record(case, strategy):
     _assert_outputs_equal(case, out, ref)
 
 
+@pytest.mark.slow
 def test_pipeline_gradient_reaches_the_operator():
     op, data = _hmm()
     pipe = _pipeline(DataraxHMM(op), data, batch_size=B)
