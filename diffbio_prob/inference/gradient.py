@@ -73,7 +73,10 @@ def fit_gradient(
     start = time.perf_counter()
     losses = _steps(operator, opt, grad_fn, data, int(num_steps), progress)
     elapsed = time.perf_counter() - start
-    params = operator.to_model_params() if hasattr(operator, "to_model_params") else {}
+    from diffbio_prob.operators.base import has_model_twin
+
+    # An operator fitted by gradient need not have a NumPyro twin; then the result carries no sites.
+    params = operator.to_model_params() if has_model_twin(operator) else {}
     return FitResult(
         method="gradient",
         params={k: np.asarray(v) for k, v in params.items()},
