@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffbio_prob.cores import hmm as core
+from diffbio_prob.cores.contract import HMM_SITES
 
 __all__ = ["baum_welch", "BaumWelchResult", "pad_sequences", "random_start"]
 
@@ -80,8 +81,9 @@ class BaumWelchResult:
     @property
     def params(self) -> dict[str, np.ndarray]:
         """The parameters keyed by :func:`diffbio_prob.models.hmm_model`'s site names (for ``init_params``
-        or ``DifferentiableHMM.load_model_params``): ``emission_`` + each emission parameter's name."""
-        out = {"initial_probs": self.initial_probs, "transition_probs": self.transition_probs}
+        or ``DifferentiableHMM.load_model_params``): ``emission_`` + each emission parameter's name, as
+        ``Emission.site_names`` (a custom family's instance is not kept here, so the rule is applied)."""
+        out = {HMM_SITES.initial: self.initial_probs, HMM_SITES.transition: self.transition_probs}
         out.update({"emission_" + k: v for k, v in (self.emission_params or {}).items()})
         return out
 
@@ -118,21 +120,16 @@ def _check_inputs(observations, lengths, num_emissions):
             raise ValueError("lengths: not allowed with a list of sequences (their lengths are used)")
         if len({len(s) for s in observations}) > 1 or any(np.asarray(s).dtype.kind == "f" for s in observations):
             observations, lengths = pad_sequences(observations)
-    obs = np.asarray(observations)
-    if obs.dtype == bool or not np.issubdtype(obs.dtype, np.integer):
-        raise TypeError(f"observations: expected integer symbols, got dtype {obs.dtype}")
+    if num_emissions is not None and (isinstance(num_emissions, bool) or
+                                      not isinstance(num_emissions, (int, np.integer)) or num_emissions < 1):
+        raise ValueError(f"num_emissions: expected a positive integer, got {num_emissions!r}")
+    obs = core.Categorical().check_observations(observations, num_emissions)
     if obs.ndim == 1:
         obs = obs[None]
         if lengths is not None and np.ndim(lengths) == 0:
             lengths = np.reshape(lengths, (1,))
-    if obs.ndim != 2 or obs.size == 0:
-        raise ValueError(f"observations: expected a non-empty (T,) or (B, T) array, got shape {obs.shape}")
     if num_emissions is None:
-        num_emissions = int(obs.max()) + 1
-    if isinstance(num_emissions, bool) or not isinstance(num_emissions, (int, np.integer)) or num_emissions < 1:
-        raise ValueError(f"num_emissions: expected a positive integer, got {num_emissions!r}")
-    if (obs < -1).any() or (obs >= num_emissions).any():
-        raise ValueError(f"observations: symbols must be in 0..{num_emissions - 1} or -1 for missing")
+        num_emissions = max(int(obs.max()) + 1, 1)
     return obs, _check_lengths(lengths, obs.shape), int(num_emissions)
 
 
@@ -200,9 +197,9 @@ def random_start(num_states: int, num_emissions: int, seed: int = 0) -> dict[str
     s, m = int(num_states), int(num_emissions)
     trans = 0.8 * np.eye(s) + 0.2 * rng.dirichlet(np.ones(s), size=s) if s > 1 else np.ones((1, 1))
     return {
-        "initial_probs": np.full(s, 1.0 / s),
-        "transition_probs": trans,
-        "emission_probs": rng.dirichlet(np.ones(m), size=s),
+        HMM_SITES.initial: np.full(s, 1.0 / s),
+        HMM_SITES.transition: trans,
+        HMM_SITES.emission: rng.dirichlet(np.ones(m), size=s),
     }
 
 
@@ -315,7 +312,7 @@ def baum_welch(
     else:
         if not isinstance(init, Mapping):
             raise TypeError(f"init: expected a dict keyed by site names, got {type(init).__name__}")
-        names = ("initial_probs", "transition_probs", "emission_probs")
+        names = (HMM_SITES.initial, HMM_SITES.transition, HMM_SITES.emission)
         missing = [n for n in names if n not in init]
         if missing:
             raise ValueError(f"init: missing keys {missing}")
@@ -324,45 +321,63 @@ def baum_welch(
     dtype = jnp.result_type(float)
     obs_j, lens_j = jnp.asarray(obs, jnp.int32), jnp.asarray(lens, jnp.int32)
 
-    def e_step(probs):
+    def step(chain, eparams):
         with np.errstate(divide="ignore"):
-            logs = [jnp.asarray(np.log(p), dtype) for p in probs]
-        ll, counts = _e_step(*logs, obs_j, lens_j)
-        return float(ll), [np.asarray(c, dtype=float) for c in counts]
+            logs = [jnp.asarray(np.log(p), dtype) for p in (*chain, eparams["probs"])]
+        ll, (c_pi, c_a, c_b) = _e_step(*logs, obs_j, lens_j)
+        new = {"probs": _normalise(np.asarray(c_b, float) + pseudo[2], eparams["probs"])}
+        return float(ll), [np.asarray(c_pi, float), np.asarray(c_a, float)], new
 
-    ll_hist, obj_hist = [], []
-    converged = False
-    ll, counts = e_step(probs)
-    if not np.isfinite(ll):
-        raise ValueError("init: the observations have probability 0 under the starting parameters")
-    it = 0
-    for it in range(1, num_iters + 1):
-        ll_hist.append(ll)
-        obj_hist.append(ll + _log_prior(pseudo, probs))
-        probs = [_normalise(c + a, p) for c, a, p in zip(counts, pseudo, probs)]
-        ll, counts = e_step(probs)
-        if not np.isfinite(ll):
-            raise FloatingPointError(f"baum_welch: log-likelihood became {ll} at iteration {it}")
-        if ll + _log_prior(pseudo, probs) - obj_hist[-1] < tol:
-            converged = True
-            break
-    ll_hist.append(ll)
-    obj_hist.append(ll + _log_prior(pseudo, probs))
+    def log_prior(chain, eparams):
+        return _log_prior(pseudo, [*chain, eparams["probs"]])
+
+    chain, eparams, ll_hist, obj_hist, it, converged = _iterate(
+        step, probs[:2], {"probs": probs[2]}, pseudo[:2], log_prior, num_iters, tol)
     return BaumWelchResult(
-        initial_probs=probs[0],
-        transition_probs=probs[1],
-        emission_probs=probs[2],
-        log_likelihood_history=np.array(ll_hist),
-        objective_history=np.array(obj_hist),
+        initial_probs=chain[0],
+        transition_probs=chain[1],
+        emission_probs=eparams["probs"],
+        log_likelihood_history=ll_hist,
+        objective_history=obj_hist,
         num_iters=it,
         converged=converged,
     )
 
 
+def _iterate(step, chain, eparams, pseudo_chain, log_prior, num_iters: int, tol: float):
+    """The EM loop of every family: ``step(chain, eparams) -> (log-lik, chain counts, next eparams)``.
+
+    Each iteration records the objective of the current parameters, then moves the chain to its
+    normalised expected counts (plus pseudo-counts) and the emission to ``step``'s M-step; it stops when
+    the objective improves by less than ``tol`` (hmmlearn's rule). Returns the last parameters, the
+    log-likelihood and objective histories, the iterations run and whether it converged.
+    """
+    ll_hist, obj_hist = [], []
+    converged = False
+    ll, counts, new_e = step(chain, eparams)
+    if not np.isfinite(ll):
+        raise ValueError("init: the observations have probability 0 under the starting parameters")
+    it = 0
+    for it in range(1, num_iters + 1):
+        ll_hist.append(ll)
+        obj_hist.append(ll + log_prior(chain, eparams))
+        chain = [_normalise(c + a, p) for c, a, p in zip(counts, pseudo_chain, chain)]
+        eparams = new_e
+        ll, counts, new_e = step(chain, eparams)
+        if not np.isfinite(ll):
+            raise FloatingPointError(f"baum_welch: log-likelihood became {ll} at iteration {it}")
+        if ll + log_prior(chain, eparams) - obj_hist[-1] < tol:
+            converged = True
+            break
+    ll_hist.append(ll)
+    obj_hist.append(ll + log_prior(chain, eparams))
+    return chain, eparams, np.array(ll_hist), np.array(obj_hist), it, converged
+
+
 def _check_chain_init(init, s: int) -> list[np.ndarray]:
     if not isinstance(init, Mapping):
         raise TypeError(f"init: expected a dict keyed by site names, got {type(init).__name__}")
-    return [_check_prob(n, init[n], shp) for n, shp in (("initial_probs", (s,)), ("transition_probs", (s, s)))]
+    return [_check_prob(n, init[n], shp) for n, shp in ((HMM_SITES.initial, (s,)), (HMM_SITES.transition, (s, s)))]
 
 
 def _baum_welch_emission(em: core.Emission, observations, s: int, *, lengths, init, num_iters, tol,
@@ -385,7 +400,7 @@ def _baum_welch_emission(em: core.Emission, observations, s: int, *, lengths, in
         chain = [np.full(s, 1.0 / s), trans]
         eparams = em.check_params(em.initial_params(valid, s, rng), s, d, name="initial_params")
     else:
-        keys = ["initial_probs", "transition_probs", *em.site_names]
+        keys = [HMM_SITES.initial, HMM_SITES.transition, *em.site_names]
         if not isinstance(init, Mapping):
             raise TypeError(f"init: expected a dict keyed by site names, got {type(init).__name__}")
         missing = [k for k in keys if k not in init]
@@ -406,31 +421,14 @@ def _baum_welch_emission(em: core.Emission, observations, s: int, *, lengths, in
         return float(value), [np.asarray(c_pi, float), np.asarray(c_a, float)], {k: np.asarray(v, float)
                                                                                 for k, v in new.items()}
 
-    ll_hist, obj_hist = [], []
-    converged = False
-    ll, counts, new_e = step(chain, eparams)
-    if not np.isfinite(ll):
-        raise ValueError("init: the observations have probability 0 under the starting parameters")
-    it = 0
-    for it in range(1, num_iters + 1):
-        ll_hist.append(ll)
-        obj_hist.append(ll + _log_prior(pseudo, chain))
-        chain = [_normalise(c + a, p) for c, a, p in zip(counts, pseudo, chain)]
-        eparams = new_e
-        ll, counts, new_e = step(chain, eparams)
-        if not np.isfinite(ll):
-            raise FloatingPointError(f"baum_welch: log-likelihood became {ll} at iteration {it}")
-        if ll + _log_prior(pseudo, chain) - obj_hist[-1] < tol:
-            converged = True
-            break
-    ll_hist.append(ll)
-    obj_hist.append(ll + _log_prior(pseudo, chain))
+    chain, eparams, ll_hist, obj_hist, it, converged = _iterate(
+        step, chain, eparams, pseudo, lambda chain, _: _log_prior(pseudo, chain), num_iters, tol)
     return BaumWelchResult(
         initial_probs=chain[0],
         transition_probs=chain[1],
         emission_probs=None,
-        log_likelihood_history=np.array(ll_hist),
-        objective_history=np.array(obj_hist),
+        log_likelihood_history=ll_hist,
+        objective_history=obj_hist,
         num_iters=it,
         converged=converged,
         emission=em.name,

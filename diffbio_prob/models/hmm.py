@@ -119,6 +119,9 @@ class DiscreteHMM(dist.Distribution):
         lengths: optional ``Int[Array, "..."]`` valid steps per sequence (ragged batch).
         observation_dist: a NumPyro distribution with batch shape ``(..., S)``.
         emission, emission_params: a core emission and its parameters.
+        method: the forward pass of :meth:`log_prob`: ``"auto"`` (default; the associative scan on an
+            accelerator from ``diffbio_prob.cores.hmm.PARALLEL_MIN_STEPS`` steps on, else ``lax.scan``),
+            ``"sequential"`` or ``"parallel"`` (:func:`diffbio_prob.cores.hmm.resolve_method`).
         validate_args: NumPyro's argument validation.
 
     Example:
@@ -138,7 +141,7 @@ class DiscreteHMM(dist.Distribution):
     }
     pytree_data_fields = ("initial_probs", "transition_probs", "emission_probs", "lengths", "observation_dist",
                           "emission_params")
-    pytree_aux_fields = ("num_steps", "emission")
+    pytree_aux_fields = ("num_steps", "emission", "method")
 
     def __init__(
         self,
@@ -151,6 +154,7 @@ class DiscreteHMM(dist.Distribution):
         observation_dist: dist.Distribution | None = None,
         emission: str | core.Emission | None = None,
         emission_params: Mapping[str, Any] | None = None,
+        method: str = "auto",
         validate_args=None,
     ):
         given = [n for n, v in (("emission_probs", emission_probs), ("observation_dist", observation_dist),
@@ -161,6 +165,8 @@ class DiscreteHMM(dist.Distribution):
         if num_steps is None:
             raise ValueError("num_steps: required (the number of time steps T of the event)")
         self.num_steps = _positive_steps(num_steps)
+        core.resolve_method(method, self.num_steps)  # ValueError naming 'method' for an unknown one
+        self.method = method
         self.initial_probs = jnp.asarray(initial_probs)
         self.transition_probs = jnp.asarray(transition_probs)
         s = self.initial_probs.shape[-1]
@@ -361,7 +367,8 @@ class DiscreteHMM(dist.Distribution):
             ok = ok & (value == jnp.floor(value))  # NaN fails both
         if self.lengths is not None:  # what lies past a sequence's length is padding, never looked at
             ok = ok | (jnp.arange(self.num_steps) >= self.lengths[..., None])
-        if self._validate_args and not isinstance(value, jax.core.Tracer):
+        # ``ok`` itself, not ``value``: under a trace even a concrete value gives a traced ``ok``.
+        if self._validate_args and not isinstance(ok, jax.core.Tracer):
             bad = ~np.asarray(ok)
             if bad.any():
                 where = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -392,12 +399,14 @@ class DiscreteHMM(dist.Distribution):
                 params = core.HMMParams(jnp.log(self.initial_probs), jnp.log(self.transition_probs))
                 log_b = jnp.log(self.emission_probs)
                 lens = self._flat_lengths(batch_shape)
-                return core.categorical_log_likelihood_batch(params, log_b, y, lens).reshape(batch_shape)
+                return core.categorical_log_likelihood_batch(params, log_b, y, lens,
+                                                             method=self.method).reshape(batch_shape)
         log_pi, log_a, shared, ll, lens, batch_shape = self._core_args(value)
         if shared:
-            out = core.log_likelihood_batch(core.HMMParams(log_pi, log_a), ll, lens)
+            out = core.log_likelihood_batch(core.HMMParams(log_pi, log_a), ll, lens, method=self.method)
         else:
-            out = jax.vmap(lambda p, a, x, n: core.log_likelihood(core.HMMParams(p, a), x, n))(log_pi, log_a, ll, lens)
+            out = jax.vmap(lambda p, a, x, n: core.log_likelihood(core.HMMParams(p, a), x, n, method=self.method))(
+                log_pi, log_a, ll, lens)
         return out.reshape(batch_shape)
 
     # --------------------------------------------------------------------------------------------
@@ -511,6 +520,7 @@ def hmm_model(
     emission: str | core.Emission = "categorical",
     num_features: int | None = None,
     emission_prior: Mapping[str, float] | None = None,
+    method: str = "auto",
 ) -> None:
     """Bayesian HMM with Dirichlet priors on the chain and a prior per emission family.
 
@@ -555,6 +565,7 @@ def hmm_model(
         emission: the emission family (a name or a core :class:`~diffbio_prob.cores.hmm.Emission`).
         num_features: D (or M) of a vector emission; needed when ``observations`` is None or traced.
         emission_prior: overrides of the family's prior hyperparameters (see the table above).
+        method: :class:`DiscreteHMM`'s forward pass (``"auto"``, ``"sequential"``, ``"parallel"``).
 
     Example:
         >>> from numpyro.infer import Predictive
@@ -567,7 +578,7 @@ def hmm_model(
     em = core.get_emission(emission)
     if not isinstance(em, core.Categorical):
         return _emission_model(em, observations, lengths, int(num_states), num_steps, num_features, emission_prior,
-                               initial_concentration, transition_concentration, emission_concentration)
+                               initial_concentration, transition_concentration, emission_concentration, method)
     if observations is not None:
         if not isinstance(observations, jax.core.Tracer):
             arr = np.asarray(observations)
@@ -602,7 +613,8 @@ def hmm_model(
     emission = numpyro.sample(HMM_SITES.emission, dist.Dirichlet(c_emit).to_event(1))
     if lengths is not None:
         lengths = jnp.asarray(lengths)
-    numpyro.sample(HMM_SITES.observations, DiscreteHMM(initial, transition, emission, int(num_steps), lengths), obs=observations)
+    numpyro.sample(HMM_SITES.observations, DiscreteHMM(initial, transition, emission, int(num_steps), lengths,
+                                                       method=method), obs=observations)
 
 
 # Default prior hyperparameters per emission family (``hmm_model(emission_prior=...)`` overrides them):
@@ -620,7 +632,7 @@ EMISSION_PRIORS: dict[str, dict[str, float]] = {
 
 
 def _emission_model(em, observations, lengths, s, num_steps, num_features, emission_prior,
-                    initial_concentration, transition_concentration, emission_concentration):
+                    initial_concentration, transition_concentration, emission_concentration, method="auto"):
     """:func:`hmm_model` for a non-categorical emission."""
     prior = dict(EMISSION_PRIORS[em.name])
     if emission_prior is not None:
@@ -664,7 +676,8 @@ def _emission_model(em, observations, lengths, s, num_steps, num_features, emiss
     if lengths is not None:
         lengths = jnp.asarray(lengths)
     numpyro.sample(HMM_SITES.observations, DiscreteHMM(initial, transition, emission=em, emission_params=params,
-                                               num_steps=int(num_steps), lengths=lengths), obs=observations)
+                                               num_steps=int(num_steps), lengths=lengths, method=method),
+                   obs=observations)
 
 
 def _emission_prior(em, s, d, prior, emission_concentration) -> dict:

@@ -549,3 +549,64 @@ def test_cli_hmm_on_a_one_letter_fasta(tmp_path):
     assert np.isfinite(vit[["log_likelihood", "viterbi_log_prob"]].to_numpy()).all()
     assert vit["viterbi_log_prob"][0] <= vit["log_likelihood"][0] + 1e-6  # one path's mass <= total mass
     np.testing.assert_allclose(post[["p_state0", "p_state1"]].to_numpy().sum(), 1.0, atol=1e-5)
+
+
+# --- method="auto": the scan choice ----------------------------------------------------------------------------
+def test_auto_method_rule_and_cpu_choice():
+    # the documented rule: parallel only on an accelerator and only from PARALLEL_MIN_STEPS steps on
+    n = hmm.PARALLEL_MIN_STEPS
+    assert hmm.resolve_method("auto", n, backend="gpu") == "parallel"
+    assert hmm.resolve_method("auto", n - 1, backend="gpu") == "sequential"
+    assert hmm.resolve_method("auto", 10**6, backend="cpu") == "sequential"
+    assert hmm.resolve_method("auto", 10**6, backend="tpu") == "parallel"
+    assert hmm.resolve_method("parallel", 2, backend="cpu") == "parallel"
+    assert hmm.resolve_method("sequential", 10**6, backend="gpu") == "sequential"
+    with pytest.raises(ValueError, match="method"):
+        hmm.resolve_method("fast", 10)
+    assert jax.default_backend() == "cpu"
+    # on this CPU "auto" must build the sequential program: its jaxpr has no associative scan's
+    # reshapes/concatenates of the (T, S, S) elements, only the forward scan (a while/scan primitive)
+    rng = np.random.default_rng(3)
+    pi, a, b = random_model(rng, 3, 4)
+    y = jnp.asarray(rng.integers(0, 4, (2, n + 6)))
+    p, log_b = params_of(pi, a), jnp.log(jnp.asarray(b))
+
+    def prims(method):
+        jaxpr = jax.make_jaxpr(lambda q: hmm.categorical_log_likelihood_batch(q, log_b, y, method=method))(p)
+        return str(jaxpr)
+
+    auto, seq, par = prims("auto"), prims("sequential"), prims("parallel")
+    assert auto == seq
+    assert auto != par
+
+
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_sequential_and_parallel_agree_batch_and_gradients(with_lengths):
+    rng = np.random.default_rng(17)
+    pi, a, b = random_model(rng, 3, 5, sparse=True)
+    p, log_b = params_of(pi, a), jnp.log(jnp.asarray(b))
+    y = rng.integers(0, 5, (4, 40))
+    y[1, 7] = -1  # a missing symbol
+    lengths = jnp.asarray([40, 33, 1, 20]) if with_lengths else None
+    y = jnp.asarray(y)
+    out = {}
+    for method in ("sequential", "parallel", "auto"):
+        f = lambda la, lb: hmm.categorical_log_likelihood_batch(hmm.HMMParams(p.log_initial, la), lb, y, lengths,
+                                                                method=method)
+        val = f(p.log_transition, log_b)
+        grads = jax.grad(lambda la, lb: jnp.sum(f(la, lb) * jnp.arange(1.0, 5.0)), argnums=(0, 1))(
+            p.log_transition, log_b)
+        ll_b = jax.vmap(hmm.categorical_log_likelihoods, in_axes=(None, 0))(log_b, y)
+        val_ll = hmm.log_likelihood_batch(p, ll_b, lengths, method=method)
+        post = hmm.categorical_posteriors_batch(p, log_b, y, lengths, method=method)
+        out[method] = (val, grads, val_ll, post)
+    # an independent float64 oracle for the values
+    lens = np.asarray(lengths) if with_lengths else np.full(4, 40)
+    yn = np.asarray(y)
+    for i in range(4):
+        ll_i = np_categorical_ll(b, yn[i, : lens[i]])
+        want = np_forward_backward(pi, a, ll_i)[0]
+        assert float(out["parallel"][0][i]) == pytest.approx(want, rel=1e-10)
+    for method in ("parallel", "auto"):
+        for got, ref in zip(jax.tree_util.tree_leaves(out[method]), jax.tree_util.tree_leaves(out["sequential"])):
+            np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-10, atol=1e-12)

@@ -4,7 +4,9 @@
   log-likelihood with a forward-backward custom VJP, smoother, two-slice marginals, Viterbi, sampling,
   ragged batches, the fast batched categorical kernels).
 * :mod:`.parallel`: the same quantities by associative scans (``parallel_filter``,
-  ``parallel_log_likelihood``, ``parallel_smoother``), for accelerators.
+  ``parallel_log_likelihood``, ``parallel_log_likelihood_batch``, ``parallel_smoother``), for accelerators;
+  ``resolve_method`` is the ``method="auto"`` rule (parallel on an accelerator from ``PARALLEL_MIN_STEPS``
+  steps, sequential on a CPU) that the log-likelihood functions apply.
 * :mod:`.emissions`: emission families as objects with one protocol (log-likelihood matrix, numpy-side
   checks, M-step, sampling, site names): :class:`Categorical`, :class:`Poisson`,
   :class:`NegativeBinomial`, :class:`Gaussian` (diagonal or full covariance), :class:`Bernoulli`,
@@ -57,7 +59,15 @@ from diffbio_prob.cores.hmm.inference import (
     viterbi,
     viterbi_batch,
 )
-from diffbio_prob.cores.hmm.parallel import parallel_filter, parallel_log_likelihood, parallel_smoother
+from diffbio_prob.cores.hmm.parallel import (
+    METHODS,
+    PARALLEL_MIN_STEPS,
+    parallel_filter,
+    parallel_log_likelihood,
+    parallel_log_likelihood_batch,
+    parallel_smoother,
+    resolve_method,
+)
 
 __all__ = [
     "HMMParams",
@@ -85,6 +95,10 @@ __all__ = [
     "parallel_filter",
     "parallel_log_likelihood",
     "parallel_smoother",
+    "parallel_log_likelihood_batch",
+    "resolve_method",
+    "METHODS",
+    "PARALLEL_MIN_STEPS",
     "lengths_to_mask",
     "Emission",
     "Categorical",

@@ -398,12 +398,31 @@ class Categorical(Emission):
         return arr
 
     def check_observations(self, observations, num_features=None, name="observations"):
-        arr = super().check_observations(observations, None, name)
-        if num_features is not None and (arr >= num_features).any():
-            where = tuple(int(i) for i in np.argwhere(arr >= num_features)[0])
-            raise ValueError(f"{name}: symbols must be in 0..{num_features - 1} or -1 for missing; found "
-                             f"{int(arr[where])} at index {where}")
-        return arr
+        """Integer symbols in ``0..M-1`` (``M = num_features``), ``-1`` = missing; the one check of the
+        categorical HMM's observations (operator, ``baum_welch``, ``hmm_model``). Floats are refused, not
+        rounded: a float symbol array is usually a mistake upstream (NaN gets its own message)."""
+        if isinstance(observations, (str, bytes)) or (
+                not hasattr(observations, "shape") and not isinstance(observations, (list, tuple))):
+            raise TypeError(f"{name}: expected an integer array, got {type(observations).__name__}")
+        try:
+            arr = np.asarray(observations)
+        except ValueError:  # NumPy: "inhomogeneous shape"
+            raise ValueError(f"{name}: sequences of different lengths; pad them to a (B, T) array with -1 "
+                             "and pass 'lengths'") from None
+        if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+            raise TypeError(f"{name}: expected integer symbols, got dtype {arr.dtype}")
+        if np.issubdtype(arr.dtype, np.floating) and arr.size:
+            if np.isnan(arr).any():
+                raise ValueError(f"{name}: contains NaN; encode a missing symbol as -1")
+            raise TypeError(f"{name}: expected integer symbols, got dtype {arr.dtype} (cast with .astype(int))")
+        m = num_features
+        bad = (arr < -1) | ((arr >= m) if m is not None else False)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            allowed = f"0..{m - 1} (num_emissions={m})" if m is not None else "0, 1, ..."
+            raise ValueError(f"{name}: symbols must be in {allowed} or -1 for missing; found {int(arr[where])} "
+                             f"at index {where if len(where) > 1 else where[0]}")
+        return super().check_observations(arr, None, name)
 
     def log_likelihoods(self, params, observations):
         return _categorical_ll(jnp.log(jnp.asarray(params["probs"])), jnp.asarray(observations))

@@ -58,7 +58,7 @@ from diffbio_prob.cores.hmm._base import (
     _valid,
 )
 from diffbio_prob.cores.hmm.emissions import _ONE_HOT_MAX_SYMBOLS, categorical_log_likelihoods  # noqa: F401
-from diffbio_prob.cores.hmm.parallel import parallel_log_likelihood
+from diffbio_prob.cores.hmm.parallel import parallel_log_likelihood, parallel_log_likelihood_batch, resolve_method
 
 __all__ = [
     "HMMParams",
@@ -272,7 +272,7 @@ def forward_filter(params: HMMParams, log_likelihoods: Array, length=None) -> Fi
 
 
 @functools.partial(jax.jit, static_argnames=("method",))
-def log_likelihood(params: HMMParams, log_likelihoods: Array, length=None, *, method: str = "sequential"):
+def log_likelihood(params: HMMParams, log_likelihoods: Array, length=None, *, method: str = "auto"):
     """log p(y_{1:L}) with hidden states marginalised; differentiable at ~2-3x the forward cost.
 
     The gradient is forward-backward (custom VJP): w.r.t. ``log_likelihoods`` it is the smoothed
@@ -284,8 +284,10 @@ def log_likelihood(params: HMMParams, log_likelihoods: Array, length=None, *, me
         params: :class:`HMMParams`.
         log_likelihoods: ``Float[Array, "T S"]``.
         length: optional scalar number of valid steps (padding after it contributes nothing).
-        method: ``"sequential"`` (``lax.scan``, default) or ``"parallel"`` (associative scan,
-            O(log T) depth, for accelerators; autodiff gradient).
+        method: ``"auto"`` (default: :func:`~diffbio_prob.cores.hmm.parallel.resolve_method`, the parallel
+            scan on an accelerator from ``PARALLEL_MIN_STEPS`` steps on, else the sequential one),
+            ``"sequential"`` (``lax.scan``, forward-backward gradient) or ``"parallel"`` (associative scan,
+            O(log T) depth; autodiff gradient).
 
     Returns:
         Scalar log-likelihood.
@@ -296,16 +298,14 @@ def log_likelihood(params: HMMParams, log_likelihoods: Array, length=None, *, me
         >>> round(float(log_likelihood(p, ll)), 4)
         -3.3725
     """
-    if method == "parallel":
+    if resolve_method(method, jnp.shape(log_likelihoods)[0]) == "parallel":
         return parallel_log_likelihood(params, log_likelihoods, length)
-    if method != "sequential":
-        raise ValueError(f"method: expected 'sequential' or 'parallel', got {method!r}")
     ll, lens = _single(log_likelihoods, length, params)
     return _log_likelihood(params.log_initial, params.log_transition, ll, lens)[0]
 
 
-@jax.jit
-def log_likelihood_batch(params: HMMParams, log_likelihoods: Array, lengths=None) -> Array:
+@functools.partial(jax.jit, static_argnames=("method",))
+def log_likelihood_batch(params: HMMParams, log_likelihoods: Array, lengths=None, *, method: str = "auto") -> Array:
     """Per-sequence log-likelihoods of a padded batch, with the forward-backward gradient.
 
     Same numbers as ``vmap(log_likelihood)`` but computed on a time-major, batch-minor layout: several
@@ -315,6 +315,7 @@ def log_likelihood_batch(params: HMMParams, log_likelihoods: Array, lengths=None
         params: :class:`HMMParams` (shared by the batch).
         log_likelihoods: ``Float[Array, "B T S"]``.
         lengths: optional ``Int[Array, "B"]`` valid steps per sequence.
+        method: ``"auto"``, ``"sequential"`` or ``"parallel"``, as for :func:`log_likelihood`.
 
     Returns:
         ``Float[Array, "B"]``.
@@ -328,6 +329,8 @@ def log_likelihood_batch(params: HMMParams, log_likelihoods: Array, lengths=None
     lls = jnp.asarray(log_likelihoods)
     _check_ll(lls, 3, params)
     lens = _batch_lengths(lengths, lls.shape[0], lls.shape[1])
+    if resolve_method(method, lls.shape[1]) == "parallel":
+        return parallel_log_likelihood_batch(params, lls, lens)
     return _log_likelihood(params.log_initial, params.log_transition, _to_tsb(lls), lens)
 
 
@@ -361,9 +364,9 @@ def _categorical_tsb_bwd(res, g):
 _categorical_tsb.defvjp(_categorical_tsb_fwd, _categorical_tsb_bwd)
 
 
-@jax.jit
+@functools.partial(jax.jit, static_argnames=("method",))
 def categorical_log_likelihood_batch(
-    params: HMMParams, log_emission: Array, observations: Array, lengths=None
+    params: HMMParams, log_emission: Array, observations: Array, lengths=None, *, method: str = "auto"
 ) -> Array:
     """Per-sequence log-likelihoods of a padded batch of symbol sequences (categorical emissions).
 
@@ -376,6 +379,7 @@ def categorical_log_likelihood_batch(
         log_emission: ``Float[Array, "S M"]``.
         observations: ``Int[Array, "B T"]`` (``-1`` = missing or padding).
         lengths: optional ``Int[Array, "B"]``.
+        method: ``"auto"``, ``"sequential"`` or ``"parallel"``, as for :func:`log_likelihood`.
 
     Returns:
         ``Float[Array, "B"]``.
@@ -389,18 +393,21 @@ def categorical_log_likelihood_batch(
     obs = jnp.asarray(observations)
     _check_obs_batch(obs, params, log_emission)
     lens = _batch_lengths(lengths, obs.shape[0], obs.shape[1])
+    if resolve_method(method, obs.shape[1]) == "parallel":
+        return parallel_log_likelihood_batch(params, _from_tsb(_categorical_tsb(log_emission, obs)), lens)
     return _log_likelihood(params.log_initial, params.log_transition, _categorical_tsb(log_emission, obs), lens)
 
 
-@jax.jit
+@functools.partial(jax.jit, static_argnames=("method",))
 def categorical_posteriors_batch(
-    params: HMMParams, log_emission: Array, observations: Array, lengths=None
+    params: HMMParams, log_emission: Array, observations: Array, lengths=None, *, method: str = "auto"
 ) -> tuple[Array, Array]:
     """Log-likelihoods ``(B,)`` and smoothed posteriors ``(B, T, S)`` (zero on padding) of a padded batch.
 
     One forward and one backward sweep: the posteriors are the gradient of the log-likelihoods w.r.t.
     the emission log-likelihoods (Eisner 2016), computed by the custom VJP. Both outputs are
     differentiable (a loss on the posteriors is reverse-over-reverse autodiff through the sweep).
+    ``method`` as for :func:`log_likelihood` (the parallel scan's posteriors are its autodiff gradient).
 
     Example:
         >>> p = HMMParams(jnp.log(jnp.array([.6, .4])), jnp.log(jnp.array([[.7, .3], [.4, .6]])))
@@ -413,6 +420,9 @@ def categorical_posteriors_batch(
     _check_obs_batch(obs, params, log_emission)
     lens = _batch_lengths(lengths, obs.shape[0], obs.shape[1])
     ll = _categorical_tsb(log_emission, obs)
+    if resolve_method(method, obs.shape[1]) == "parallel":
+        log_lik, vjp = jax.vjp(lambda x: parallel_log_likelihood_batch(params, x, lens), _from_tsb(ll))
+        return log_lik, vjp(jnp.ones_like(log_lik))[0]
     log_lik, vjp = jax.vjp(lambda x: _log_likelihood(params.log_initial, params.log_transition, x, lens), ll)
     (gamma,) = vjp(jnp.ones_like(log_lik))
     return log_lik, _from_tsb(gamma)

@@ -21,7 +21,36 @@ from diffbio_prob.cores.hmm._base import (
     _valid,
 )
 
-__all__ = ["parallel_filter", "parallel_log_likelihood", "parallel_smoother"]
+__all__ = ["PARALLEL_MIN_STEPS", "METHODS", "resolve_method", "parallel_filter", "parallel_log_likelihood",
+           "parallel_log_likelihood_batch", "parallel_smoother"]
+
+#: The scans a caller may name; ``"auto"`` picks one of the other two by :func:`resolve_method`.
+METHODS = ("auto", "sequential", "parallel")
+
+#: ``method="auto"`` takes the associative scan on an accelerator (any backend but ``"cpu"``) when the
+#: sequence has at least this many steps. Why: on a GPU each step of ``lax.scan`` is at least one kernel
+#: launch (~5-10 us), so a sequential pass costs ~T x 10 us whatever K is, while the associative scan has
+#: O(log T) depth and O(T K^3) work that the device absorbs for K <= 64; dynamax's and Hassan et al.'s
+#: GPU timings put the crossover at a few hundred steps. 1024 is the conservative side of that; on a CPU
+#: the sequential scan is always faster (~10x on two cores at K = 2..8), so ``"auto"`` never picks the
+#: parallel one there. ``bench/gpu.py`` measures both scans for T = 1e4..1e6 and K = 8..64.
+PARALLEL_MIN_STEPS = 1024
+
+
+def resolve_method(method: str, num_steps: int, backend: str | None = None) -> str:
+    """``"sequential"`` or ``"parallel"`` for ``method`` (one of :data:`METHODS`) and a sequence of
+    ``num_steps`` steps on ``backend`` (default ``jax.default_backend()``).
+
+    Example:
+        >>> resolve_method("auto", 10_000, backend="cpu"), resolve_method("auto", 10_000, backend="gpu")
+        ('sequential', 'parallel')
+    """
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method: expected one of {', '.join(map(repr, METHODS))}, got {method!r}")
+    if method != "auto":
+        return method
+    backend = jax.default_backend() if backend is None else backend
+    return "parallel" if backend != "cpu" and int(num_steps) >= PARALLEL_MIN_STEPS else "sequential"
 
 
 def _parallel_elements(params: HMMParams, ll: Array, length):
@@ -92,6 +121,23 @@ def parallel_log_likelihood(params: HMMParams, log_likelihoods: Array, length=No
     """
     _, b = lax.associative_scan(_parallel_combine, _parallel_elements(params, log_likelihoods, length))
     return b[-1, 0]
+
+
+@jax.jit
+def parallel_log_likelihood_batch(params: HMMParams, log_likelihoods: Array, lengths=None) -> Array:
+    """Per-sequence log p(y) of a padded batch ``Float[Array, "B T S"]`` by the associative scan
+    (``vmap`` of :func:`parallel_log_likelihood` over the sequences and their ``lengths``).
+
+    Example:
+        >>> p = HMMParams(jnp.log(jnp.array([.5, .5])), jnp.log(jnp.array([[.7, .3], [.3, .7]])))
+        >>> ll = jnp.log(jnp.array([[[.9, .2], [.1, .8]], [[.9, .2], [.5, .5]]]))
+        >>> [round(float(v), 4) for v in parallel_log_likelihood_batch(p, ll, jnp.array([2, 1]))]
+        [-1.617, -0.5978]
+    """
+    lls = jnp.asarray(log_likelihoods)
+    b, t = lls.shape[0], lls.shape[1]
+    lens = jnp.full((b,), t, jnp.int32) if lengths is None else jnp.broadcast_to(jnp.asarray(lengths), (b,))
+    return jax.vmap(lambda ll, n: parallel_log_likelihood(params, ll, n))(lls, lens)
 
 
 @jax.jit

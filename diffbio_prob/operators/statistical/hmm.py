@@ -261,30 +261,7 @@ class DifferentiableHMM(OperatorModule):
             if 0 in obs.shape:
                 raise ValueError(f"observations: empty sequence (shape {obs.shape})")
             return obs
-        if isinstance(obs, (str, bytes)) or (not hasattr(obs, "shape") and not isinstance(obs, (list, tuple))):
-            raise TypeError(f"observations: expected an integer array, got {type(obs).__name__}")
-        try:
-            arr = np.asarray(obs)
-        except ValueError:  # NumPy: "inhomogeneous shape"
-            raise ValueError("observations: sequences of different lengths; pad them to a (B, T) array with -1 "
-                             "and pass 'lengths'") from None
-        if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-            raise TypeError(f"observations: expected integer symbols, got dtype {arr.dtype}")
-        if arr.ndim not in (1, 2):
-            raise ValueError(f"observations: expected shape (T,) or (B, T), got shape {arr.shape}")
-        if arr.size == 0:
-            raise ValueError(f"observations: empty sequence (shape {arr.shape})")
-        if np.issubdtype(arr.dtype, np.floating):
-            if np.isnan(arr).any():
-                raise ValueError("observations: contains NaN; encode a missing symbol as -1")
-            raise TypeError(f"observations: expected integer symbols, got dtype {arr.dtype} (cast with .astype(int))")
-        bad = (arr < -1) | (arr >= m)
-        if bad.any():
-            where = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(
-                f"observations: symbols must be in 0..{m - 1} (num_emissions={m}) or -1 for missing; "
-                f"found {int(arr[where])} at index {where if len(where) > 1 else where[0]}"
-            )
+        arr = self._emission.check_observations(obs, m)
         return jnp.asarray(arr, dtype=jnp.int32)
 
     def _check_emission_observations(self, obs: Any):
