@@ -48,16 +48,19 @@ def _cr_parts(
         lgr = lgamma_ratio(counts, size)
     # DESeq2's ll_part leaves out -lgamma(y + 1) + y log(mu) (constant in alpha); its value enters
     # DESeq2's "no increase" test, so we keep DESeq2's exact form.
-    ll = lgr - counts * jnp.log(mu + size) - size * log1p_ma
-    ll = jnp.sum(_masked(ll, sample_mask), -1)
+    ll_terms = _masked(lgr - counts * jnp.log(mu + size) - size * log1p_ma, sample_mask)
+    ll = jnp.sum(ll_terms, -1)
     w = _masked(size * ratio, sample_mask)  # 1 / (1/mu + alpha)
     b = weighted_gram(design, w) + _coef_pad(design.shape[1], coef_mask, w.dtype)
     chol = spd_cholesky(b)
     cr = -jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)  # -0.5 log det
-    out = {"ll": ll, "cr": cr}
+    # sum |term|: the scale of the rounding error of a sum of the terms (unused outputs are dropped by XLA)
+    out = {"ll": ll, "cr": cr, "ll_abs": jnp.sum(jnp.abs(ll_terms), -1)}
     if want_grad or want_hess:
         y_ratio = counts * inv
-        s_sum = jnp.sum(_masked(-dgr + y_ratio + log1p_ma - ratio, sample_mask), -1)
+        s_terms = _masked(-dgr + y_ratio + log1p_ma - ratio, sample_mask)
+        s_sum = jnp.sum(s_terms, -1)
+        out["dll_abs"] = jnp.sum(jnp.abs(s_terms), -1)
         r = size[:, 0]
         out["dll"] = r * s_sum
         db = weighted_gram(design, -(w * w))
@@ -145,6 +148,10 @@ class DispersionFit(NamedTuple):
     last_lp: jax.Array
     last_dlp: jax.Array
     last_change: jax.Array
+    # Line search only (``None`` from the other fits): how far each gene's decisions were from a tie.
+    decision_margin: jax.Array | None = None  # min over steps of |gap| - bound on R's rounding error
+    lp_error: jax.Array | None = None  # bound on |R's last_lp - ours| (rounding and the drift of a)
+    initial_lp_error: jax.Array | None = None  # the same for initial_lp
 
 
 def fit_dispersion_line_search(
@@ -190,18 +197,30 @@ def fit_dispersion_line_search(
         sample_mask, coef_mask: padding masks as in :func:`irls_fit`.
 
     Returns:
-        :class:`DispersionFit` (``n_iter == max_iter`` means not converged).
+        :class:`DispersionFit` (``n_iter == max_iter`` means not converged), with
+        ``decision_margin``: per gene, the smallest distance of any of its branch decisions (accept,
+        stop on ``tol``, stop below ``min_log_alpha``, the clamps) from a tie, minus a bound on the
+        rounding error of R's own evaluation of the same quantities (see :func:`_rounding_bounds`).
+        Where it is positive, R's double-precision loop takes every branch ours takes, so its
+        ``n_iter`` and stopping point are ours; the caller redoes only the other genes in R's
+        arithmetic.
     """
     counts = jnp.asarray(counts)
     dtype = counts.dtype
     g = counts.shape[0]
     prior_mean = jnp.broadcast_to(jnp.asarray(prior_mean, dtype), (g,))
     prior_w = jnp.asarray(use_prior, dtype)  # 0/1: adding 0 * prior leaves DESeq2's MLE unchanged
+    mu = jnp.asarray(mu, dtype)
+    valid = jnp.ones_like(counts, bool) if sample_mask is None else jnp.broadcast_to(sample_mask, counts.shape)
+    y_max = jnp.max(jnp.where(valid, counts, 0.0), -1)
+    mu_max = jnp.max(jnp.where(valid, mu, 0.0), -1)
+    mu_min = jnp.min(jnp.where(valid, mu, jnp.inf), -1)
+    n_valid = jnp.sum(valid, -1).astype(dtype)
 
     def step(data, st):
         """One pass of DESeq2's loop for every gene of ``data`` (a row subset of the problem)."""
-        cnt, m, pm = data
-        a, lp, dlp, kappa, n_iter, n_acc, done, change, lp0, started = st
+        cnt, m, pm, ymx, mmx, mmn, nv = data
+        a, lp, dlp, kappa, n_iter, n_acc, done, change, lp0, started, drift, lp_err, dlp_err, margin, lp0_err = st
         # One evaluation site: a gene's first pass evaluates its starting point, later passes
         # the proposal (halves the code XLA compiles).
         first = ~started
@@ -227,16 +246,37 @@ def fit_dispersion_line_search(
         small = change_new < tol
         below = a_try < min_log_alpha
         cont = accept & ~small & ~below
+        # How far R's run of this step could be from ours: its lp and dlp carry rounding errors
+        # (err_lp, err_dlp), and its a has drifted from ours by the dlp errors of earlier steps.
+        err_lp, err_dlp = _rounding_bounds(a_try, parts, ymx, mmx, mmn, nv)
+        drift_try = jnp.where(first, 0.0, drift + kappa * dlp_err)
+        lp_try_err = err_lp + jnp.abs(dlp_try) * drift_try
+        lp0_err = jnp.where(first, lp_try_err, lp0_err)
+        lp_err = jnp.where(first, lp_try_err, lp_err)
+        dlp_err = jnp.where(first, err_dlp, dlp_err)
+        gaps = jnp.stack([
+            jnp.abs(theta_kappa - theta_hat) - (lp_try_err + lp_err + 2.0 * kappa * epsilon * jnp.abs(dlp) * dlp_err),
+            jnp.where(accept, jnp.abs(change_new - tol) - (lp_try_err + lp_err), jnp.inf),
+            jnp.where(accept, jnp.abs(a_try - min_log_alpha) - drift_try, jnp.inf),
+            jnp.abs(a_prop + 30.0) - drift_try,
+            jnp.abs(a_prop - 10.0) - drift_try,
+        ])
+        margin = jnp.where(active, jnp.minimum(margin, jnp.min(gaps, 0)), margin)
         a = jnp.where(accept, a_try, a)
+        drift = jnp.where(accept, drift_try, drift)
         change = jnp.where(accept, change_new, change)
         # DESeq2 leaves lp at its previous value when it stops for a < min_log_alpha.
-        lp = jnp.where(accept & (small | ~below), lp_try, lp)
+        keep_lp = accept & (small | ~below)
+        lp = jnp.where(keep_lp, lp_try, lp)
+        lp_err = jnp.where(keep_lp, lp_try_err, lp_err)
         dlp = jnp.where(cont, dlp_try, dlp)
+        dlp_err = jnp.where(cont, err_dlp, dlp_err)
         kappa_acc = jnp.minimum(kappa * 1.1, kappa_0)
         kappa_acc = jnp.where(n_acc % 5 == 0, kappa_acc / 2.0, kappa_acc)
         kappa = jnp.where(cont, kappa_acc, jnp.where(reject, kappa / 2.0, kappa))
         done = done | (accept & (small | below)) | (n_iter >= max_iter)
-        return a, lp, dlp, kappa, n_iter, n_acc, done, change, lp0, jnp.ones_like(started)
+        return (a, lp, dlp, kappa, n_iter, n_acc, done, change, lp0, jnp.ones_like(started), drift, lp_err, dlp_err,
+                margin, lp0_err)
 
     zeros_i = jnp.zeros(g, jnp.int32)
     zeros = jnp.zeros(g, dtype)
@@ -252,10 +292,15 @@ def fit_dispersion_line_search(
         jnp.full(g, -1.0, dtype),
         zeros,
         falses,
+        zeros,
+        zeros,
+        zeros,
+        jnp.full(g, jnp.inf, dtype),
+        zeros,
     )
-    data = (counts, jnp.asarray(mu, dtype), prior_mean)
+    data = (counts, mu, prior_mean, y_max, mu_max, mu_min, n_valid)
     st = _masked_loop(step, data, st, done_index=6, max_steps=max_iter + 1, compact=compact)
-    a, lp, dlp, _, n_iter, n_acc, _, change, lp0, _ = st
+    a, lp, dlp, _, n_iter, n_acc, _, change, lp0, _, _, lp_err, _, margin, lp0_err = st
     return DispersionFit(
         log_alpha=a,
         n_iter=n_iter,
@@ -264,7 +309,48 @@ def fit_dispersion_line_search(
         last_lp=lp,
         last_dlp=dlp,
         last_change=change,
+        decision_margin=margin,
+        lp_error=lp_err,
+        initial_lp_error=lp0_err,
     )
+
+
+_OUR_RATIO_ERROR = 2e-11
+
+
+def _lgamma_bound(x):
+    # |lgamma(x)| <= (x + 1) |log x| + x + 1 for every x > 0 (Stirling above 1; -log x - gamma x below)
+    return (x + 1.0) * jnp.abs(jnp.log(x)) + x + 1.0
+
+
+def _rounding_bounds(log_alpha, parts, y_max, mu_max, mu_min, n):
+    """Bounds on the rounding error of R's ``log_posterior`` and ``dlog_posterior`` at ``log_alpha``.
+
+    R (DESeq2.cpp) computes, per sample, ``lgamma(y + 1/alpha) - lgamma(1/alpha) - y log(mu + 1/alpha) -
+    (1/alpha) log(1 + mu alpha)`` in double precision, each part to a few ulps of its own size, and sums
+    the N terms in order; so its error is at most a few ``eps`` times the parts' magnitudes plus ``N eps``
+    times the sum of the terms' magnitudes (Higham, *Accuracy and Stability of Numerical Algorithms*,
+    2002, sec. 4.2). The parts are large where ``1/alpha`` or the counts are (``lgamma(1e7) ~ 1.5e8``:
+    R's lp is then uncertain by ~1e-8 per sample against DESeq2's ``dispTol`` of 1e-6). Their magnitudes
+    are bounded from each gene's largest count and its smallest and largest mean (``|lgamma|`` and
+    ``|digamma|`` by closed forms), and the whole bound taken 8 times over; the derivative the same way,
+    times ``alpha / alpha^2``. Our own values differ from the exact ones by less than
+    ``_OUR_RATIO_ERROR`` per sample (3x the worst measured), added on top.
+    """
+    an = jnp.exp(-log_alpha)
+    alpha = jnp.exp(log_alpha)
+    eps = 8.0 * jnp.finfo(an.dtype).eps
+    log_mu = jnp.abs(jnp.log(mu_max + an)) + jnp.abs(jnp.log(mu_min + an))
+    l1p = jnp.log1p(mu_max * alpha)
+    parts_lp = n * (_lgamma_bound(y_max + an) + _lgamma_bound(an) + y_max * log_mu + an * l1p)
+    # + ours: lgamma_ratio and digamma_ratio are off by up to ~7e-12 per sample, whatever the count
+    # (measured against exact sums of logs and reciprocals over y, 1e-2 <= 1/alpha <= 1e8)
+    err_lp = eps * (parts_lp + (n + 2.0) * parts["ll_abs"] + 8.0 * jnp.abs(parts["cr"])) + n * _OUR_RATIO_ERROR
+    psi = lambda x: jnp.abs(jnp.log(x)) + 1.0 / x + 1.0  # noqa: E731  >= |digamma(x)| for x > 0
+    parts_dlp = n * (psi(an) + psi(y_max + an) + l1p + 1.0 + y_max / (mu_min + an))
+    err_dlp = (eps * (an * (parts_dlp + (n + 2.0) * parts["dll_abs"]) + 8.0 * jnp.abs(parts["dcr"]))
+               + an * n * _OUR_RATIO_ERROR)
+    return err_lp, err_dlp
 
 
 def _masked_loop(step, data, state, *, done_index: int, max_steps: int, compact):

@@ -61,7 +61,7 @@ def _fit(data: DESeq2Data, mu, log_alpha0, prior_mean, prior_var, use_prior, opt
     # at random and ~1000 of marioni's gene-wise estimates (and so the trend) were off.
     with jax.enable_x64(True):
         out = _fit_f64(data, mu, log_alpha0, prior_mean, prior_var, use_prior, opts, shard)
-        return type(out)(*(np.asarray(v) for v in out))
+        return type(out)(*(None if v is None else np.asarray(v) for v in out))
 
 
 def _fit_f64(data: DESeq2Data, mu, log_alpha0, prior_mean, prior_var, use_prior, opts, shard):
@@ -134,14 +134,22 @@ def gene_wise_dispersions(data: DESeq2Data, opts: DESeq2Options, *, shard: bool 
     exact_grid = _r_exact(data, opts)
     exact = exact_grid and _n_groups(design) == p  # R's mu is the linear model's: R-exact too
     if exact:
-        # Rows where R's answer is decided by its rounding: the line search gained nothing (R keeps
-        # alpha_init, unless it stopped after one step: then "not converged" and the grid refit),
-        # redone in R's arithmetic (rstats.r_fit_disp) from R-exact alpha_init and mu.
-        rows = np.flatnonzero(no_increase & (alpha_init > min_disp * 10))
+        # Where the line search gained nothing, R keeps alpha_init (R-exact here), unless it stopped after
+        # one step: then "not converged" and the grid refit. Which of the two, and whether it gained
+        # nothing at all, can be decided by R's rounding: such rows (a decision or the "no increase" test
+        # within the bound on R's rounding error, fit.decision_margin) are redone in R's arithmetic
+        # (rstats.r_fit_disp) from R-exact alpha_init and mu; on the others R takes our branches.
+        gap = np.abs(last_lp - initial_lp - np.abs(initial_lp) / 1e6)
+        tie = gap <= 2.0 * (fit.lp_error + fit.initial_lp_error)
+        keep = (no_increase | tie) & (alpha_init > min_disp * 10)
+        rows = np.flatnonzero(keep)
+        redo = np.flatnonzero(keep & (tie | ~(fit.decision_margin > 0)))
         if rows.size:
             r_init, r_mu = _r_exact_start(data, rows, opts)
             alpha_init[rows], mu[rows] = r_init, r_mu
-            for k, i in enumerate(rows):
+            where = dict(zip(rows.tolist(), range(rows.size)))
+            for i in redo:
+                k = where[int(i)]
                 la, it, lp0, lp = rstats.r_fit_disp(
                     data.counts[i], r_mu[k], design, math.log(r_init[k]), math.log(r_init[k]), 1.0, False,
                     min_log_alpha=math.log(opts.min_disp / 10.0), kappa_0=opts.kappa_0, tol=opts.disp_tol,
