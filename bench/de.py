@@ -15,6 +15,14 @@ docs/notes/de.md (same data recipe, 2-core machine): R DESeq2 18.7 s, glmGamPoi 
 Goal (issue 3): at most half of glmGamPoi's 6.1 s.
 
 Run:  .venv/bin/python bench/de.py [--genes 10000] [--samples 100] [--repeats 3] [--peer-repeats 2]
+
+Whole-process scaling (issue 14):  .venv/bin/python bench/de.py --sizes 100x10000,500x20000,2000x30000
+  For each size (samples x genes) the same simulated table is written to CSV once, then each tool runs as
+  its own process from CSV in to CSV out, timed from launch to exit with its peak resident memory:
+  ``diffbio-prob de`` on an empty compilation cache (cold) and again on the cache it filled (warm);
+  glmGamPoi (``glm_gp`` + ``test_de``), R DESeq2 (``DESeq`` + ``results``, skip with ``--no-deseq2``) and
+  PyDESeq2 (when importable; ``--pydeseq2-path`` adds its folder to the path, n_cpus=1) in the same run.
+  Prints the times, the ratios to glmGamPoi and how each ratio moves with size.
 """
 
 from __future__ import annotations
@@ -74,6 +82,123 @@ def timed(fn, *args):
     return time.perf_counter() - t0, out
 
 
+_R_GLMGAMPOI = """
+suppressMessages(library(glmGamPoi))
+a <- commandArgs(TRUE)
+counts <- as.matrix(read.csv(a[1], row.names = 1, check.names = FALSE))
+meta <- read.csv(a[2], row.names = 1)
+meta$condition <- factor(meta$condition)
+fit <- glm_gp(counts, design = ~ condition, col_data = meta, on_disk = FALSE)
+res <- test_de(fit, contrast = conditionB)
+write.csv(res, a[3], row.names = FALSE)
+"""
+
+_R_DESEQ2 = """
+suppressMessages(library(DESeq2))
+a <- commandArgs(TRUE)
+counts <- as.matrix(read.csv(a[1], row.names = 1, check.names = FALSE))
+meta <- read.csv(a[2], row.names = 1)
+meta$condition <- factor(meta$condition)
+dds <- DESeqDataSetFromMatrix(counts, meta, ~ condition)
+dds <- DESeq(dds, quiet = TRUE)
+write.csv(as.data.frame(results(dds, contrast = c("condition", "B", "A"))), a[3])
+"""
+
+_PYDESEQ2 = """
+import sys, warnings
+import pandas as pd
+from threadpoolctl import threadpool_limits
+from pydeseq2.dds import DeseqDataSet
+from pydeseq2.default_inference import DefaultInference
+from pydeseq2.ds import DeseqStats
+warnings.simplefilter("ignore")
+counts = pd.read_csv(sys.argv[1], index_col=0).T
+meta = pd.read_csv(sys.argv[2], index_col=0)
+with threadpool_limits(limits=1):
+    inference = DefaultInference(n_cpus=1)
+    dds = DeseqDataSet(counts=counts, metadata=meta, design="~condition", inference=inference, quiet=True)
+    dds.deseq2()
+    ds = DeseqStats(dds, contrast=["condition", "B", "A"], inference=inference, quiet=True)
+    ds.summary()
+ds.results_df.to_csv(sys.argv[3])
+"""
+
+
+def _process(cmd: list[str], env: dict | None = None) -> tuple[float, float, int]:
+    """Wall seconds from launch to exit, peak resident memory (MiB) and the exit code of ``cmd``."""
+    import subprocess
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace").strip().splitlines()
+    if proc.returncode:
+        print(f"    {cmd[0]} failed ({proc.returncode}): {err[-1] if err else ''}")
+    return wall, usage.ru_maxrss / 1024.0, proc.returncode
+
+
+def scaling(sizes: list[tuple[int, int]], *, seed: int, beta_sd: float, deseq2: bool, pydeseq2_path: str | None):
+    """Whole-process timings per size (see the module docstring); returns the rows printed."""
+    import shutil
+    import sys
+    import tempfile
+
+    here = os.path.dirname(os.path.abspath(sys.executable))
+    ours_cli = os.path.join(here, "diffbio-prob")
+    rscript = shutil.which("Rscript")
+    rows = []
+    print(f"whole process, CSV in -> CSV out; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    print("| samples x genes | tool | wall s | peak MiB | / glmGamPoi |")
+    print("|---|---|---|---|---|")
+    for n, g in sizes:
+        with tempfile.TemporaryDirectory(prefix="diffbio-bench-de-") as tmp:
+            counts, meta = simulate(g, n, beta_sd, seed)
+            c_path, m_path = os.path.join(tmp, "counts.csv"), os.path.join(tmp, "meta.csv")
+            counts.to_csv(c_path)
+            meta.to_csv(m_path)
+            del counts
+            out = os.path.join(tmp, "out.csv")
+            runs = {}
+            env = dict(os.environ, XDG_CACHE_HOME=os.path.join(tmp, "cache"))
+            ours = [ours_cli, "de", "--counts", c_path, "--metadata", m_path, "--design", "~condition", "--out", out,
+                    "--quiet"]
+            runs["diffbio-prob (cold cache)"] = _process(ours, env)
+            runs["diffbio-prob (warm cache)"] = _process(ours, env)
+            if rscript:
+                for name, code in (("glmGamPoi", _R_GLMGAMPOI), ("R DESeq2", _R_DESEQ2 if deseq2 else None)):
+                    if code is None:
+                        continue
+                    script = os.path.join(tmp, "run.R")
+                    with open(script, "w") as fh:
+                        fh.write(code)
+                    runs[name] = _process([rscript, script, c_path, m_path, out])
+            py_env = dict(os.environ)
+            if pydeseq2_path:
+                py_env["PYTHONPATH"] = pydeseq2_path + os.pathsep + py_env.get("PYTHONPATH", "")
+            script = os.path.join(tmp, "run_pydeseq2.py")
+            with open(script, "w") as fh:
+                fh.write(_PYDESEQ2)
+            probe = _process([sys.executable, "-c", "import pydeseq2"], py_env)
+            if probe[2] == 0:
+                runs["PyDESeq2 (n_cpus=1)"] = _process([sys.executable, script, c_path, m_path, out], py_env)
+        peer = runs.get("glmGamPoi")
+        for tool, (wall, mem, rc) in runs.items():
+            ratio = f"{wall / peer[0]:.2f}x" if peer and peer[2] == 0 and rc == 0 else "-"
+            shown = f"{wall:.1f}" if rc == 0 else "failed"
+            print(f"| {n} x {g} | {tool} | {shown} | {mem:.0f} | {ratio} |", flush=True)
+            rows.append((n, g, tool, wall, mem, rc))
+    by_tool = {}
+    for n, g, tool, wall, _, rc in rows:
+        peer = next((w for n2, g2, t2, w, _, r2 in rows if (n2, g2, t2) == (n, g, "glmGamPoi") and r2 == 0), None)
+        if peer and rc == 0 and tool != "glmGamPoi":
+            by_tool.setdefault(tool, []).append(f"{n}x{g}: {wall / peer:.2f}x")
+    for tool, ratios in by_tool.items():
+        print(f"  {tool} / glmGamPoi as size grows: " + ", ".join(ratios))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--genes", type=int, default=10000)
@@ -83,7 +208,19 @@ def main() -> None:
     ap.add_argument("--peer-repeats", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-peer", action="store_true", help="time diffbio-prob only")
+    ap.add_argument("--sizes", help="whole-process scaling: comma-separated SAMPLESxGENES, e.g. 100x10000,500x20000")
+    ap.add_argument("--no-deseq2", action="store_true", help="with --sizes: skip R DESeq2 (slow at large sizes)")
+    ap.add_argument("--pydeseq2-path", help="with --sizes: a folder holding pydeseq2 (pip install --target)")
     args = ap.parse_args()
+    if args.sizes:
+        try:
+            sizes = [tuple(int(v) for v in item.lower().split("x")) for item in args.sizes.split(",")]
+            assert all(len(sz) == 2 and min(sz) > 1 for sz in sizes)
+        except (ValueError, AssertionError):
+            ap.error(f"--sizes: expected SAMPLESxGENES[,SAMPLESxGENES...], got {args.sizes!r}")
+        scaling(sizes, seed=args.seed, beta_sd=args.beta_sd, deseq2=not args.no_deseq2,
+                pydeseq2_path=args.pydeseq2_path)
+        return
 
     import jax
 
