@@ -32,8 +32,8 @@ def simulate(num_sessions: int, num_rolls: int, seed: int = 0) -> np.ndarray:
     return np.stack([simulate_casino(num_rolls, seed * 10_000 + i)["observations"] for i in range(num_sessions)])
 
 
-def fit(rolls: np.ndarray, num_states: int, *, warmup: int, draws: int, chains: int, seed: int = 0):
-    """NUTS on ``hmm_model`` started at a Baum-Welch fit; draws relabelled by P(six)."""
+def start_params(rolls: np.ndarray, num_states: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """NUTS's starting point: a Baum-Welch fit, nudged off the simplex's boundary."""
     # Baum-Welch from sticky transitions (long runs of one die) and random emission rows: a symmetric
     # random start often ends in a worse local maximum.
     sticky = np.full((num_states, num_states), 0.1 / (num_states - 1)) + np.eye(num_states) * (0.9 - 0.1 / (num_states - 1))
@@ -41,7 +41,12 @@ def fit(rolls: np.ndarray, num_states: int, *, warmup: int, draws: int, chains: 
     init = {"initial_probs": np.full(num_states, 1 / num_states), "transition_probs": sticky, "emission_probs": emission}
     # Baum-Welch drives unused probabilities to exactly 0, a point at infinity in NUTS's unconstrained
     # coordinates (a non-finite log density at the start): nudge it into the simplex's interior.
-    start = interior_params(baum_welch(rolls, num_states, 6, init=init, num_iters=200).params)
+    return interior_params(baum_welch(rolls, num_states, 6, init=init, num_iters=200).params)
+
+
+def fit(rolls: np.ndarray, num_states: int, *, warmup: int, draws: int, chains: int, seed: int = 0):
+    """NUTS on ``hmm_model`` started at a Baum-Welch fit; draws relabelled by P(six)."""
+    start = start_params(rolls, num_states, seed)
     result = fit_nuts(
         hmm_model, jnp.asarray(rolls), num_states=num_states, num_emissions=6, init_params=start,
         num_warmup=warmup, num_samples=draws, num_chains=chains, rng_key=seed, progress=False,

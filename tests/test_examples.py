@@ -9,30 +9,37 @@ from __future__ import annotations
 import runpy
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
+from scipy.stats import kstest, spearmanr
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 pytestmark = pytest.mark.slow
 
 
-def run(name: str, **kwargs):
+def load(name: str) -> dict:
     script = EXAMPLES / name
     assert script.is_file(), script
-    module = runpy.run_path(str(script), run_name="example")  # not "__main__": no argparse
-    return module["main"](small=True, **kwargs)
+    return runpy.run_path(str(script), run_name="example")  # not "__main__": no argparse
+
+
+def run(name: str, **kwargs):
+    return load(name)["main"](small=True, **kwargs)
 
 
 def test_every_example_is_tested_and_has_a_small_mode():
     scripts = sorted(p.name for p in EXAMPLES.glob("[0-9][0-9]_*.py"))
     tested = {"01_bayesian_hmm_loo.py", "02_de_posterior_lfc.py", "03_quant_posterior_intervals.py",
-              "04_gradient_then_nuts.py", "05_operator_in_nnx_model.py", "06_hierarchical_poisson_hmm.py"}
+              "04_gradient_then_nuts.py", "05_operator_in_nnx_model.py", "06_hierarchical_poisson_hmm.py",
+              "07_modeller_checks.py"}
     assert set(scripts) == tested
     for name in scripts:
         text = (EXAMPLES / name).read_text()
-        assert "def main(small: bool = False" in text and '"--small"' in text, name
+        assert "def main(small: bool = False, seed: int = 0" in text and '"--small"' in text, name
+        assert '"--seed"' in text, name
 
 
 def test_01_loo_prefers_no_extra_state():
@@ -127,3 +134,91 @@ def test_06_hierarchical_poisson_hmm_recovers_gain_depths_and_states():
     post = out["posterior_marginals"]
     np.testing.assert_allclose(post.sum(-1), 1.0, atol=1e-5)
     assert np.mean(np.argmax(post, -1) == truth["states"]) > 0.9
+
+
+def test_07_modeller_runs_arvizs_checks_on_its_own_hmms(tmp_path):
+    out = run("07_modeller_checks.py", out_dir=tmp_path)
+    poisson, dt = out["fits"]["poisson"], out["trees"]["poisson"]
+    assert poisson.num_divergences == 0
+    # the simulated rates lie inside the 94% central interval, in the ordered states
+    rates = poisson.flat_samples()["rates"]
+    lower, upper = np.quantile(rates, [0.03, 0.97], axis=0)
+    truth = np.array([10.0, 25.0])
+    assert np.all((lower < truth) & (truth < upper)), (lower, upper)
+    # the record az.from_numpyro gives, with the names passed as dims=/coords=
+    assert {"posterior", "prior", "posterior_predictive", "prior_predictive", "log_likelihood", "observed_data",
+            "sample_stats"} <= set(dt.children)
+    b, t = out["truth"]["counts"].shape
+    assert dt["posterior"]["rates"].dims == dt["prior"]["rates"].dims == ("chain", "draw", "state")
+    assert list(dt["posterior"]["state"].values) == ["s0", "s1"]
+    assert dt["posterior_predictive"]["counts"].dims == ("chain", "draw", "sequence", "bin")
+    assert dt["prior_predictive"]["counts"].shape[2:] == (b, t)
+    assert dt["observed_data"]["counts"].dims == ("sequence", "bin")
+    np.testing.assert_array_equal(dt["observed_data"]["counts"].values, out["truth"]["counts"])
+    assert dt["log_likelihood"]["counts"].dims == ("chain", "draw", "sequence")
+    # the prior is wider than the posterior (the data moved the rates)
+    assert float(dt["prior"]["rates"].std()) > 3 * float(dt["posterior"]["rates"].std())
+    # LOO-PIT of each sequence's total count: in [0, 1] and not far from uniform
+    pit = np.asarray(out["loo_pit"])
+    assert pit.shape == (b,) and np.all((pit >= 0) & (pit <= 1))
+    assert kstest(pit, "uniform").pvalue > 0.01
+    # the true (Poisson) model is first, or within two standard errors of the difference of the first
+    cmp = out["compare"]
+    assert set(cmp.index) == {"poisson", "gaussian"}
+    assert cmp.loc["poisson", "rank"] == 0 or cmp.loc["poisson", "elpd_diff"] > -2 * cmp.loc["poisson", "dse"] - 1e-9
+    assert np.size(out["loo"]["poisson"].pareto_k) == b  # one LOO point per sequence
+    # SVI: log_p / log_q recorded, az.loo_approximate_posterior near NUTS's elpd, means near NUTS's
+    svi = out["svi"]
+    assert {"log_p", "log_q"} <= set(svi.sample_stats)
+    assert abs(out["svi_loo"].elpd - out["loo"]["poisson"].elpd) < 2 * out["loo"]["poisson"].se
+    np.testing.assert_allclose(svi.posterior_mean()["rates"], poisson.posterior_mean()["rates"], rtol=0.05)
+    for path in out["figures"].values():
+        assert path.parent == tmp_path and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Seeds 0..4: every NUTS example's starting point has a finite log density and gradient (the failure of
+# example 01 on a fresh install). Built as the example builds it, without sampling; sampling every example
+# for five seeds is bench/examples_seeds.py. Example 02 starts at the prior median of every coefficient (no
+# data-built start) and 03's start and data do not depend on the seed, so neither is repeated here.
+
+def _start_01(seed):
+    ex = load("01_bayesian_hmm_loo.py")
+    from diffbio_prob.models import hmm_model
+
+    rolls = ex["simulate"](12, 100, seed)  # main(small=True)'s sizes
+    return [(hmm_model, (jnp.asarray(rolls),), {"num_states": k, "num_emissions": 6}, ex["start_params"](rolls, k, seed))
+            for k in (2, 3)]
+
+
+def _start_06(seed):
+    ex = load("06_hierarchical_poisson_hmm.py")
+    data = ex["simulate"](4, 60, seed)
+    return [(ex["model"], (jnp.asarray(data["counts"]),), {}, None)]
+
+
+def _start_07(seed):
+    ex = load("07_modeller_checks.py")
+    counts = jnp.asarray(ex["simulate"](6, 50, seed)["counts"])
+    return [(ex["model"], (counts,), {"num_states": 2, "emission": e}, None) for e in ("poisson", "gaussian")]
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("example", ["01", "06", "07"])
+def test_nuts_starts_are_finite_for_seeds_0_to_4(example, seed):
+    from numpyro.infer import init_to_median, init_to_value
+    from numpyro.infer.util import initialize_model
+
+    for model, args, kwargs, start in {"01": _start_01, "06": _start_06, "07": _start_07}[example](seed):
+        # fit_nuts's own rule: init_params -> init_to_value, else init_to_median
+        strategy = init_to_value(values=start) if start else init_to_median
+        info = initialize_model(jax.random.PRNGKey(seed), model, init_strategy=strategy, model_args=args,
+                                model_kwargs=kwargs).param_info
+        assert np.isfinite(float(info.potential_energy)), (example, seed)
+        grads = jax.tree_util.tree_leaves(info.z_grad)
+        assert grads and all(np.all(np.isfinite(np.asarray(g))) for g in grads), (example, seed)
+        if start:  # the start NUTS begins from is the example's (init_to_value did not replace it)
+            values = initialize_model(jax.random.PRNGKey(seed), model, init_strategy=strategy, model_args=args,
+                                      model_kwargs=kwargs).postprocess_fn(info.z)
+            for site, value in start.items():
+                np.testing.assert_allclose(values[site], value, rtol=1e-6, atol=1e-9)
