@@ -203,12 +203,30 @@ def random_start(num_states: int, num_emissions: int, seed: int = 0) -> dict[str
     }
 
 
+def _sequences_on_devices(obs: np.ndarray, lens: np.ndarray, dtype):
+    """``(obs, lengths, weights)`` as device arrays, the sequences split over all devices when there are
+    several (:mod:`diffbio_prob.parallel`). The batch is padded to a multiple of the device count with
+    copies of the first sequence of weight 0, which add nothing to the log-likelihood nor (the counts
+    are its gradients) to the expected counts; one device: no padding, weights all 1."""
+    from diffbio_prob import parallel
+
+    mesh = parallel.batch_mesh()
+    b = obs.shape[0]
+    weights = np.ones(b)
+    if mesh is not None:
+        extra = -b % mesh.size
+        take = np.concatenate([np.arange(b), np.zeros(extra, int)])
+        obs, lens, weights = obs[take], lens[take], np.concatenate([weights, np.zeros(extra)])
+    obs_j = jnp.asarray(obs, obs.dtype if np.issubdtype(obs.dtype, np.integer) else dtype)
+    return parallel.place(mesh, (obs_j, jnp.asarray(lens, jnp.int32), jnp.asarray(weights, dtype)))
+
+
 @functools.partial(jax.jit, static_argnames=("emission",))
-def _em_step(emission, log_pi, log_a, params, obs, lengths):
+def _em_step(emission, log_pi, log_a, params, obs, lengths, weights):
     """Total log-likelihood, expected initial / transition counts and the emission's M-step, any family."""
 
     def total(log_pi, log_a, ll):
-        return jnp.sum(core.log_likelihood_batch(core.HMMParams(log_pi, log_a), ll, lengths))
+        return jnp.sum(weights * core.log_likelihood_batch(core.HMMParams(log_pi, log_a), ll, lengths))
 
     ll = emission.log_likelihoods(params, obs)
     value, (c_pi, c_a, gamma) = jax.value_and_grad(total, argnums=(0, 1, 2))(log_pi, log_a, ll)
@@ -216,11 +234,12 @@ def _em_step(emission, log_pi, log_a, params, obs, lengths):
 
 
 @jax.jit
-def _e_step(log_pi, log_a, log_b, obs, lengths):
+def _e_step(log_pi, log_a, log_b, obs, lengths, weights):
     """Total log-likelihood and expected counts (initial, transition, emission) of a padded batch."""
 
     def total(log_pi, log_a, log_b):
-        return jnp.sum(core.categorical_log_likelihood_batch(core.HMMParams(log_pi, log_a), log_b, obs, lengths))
+        lls = core.categorical_log_likelihood_batch(core.HMMParams(log_pi, log_a), log_b, obs, lengths)
+        return jnp.sum(weights * lls)
 
     return jax.value_and_grad(total, argnums=(0, 1, 2))(log_pi, log_a, log_b)
 
@@ -319,12 +338,12 @@ def baum_welch(
         probs = [_check_prob(n, init[n], shp) for n, shp in zip(names, [(s,), (s, s), (s, m)])]
 
     dtype = jnp.result_type(float)
-    obs_j, lens_j = jnp.asarray(obs, jnp.int32), jnp.asarray(lens, jnp.int32)
+    obs_j, lens_j, w_j = _sequences_on_devices(np.asarray(obs, np.int32), np.asarray(lens), jnp.result_type(float))
 
     def step(chain, eparams):
         with np.errstate(divide="ignore"):
             logs = [jnp.asarray(np.log(p), dtype) for p in (*chain, eparams["probs"])]
-        ll, (c_pi, c_a, c_b) = _e_step(*logs, obs_j, lens_j)
+        ll, (c_pi, c_a, c_b) = _e_step(*logs, obs_j, lens_j, w_j)
         new = {"probs": _normalise(np.asarray(c_b, float) + pseudo[2], eparams["probs"])}
         return float(ll), [np.asarray(c_pi, float), np.asarray(c_a, float)], new
 
@@ -410,14 +429,14 @@ def _baum_welch_emission(em: core.Emission, observations, s: int, *, lengths, in
         eparams = em.check_params({n: init[k] for n, k in zip(em.param_names, em.site_names)}, s, d, name="init")
 
     dtype = jnp.result_type(float)
-    obs_j = jnp.asarray(obs, jnp.int32 if em.integer else dtype)
-    lens_j = jnp.asarray(lens, jnp.int32)
+    obs_j, lens_j, w_j = _sequences_on_devices(np.asarray(obs, np.int32) if em.integer else np.asarray(obs),
+                                               np.asarray(lens), dtype)
 
     def step(chain, eparams):
         with np.errstate(divide="ignore"):
             logs = [jnp.asarray(np.log(p), dtype) for p in chain]
         value, c_pi, c_a, new = _em_step(em, *logs, {k: jnp.asarray(v, dtype) for k, v in eparams.items()},
-                                         obs_j, lens_j)
+                                         obs_j, lens_j, w_j)
         return float(value), [np.asarray(c_pi, float), np.asarray(c_a, float)], {k: np.asarray(v, float)
                                                                                 for k, v in new.items()}
 
