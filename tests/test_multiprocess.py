@@ -1,7 +1,7 @@
 """Two JAX processes on 127.0.0.1 (gloo collectives) give the single-process results.
 
-Each process holds the whole input; ``parallel.run_batched`` and ``quantify_many`` split genes / samples
-over both processes' devices and gather the results back to both."""
+Each process holds the whole input; ``parallel.run_batched``, ``quantify_many`` and ``baum_welch`` split
+genes / samples / sequences over both processes' devices and gather the results back to both."""
 
 from __future__ import annotations
 
@@ -34,8 +34,14 @@ SCRIPT = textwrap.dedent(
     fit = D.fit_deseq2(counts, meta, "~condition")
     d = load_sample_data()
     q = quantify_many([d.table, d.table, d.table], d.effective_lengths)
+    from diffbio_prob.inference.baum_welch import baum_welch
+    from tests.hmm.test_hmm_sharding import _data
+    h = _data()
+    bw = baum_welch(h["counts"], 2, lengths=h["lengths"], emission="poisson", num_iters=15, tol=0.0, seed=1)
     out = {"res": fit.results().to_numpy().tolist(), "disp": fit.gene["dispersion"].tolist(),
-           "quant": [r.num_reads.tolist() for r in q], "rank": jax.process_index()}
+           "quant": [r.num_reads.tolist() for r in q], "rank": jax.process_index(),
+           "hmm": [bw.transition_probs.tolist(), bw.emission_params["rates"].tolist(),
+                   bw.log_likelihood_history.tolist()]}
     with open(sys.argv[5] + f".{jax.process_index()}", "w") as fh:
         json.dump(out, fh)
     """
@@ -79,6 +85,16 @@ def test_two_processes_equal_one(tmp_path):
     one = quantify_many([d.table] * 3, d.effective_lengths, shard=False)
     for r, g in zip(one, got[0]["quant"]):
         np.testing.assert_allclose(g, r.num_reads, rtol=1e-10, atol=1e-10)
+
+    # Baum-Welch: the sequences split over both processes' devices, the expected counts gathered
+    from diffbio_prob.inference.baum_welch import baum_welch
+    from tests.hmm.test_hmm_sharding import _data
+
+    h = _data()
+    bw = baum_welch(h["counts"], 2, lengths=h["lengths"], emission="poisson", num_iters=15, tol=0.0, seed=1)
+    for got_v, want in zip(got[0]["hmm"], (bw.transition_probs, bw.emission_params["rates"],
+                                          bw.log_likelihood_history)):
+        np.testing.assert_allclose(np.asarray(got_v), want, rtol=1e-10, atol=1e-12)
 
 
 def test_initialize_arguments():

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffbio_prob import parallel
 from diffbio_prob.cores import hmm as core
 from diffbio_prob.cores.contract import HMM_SITES
 
@@ -208,8 +209,6 @@ def _sequences_on_devices(obs: np.ndarray, lens: np.ndarray, dtype):
     several (:mod:`diffbio_prob.parallel`). The batch is padded to a multiple of the device count with
     copies of the first sequence of weight 0, which add nothing to the log-likelihood nor (the counts
     are its gradients) to the expected counts; one device: no padding, weights all 1."""
-    from diffbio_prob import parallel
-
     mesh = parallel.batch_mesh()
     b = obs.shape[0]
     weights = np.ones(b)
@@ -343,7 +342,8 @@ def baum_welch(
     def step(chain, eparams):
         with np.errstate(divide="ignore"):
             logs = [jnp.asarray(np.log(p), dtype) for p in (*chain, eparams["probs"])]
-        ll, (c_pi, c_a, c_b) = _e_step(*logs, obs_j, lens_j, w_j)
+        # gather: across processes the outputs are global arrays (replicated), not local numpy values
+        ll, (c_pi, c_a, c_b) = parallel.gather(_e_step(*logs, obs_j, lens_j, w_j))
         new = {"probs": _normalise(np.asarray(c_b, float) + pseudo[2], eparams["probs"])}
         return float(ll), [np.asarray(c_pi, float), np.asarray(c_a, float)], new
 
@@ -435,8 +435,8 @@ def _baum_welch_emission(em: core.Emission, observations, s: int, *, lengths, in
     def step(chain, eparams):
         with np.errstate(divide="ignore"):
             logs = [jnp.asarray(np.log(p), dtype) for p in chain]
-        value, c_pi, c_a, new = _em_step(em, *logs, {k: jnp.asarray(v, dtype) for k, v in eparams.items()},
-                                         obs_j, lens_j, w_j)
+        value, c_pi, c_a, new = parallel.gather(_em_step(
+            em, *logs, {k: jnp.asarray(v, dtype) for k, v in eparams.items()}, obs_j, lens_j, w_j))
         return float(value), [np.asarray(c_pi, float), np.asarray(c_a, float)], {k: np.asarray(v, float)
                                                                                 for k, v in new.items()}
 
