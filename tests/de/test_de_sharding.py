@@ -1,4 +1,4 @@
-"""Genes sharded over 4 simulated CPU devices give the results of one device."""
+"""Genes (DESeq2) and samples (quantify_many) sharded over 4 simulated CPU devices give the results of one device."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ SCRIPT = textwrap.dedent(
     parallel.batch_mesh = spy
     fit = D.fit_deseq2(counts, meta, "~condition")
     out = {"res": fit.results().to_numpy().tolist(), "disp": fit.gene["dispersion"].tolist()}
+    from diffbio_prob.io.salmon import load_sample_data
+    from diffbio_prob.workflows.quant import quantify_many
+    d = load_sample_data()  # 5 samples over 4 devices: one padded slot
+    out["quant"] = [r.num_reads.tolist() for r in quantify_many([d.table] * 5, d.effective_lengths)]
     print(json.dumps({"devices": jax.device_count(), "seen": sorted(set(seen)), **out}))
     """
 )
@@ -75,3 +79,12 @@ def test_sharded_fit_equals_single_device(tmp_path):
     assert np.array_equal(np.isnan(sharded), np.isnan(single))
     np.testing.assert_allclose(sharded, single, rtol=1e-11, atol=1e-13, equal_nan=True)  # rounding only
     np.testing.assert_allclose(data["disp"], fit.gene["dispersion"], rtol=1e-12)
+    # quantification: samples split over the 4 devices
+    from diffbio_prob.io.salmon import load_sample_data
+    from diffbio_prob.workflows.quant import quantify_many
+
+    d = load_sample_data()
+    one = quantify_many([d.table] * 5, d.effective_lengths, shard=False)
+    assert len(data["quant"]) == 5
+    for r, g in zip(one, data["quant"]):
+        np.testing.assert_allclose(g, r.num_reads, rtol=1e-10, atol=1e-10)
