@@ -151,6 +151,42 @@ def test_report_is_self_contained_and_embeds_every_figure(demo):
 
 
 @pytest.mark.slow
+def test_report_has_a_posterior_predictive_check_per_model(demo):
+    import re
+
+    from diffbio_prob.workflows.demo.quant import NO_PPC
+
+    text = (demo / "report.html").read_text(encoding="utf-8")
+    parts = re.split(r'<h2 id="', text)
+    sections = {key: next(p for p in parts if p.startswith(key)) for key in
+                ("hidden-markov-model", "differential-expression", "transcript-quantification-em")}
+    # one PPC figure in the HMM and in the DE section; the EM section says why it has none
+    for key in ("hidden-markov-model", "differential-expression"):
+        assert sections[key].count("<figcaption><b>Figure") and sections[key].count(
+            "</b> Posterior predictive check:") == 1, key
+    assert "Posterior predictive check" in sections["transcript-quantification-em"]
+    assert "</b> Posterior predictive check:" not in sections["transcript-quantification-em"]
+    assert NO_PPC.split(".")[0] in sections["transcript-quantification-em"]
+
+    # HMM: the observed statistics are the rolls' own (the decoding table holds the rolls)
+    rolls = pd.read_csv(demo / "hmm" / "decoding.csv", index_col=0)["roll"].to_numpy()
+    ppc = pd.read_csv(demo / "hmm" / "ppc.csv", index_col=0)
+    np.testing.assert_array_equal(ppc["observed"].to_numpy()[:6], np.bincount(rolls - 1, minlength=6))
+    assert ppc.loc["6 then 6", "observed"] == np.sum((rolls[1:] == 6) & (rolls[:-1] == 6))
+    assert ppc["median"].to_numpy()[:6].sum() == pytest.approx(rolls.size, rel=0.01)  # T rolls per draw
+    assert (ppc["q03"] <= ppc["median"]).all() and (ppc["median"] <= ppc["q97"]).all()
+    assert ppc["inside"].sum() >= 5  # the model is the simulator's: most statistics must pass
+    # DE: quantiles and zeros of the counts of the fitted genes (every gene with a read)
+    counts = pd.read_csv(demo / "de" / "counts.csv", index_col=0)
+    fitted = counts[counts.sum(axis=1) > 0].to_numpy()
+    ppc = pd.read_csv(demo / "de" / "ppc.csv", index_col=0)
+    np.testing.assert_allclose(ppc["observed"].to_numpy()[:-1],
+                               np.quantile(fitted, [0.25, 0.5, 0.75, 0.9, 0.95, 0.99]), rtol=1e-6)
+    assert ppc.loc["zeros", "observed"] == np.sum(fitted == 0)
+    assert ppc.loc["zeros", "q03"] > 0 and ppc.loc["q99", "q97"] > ppc.loc["q99", "q03"]
+
+
+@pytest.mark.slow
 def test_files_hold_the_seeds_data(demo):
     counts, samples, truth = simulate_de_counts(QUICK.de_genes, QUICK.de_samples, seed=0)
     pd.testing.assert_frame_equal(pd.read_csv(demo / "de" / "counts.csv", index_col=0), counts,

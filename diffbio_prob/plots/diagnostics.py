@@ -1,5 +1,6 @@
 """MCMC/SVI diagnostics figures drawn with ArviZ 1.x (arviz-plots), returned as matplotlib Figures: traces,
-marginal posteriors and posterior (or prior) predictive checks.
+marginal posteriors and posterior (or prior) predictive checks (``ppc_plot`` through ArviZ;
+``ppc_interval_plot`` drawn here: the observed value of each statistic against its predictive interval).
 
 ArviZ 1.x plot functions return a ``PlotCollection``; its figure is ``pc.viz["figure"].item()``. Both
 functions here accept an ``xarray.DataTree`` (``az.from_numpyro``/``az.from_dict``), any object with a
@@ -16,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["trace_plot", "posterior_plot", "ppc_plot"]
+__all__ = ["trace_plot", "posterior_plot", "ppc_plot", "ppc_intervals", "ppc_interval_plot"]
 
 _SAMPLE_DIMS = ("chain", "draw")
 _STYLE = "arviz-variat"
@@ -366,3 +367,149 @@ def ppc_plot(data, var_name: str | None = None, *, group: str = "posterior_predi
         pc = az.plot_ppc_dist(data, var_names=[var_name], group=group, kind=kind, num_samples=min(num_samples, draws),
                               backend="matplotlib")
     return _figure(pc, None, title)
+
+
+_PPC_PROBS = (0.03, 0.25, 0.5, 0.75, 0.97)  # the central 94% and 50% intervals and the median
+
+
+def _observed_and_predictive(data, var_name, group):
+    """(observed, predictive draws flattened to (draw, *shape)) from a DataTree / FitResult / array pair."""
+    import xarray as xr
+
+    if isinstance(data, tuple):
+        if len(data) != 2:
+            raise ValueError(f"data: expected a pair (observed, predictive draws), got {len(data)} items")
+        observed, predictive = (np.asarray(x) for x in data)
+        if predictive.shape[1:] != observed.shape:
+            raise ValueError(f"data: predictive draws shaped (draw, *{observed.shape}) expected, got "
+                             f"{predictive.shape}")
+        return observed, predictive
+    if hasattr(data, "to_arviz") and callable(data.to_arviz):
+        data = data.to_arviz()
+    if not isinstance(data, xr.DataTree):
+        raise TypeError("data: expected an xarray.DataTree, an object with to_arviz() (e.g. a FitResult) or a "
+                        f"pair (observed, predictive draws), got {type(data).__name__}")
+    missing = [g for g in (group, "observed_data") if g not in data.children]
+    if missing:
+        raise ValueError(f"data: no {' or '.join(repr(g) for g in missing)} group (groups: {sorted(data.children)})")
+    available = list(data[group].to_dataset().data_vars)
+    if var_name is None and len(available) == 1:
+        var_name = available[0]
+    if not isinstance(var_name, str) or var_name not in available:
+        raise ValueError(f"var_name: {var_name!r} not in the {group} group (available: {available})")
+    pred = data[group].to_dataset()[var_name]
+    pred = pred.transpose(*[d for d in _SAMPLE_DIMS if d in pred.dims], ...)
+    n_sample = sum(d in pred.dims for d in _SAMPLE_DIMS)
+    values = np.asarray(pred.values)
+    values = values.reshape((-1,) + values.shape[n_sample:])
+    return np.asarray(data["observed_data"].to_dataset()[var_name].values), values
+
+
+def ppc_intervals(data, var_name: str | None = None, statistic=None, *, labels=None,
+                  group: str = "posterior_predictive", num_samples: int = 500):
+    """The numbers of :func:`ppc_interval_plot`: each statistic's observed value and predictive quantiles.
+
+    Args:
+        data: an ``xarray.DataTree`` with ``observed_data`` and ``group``, an object with ``to_arviz()``,
+            or a pair ``(observed, predictive)`` of arrays shaped ``(*shape)`` and ``(draw, *shape)``.
+        var_name: the observed variable (default: the only one).
+        statistic: ``f(x) -> (n, K)`` for ``x`` shaped ``(n, *shape)`` (a batch of data sets), e.g. the count
+            of each symbol; default: every observation is its own statistic.
+        labels: ``K`` names of the statistics (default ``0..K-1``).
+        num_samples: predictive draws used (evenly thinned).
+
+    Returns:
+        ``pandas.DataFrame`` indexed by label: ``observed``, ``q03``, ``q25``, ``median``, ``q75``, ``q97`` and
+        ``inside`` (the observed value lies in the central 94% predictive interval).
+
+    Example:
+        >>> import numpy as np
+        >>> pred = np.random.default_rng(0).poisson(5.0, (400, 3))
+        >>> ppc_intervals((np.array([5, 6, 30]), pred))["inside"].tolist()
+        [True, True, False]
+    """
+    import pandas as pd
+
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+        raise ValueError(f"num_samples: expected a positive integer, got {num_samples!r}")
+    observed, predictive = _observed_and_predictive(data, var_name, group)
+    if predictive.shape[0] > num_samples:
+        predictive = predictive[np.linspace(0, predictive.shape[0] - 1, num_samples).round().astype(int)]
+    if statistic is None:
+        def statistic(x):
+            return x.reshape(x.shape[0], -1)
+    elif not callable(statistic):
+        raise TypeError(f"statistic: expected a function of (n, *shape) data, got {type(statistic).__name__}")
+    obs_stat = np.asarray(statistic(observed[None]), float)
+    pred_stat = np.asarray(statistic(predictive), float)
+    if obs_stat.ndim != 2 or obs_stat.shape[0] != 1 or pred_stat.shape != (predictive.shape[0], obs_stat.shape[1]):
+        raise ValueError(f"statistic: expected (n, K) for n data sets, got {obs_stat.shape} for one and "
+                         f"{pred_stat.shape} for {predictive.shape[0]}")
+    k = obs_stat.shape[1]
+    labels = [str(i) for i in range(k)] if labels is None else [str(label) for label in labels]
+    if len(labels) != k:
+        raise ValueError(f"labels: expected {k} labels (one per statistic), got {len(labels)}")
+    q = np.quantile(pred_stat, _PPC_PROBS, axis=0)
+    table = pd.DataFrame({"observed": obs_stat[0], "q03": q[0], "q25": q[1], "median": q[2], "q75": q[3],
+                          "q97": q[4]}, index=pd.Index(labels, name="statistic"))
+    table["inside"] = (table["q03"] <= table["observed"]) & (table["observed"] <= table["q97"])
+    return table
+
+
+def ppc_interval_plot(data, var_name: str | None = None, statistic=None, *, labels=None,
+                      group: str = "posterior_predictive", num_samples: int = 500, log: bool = False,
+                      relative: bool = False, xlabel: str | None = None, ylabel: str | None = None, title: str | None = None):
+    """Posterior (or prior) predictive check, one statistic at a time: the observed value of each statistic
+    (a red dot) over its predictive median and central 50% and 94% intervals (Gelman et al., BDA3 ch. 6).
+
+    For discrete data with few values (die faces) or data on very different scales (counts per
+    equivalence class) this says more than a pooled density (:func:`ppc_plot`), whose histogram bins can
+    merge neighbouring values. The title counts the observed values inside their 94% interval.
+
+    Args: as :func:`ppc_intervals`, and ``log`` (a symmetric log y axis, linear below 1, for counts),
+        ``relative`` (every value divided by its predictive median, for statistics on different scales;
+        the medians must be non-zero), ``xlabel``, ``ylabel``, ``title``.
+
+    Returns:
+        matplotlib Figure.
+
+    Example:
+        >>> fig = ppc_interval_plot(fit_nuts(hmm_model, rolls, num_states=2, num_emissions=6), "observations",
+        ...                         lambda x: np.stack([(x == f).sum(-1) for f in range(6)], -1))  # doctest: +SKIP
+    """
+    from matplotlib.figure import Figure
+
+    table = ppc_intervals(data, var_name, statistic, labels=labels, group=group, num_samples=num_samples)
+    k = len(table)
+    x = np.arange(k)
+    shown = table
+    if relative:
+        if (table["median"] == 0).any():
+            zero = list(table.index[table["median"] == 0])
+            raise ValueError(f"relative: the predictive median of {zero} is 0; drop those statistics or pass "
+                             "relative=False")
+        cols = ["observed", "q03", "q25", "median", "q75", "q97"]
+        shown = table[cols].div(table["median"], axis=0)
+    fig = Figure(figsize=(min(max(4.0, 0.32 * k + 2.0), 10.0), 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.vlines(x, shown["q03"], shown["q97"], color="#56B4E9", lw=2.0, label="predictive 94%")
+    ax.vlines(x, shown["q25"], shown["q75"], color="#0072B2", lw=5.0, label="predictive 50%")
+    ax.scatter(x, shown["median"], marker="_", s=90, color="white", zorder=3, linewidths=1.2)
+    ax.scatter(x, shown["observed"], color="#D55E00", s=18, zorder=4, label="observed")
+    long = k > 12 or max(len(str(i)) for i in table.index) * k > 60
+    ax.set_xticks(x, labels=list(table.index), rotation=90 if long else 0, fontsize=8 if k > 12 else 10)
+    if log:
+        ax.set_yscale("symlog", linthresh=1.0)
+        if (shown.to_numpy(float) >= 0).all():
+            ax.set_ylim(bottom=0)  # counts: no empty negative half
+    if relative:
+        ax.axhline(1.0, color="#9a9a9a", lw=0.8, zorder=0)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel or ("value / predictive median" if relative else "value"))
+    ax.legend(loc="best", fontsize=8, frameon=False)
+    inside = int(table["inside"].sum())
+    what = "posterior" if group == "posterior_predictive" else "prior"
+    head = f"{inside} of {k} observed values inside their 94% {what} predictive interval"
+    ax.set_title(f"{title}: {head}" if title else head, fontsize=10)
+    return fig

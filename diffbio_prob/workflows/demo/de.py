@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from diffbio_prob.workflows.demo.data import DemoSizes, simulate_de_counts
-from diffbio_prob.workflows.demo.outputs import Outputs, Part, Progress, loss_figure, max_rhat, summary_table
+from diffbio_prob.workflows.demo.outputs import Outputs, Part, Progress, loss_figure, max_rhat, ppc_draws, summary_table
 
 
 def _lfc_truth_figure(truth: pd.DataFrame, bayes: pd.DataFrame, deseq: pd.DataFrame):
@@ -45,6 +45,15 @@ def _lfc_truth_figure(truth: pd.DataFrame, bayes: pd.DataFrame, deseq: pd.DataFr
 
 
 CALL_PROB = 0.9
+PPC_QUANTILES = (0.25, 0.5, 0.75, 0.9, 0.95, 0.99)  # (the 10% quantile is 0 in every draw)
+PPC_LABELS = [f"q{round(q * 100)}" for q in PPC_QUANTILES] + ["zeros"]
+
+
+def _ppc_statistics(counts: np.ndarray) -> np.ndarray:
+    """(n, samples, genes) counts -> (n, 8): quantiles of all counts pooled, and how many are zero."""
+    flat = counts.reshape(counts.shape[0], -1)
+    quantiles = np.quantile(flat, PPC_QUANTILES, axis=1).T
+    return np.concatenate([quantiles, (flat == 0).sum(1)[:, None]], 1)
 
 
 def _calls(table: pd.DataFrame) -> np.ndarray:
@@ -78,6 +87,7 @@ def run_de_part(sizes: DemoSizes, seed: int, out: Outputs, progress: Progress) -
     """Simulated counts: DESeq2 (frequentist), then the Bayesian NB-GLM by gradient, SVI and NUTS."""
     from diffbio_prob.io.counts import write_results
     from diffbio_prob.plots import ma_plot, trace_plot, volcano_plot
+    from diffbio_prob.plots.diagnostics import ppc_interval_plot, ppc_intervals
     from diffbio_prob.workflows.de_bayes import bayesian_lfc
     from diffbio_prob.workflows.deseq2 import fit_deseq2
 
@@ -193,6 +203,18 @@ def run_de_part(sizes: DemoSizes, seed: int, out: Outputs, progress: Progress) -
             "de/trace.png", trace_plot(dt, ["log2_fold_change"], coords={"gene": top}),
             "DE: trace plot of the top genes",
         )
+        # Quantiles of all counts pooled test the NB's spread (a Poisson model misses the upper ones), the
+        # number of zeros its lower tail.
+        ppc_args = (dt, "counts", _ppc_statistics)
+        ppc = ppc_intervals(*ppc_args, labels=PPC_LABELS)
+        out.csv("de/ppc.csv", ppc, "DE: posterior predictive check (observed statistic vs predictive quantiles)")
+        fig_ppc = out.png(
+            "de/ppc.png",
+            ppc_interval_plot(*ppc_args, labels=PPC_LABELS, relative=True,
+                              xlabel="quantile of all counts pooled (q25 ... q99), number of zero counts",
+                              ylabel="value / predictive median", title="Counts table"),
+            "DE: posterior predictive check",
+        )
         fig_loss = out.png(
             "de/loss.png",
             loss_figure(
@@ -227,6 +249,12 @@ def run_de_part(sizes: DemoSizes, seed: int, out: Outputs, progress: Progress) -
          "Estimated against true log2 fold changes: posterior means with 94% HDIs (colour), DESeq2's maximum-"
          "likelihood estimates (grey). The prior pulls noisy low-count genes towards 0."),
         ("Results", "table", top_table, "The 12 genes with the smallest DESeq2 padj: truth, DESeq2 and NUTS."),
+        ("Posterior predictive check", "figure", fig_ppc,
+         f"Posterior predictive check: counts tables simulated from {ppc_draws(dt)} NUTS draws of every gene's "
+         "coefficients and dispersion against the observed table. Quantiles of all counts pooled and the number "
+         "of zeros, each divided by its predictive median (1: the median simulated table); "
+         f"**{int(ppc['inside'].sum())} of {len(ppc)}** observed values lie in their 94% predictive "
+         "interval."),
         ("Posterior (NUTS)", "summary", (summary, nuts.num_divergences, n_draws),
          "ArviZ summary of the posterior log2 fold changes, genes ordered by DESeq2's padj (badges count "
          "every gene)."),

@@ -7,14 +7,24 @@ import numpy as np
 import pandas as pd
 
 from diffbio_prob.workflows.demo.data import CASINO, CASINO_STATES, STICKY, DemoSizes, simulate_casino, stream_rng
-from diffbio_prob.workflows.demo.outputs import Outputs, Part, Progress, loss_figure, max_rhat, mean_sd, summary_table
+from diffbio_prob.workflows.demo.outputs import (Outputs, Part, Progress, loss_figure, max_rhat, mean_sd, ppc_draws,
+                                                 summary_table)
 
 SITES = ("initial_probs", "transition_probs", "emission_probs")
+PPC_LABELS = [f"face {f}" for f in range(1, 7)] + ["6 then 6"]
+
+
+def _ppc_statistics(rolls: np.ndarray) -> np.ndarray:
+    """(n, T) rolls (0..5) -> (n, 7): how often each face shows, and how many consecutive pairs of sixes."""
+    faces = np.stack([(rolls == f).sum(-1) for f in range(6)], -1)
+    pairs = ((rolls[:, 1:] == 5) & (rolls[:, :-1] == 5)).sum(-1)
+    return np.concatenate([faces, pairs[:, None]], -1)
 
 
 def run_hmm_part(sizes: DemoSizes, seed: int, out: Outputs, progress: Progress) -> Part:
     """The dishonest casino fitted four ways (Baum-Welch, gradient, SVI, NUTS), decoded, written out."""
     from diffbio_prob.plots import posterior_plot, posterior_track_plot, trace_plot
+    from diffbio_prob.plots.diagnostics import ppc_interval_plot, ppc_intervals
     from diffbio_prob.workflows.hmm import decode_hmm, fit_hmm, hmm_log_likelihood
 
     data = simulate_casino(sizes.casino_steps, seed)
@@ -112,6 +122,18 @@ def run_hmm_part(sizes: DemoSizes, seed: int, out: Outputs, progress: Progress) 
             ),
             "HMM: posteriors with the true values",
         )
+        # Face counts test the emissions; pairs of consecutive sixes test the hidden chain (a one-state
+        # model with the same face frequencies predicts about half as many).
+        ppc_args = (dt, "observations", _ppc_statistics)
+        ppc_kw = {"labels": PPC_LABELS}
+        ppc = ppc_intervals(*ppc_args, **ppc_kw)
+        out.csv("hmm/ppc.csv", ppc, "HMM: posterior predictive check (observed statistic vs predictive quantiles)")
+        fig_ppc = out.png(
+            "hmm/ppc.png",
+            ppc_interval_plot(*ppc_args, **ppc_kw, xlabel="statistic of the rolls", ylabel="count",
+                              title="Casino rolls"),
+            "HMM: posterior predictive check",
+        )
         fig_loss = out.png(
             "hmm/loss.png",
             loss_figure(
@@ -136,6 +158,11 @@ def run_hmm_part(sizes: DemoSizes, seed: int, out: Outputs, progress: Progress) 
          "Trace and marginal posterior of the transition and emission probabilities; chains overlaid, "
          "divergent transitions (if any) marked."),
         ("Posterior (NUTS)", "figure", fig_post, "Posterior means with 50% and 94% HDIs; the true values in red."),
+        ("Posterior predictive check", "figure", fig_ppc,
+         f"Posterior predictive check: rolls simulated from {ppc_draws(dt)} NUTS draws of the parameters "
+         "(each a new hidden chain and new rolls) against the observed ones. Six face counts and the number of "
+         f"consecutive pairs of sixes; **{int(ppc['inside'].sum())} of {len(ppc)}** observed values lie in "
+         "their 94% predictive interval."),
         ("Decoding", "figure", fig_track,
          f"Posterior probability of each state along the first {shown} rolls (averaged over {n_track} NUTS "
          "draws, so parameter uncertainty is included), with the true states and the Viterbi path of the "

@@ -145,6 +145,12 @@ def summary_table(dt, var_names, order=None):
     return table
 
 
+def ppc_draws(dt, group: str = "posterior_predictive") -> int:
+    """How many predictive draws a check of ``plots.diagnostics.ppc_intervals`` uses (at most its 500)."""
+    sizes = dt[group].to_dataset().sizes
+    return min(500, int(sizes.get("chain", 1)) * int(sizes.get("draw", 1)))
+
+
 def max_rhat(summary: pd.DataFrame) -> float:
     return float(np.nanmax(summary["r_hat"].to_numpy(float))) if "r_hat" in summary and len(summary) else np.nan
 

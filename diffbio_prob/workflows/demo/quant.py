@@ -13,6 +13,19 @@ from diffbio_prob.workflows.demo.data import DemoSizes, load_quant_sample
 from diffbio_prob.workflows.demo.outputs import Outputs, Part, Progress, loss_figure, max_rhat, summary_table
 
 
+#: Why this part has no posterior predictive check (issue 13 asked for one per model). Measured: the
+#: class probabilities sum_t alpha_t w_ct / l_t normalised over the classes put 3,130 of the 10,000
+#: fragments in the class that has 4,881 and miss 27 of the 28 classes' counts.
+NO_PPC = (
+    "No posterior predictive check here, on purpose. `em_model` scores the classes with salmon's likelihood "
+    "`n_c log sum_t alpha_t w_ct / l_t`, a `numpyro.factor`: it is the probability of which transcript each "
+    "fragment of a class came from, given the classes. salmon normalises each class's weights to sum to 1, so "
+    "the probability that a fragment of transcript t lands in class c is not in the data, and the model "
+    "predicts no class counts to check against the observed ones. The intervals against the true counts above "
+    "are this model's check."
+)
+
+
 def run_quant_part(sizes: DemoSizes, seed: int, out: Outputs, progress: Progress) -> Part:
     """salmon's sample eq classes: EM, gradient through unrolled EM, SVI, NUTS; vs the truth."""
     from diffbio_prob.plots import counts_vs_truth_plot, mard, posterior_plot, trace_plot
@@ -145,6 +158,7 @@ def run_quant_part(sizes: DemoSizes, seed: int, out: Outputs, progress: Progress
         ("Results", "table", table[["true_count", "salmon_vbem", "em", "nuts_mean", "nuts_hdi94_lower",
                                     "nuts_hdi94_upper"]],
          "Counts per transcript: truth, salmon, our EM and the NUTS posterior."),
+        ("Posterior predictive check", "text", NO_PPC, ""),
         ("Posterior (NUTS)", "summary", (summary, nuts.num_divergences, n_draws),
          "ArviZ summary of the posterior counts per transcript."),
         ("Posterior (NUTS)", "figure", fig_post, "Posterior counts (50% and 94% HDIs) with the true counts in red."),
