@@ -35,7 +35,8 @@ def numbers(obj, depth=0):
         yield from (np.asarray(v) for v in obj.samples.values())
         return
     if hasattr(obj, "select_dtypes"):  # a pandas DataFrame
-        yield obj.select_dtypes("number").to_numpy(float)
+        # az.compare's p_worse is NaN for the best model by design (nothing to be worse than)
+        yield obj.drop(columns=["p_worse"], errors="ignore").select_dtypes("number").to_numpy(float)
         return
     if isinstance(obj, dict):
         for v in obj.values():
