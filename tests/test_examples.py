@@ -178,7 +178,7 @@ def test_07_modeller_runs_arvizs_checks_on_its_own_hmms(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------
 # Seeds 0..4: every NUTS example's starting point has a finite log density and gradient (the failure of
-# example 01 on a fresh install). Built as the example builds it, without sampling; sampling every example
+# example 01 on a fresh install, in float32: without interior_params seeds 0-2 of its 3-state start fail). Built as the example builds it, without sampling; sampling every example
 # for five seeds is bench/examples_seeds.py. Example 02 starts at the prior median of every coefficient (no
 # data-built start) and 03's start and data do not depend on the seed, so neither is repeated here.
 
@@ -203,12 +203,16 @@ def _start_07(seed):
     return [(ex["model"], (counts,), {"num_states": 2, "emission": e}, None) for e in ("poisson", "gaussian")]
 
 
+@pytest.mark.float32  # as on a fresh install: a Baum-Welch zero (1e-43 in float64) is 0 in float32
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("example", ["01", "06", "07"])
 def test_nuts_starts_are_finite_for_seeds_0_to_4(example, seed):
     from numpyro.infer import init_to_median, init_to_value
     from numpyro.infer.util import initialize_model
 
+    from diffbio_prob.inference._numpyro_compat import bind_submodules
+
+    bind_submodules()  # the examples import ArviZ before NumPyro (fit_nuts does this itself)
     for model, args, kwargs, start in {"01": _start_01, "06": _start_06, "07": _start_07}[example](seed):
         # fit_nuts's own rule: init_params -> init_to_value, else init_to_median
         strategy = init_to_value(values=start) if start else init_to_median
@@ -221,4 +225,4 @@ def test_nuts_starts_are_finite_for_seeds_0_to_4(example, seed):
             values = initialize_model(jax.random.PRNGKey(seed), model, init_strategy=strategy, model_args=args,
                                       model_kwargs=kwargs).postprocess_fn(info.z)
             for site, value in start.items():
-                np.testing.assert_allclose(values[site], value, rtol=1e-6, atol=1e-9)
+                np.testing.assert_allclose(values[site], value, rtol=1e-4, atol=1e-6)
