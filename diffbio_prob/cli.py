@@ -8,6 +8,12 @@ argument or file, raised before any fitting starts); 1 a failure that is not the
 full, a computation that overflowed: one line too); 130 Ctrl-C. Every output file is written
 atomically, and after a Ctrl-C none is replaced.
 
+Every subcommand runs as one job over several processes (one machine or many) with ``--coordinator
+HOST:PORT --num-processes N --process-id I``, or the job the environment describes (SLURM, Open MPI,
+JAX_COORDINATOR_ADDRESS: ``diffbio_prob.distributed``): the sharded programs of ``de``, ``quant`` and
+``hmm`` span every process's devices, every process computes the same results, and only process 0
+writes (the others run their writers into a deleted folder, ``diffbio_prob.io.atomic.discard_writes``).
+
 Every subcommand keeps JAX's compiled programs in ~/.cache/diffbio-prob/jax (or $XDG_CACHE_HOME), so a
 second run skips XLA compilation; DIFFBIO_PROB_JAX_CACHE=0 turns that off, JAX_COMPILATION_CACHE_DIR
 picks another folder (``diffbio_prob.compile_cache``).
@@ -77,6 +83,45 @@ def _count(flag: str, value: int, minimum: int = 1, maximum: int = _INT32_MAX, w
 def _check_common(args) -> None:
     if not 0 <= args.seed < 2**32:
         raise UsageError(f"--seed: expected an integer in [0, 2^32), got {args.seed}")
+    _check_distributed(args)
+
+
+def _check_distributed(args) -> None:
+    """``--coordinator``, ``--num-processes``, ``--process-id``: all three or none (main checks them before
+    joining the job, so a bad one is one line and exit 2 in every process, before any work)."""
+    from diffbio_prob import distributed
+
+    given = [args.coordinator is not None, args.num_processes is not None, args.process_id is not None]
+    if any(given) and not all(given):
+        raise UsageError("--coordinator, --num-processes, --process-id: give all three or none (missing "
+                         + ", ".join(f for f, g in zip(_JOB_FLAGS, given) if not g) + ")")
+    _as_flags(distributed.check_arguments, coordinator=args.coordinator, num_processes=args.num_processes,
+              process_id=args.process_id)
+
+
+_JOB_FLAGS = ("--coordinator", "--num-processes", "--process-id")
+
+
+# commands that compute nothing across processes (tximport: no JAX; demo: forks its own workers, which a
+# jax.distributed client must not be forked into): they never join the job, only process 0 writes
+_NO_JOB = ("tximport", "demo")
+
+
+def _join(args) -> bool:
+    """Join the job of several processes the flags or the environment describe (before JAX's backend is
+    first used); returns whether this process writes the outputs (process 0, or the only process)."""
+    from diffbio_prob import distributed
+
+    _check_distributed(args)
+    if args.command in _NO_JOB:
+        rank = args.process_id if args.coordinator is not None else distributed.environment_process_id()
+        return rank in (None, 0)  # a cluster that states no rank: every process writes the same files
+    try:
+        joined = distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    except RuntimeError as exc:  # jaxlib's errors (timeout, refused connection) are RuntimeErrors
+        where = args.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS") or "the cluster's coordinator"
+        raise ConnectionError(f"--coordinator: cannot join the job at {where}: {_one_line(exc)}") from None
+    return not joined or distributed.is_primary()
 
 
 def _as_flags(check, **kwargs) -> None:
@@ -121,6 +166,15 @@ def _common(parser: argparse.ArgumentParser, *, x64: bool = True) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     if x64:
         parser.add_argument("--x64", action="store_true", help="compute in float64 (default float32)")
+    group = parser.add_argument_group(
+        "across processes",
+        "run the same command in N processes (on one machine or several) as one JAX job; process 0 writes "
+        "the outputs. Without these flags a job is read from the environment as jax.distributed does "
+        "(JAX_COORDINATOR_ADDRESS, SLURM's srun, Open MPI's mpirun; DIFFBIO_PROB_DISTRIBUTED=0: off)")
+    group.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="address of process 0 (127.0.0.1:PORT for processes on one machine)")
+    group.add_argument("--num-processes", type=int, default=None, metavar="N", help="how many processes take part")
+    group.add_argument("--process-id", type=int, default=None, metavar="I", help="this process's rank, 0 to N-1")
 
 
 def _formatter(prog):
@@ -1010,6 +1064,12 @@ def main(argv: list[str] | None = None) -> int:
                     import jax
 
                     jax.config.update("jax_enable_x64", True)
+                # before the first JAX computation: jax.distributed must set up the backend itself
+                if not _join(args):
+                    # the other processes compute alike (their share of every sharded program) and
+                    # run every writer into a deleted folder; their progress would repeat process 0's
+                    atomic.discard_writes(True)
+                    args.quiet = True
                 code = int(args.run(args) or 0)
             atomic.raise_if_interrupted()  # a Ctrl-C swallowed somewhere: still an interrupted run
             return code
@@ -1030,6 +1090,8 @@ def main(argv: list[str] | None = None) -> int:
             # becomes "ImportError: Encountered an error while initializing the extension".
             if not atomic.interrupted():
                 raise
+        finally:
+            atomic.discard_writes(False)  # main may run in-process: later writes of its caller happen
     print(f"{prefix}: interrupted", file=sys.stderr)
     return 130
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["initialize", "check_arguments", "environment_has_cluster", "process_index", "process_count",
-           "is_primary"]
+__all__ = ["initialize", "check_arguments", "environment_has_cluster", "environment_process_id",
+           "process_index", "process_count", "is_primary"]
 
 _SLURM = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID")
 
@@ -39,6 +39,21 @@ def environment_has_cluster() -> bool:
     if all(v in os.environ for v in _SLURM) and (_int_env("SLURM_NTASKS") or 0) > 1:
         return True
     return (_int_env("OMPI_COMM_WORLD_SIZE") or 0) > 1
+
+
+def environment_process_id() -> int | None:
+    """This process's rank as the cluster environment states it (``JAX_PROCESS_ID``, ``SLURM_PROCID``,
+    ``OMPI_COMM_WORLD_RANK``), without importing JAX; ``None`` outside a cluster or when it is not stated.
+
+    For the commands that compute nothing with JAX (``tximport``) and so never join the job."""
+    if not environment_has_cluster():
+        return None
+    # the order of JAX's own detection: an explicit JAX_PROCESS_ID first, then the launcher's rank
+    ranks = [_int_env("JAX_PROCESS_ID") if os.environ.get("JAX_COORDINATOR_ADDRESS") else None]
+    if all(v in os.environ for v in _SLURM) and (_int_env("SLURM_NTASKS") or 0) > 1:
+        ranks.append(_int_env("SLURM_PROCID"))
+    ranks.append(_int_env("OMPI_COMM_WORLD_RANK"))
+    return next((r for r in ranks if r is not None), None)
 
 
 def check_arguments(coordinator, num_processes, process_id) -> None:

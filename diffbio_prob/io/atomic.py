@@ -8,7 +8,11 @@ A crash or Ctrl-C while writing leaves the old file (or none), never a half-writ
 * the interrupt flag: once :func:`mark_interrupted` has been called (``diffbio-prob``'s SIGINT handler
   does), the writers here refuse to replace any output, even if the ``KeyboardInterrupt`` itself was
   swallowed (raised inside a garbage-collector callback, for instance, where Python only prints
-  "Exception ignored").
+  "Exception ignored");
+* the discard switch (:func:`discard_writes`): in a job of several processes only process 0 writes
+  (``diffbio-prob`` sets it once, from ``diffbio_prob.distributed.is_primary()``). The other processes
+  check every output path the same way and run every writer, but into a private temporary folder that
+  is deleted at once, so no writer needs to know how many processes there are.
 """
 
 from __future__ import annotations
@@ -28,9 +32,29 @@ __all__ = [
     "clear_interrupted",
     "interrupted",
     "raise_if_interrupted",
+    "discard_writes",
+    "writes_discarded",
 ]
 
 _INTERRUPTED = False
+_DISCARD = False
+
+
+def discard_writes(on: bool = True) -> None:
+    """From now on (``on=True``) the atomic writers leave every target untouched and create no folder.
+
+    Paths are still checked (:func:`check_output_path`), so every process of a job fails alike on a bad
+    one. ``diffbio_prob.cli.main`` turns this on in every process but process 0 and off when it ends.
+    """
+    if not isinstance(on, bool):
+        raise TypeError(f"on: expected a boolean, got {on!r}")
+    global _DISCARD
+    _DISCARD = on
+
+
+def writes_discarded() -> bool:
+    """Whether :func:`discard_writes` is on."""
+    return _DISCARD
 
 
 def mark_interrupted() -> None:
@@ -131,6 +155,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = check_output_path(path, "path", "file")
     raise_if_interrupted()
+    if _DISCARD:
+        # the writer runs as usual (its own errors still surface), on a name with the target's suffix
+        with tempfile.TemporaryDirectory(prefix="diffbio-prob-discard-") as folder:
+            yield Path(folder) / path.name
+            raise_if_interrupted()
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):

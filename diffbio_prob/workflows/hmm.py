@@ -445,7 +445,10 @@ def run_hmm(
     posteriors, paths = decode_hmm(result.params, seqs.sequences, seqs.names, seqs.alphabet)
 
     sep = "\t" if fmt == "tsv" else ","
-    out.mkdir(parents=True, exist_ok=True)
+    from diffbio_prob.io.atomic import writes_discarded
+
+    if not writes_discarded():  # in a job of several processes only process 0 creates anything
+        out.mkdir(parents=True, exist_ok=True)
     written = {}
     files = {"posteriors": posteriors, "viterbi": paths}
     if result.method in ("svi", "nuts"):
@@ -762,7 +765,10 @@ def _run_track(input, states, out: Path, emission, *, fmt, seed, num_iters, rest
     fit = fit_emission_hmm(values, states, emission, seed=seed, num_iters=num_iters, restarts=restarts)
     posteriors, paths, _ = decode_emission_hmm(fit, values)
     segments, bins = bedgraph_segments(track, fit, posteriors, paths)
-    out.mkdir(parents=True, exist_ok=True)
+    from diffbio_prob.io.atomic import writes_discarded
+
+    if not writes_discarded():  # in a job of several processes only process 0 creates anything
+        out.mkdir(parents=True, exist_ok=True)
     names = track_output_names(fmt)
     written = {"segments": out / names[0], "posteriors": out / names[1], "parameters": out / names[2]}
     write_bed(written["segments"], segments["chrom"], segments["start"], segments["end"],
@@ -791,7 +797,10 @@ def _run_chromhmm(inputs, states, out: Path, *, bin_size, seed, num_iters, resta
               f"{', '.join(data.marks)}; Baum-Welch, {states} states")
     fit = fit_emission_hmm(marks, states, "bernoulli", seed=seed, num_iters=num_iters, restarts=restarts)
     posteriors, _, _ = decode_emission_hmm(fit, marks)
-    out.mkdir(parents=True, exist_ok=True)
+    from diffbio_prob.io.atomic import writes_discarded
+
+    if not writes_discarded():  # in a job of several processes only process 0 creates anything
+        out.mkdir(parents=True, exist_ok=True)
     written = {}
     for cell in dict.fromkeys(data.cells):
         idx = [i for i, c in enumerate(data.cells) if c == cell]
