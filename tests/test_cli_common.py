@@ -66,7 +66,9 @@ def test_subcommand_help_has_examples_and_common_options(name):
     assert run.returncode == 0 and run.stdout.startswith(f"usage: diffbio-prob {name}")
     assert "examples:" in run.stdout and f"diffbio-prob {name}" in run.stdout.split("examples:")[1]
     # de always computes in float64 (R's numbers) and tximport uses no JAX, so neither has --x64
-    for option in ("--seed", "--quiet") + (("--x64",) if name not in NO_X64 else ()):
+    # every subcommand runs as one job over several processes (tests/test_cli_distributed.py)
+    for option in ("--seed", "--quiet", "--coordinator HOST:PORT", "--num-processes N", "--process-id I") + (
+            ("--x64",) if name not in NO_X64 else ()):
         assert option in run.stdout
     if name in NO_X64:
         assert "--x64" not in run.stdout.split("options:")[1]

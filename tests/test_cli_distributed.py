@@ -185,3 +185,29 @@ def test_tximport_and_demo_take_the_rank_from_the_flags_or_the_environment(monke
     assert not writes()
     monkeypatch.setenv("DIFFBIO_PROB_DISTRIBUTED", "0")
     assert writes()
+
+
+def test_discarded_writes_run_the_writer_and_leave_nothing(tmp_path):
+    from diffbio_prob.io import atomic
+
+    target = tmp_path / "new" / "out.csv"
+    atomic.discard_writes(True)
+    try:
+        assert atomic.writes_discarded()
+        with atomic.atomic_write(target) as fh:
+            fh.write("a,b\n")
+            written = fh.name
+        assert os.path.basename(written) == "out.csv"  # the target's name: writers keying on the suffix work
+        with pytest.raises(ZeroDivisionError), atomic.atomic_path(target):  # a writer's own error still surfaces
+            1 / 0
+        with pytest.raises(ValueError, match="is an existing folder"):  # paths are checked as in process 0
+            with atomic.atomic_path(tmp_path):
+                pass
+    finally:
+        atomic.discard_writes(False)
+    assert not os.path.exists(written) and list(tmp_path.iterdir()) == []
+    with pytest.raises(TypeError, match="on: expected a boolean"):
+        atomic.discard_writes(1)
+    with atomic.atomic_write(target) as fh:
+        fh.write("a,b\n")
+    assert target.read_text() == "a,b\n"
