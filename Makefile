@@ -4,7 +4,7 @@ PY ?= $(shell for p in python3.12 python3.13 python3 python; do command -v $$p >
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-all bench clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PY)" || { echo "error: Python >= 3.12 is required (pyenv install 3.12)"; exit 2; }
@@ -18,6 +18,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
+
+test-all: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile -m ""
 
 bench: $(STAMP)
 	$(VENV)/bin/pip install -q -e ".[bench]"

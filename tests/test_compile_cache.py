@@ -203,7 +203,8 @@ slow = pytest.mark.slow
 
 @pytest.mark.parametrize("command", ["quant", pytest.param("de", marks=slow), pytest.param("hmm", marks=slow),
                                      pytest.param("hmm-svi", marks=slow), pytest.param("hmm-nuts", marks=slow),
-                                     pytest.param("quant-svi", marks=slow), pytest.param("quant-nuts", marks=slow)])
+                                     pytest.param("quant-svi", marks=[slow, pytest.mark.long]),  # the hmm fits show the
+                                     pytest.param("quant-nuts", marks=[slow, pytest.mark.long])])  # same cache keys
 def test_second_process_hits_the_cache(inputs, tmp_path, command):
     folder = tmp_path / "xdg" / "diffbio-prob" / "jax"
     first, second = tmp_path / "first", tmp_path / "second"

@@ -297,6 +297,7 @@ def test_simulators_follow_their_recipes():
 
 
 @pytest.mark.slow
+@pytest.mark.long  # 100 s; passes alone and in most full runs (XPASS), see the reason below
 @pytest.mark.xfail(strict=False, reason="regression found at the end of the session that added the ArviZ record, "
                    "the emissions package and the compilation cache: the spawned in-process HMM NUTS draws no "
                    "longer equal the CLI's (different chains, not rounding); open under issue 13/14")

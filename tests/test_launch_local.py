@@ -23,6 +23,7 @@ def _launcher():
 
 
 @pytest.mark.slow
+@pytest.mark.long  # tests/test_cli_distributed.py runs de (with quant and hmm) on 2 processes in make test
 def test_two_processes_of_de_write_the_one_process_table(tmp_path, capsys):
     from tests.de.test_de_sharding import _simulated
 
@@ -47,7 +48,9 @@ def test_a_failed_process_gives_its_exit_code(tmp_path, capfd):
                                str(tmp_path / "txi")], 2, timeout=120)
     err = capfd.readouterr().err
     assert code == 2
-    assert "launch_local: process 0 exited with 2" in err and "launch_local: process 1 exited with 2" in err
+    assert "launch_local: process 0 exited with 2" in err
+    # process 1 fails alike, unless the launcher stopped it first once process 0 had failed
+    assert ("launch_local: process 1 exited with 2" in err) or ("launch_local: process 1 exited with -15" in err)
     assert not (tmp_path / "txi").exists()
 
 

@@ -55,6 +55,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.long  # tests/test_cli_distributed.py covers the same three workflows through the CLI in make test
 def test_two_processes_equal_one(tmp_path):
     from diffbio_prob.io.salmon import load_sample_data
     from diffbio_prob.workflows.deseq2 import fit_deseq2

@@ -580,7 +580,7 @@ def test_auto_method_rule_and_cpu_choice():
     assert auto != par
 
 
-@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize("with_lengths", [pytest.param(False, marks=pytest.mark.long), True])
 def test_sequential_and_parallel_agree_batch_and_gradients(with_lengths):
     rng = np.random.default_rng(17)
     pi, a, b = random_model(rng, 3, 5, sparse=True)

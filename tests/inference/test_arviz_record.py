@@ -98,6 +98,7 @@ def test_fit_nuts_to_arviz_is_az_from_numpyro(data):
 
 
 @pytest.mark.slow
+@pytest.mark.long  # the regression model above checks the same layout in a fifth of the time
 def test_hmm_model_to_arviz_is_az_from_numpyro():
     rng = np.random.default_rng(0)
     rolls = jnp.asarray(rng.integers(0, 3, size=(4, 20)))
