@@ -337,7 +337,7 @@ def baum_welch(
         probs = [_check_prob(n, init[n], shp) for n, shp in zip(names, [(s,), (s, s), (s, m)])]
 
     dtype = jnp.result_type(float)
-    obs_j, lens_j, w_j = _sequences_on_devices(np.asarray(obs, np.int32), np.asarray(lens), jnp.result_type(float))
+    obs_j, lens_j, w_j = _sequences_on_devices(np.asarray(obs, np.int32), np.asarray(lens), dtype)
 
     def step(chain, eparams):
         with np.errstate(divide="ignore"):

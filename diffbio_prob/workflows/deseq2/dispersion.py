@@ -143,13 +143,11 @@ def gene_wise_dispersions(data: DESeq2Data, opts: DESeq2Options, *, shard: bool 
         tie = gap <= 2.0 * (fit.lp_error + fit.initial_lp_error)
         keep = (no_increase | tie) & (alpha_init > min_disp * 10)
         rows = np.flatnonzero(keep)
-        redo = np.flatnonzero(keep & (tie | ~(fit.decision_margin > 0)))
         if rows.size:
             r_init, r_mu = _r_exact_start(data, rows, opts)
             alpha_init[rows], mu[rows] = r_init, r_mu
-            where = dict(zip(rows.tolist(), range(rows.size)))
-            for i in redo:
-                k = where[int(i)]
+            for k in np.flatnonzero(tie[rows] | ~(fit.decision_margin[rows] > 0)):
+                i = rows[k]
                 la, it, lp0, lp = rstats.r_fit_disp(
                     data.counts[i], r_mu[k], design, math.log(r_init[k]), math.log(r_init[k]), 1.0, False,
                     min_log_alpha=math.log(opts.min_disp / 10.0), kappa_0=opts.kappa_0, tol=opts.disp_tol,
