@@ -24,13 +24,17 @@ Imports jax and numpy only; the workflows use it, the cores do not.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
+import threading
 
 import jax
 import numpy as np
 
-__all__ = ["Padding", "Kernel", "kernel", "batch_mesh", "padded_size", "run_batched", "place", "gather"]
+__all__ = [
+    "Padding", "Kernel", "kernel", "batch_mesh", "padded_size", "run_batched", "precompile", "place", "gather",
+]
 
 BUCKET = 256
 SMALL_BATCH = 2048
@@ -149,6 +153,68 @@ def kernel(*static_argnames):
     return lambda fn: Kernel(fn, static_argnames)
 
 
+# Compilations started ahead of their first call (:func:`precompile`), by kernel, build and padded batch
+# shapes: a call with that key waits for them, so a program is never compiled twice at once.
+_PENDING: dict[tuple, list[concurrent.futures.Future]] = {}
+_PENDING_LOCK = threading.Lock()
+_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _build(kern: Kernel, rows: int, n_dev: int, batch_shapes):
+    small = rows <= SMALL_BATCH * n_dev
+    return (kern.small if small else kern.large), (id(kern), small, tuple(batch_shapes))
+
+
+def precompile(kern: Kernel, batch_specs: tuple, shared_args: tuple = (), *, shard: bool = True, **static):
+    """Compile ``kern`` for the call :func:`run_batched` will make with arguments of these shapes, in a
+    background thread, and return its ``concurrent.futures.Future``.
+
+    XLA compiles one program on one core; a pipeline that knows its shapes up front (the DESeq2 workflow
+    does, once the counts are read) compiles its programs side by side while it does its host-side work,
+    instead of one after another at their first calls. ``batch_specs`` are the batch arguments' shapes and
+    dtypes before padding (anything with ``.shape`` and ``.dtype``); ``shared_args`` and ``static`` are
+    the call's own. The compiled program lands in JAX's in-memory caches (and its persistent cache when
+    that is on), where the later call finds it; that call waits for this one. A mismatched spec only costs
+    the background work: the call then compiles its own program as usual. Runs under the calling thread's
+    ``jax_enable_x64`` setting (JAX's configuration contexts are per thread).
+    """
+    global _POOL
+    g = int(batch_specs[0].shape[0])
+    mesh = batch_mesh(shard)
+    n_dev = 1 if mesh is None else mesh.size
+    size = padded_size(g, n_dev)
+    shapes = [(size,) + tuple(a.shape[1:]) for a in batch_specs]
+    fn, key = _build(kern, size, n_dev, shapes)
+    x64 = jax.dtypes.canonicalize_dtype(np.float64) == np.float64
+
+    def spec(a, shape):
+        if mesh is None:
+            return np.broadcast_to(np.zeros((), a.dtype), shape)  # a zero-stride view: no memory
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS, *([None] * (len(shape) - 1))))
+        return jax.ShapeDtypeStruct(shape, jax.dtypes.canonicalize_dtype(a.dtype), sharding=sharding)
+
+    batch = [spec(a, shape) for a, shape in zip(batch_specs, shapes)]
+    shared = [place(mesh, a, batched=False) if isinstance(a, (np.ndarray, jax.Array)) else a for a in shared_args]
+
+    def compile_():
+        with jax.enable_x64(x64):
+            fn.lower(*batch, *shared, **static).compile()
+
+    with _PENDING_LOCK:
+        if _POOL is None:
+            _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="diffbio-compile")
+        fut = _POOL.submit(compile_)
+        _PENDING.setdefault(key, []).append(fut)
+    return fut
+
+
+def _wait_pending(key) -> None:
+    with _PENDING_LOCK:
+        futs = _PENDING.pop(key, [])
+    # a failed precompile is only lost time: the call below compiles (and raises) as it would have
+    concurrent.futures.wait(futs)
+
+
 def run_batched(kern: Kernel, batch_args: tuple, shared_args: tuple = (), *, shard: bool = True, **static):
     """``kern(*batch_args, *shared_args, **static)`` with the batch axis padded and sharded.
 
@@ -174,6 +240,7 @@ def run_batched(kern: Kernel, batch_args: tuple, shared_args: tuple = (), *, sha
         padded.append(a)
     padded = place(mesh, padded)
     shared = [place(mesh, a, batched=False) if isinstance(a, (np.ndarray, jax.Array)) else a for a in shared_args]
-    fn = kern.small if size <= SMALL_BATCH * n_dev else kern.large
+    fn, key = _build(kern, size, n_dev, [a.shape for a in padded])
+    _wait_pending(key)
     out = fn(*padded, *shared, **static)
     return jax.tree_util.tree_map(lambda x: x[:g], gather(out))

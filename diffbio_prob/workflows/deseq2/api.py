@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from diffbio_prob.io.counts import align_counts, from_anndata, validate_counts
-from diffbio_prob.workflows.deseq2 import steps
+from diffbio_prob.workflows.deseq2 import steps, warmup
 from diffbio_prob.workflows.deseq2.checks import check_fit_args, check_results_args
 from diffbio_prob.workflows.deseq2.data import DESeq2Data
 from diffbio_prob.workflows.deseq2.design import Design, build_design
@@ -166,6 +166,7 @@ def fit_deseq2(
             raise ValueError("normalization_factors: give either size_factors or normalization_factors, not both")
         nf = _normalization_factors(normalization_factors, counts_df)
     with _precision(precision):
+        warmup.start(y, des.matrix, opts, test=test, shard=shard)  # compiles while the host works
         if nf is not None:
             data = DESeq2Data(y, des.matrix, normalization_factors=nf)
         else:

@@ -43,7 +43,7 @@ import math
 import jax
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from diffbio_prob.workflows.deseq2.data import DESeq2Data
 from diffbio_prob.workflows.deseq2.glm import LN2, LOG2E, fit_glm
@@ -150,7 +150,7 @@ def beta_prior_variance(fit, *, upper_quantile: float = 0.05, method: str = "wei
     disp_fit = np.asarray(fit.gene["dispFit"], dtype=float)[nz]
     base_mean = np.asarray(fit.gene["baseMean"], dtype=float)[nz]
     weights = 1.0 / (1.0 / base_mean + disp_fit)
-    qn = stats.norm.ppf(1 - upper_quantile / 2)
+    qn = special.ndtri(1 - upper_quantile / 2)
     out = np.empty(beta.shape[1])
     for k in range(beta.shape[1]):
         x = beta[:, k]
@@ -923,7 +923,7 @@ def _apeglm(fit, k: int, res: pd.DataFrame, ape_adapt: bool, rcppnumerical: str 
     info = {"type": "apeglm", "package": "apeglm", "prior_control": control,
             "n_refit": int(redo.sum()), "refit_genes": list(np.asarray(fit.genes)[np.flatnonzero(nonzero)[redo]])}
     with np.errstate(invalid="ignore"):
-        fsr = stats.norm.cdf(-np.abs(map_[:, k]) / sd[:, k])
+        fsr = special.ndtr(-np.abs(map_[:, k]) / sd[:, k])
     return map_[:, k] * LOG2E, sd[:, k] * LOG2E, fsr, info
 
 
@@ -997,7 +997,7 @@ def lfc_shrink(fit, coef, type: str = "apeglm", *, lfc_threshold: float = 0.0, a
             m_, s_ = lfc * LN2, se * LN2
             t_ = LN2 * lfc_threshold
             with np.errstate(invalid="ignore"):
-                p_ = stats.norm.cdf((np.sign(m_) * t_ - m_) / s_)
+                p_ = special.ndtr((np.sign(m_) * t_ - m_) / s_)
             out["svalue"] = _svalue(np.where(m_ < 0, 1.0 - p_, p_))
         elif svalue:
             out["svalue"] = _svalue(fsr)

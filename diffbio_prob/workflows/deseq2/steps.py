@@ -13,7 +13,7 @@ import dataclasses
 from typing import NamedTuple
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import optimize, special
 
 from diffbio_prob.cores import nb_glm_fit
 from diffbio_prob.workflows.deseq2 import rstats
@@ -223,7 +223,7 @@ def fit_nbinom_wald(data: DESeq2Data, dispersion: np.ndarray, opts: DESeq2Option
     fit = fit_glm(data, dispersion, opts, shard=shard)
     cooks, mc = _cooks(data, fit)
     stat = fit.beta / fit.se
-    return TestFit(fit, stat, 2.0 * stats.norm.sf(np.abs(stat)), cooks, mc)
+    return TestFit(fit, stat, 2.0 * special.ndtr(-np.abs(stat)), cooks, mc)
 
 
 def fit_nbinom_lrt(
@@ -246,7 +246,7 @@ def fit_nbinom_lrt(
     cooks, mc = _cooks(data, fit, cooks_mu)
     lrt = 2.0 * (fit.loglik - red.loglik)
     df = data.n_coef - reduced_design.shape[1]
-    return TestFit(fit, lrt, stats.chi2.sf(lrt, df), cooks, mc, red)
+    return TestFit(fit, lrt, special.chdtrc(df, np.maximum(lrt, 0.0)), cooks, mc, red)
 
 
 def _run_test(data, dispersion, opts, test, reduced_design, shard):
@@ -283,7 +283,7 @@ def cooks_and_refit(
     replaceable = rstats.n_or_more_in_cell(x, opts.min_replicates_for_replace)
     if not replaceable.any() or m <= p:
         return no
-    cutoff = stats.f.ppf(0.99, p, m - p)
+    cutoff = special.fdtri(p, m - p, 0.99)
     with np.errstate(invalid="ignore"):
         is_out = np.nan_to_num(test_fit.cooks, nan=0.0) > cutoff
     replace = is_out.any(axis=1)

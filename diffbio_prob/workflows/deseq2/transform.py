@@ -41,7 +41,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from diffbio_prob.io.counts import validate_counts
 from diffbio_prob.io.rmath import mean as _r_mean
@@ -309,7 +309,7 @@ def _wtd_upper_quantile_variance(x: np.ndarray, weights: np.ndarray, upper_quant
         return float(xs[min(k, xs.size - 1)])
 
     q = (1 - frac) * approx_right(low) + frac * approx_right(high)
-    sd = q / stats.norm.ppf(1 - upper_quantile / 2)
+    sd = q / special.ndtri(1 - upper_quantile / 2)
     return float(sd**2)
 
 
