@@ -150,6 +150,7 @@ class DispersionFit(NamedTuple):
     last_change: jax.Array
     # Line search only (``None`` from the other fits): how far each gene's decisions were from a tie.
     decision_margin: jax.Array | None = None  # min over steps of |gap| - bound on R's rounding error
+    first_margin: jax.Array | None = None  # the same for the first step alone (R's n_iter == 1 or not)
     lp_error: jax.Array | None = None  # bound on |R's last_lp - ours| (rounding and the drift of a)
     initial_lp_error: jax.Array | None = None  # the same for initial_lp
 
@@ -220,7 +221,8 @@ def fit_dispersion_line_search(
     def step(data, st):
         """One pass of DESeq2's loop for every gene of ``data`` (a row subset of the problem)."""
         cnt, m, pm, ymx, mmx, mmn, nv = data
-        a, lp, dlp, kappa, n_iter, n_acc, done, change, lp0, started, drift, lp_err, dlp_err, margin, lp0_err = st
+        (a, lp, dlp, kappa, n_iter, n_acc, done, change, lp0, started, drift, lp_err, dlp_err, margin, lp0_err,
+         margin1) = st
         # One evaluation site: a gene's first pass evaluates its starting point, later passes
         # the proposal (halves the code XLA compiles).
         first = ~started
@@ -261,7 +263,9 @@ def fit_dispersion_line_search(
             jnp.abs(a_prop + 30.0) - drift_try,
             jnp.abs(a_prop - 10.0) - drift_try,
         ])
-        margin = jnp.where(active, jnp.minimum(margin, jnp.min(gaps, 0)), margin)
+        step_margin = jnp.min(gaps, 0)
+        margin = jnp.where(active, jnp.minimum(margin, step_margin), margin)
+        margin1 = jnp.where(active & (n_iter == 1), step_margin, margin1)
         a = jnp.where(accept, a_try, a)
         drift = jnp.where(accept, drift_try, drift)
         change = jnp.where(accept, change_new, change)
@@ -276,7 +280,7 @@ def fit_dispersion_line_search(
         kappa = jnp.where(cont, kappa_acc, jnp.where(reject, kappa / 2.0, kappa))
         done = done | (accept & (small | below)) | (n_iter >= max_iter)
         return (a, lp, dlp, kappa, n_iter, n_acc, done, change, lp0, jnp.ones_like(started), drift, lp_err, dlp_err,
-                margin, lp0_err)
+                margin, lp0_err, margin1)
 
     zeros_i = jnp.zeros(g, jnp.int32)
     zeros = jnp.zeros(g, dtype)
@@ -297,10 +301,11 @@ def fit_dispersion_line_search(
         zeros,
         jnp.full(g, jnp.inf, dtype),
         zeros,
+        jnp.full(g, jnp.inf, dtype),
     )
     data = (counts, mu, prior_mean, y_max, mu_max, mu_min, n_valid)
     st = _masked_loop(step, data, st, done_index=6, max_steps=max_iter + 1, compact=compact)
-    a, lp, dlp, _, n_iter, n_acc, _, change, lp0, _, _, lp_err, _, margin, lp0_err = st
+    a, lp, dlp, _, n_iter, n_acc, _, change, lp0, _, _, lp_err, _, margin, lp0_err, margin1 = st
     return DispersionFit(
         log_alpha=a,
         n_iter=n_iter,
@@ -310,6 +315,7 @@ def fit_dispersion_line_search(
         last_dlp=dlp,
         last_change=change,
         decision_margin=margin,
+        first_margin=margin1,
         lp_error=lp_err,
         initial_lp_error=lp0_err,
     )

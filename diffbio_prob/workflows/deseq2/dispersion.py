@@ -135,18 +135,24 @@ def gene_wise_dispersions(data: DESeq2Data, opts: DESeq2Options, *, shard: bool 
     exact = exact_grid and _n_groups(design) == p  # R's mu is the linear model's: R-exact too
     if exact:
         # Where the line search gained nothing, R keeps alpha_init (R-exact here), unless it stopped after
-        # one step: then "not converged" and the grid refit. Which of the two, and whether it gained
-        # nothing at all, can be decided by R's rounding: such rows (a decision or the "no increase" test
-        # within the bound on R's rounding error, fit.decision_margin) are redone in R's arithmetic
-        # (rstats.r_fit_disp) from R-exact alpha_init and mu; on the others R takes our branches.
+        # one step or ran to maxit: then "not converged" and the grid refit. So on these rows only R's
+        # "no increase" test and whether its n_iter is 1 or maxit decide the estimate, and either can be
+        # decided by R's rounding. The rows where they can (the test within the bound on R's rounding
+        # error; the first step's branches within it, fit.first_margin; a later branch within it while
+        # the run is long or the test is close) are redone in R's arithmetic (rstats.r_fit_disp) from
+        # R-exact alpha_init and mu. Elsewhere R takes our branches or ends on the same estimate; its
+        # dispGeneIter can then differ from ours by the steps its rounding decides, as on every row where
+        # fit.decision_margin is not positive.
         gap = np.abs(last_lp - initial_lp - np.abs(initial_lp) / 1e6)
         tie = gap <= 2.0 * (fit.lp_error + fit.initial_lp_error)
         keep = (no_increase | tie) & (alpha_init > min_disp * 10)
+        later = ~(fit.decision_margin > 0) & ((n_iter > opts.disp_maxit // 2) | (gap <= 100.0 * opts.disp_tol))
+        ambiguous = tie | ~(fit.first_margin > 0) | later
         rows = np.flatnonzero(keep)
         if rows.size:
             r_init, r_mu = _r_exact_start(data, rows, opts)
             alpha_init[rows], mu[rows] = r_init, r_mu
-            for k in np.flatnonzero(tie[rows] | ~(fit.decision_margin[rows] > 0)):
+            for k in np.flatnonzero(ambiguous[rows]):
                 i = rows[k]
                 la, it, lp0, lp = rstats.r_fit_disp(
                     data.counts[i], r_mu[k], design, math.log(r_init[k]), math.log(r_init[k]), 1.0, False,
