@@ -108,6 +108,18 @@ def irls_fit(
         # -2 sum dnbinom(y, 1/alpha, mu, log = TRUE), R's Rf_dnbinom_mu (accurate at large counts)
         return -2.0 * jnp.sum(_masked(nb_log_pmf_accurate(counts, mu, size[:, None]), sample_mask), -1)
 
+    # The same deviance in the loop, for a tenth of the work: dnbinom(y; mu) = dnbinom(y; y) - d(y, mu) / 2
+    # with d the unit deviance 2 [y log(y / mu) - (y + r) log((y + r) / (mu + r))], whose terms are small
+    # near the fit and taken in their log1p forms, so its sum keeps the accuracy of R's at any count
+    # (McCullagh & Nelder 1989, sec. 2.3). The saturated part dnbinom(y; y) is computed once.
+    r_col = size[:, None]
+    saturated = deviance(counts)
+
+    def deviance_iter(mu):
+        y_term = jnp.where(counts > 0, counts * jnp.log1p((counts - mu) / mu), 0.0)  # 0 log 0 = 0
+        ulp = y_term - (counts + r_col) * jnp.log1p((counts - mu) / (mu + r_col))
+        return saturated + 2.0 * jnp.sum(_masked(ulp, sample_mask), -1)
+
     def mean_of(beta):
         return jnp.maximum(offset * jnp.exp(beta @ design.T), min_mu)
 
@@ -121,7 +133,7 @@ def irls_fit(
         beta_new = spd_solve(lhs, rhs)
         diverged = jnp.any(jnp.abs(beta_new) > large, axis=-1) | jnp.any(~jnp.isfinite(beta_new), -1)
         mu_new = mean_of(beta_new)
-        dev = deviance(mu_new)
+        dev = deviance_iter(mu_new)
         conv_test = jnp.abs(dev - dev_old) / (jnp.abs(dev) + 0.1)
         is_nan = jnp.isnan(conv_test)
         converged = (t > 0) & (conv_test < tol_eff)

@@ -240,7 +240,7 @@ def test_line_search_newton_and_grid_find_the_maximum():
 def test_line_search_compaction_changes_nothing():
     y, x, mu, start = _disp_problem()
     one = _ls(y, mu, x, start)
-    compact = _ls(y, mu, x, start, compact=(3, 2))
+    compact = _ls(y, mu, x, start, compact=2)
     np.testing.assert_array_equal(np.asarray(compact.n_iter), np.asarray(one.n_iter))
     np.testing.assert_array_equal(np.asarray(compact.n_accept), np.asarray(one.n_accept))
     for u, v in zip(one, compact):  # chunks of 2 genes sum in another order: last-bit differences only

@@ -627,9 +627,22 @@ def r_digamma(x: float) -> float:
     return -(s - xdmln)
 
 
+_LOG_TABLE_MAX = 1 << 20  # integer arguments below this are looked up in a table of libm logs
+
+
 def r_log(a) -> np.ndarray:
     """Elementwise C-library ``log`` (R's ``log()``; numpy's vectorised log rounds differently)."""
     a = np.asarray(a, dtype=float)
+    if a.size > 4096 and np.array_equal(a, np.floor(a)) and a.min() >= 0:
+        # counts: integers, so one libm call per value up to the largest below 2^20, not one per entry
+        small = a < _LOG_TABLE_MAX
+        k = np.where(small, a, 0.0).astype(np.int64)
+        table = np.array([-math.inf] + [math.log(v) for v in range(1, int(k.max()) + 1)])
+        out = table[k]
+        of, af = out.reshape(-1), a.reshape(-1)
+        for i in np.flatnonzero(~small.reshape(-1)).tolist():
+            of[i] = math.log(af[i])
+        return out
     out = np.empty(a.shape)
     of = out.reshape(-1)
     for i, v in enumerate(a.reshape(-1).tolist()):
