@@ -161,7 +161,7 @@ def irls_fit(
     if max_iter > 0:
         state = lax.while_loop(cond, body, state)
     _, beta, mu, _, n_iter, _, dev_last = state
-    loglik = -0.5 * deviance(offset * jnp.exp(beta @ design.T))
+    loglik = -0.5 * deviance_iter(offset * jnp.exp(beta @ design.T))  # the unfloored mean, as R
     return IRLSResult(beta=beta, n_iter=n_iter, deviance=dev_last, mu=mu, log_likelihood=loglik)
 
 
