@@ -25,13 +25,13 @@ Imports jax and numpy only; the workflows use it, the cores do not.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import math
-import threading
 
 import jax
 import numpy as np
+
+from diffbio_prob import compile_queue
 
 __all__ = [
     "Padding", "Kernel", "kernel", "batch_mesh", "padded_size", "run_batched", "precompile", "place", "gather",
@@ -157,13 +157,6 @@ def kernel(*static_argnames):
     return lambda fn: Kernel(fn, static_argnames)
 
 
-# Compilations started ahead of their first call (:func:`precompile`), by kernel, build and padded batch
-# shapes: a call with that key waits for them, so a program is never compiled twice at once.
-_PENDING: dict[tuple, list[concurrent.futures.Future]] = {}
-_PENDING_LOCK = threading.Lock()
-_POOL: concurrent.futures.ThreadPoolExecutor | None = None
-
-
 def _build(kern: Kernel, rows: int, n_dev: int, batch_shapes):
     small = rows <= SMALL_BATCH * n_dev
     return (kern.small if small else kern.large), (id(kern), small, tuple(batch_shapes))
@@ -180,10 +173,10 @@ def precompile(kern: Kernel, batch_specs: tuple, shared_args: tuple = (), *, sha
     the call's own. The compiled program lands in JAX's in-memory caches (and its persistent cache when
     that is on), where the later call finds it; that call waits for this one. A mismatched spec only costs
     the background work: the call then compiles its own program as usual. Runs under the calling thread's
-    ``jax_enable_x64`` setting (JAX's configuration contexts are per thread). One worker thread: the
-    programs come in the order they were asked for, each on a whole core, the first needed first.
+    ``jax_enable_x64`` setting (JAX's configuration contexts are per thread). The programs are compiled in
+    the order they were asked for (:mod:`diffbio_prob.compile_queue`: one worker thread, and any thread
+    waiting for one of them); the same program asked for twice is compiled once.
     """
-    global _POOL
     g = int(batch_specs[0].shape[0])
     mesh = batch_mesh(shard)
     n_dev = 1 if mesh is None else mesh.size
@@ -205,19 +198,15 @@ def precompile(kern: Kernel, batch_specs: tuple, shared_args: tuple = (), *, sha
         with jax.enable_x64(x64):
             fn.lower(*batch, *shared, **static).compile()
 
-    with _PENDING_LOCK:
-        if _POOL is None:
-            _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffbio-compile")
-        fut = _POOL.submit(compile_)
-        _PENDING.setdefault(key, []).append(fut)
-    return fut
+    shared_key = tuple((np.shape(a), np.result_type(a).str) if hasattr(a, "shape") else type(a).__name__
+                       for a in shared_args)
+    full_key = key + (tuple(a.dtype.str for a in batch), shared_key, tuple(sorted(static.items())), x64, n_dev)
+    return compile_queue.submit(full_key, compile_)
 
 
 def _wait_pending(key) -> None:
-    with _PENDING_LOCK:
-        futs = _PENDING.pop(key, [])
-    # a failed precompile is only lost time: the call below compiles (and raises) as it would have
-    concurrent.futures.wait(futs)
+    # the programs queued for this kernel, build and shapes (whatever their other settings) are done first
+    compile_queue.wait(lambda k: k[:3] == key)
 
 
 def run_batched(kern: Kernel, batch_args: tuple, shared_args: tuple = (), *, shard: bool = True, **static):

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pandas as pd
 
+from diffbio_prob import compile_queue
 from diffbio_prob.parallel import kernel, precompile, run_batched
 from diffbio_prob.workflows.deseq2 import fit_deseq2, kernels, warmup
 from diffbio_prob.workflows.deseq2.options import DESeq2Options
@@ -70,14 +71,38 @@ def test_deseq2_warmup_compiles_what_the_fit_runs():
     # a variant the rest of the suite does not compile (max_iter), so the warm-up's work is seen here
     opts = DESeq2Options(disp_maxit=99)
     warmup.start(counts.to_numpy(float), x, opts, test="wald", shard=True)
-    from diffbio_prob import parallel
-
-    for futs in list(parallel._PENDING.values()):
-        for f in futs:
-            f.result()
+    compile_queue.wait(lambda key: True)
     with compiled() as names:
         fit = fit_deseq2(counts, meta, "~condition", options=opts)
     ours = {kernels.k_line_search.__name__, kernels.k_irls.__name__}
     assert not [nm for nm in names if any(k in nm for k in ours)], names
     res = fit.results()
     assert np.isfinite(res["pvalue"]).all()
+
+
+def test_compile_queue_runs_each_task_once_and_the_waiting_thread_helps():
+    gate = threading.Event()
+    ran: list[tuple[str, str]] = []
+
+    def task(name, block=False):
+        def fn():
+            if block:
+                gate.wait(5.0)
+            ran.append((name, threading.current_thread().name))
+            if name == "bad":
+                raise RuntimeError("a failed compile only costs time")
+        return fn
+
+    tag = ("test-queue", id(gate))
+    first = compile_queue.submit(tag + ("slow",), task("slow", block=True))  # the worker blocks on it
+    compile_queue.submit(tag + ("a",), task("a"))
+    compile_queue.submit(tag + ("bad",), task("bad"))
+    again = compile_queue.submit(tag + ("a",), task("a-again"))  # same key: not queued twice
+    threading.Timer(1.0, gate.set).start()
+    compile_queue.wait(lambda k: k[:2] == tag)  # returns, though "bad" failed
+    names = [n for n, _ in ran]
+    assert sorted(names) == ["a", "bad", "slow"], ran
+    assert first.done() and again is compile_queue.submit(tag + ("a",), task("a-third"))
+    # while the worker was stuck on "slow", this (waiting) thread compiled the others itself
+    me = threading.current_thread().name
+    assert {t for n, t in ran if n in ("a", "bad")} == {me}, ran
