@@ -204,7 +204,8 @@ def fit_dispersion_line_search(
         rounding error of R's own evaluation of the same quantities (see :func:`_rounding_bounds`).
         Where it is positive, R's double-precision loop takes every branch ours takes, so its
         ``n_iter`` and stopping point are ours; the caller redoes only the other genes in R's
-        arithmetic.
+        arithmetic. ``first_margin``: the same for the first step alone, which decides whether R stops
+        after one step (``n_iter == 1``, which DESeq2 counts as not converged).
     """
     counts = jnp.asarray(counts)
     dtype = counts.dtype

@@ -247,6 +247,16 @@ def test_line_search_compaction_changes_nothing():
         np.testing.assert_allclose(np.asarray(v), np.asarray(u), rtol=1e-12, atol=1e-11)
 
 
+def test_line_search_first_margin_is_the_first_steps_share_of_the_margin():
+    y, x, mu, start = _disp_problem()
+    fit = _ls(y, mu, x, start)
+    first, overall = np.asarray(fit.first_margin), np.asarray(fit.decision_margin)
+    assert np.all(np.isfinite(first)) and np.all(first >= overall)  # the minimum over steps includes step 1
+    one = np.asarray(fit.n_iter) == 1
+    np.testing.assert_array_equal(first[one], overall[one])
+    assert np.any(first > overall)  # later steps come closer to a tie on some gene
+
+
 def test_cooks_distance_formula():
     rng = np.random.default_rng(0)
     y = rng.poisson(10, (3, 6)).astype(float)
