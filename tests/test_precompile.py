@@ -81,12 +81,13 @@ def test_deseq2_warmup_compiles_what_the_fit_runs():
 
 
 def test_compile_queue_runs_each_task_once_and_the_waiting_thread_helps():
-    gate = threading.Event()
+    gate, started = threading.Event(), threading.Event()
     ran: list[tuple[str, str]] = []
 
     def task(name, block=False):
         def fn():
             if block:
+                started.set()
                 gate.wait(5.0)
             ran.append((name, threading.current_thread().name))
             if name == "bad":
@@ -94,7 +95,8 @@ def test_compile_queue_runs_each_task_once_and_the_waiting_thread_helps():
         return fn
 
     tag = ("test-queue", id(gate))
-    first = compile_queue.submit(tag + ("slow",), task("slow", block=True))  # the worker blocks on it
+    first = compile_queue.submit(tag + ("slow",), task("slow", block=True))
+    assert started.wait(5.0)  # the worker has taken "slow" and blocks on it
     compile_queue.submit(tag + ("a",), task("a"))
     compile_queue.submit(tag + ("bad",), task("bad"))
     again = compile_queue.submit(tag + ("a",), task("a-again"))  # same key: not queued twice
