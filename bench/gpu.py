@@ -301,21 +301,13 @@ def bench_nuts(args, summary: list) -> None:
 
 # ------------------------------------------------------------------------------------------------ de
 def simulate_de(n_genes: int, n_samples: int, beta_sd: float = 1.0, seed: int = 0):
-    """DESeq2's ``makeExampleDESeqDataSet`` recipe (the same as ``bench/de.py``'s ``simulate``)."""
-    import pandas as pd
+    """DESeq2's ``makeExampleDESeqDataSet`` recipe: ``bench/de.py``'s ``simulate``."""
+    import importlib.util
 
-    rng = np.random.default_rng(seed)
-    b0 = rng.normal(4.0, 2.0, n_genes)
-    b1 = rng.normal(0.0, beta_sd, n_genes)
-    disp = 4.0 / 2.0**b0 + 0.1
-    n_a = (n_samples + 1) // 2
-    cond = np.array(["A"] * n_a + ["B"] * (n_samples - n_a))
-    mu = 2.0 ** (b0[:, None] + b1[:, None] * (cond == "B")[None, :])
-    size = 1.0 / disp[:, None]
-    counts = rng.negative_binomial(size, size / (size + mu))
-    samples = [f"sample{j + 1}" for j in range(n_samples)]
-    genes = [f"gene{i + 1}" for i in range(n_genes)]
-    return pd.DataFrame(counts, index=genes, columns=samples), pd.DataFrame({"condition": cond}, index=samples)
+    spec = importlib.util.spec_from_file_location("bench_de", Path(__file__).resolve().parent / "de.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.simulate(n_genes, n_samples, beta_sd, seed)
 
 
 def bench_de(args, summary: list) -> None:
