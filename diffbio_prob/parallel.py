@@ -157,6 +157,10 @@ def kernel(*static_argnames):
     return lambda fn: Kernel(fn, static_argnames)
 
 
+def _place_shared(mesh, shared_args) -> list:
+    return [place(mesh, a, batched=False) if isinstance(a, (np.ndarray, jax.Array)) else a for a in shared_args]
+
+
 def _build(kern: Kernel, rows: int, n_dev: int, batch_shapes):
     small = rows <= SMALL_BATCH * n_dev
     return (kern.small if small else kern.large), (id(kern), small, tuple(batch_shapes))
@@ -192,7 +196,7 @@ def precompile(kern: Kernel, batch_specs: tuple, shared_args: tuple = (), *, sha
         return jax.ShapeDtypeStruct(shape, jax.dtypes.canonicalize_dtype(a.dtype), sharding=sharding)
 
     batch = [spec(a, shape) for a, shape in zip(batch_specs, shapes)]
-    shared = [place(mesh, a, batched=False) if isinstance(a, (np.ndarray, jax.Array)) else a for a in shared_args]
+    shared = _place_shared(mesh, shared_args)
 
     def compile_():
         with jax.enable_x64(x64):
@@ -233,7 +237,7 @@ def run_batched(kern: Kernel, batch_args: tuple, shared_args: tuple = (), *, sha
             a = np.concatenate([a, np.repeat(a[:1], size - g, axis=0)], axis=0)
         padded.append(a)
     padded = place(mesh, padded)
-    shared = [place(mesh, a, batched=False) if isinstance(a, (np.ndarray, jax.Array)) else a for a in shared_args]
+    shared = _place_shared(mesh, shared_args)
     fn, key = _build(kern, size, n_dev, [a.shape for a in padded])
     _wait_pending(key)
     out = fn(*padded, *shared, **static)

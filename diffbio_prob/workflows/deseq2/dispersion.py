@@ -55,6 +55,12 @@ def _n_groups(x: np.ndarray) -> int:
     return len({tuple(r) for r in x})
 
 
+def line_search_options(opts: DESeq2Options) -> dict:
+    """The static options of R's line search kernel (``kernels.k_line_search``) for ``opts``."""
+    return {"min_log_alpha": math.log(opts.min_disp / 10.0), "kappa_0": opts.kappa_0, "tol": opts.disp_tol,
+            "max_iter": opts.disp_maxit}
+
+
 def _fit(data: DESeq2Data, mu, log_alpha0, prior_mean, prior_var, use_prior, opts, shard):
     # Always float64: R's rules stop on log-posterior changes of dispTol = 1e-6 (and "no increase" at
     # |lp| / 1e6) on values of ~1e2-1e4, below float32's resolution; in float32 the line search stopped
@@ -75,9 +81,7 @@ def _fit_f64(data: DESeq2Data, mu, log_alpha0, prior_mean, prior_var, use_prior,
         )
     if opts.dispersion_fit == "deseq2":
         return run_batched(
-            kernels.k_line_search, gene_args, shared, shard=shard,
-            min_log_alpha=math.log(opts.min_disp / 10.0), kappa_0=opts.kappa_0, tol=opts.disp_tol,
-            max_iter=opts.disp_maxit,
+            kernels.k_line_search, gene_args, shared, shard=shard, **line_search_options(opts)
         )
     raise ValueError(f"dispersion_fit: expected 'deseq2' or 'newton', got {opts.dispersion_fit!r}")
 

@@ -137,7 +137,7 @@ class DESeq2Fit:
                 pval = self.pvalue[:, con.coefficient].copy()
             else:
                 stat = lfc / se
-                pval = 2.0 * special.ndtr(-np.abs(stat))
+                pval = 2.0 * _normal_sf(np.abs(stat))
         else:
             stat = self.stat.copy()
             pval = self.pvalue.copy()

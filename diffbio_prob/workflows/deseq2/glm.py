@@ -21,11 +21,25 @@ from diffbio_prob.workflows.deseq2 import kernels, rstats
 from diffbio_prob.workflows.deseq2.data import DESeq2Data
 from diffbio_prob.workflows.deseq2.options import DESeq2Options
 
-__all__ = ["GLMFit", "fit_glm", "nb_log_likelihood", "optim_fallback", "LOG2E", "LN2"]
+__all__ = [
+    "GLMFit", "fit_glm", "nb_log_likelihood", "optim_fallback", "irls_options", "is_just_intercept", "LOG2E", "LN2",
+    "RIDGE_LOG2",
+]
 
 LOG2E = 1.0 / math.log(2.0)
 LN2 = math.log(2.0)
 _R_LOG2E = math.log2(math.exp(1.0))  # R's log2(exp(1))
+RIDGE_LOG2 = 1e-6  # R's lambda for the unpenalised fits (fitNbinomGLMs' default)
+
+
+def irls_options(opts: DESeq2Options) -> dict:
+    """The static options of the IRLS kernel (``kernels.k_irls``) for ``opts``."""
+    return {"min_mu": opts.min_mu, "tol": opts.beta_tol, "max_iter": opts.beta_maxit}
+
+
+def is_just_intercept(design: np.ndarray, lam: np.ndarray) -> bool:
+    """R's ``justIntercept`` shortcut applies: an intercept-only design with no ridge beyond R's default."""
+    return design.shape[1] == 1 and bool(np.all(design == 1.0)) and bool(np.all(lam <= RIDGE_LOG2))
 
 
 class GLMFit(NamedTuple):
@@ -54,7 +68,7 @@ def fit_glm(
     alpha: np.ndarray,
     opts: DESeq2Options,
     *,
-    ridge_log2=1e-6,
+    ridge_log2=RIDGE_LOG2,
     fallback: str = "optim",
     shard: bool = True,
 ) -> GLMFit:
@@ -82,7 +96,7 @@ def fit_glm(
     alpha = np.asarray(alpha, dtype=float)
     lam = np.broadcast_to(np.asarray(ridge_log2, dtype=float), (p,))
     norm = data.normalized
-    if p == 1 and np.all(design == 1.0) and np.all(lam <= 1e-6):
+    if is_just_intercept(design, lam):
         # justIntercept: log2 of the mean of normalised counts, no IRLS.
         beta_log2 = np.log2(norm.mean(axis=1))
         mu = data.norm_factors * np.exp2(beta_log2)[:, None]
@@ -109,9 +123,7 @@ def fit_glm(
         (data.padded_counts, data.padded_log_offset, alpha, pad.coefs(beta_init)),
         shared,
         shard=shard,
-        min_mu=opts.min_mu,
-        tol=opts.beta_tol,
-        max_iter=opts.beta_maxit,
+        **irls_options(opts),
     )
     beta = np.array(beta[:, :p])
     sigma = np.array(sigma[:, :p, :p])

@@ -11,14 +11,13 @@ exactly those :mod:`.dispersion` and :mod:`.glm` pass, so the later calls find t
 
 from __future__ import annotations
 
-import math
-
 import jax
 import numpy as np
 
 from diffbio_prob.parallel import SMALL_BATCH, BUCKET, Padding, precompile
 from diffbio_prob.workflows.deseq2 import kernels, rstats
-from diffbio_prob.workflows.deseq2.glm import LN2
+from diffbio_prob.workflows.deseq2.dispersion import line_search_options
+from diffbio_prob.workflows.deseq2.glm import LN2, RIDGE_LOG2, irls_options, is_just_intercept
 from diffbio_prob.workflows.deseq2.options import DESeq2Options
 
 __all__ = ["start"]
@@ -35,11 +34,7 @@ def _line_search(n_genes: int, design: np.ndarray, opts: DESeq2Options, shard: b
     )
     shared = (pad.design(design), 1.0, False, pad.sample_mask, pad.coef_mask)
     with jax.enable_x64(True):  # as dispersion._fit
-        precompile(
-            kernels.k_line_search, gene_specs, shared, shard=shard,
-            min_log_alpha=math.log(opts.min_disp / 10.0), kappa_0=opts.kappa_0, tol=opts.disp_tol,
-            max_iter=opts.disp_maxit,
-        )
+        precompile(kernels.k_line_search, gene_specs, shared, shard=shard, **line_search_options(opts))
 
 
 def _irls(n_genes: int, design: np.ndarray, opts: DESeq2Options, shard: bool) -> None:
@@ -52,12 +47,9 @@ def _irls(n_genes: int, design: np.ndarray, opts: DESeq2Options, shard: bool) ->
         jax.ShapeDtypeStruct((n_genes,), f64),  # alpha
         jax.ShapeDtypeStruct((n_genes, pad.p_pad), f64),  # beta start
     )
-    ridge = np.broadcast_to(np.asarray(1e-6, dtype=float), (p,)) / LN2**2  # glm.fit_glm's default lambda
+    ridge = np.broadcast_to(np.asarray(RIDGE_LOG2, dtype=float), (p,)) / LN2**2  # as glm.fit_glm's default
     shared = (pad.design(design), pad.coefs(ridge), pad.sample_mask, pad.coef_mask)
-    precompile(
-        kernels.k_irls, gene_specs, shared, shard=shard, min_mu=opts.min_mu, tol=opts.beta_tol,
-        max_iter=opts.beta_maxit,
-    )
+    precompile(kernels.k_irls, gene_specs, shared, shard=shard, **irls_options(opts))
 
 
 def start(counts: np.ndarray, design: np.ndarray, opts: DESeq2Options, *, test: str, shard: bool) -> None:
@@ -75,7 +67,7 @@ def start(counts: np.ndarray, design: np.ndarray, opts: DESeq2Options, *, test: 
     if n_genes == 0:
         return
     _line_search(n_genes, design, opts, shard)
-    just_intercept = p == 1 and np.all(design == 1.0)
+    just_intercept = is_just_intercept(design, np.full(p, RIDGE_LOG2))
     if not just_intercept:
         _irls(n_genes, design, opts, shard)
     # The Cook's refit (Wald test): on a large table some genes almost always have a replaced count
