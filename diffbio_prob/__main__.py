@@ -1,5 +1,3 @@
-import sys
+from diffbio_prob.cli import console_main
 
-from diffbio_prob.cli import main
-
-sys.exit(main())
+console_main()

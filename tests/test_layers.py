@@ -20,8 +20,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "diffbio_prob"
 # what each layer may import from the package (by layer name; see layer_of)
 ALLOWED_INTERNAL = {
     "cores": {"cores"},
-    "operators": {"cores", "operators"},
-    "models": {"cores", "models"},
+    "operators": {"cores", "operators", "parallel"},
+    "models": {"cores", "models", "parallel"},
     "inference": {"cores", "operators", "models", "inference", "io", "parallel"},
     "parallel": {"compile_queue"},
     "compile_queue": set(),
@@ -33,7 +33,7 @@ ALLOWED_INTERNAL = {
         "cores", "operators", "models", "inference", "io", "plots", "parallel", "workflows", "workflows.demo", "root"
     },
     "workflows.demo": {"workflows", "workflows.demo", "io", "plots", "root"},
-    "cli": {"workflows", "workflows.demo", "io", "compile_cache", "distributed", "root"},
+    "cli": {"workflows", "workflows.demo", "io", "compile_cache", "compile_queue", "distributed", "root"},
     "main": {"cli"},
     "root": {"operators", "compile_cache"},
 }

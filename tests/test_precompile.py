@@ -80,31 +80,38 @@ def test_deseq2_warmup_compiles_what_the_fit_runs():
     assert np.isfinite(res["pvalue"]).all()
 
 
-def test_compile_queue_runs_each_task_once_and_the_waiting_thread_helps():
-    gate, started = threading.Event(), threading.Event()
+def test_compile_queue_runs_each_task_once_and_the_waiting_thread_compiles_only_what_it_waits_for():
+    gate = threading.Event()
+    started = [threading.Event() for _ in range(compile_queue.WORKERS)]
     ran: list[tuple[str, str]] = []
 
-    def task(name, block=False):
+    def task(name, block=None):
         def fn():
-            if block:
-                started.set()
-                gate.wait(5.0)
+            if block is not None:
+                started[block].set()
+                gate.wait(10.0)
             ran.append((name, threading.current_thread().name))
             if name == "bad":
                 raise RuntimeError("a failed compile only costs time")
         return fn
 
     tag = ("test-queue", id(gate))
-    first = compile_queue.submit(tag + ("slow",), task("slow", block=True))
-    assert started.wait(5.0)  # the worker has taken "slow" and blocks on it
-    compile_queue.submit(tag + ("a",), task("a"))
-    compile_queue.submit(tag + ("bad",), task("bad"))
-    again = compile_queue.submit(tag + ("a",), task("a-again"))  # same key: not queued twice
-    threading.Timer(1.0, gate.set).start()
-    compile_queue.wait(lambda k: k[:2] == tag)  # returns, though "bad" failed
-    names = [n for n, _ in ran]
-    assert sorted(names) == ["a", "bad", "slow"], ran
-    assert first.done() and again is compile_queue.submit(tag + ("a",), task("a-third"))
-    # while the worker was stuck on "slow", this (waiting) thread compiled the others itself
-    me = threading.current_thread().name
-    assert {t for n, t in ran if n in ("a", "bad")} == {me}, ran
+    try:
+        slow = [compile_queue.submit(tag + ("slow", i), task(f"slow{i}", block=i)) for i in range(len(started))]
+        assert all(ev.wait(10.0) for ev in started)  # every worker holds a blocking task
+        compile_queue.submit(tag + ("a",), task("a"))
+        compile_queue.submit(tag + ("bad",), task("bad"))
+        later = compile_queue.submit(tag + ("later",), task("later"))
+        again = compile_queue.submit(tag + ("a",), task("a-again"))  # same key: not queued twice
+        compile_queue.wait(lambda k: k[:2] == tag and k[2] in ("a", "bad"))  # returns, though "bad" failed
+        me = threading.current_thread().name
+        # nobody had started them, so this (waiting) thread compiled them; it left "later" to the workers
+        # and did not wait for the blocked ones
+        assert sorted(ran) == [("a", me), ("bad", me)], ran
+        assert not gate.is_set() and not later.done() and not any(f.done() for f in slow)
+    finally:
+        gate.set()
+    compile_queue.wait(lambda k: k[:2] == tag)
+    assert sorted(n for n, _ in ran) == ["a", "bad", "later"] + [f"slow{i}" for i in range(len(started))], ran
+    assert {t for n, t in ran if n == "later"} != {threading.current_thread().name}
+    assert again is compile_queue.submit(tag + ("a",), task("a-third"))
