@@ -10,7 +10,9 @@ of keys and returns the outputs stacked on a leading chain axis, compiling what 
 - ``"vectorized"``: one program, ``vmap`` over the keys (all chains advance in lock step).
 - ``"parallel"``: one program sharded over a device mesh (``shard_map``, mesh axis ``"chain"``); each
   device runs its block of chains vectorised. Uses the largest number of devices (of ``jax.devices()``)
-  that divides the number of chains; on a CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=N``.
+  that divides the number of chains (the mesh is :func:`diffbio_prob.parallel.device_mesh`); on a CPU,
+  ``XLA_FLAGS=--xla_force_host_platform_device_count=N``. Inside it :func:`diffbio_prob.parallel.constrain_batch`
+  leaves a model's batch unsplit: the chains hold the devices.
 
 :func:`register_chain_map` adds a map under a new name (e.g. a multi-host one).
 """
@@ -21,7 +23,8 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from diffbio_prob import parallel
 
 __all__ = ["ChainMap", "chain_map", "chain_map_names", "register_chain_map"]
 
@@ -73,12 +76,11 @@ def _vectorized(chain: Callable, keys, inputs):
 
 def _parallel(chain: Callable, keys, inputs):
     """One program sharded over a 1-d device mesh (axis ``"chain"``), each device's chains vectorised."""
-    from jax.sharding import Mesh, PartitionSpec
+    from jax.sharding import PartitionSpec
 
     n = _num_chains(keys)
-    devices = jax.devices()
-    size = max(d for d in range(1, min(n, len(devices)) + 1) if n % d == 0)
-    mesh = Mesh(np.asarray(devices[:size]), ("chain",))
+    size = max(d for d in range(1, min(n, jax.device_count()) + 1) if n % d == 0)
+    mesh = parallel.device_mesh("chain", size)
     block = jax.vmap(chain, in_axes=(0, 0, None))
     sharded = jax.shard_map(block, mesh=mesh, in_specs=(PartitionSpec("chain"), PartitionSpec("chain"), PartitionSpec()),
                             out_specs=PartitionSpec("chain"), check_vma=False)

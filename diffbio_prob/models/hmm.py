@@ -32,6 +32,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
+from diffbio_prob import parallel
 from diffbio_prob.cores import hmm as core
 from diffbio_prob.cores.contract import HMM_SITES, interior
 
@@ -382,7 +383,10 @@ class DiscreteHMM(dist.Distribution):
         """log p(value), states marginalised by the core's forward pass; shape ``sample + batch``.
 
         Categorical form: ``-inf`` for a value outside the support (see :meth:`_check_value`). Every
-        form: ``ValueError`` for a value whose trailing axes are not the event shape.
+        form: ``ValueError`` for a value whose trailing axes are not the event shape. The sequences (sample
+        and batch axes flattened) are split over all devices when their number is a multiple of the device
+        count (:func:`diffbio_prob.parallel.constrain_batch`; not inside ``fit_nuts``'s ``"parallel"``
+        chains, which hold the devices).
         """
         if self.emission_probs is None:
             return self._log_prob(value)
@@ -398,16 +402,19 @@ class DiscreteHMM(dist.Distribution):
                 y = jnp.broadcast_to(value, batch_shape + (self.num_steps,)).reshape(-1, self.num_steps)
                 params = core.HMMParams(jnp.log(self.initial_probs), jnp.log(self.transition_probs))
                 log_b = jnp.log(self.emission_probs)
-                lens = self._flat_lengths(batch_shape)
-                return core.categorical_log_likelihood_batch(params, log_b, y, lens,
-                                                             method=self.method).reshape(batch_shape)
+                y, lens = parallel.constrain_batch((y, self._flat_lengths(batch_shape)))
+                out = core.categorical_log_likelihood_batch(params, log_b, y, lens, method=self.method)
+                return parallel.constrain_gathered(out).reshape(batch_shape)
         log_pi, log_a, shared, ll, lens, batch_shape = self._core_args(value)
+        ll, lens = parallel.constrain_batch((ll, lens))
         if shared:
             out = core.log_likelihood_batch(core.HMMParams(log_pi, log_a), ll, lens, method=self.method)
         else:
+            # each sequence's chain parameters on its device, so none reads another's rows
+            log_pi, log_a = parallel.constrain_batch((log_pi, log_a))
             out = jax.vmap(lambda p, a, x, n: core.log_likelihood(core.HMMParams(p, a), x, n, method=self.method))(
                 log_pi, log_a, ll, lens)
-        return out.reshape(batch_shape)
+        return parallel.constrain_gathered(out).reshape(batch_shape)
 
     # --------------------------------------------------------------------------------------------
     # filtering, smoothing, decoding

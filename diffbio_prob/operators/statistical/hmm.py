@@ -8,8 +8,9 @@ both give the same log-likelihood.
 
 What the seed left out and this operator adds: batches of ragged sequences (``lengths`` or a prefix
 ``mask``), missing symbols (``-1``, marginalised), ``learnable_*`` flags that really freeze parameters
-(``FrozenParam``: no gradient, no optimizer update), Viterbi decoding, sampling, and input validation
-before anything is traced.
+(``FrozenParam``: no gradient, no optimizer update), Viterbi decoding, sampling, input validation
+before anything is traced, and the log-likelihoods and posteriors of a batch computed with its sequences
+split over all devices (:func:`diffbio_prob.parallel.constrain_batch`).
 
 Any emission family of :mod:`diffbio_prob.cores.hmm.emissions` (``HMMConfig(emission="poisson")``,
 ``"negative_binomial"``, ``"gaussian"``, ``"gaussian_full"``, ``"bernoulli"``, ``"multinomial"``): its
@@ -38,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from diffbio_prob import parallel
 from diffbio_prob.cores import hmm as core
 from diffbio_prob.cores.contract import HMM_SITES
 from diffbio_prob.operators.base import FrozenParam, OperatorConfig, OperatorModule
@@ -104,17 +106,22 @@ def _is_tracer(x) -> bool:
 
 
 # One jitted function per entry point: a (B, T) shape compiles once, on the core's batched
-# (time-major) categorical path.
+# (time-major) categorical path. The log-likelihood and posterior kernels split the sequences over the
+# devices (parallel.constrain_batch; a B the devices do not divide runs unsplit).
 @jax.jit
 def _batch_log_likelihood(log_pi, log_a, log_b, obs, lengths):
-    return core.categorical_log_likelihood_batch(core.HMMParams(log_pi, log_a), log_b, obs, lengths)
+    obs, lengths = parallel.constrain_batch((obs, lengths))
+    out = core.categorical_log_likelihood_batch(core.HMMParams(log_pi, log_a), log_b, obs, lengths)
+    return parallel.constrain_gathered(out)
 
 
 @jax.jit
 def _batch_apply(log_pi, log_a, log_b, obs, lengths):
     """(log-likelihood (B,), smoothed posteriors (B, T, S)) from one forward and one backward sweep; both
     differentiable (see :func:`diffbio_prob.cores.hmm.categorical_posteriors_batch`)."""
-    return core.categorical_posteriors_batch(core.HMMParams(log_pi, log_a), log_b, obs, lengths)
+    obs, lengths = parallel.constrain_batch((obs, lengths))
+    out = core.categorical_posteriors_batch(core.HMMParams(log_pi, log_a), log_b, obs, lengths)
+    return parallel.constrain_gathered(out)
 
 
 @jax.jit
@@ -125,17 +132,20 @@ def _batch_viterbi(log_pi, log_a, log_b, obs, lengths):
 # Any other emission: the (B, T, S) matrix from the emission object, then the core's batched passes.
 @functools.partial(jax.jit, static_argnames=("emission",))
 def _emission_log_likelihood(emission, log_pi, log_a, params, obs, lengths):
-    return core.log_likelihood_batch(core.HMMParams(log_pi, log_a), emission.log_likelihoods(params, obs), lengths)
+    obs, lengths = parallel.constrain_batch((obs, lengths))
+    out = core.log_likelihood_batch(core.HMMParams(log_pi, log_a), emission.log_likelihoods(params, obs), lengths)
+    return parallel.constrain_gathered(out)
 
 
 @functools.partial(jax.jit, static_argnames=("emission",))
 def _emission_apply(emission, log_pi, log_a, params, obs, lengths):
     """Log-likelihoods (B,) and posteriors (B, T, S): the posteriors are the gradient of the log-likelihood
     with respect to the emission matrix (Eisner 2016), one forward and one backward sweep."""
+    obs, lengths = parallel.constrain_batch((obs, lengths))
     ll = emission.log_likelihoods(params, obs)
     log_lik, vjp = jax.vjp(lambda x: core.log_likelihood_batch(core.HMMParams(log_pi, log_a), x, lengths), ll)
     (gamma,) = vjp(jnp.ones_like(log_lik))
-    return log_lik, gamma
+    return parallel.constrain_gathered((log_lik, gamma))
 
 
 @functools.partial(jax.jit, static_argnames=("emission",))
