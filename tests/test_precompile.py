@@ -9,6 +9,7 @@ import threading
 import jax
 import numpy as np
 import pandas as pd
+import pytest
 
 from diffbio_prob import compile_queue
 from diffbio_prob.parallel import kernel, precompile, run_batched
@@ -115,3 +116,31 @@ def test_compile_queue_runs_each_task_once_and_the_waiting_thread_compiles_only_
     assert sorted(n for n, _ in ran) == ["a", "bad", "later"] + [f"slow{i}" for i in range(len(started))], ran
     assert {t for n, t in ran if n == "later"} != {threading.current_thread().name}
     assert again is compile_queue.submit(tag + ("a",), task("a-third"))
+
+
+@pytest.mark.slow
+def test_cooks_refit_of_a_large_table_runs_in_the_main_fit_programs(monkeypatch):
+    # From kernels.QUEUE_ROWS genes on, the genes refitted after outlier replacement run through the main
+    # fit's line search and IRLS (their rows active, the rest skipped) instead of programs of their own;
+    # the answers are those of the refit in its own programs.
+    rng = np.random.default_rng(11)
+    g, n = kernels.QUEUE_ROWS + 104, 14
+    mu = 2.0 ** rng.normal(5.0, 1.5, g)[:, None] * np.where(np.arange(n) < n // 2, 1.0, 1.5)
+    counts = rng.negative_binomial(8.0, 8.0 / (8.0 + mu))
+    out = rng.choice(g, 40, replace=False)
+    counts[out, rng.integers(0, n, 40)] *= 40  # one outlier count in each of 40 genes
+    counts = pd.DataFrame(counts, index=[f"g{i}" for i in range(g)], columns=[f"s{j}" for j in range(n)])
+    meta = pd.DataFrame({"condition": ["A"] * (n // 2) + ["B"] * (n // 2)}, index=counts.columns)
+    opts = DESeq2Options(disp_maxit=98, beta_maxit=99)  # programs no other test compiles
+    with compiled() as names:
+        shared = fit_deseq2(counts, meta, "~condition", options=opts)
+    assert shared.gene["replace"].sum() >= 20
+    for k in (kernels.k_line_search, kernels.k_irls):
+        assert sum(k.__name__ in nm for nm in names) == 1, names  # the main fit's program, and no other
+    monkeypatch.setattr(kernels, "QUEUE_ROWS", 10**9)  # the refit in programs of its own
+    with compiled() as names:
+        own = fit_deseq2(counts, meta, "~condition", options=opts)
+    assert any(kernels.k_line_search.__name__ in nm for nm in names)
+    a, b = shared.results(), own.results()
+    assert np.array_equal(a.isna().to_numpy(), b.isna().to_numpy())
+    np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-10, atol=1e-300)

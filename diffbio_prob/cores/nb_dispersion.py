@@ -16,6 +16,7 @@ from jax import lax
 
 from diffbio_prob.cores.nb import _coef_pad, _lgamma_digamma_ratio, _masked, lgamma_ratio, trigamma_ratio
 from diffbio_prob.cores.nb_glm_fit import _backtrack
+from diffbio_prob.cores.row_queue import masked_loop
 from diffbio_prob.cores.spd import _chol_solve, spd_cholesky, weighted_gram
 
 __all__ = [
@@ -170,6 +171,7 @@ def fit_dispersion_line_search(
     max_iter: int = 100,
     epsilon: float = 1e-4,
     compact: int | None = None,
+    active=None,
     sample_mask=None,
     coef_mask=None,
 ):
@@ -195,6 +197,8 @@ def fit_dispersion_line_search(
             constant.
         compact: ``chunk`` to iterate the unfinished genes ``chunk`` at a time as a work queue (same
             results, less work on large problems); ``None`` for one batch.
+        active: optional ``Bool[Array, "G"]``: the genes to fit; the others cost no step of the work queue
+            and come back with ``n_iter == 0`` and values to be ignored.
         sample_mask, coef_mask: padding masks as in :func:`irls_fit`.
 
     Returns:
@@ -286,6 +290,7 @@ def fit_dispersion_line_search(
     zeros_i = jnp.zeros(g, jnp.int32)
     zeros = jnp.zeros(g, dtype)
     falses = jnp.zeros(g, bool)
+    done0 = falses if active is None else ~jnp.asarray(active, bool)
     st = (
         jnp.asarray(log_alpha_init, dtype),
         zeros,
@@ -293,7 +298,7 @@ def fit_dispersion_line_search(
         jnp.full(g, kappa_0, dtype),
         zeros_i,
         zeros_i,
-        falses,
+        done0,
         jnp.full(g, -1.0, dtype),
         zeros,
         falses,
@@ -305,7 +310,7 @@ def fit_dispersion_line_search(
         jnp.full(g, jnp.inf, dtype),
     )
     data = (counts, mu, prior_mean, y_max, mu_max, mu_min, n_valid)
-    st = _masked_loop(step, data, st, done_index=6, max_steps=max_iter + 1, compact=compact)
+    st = masked_loop(step, data, st, done_index=6, max_steps=max_iter + 1, compact=compact)
     a, lp, dlp, _, n_iter, n_acc, _, change, lp0, _, _, lp_err, _, margin, lp0_err, margin1 = st
     return DispersionFit(
         log_alpha=a,
@@ -358,44 +363,6 @@ def _rounding_bounds(log_alpha, parts, y_max, mu_max, mu_min, n):
     err_dlp = (eps * (an * (parts_dlp + (n + 2.0) * parts["dll_abs"]) + 8.0 * jnp.abs(parts["dcr"]))
                + an * n * _OUR_RATIO_ERROR)
     return err_lp, err_dlp
-
-
-def _masked_loop(step, data, state, *, done_index: int, max_steps: int, compact):
-    """Run ``state = step(data, state)`` until every row is done, optionally as a work queue.
-
-    Rows (genes) are independent; ``step`` must leave done rows unchanged. Without compaction the
-    whole batch iterates until its slowest row finishes. With ``compact = chunk``, every pass takes the
-    first ``chunk`` unfinished rows, gathers their data and state, steps them and scatters them back: a
-    finished row leaves the window and the next unfinished one enters, so the work follows each row's
-    own iteration count instead of the batch's maximum (DESeq2's line search: mean ~12, maximum ~25 on
-    10,000 genes), and XLA compiles one copy of ``step``, for ``chunk`` rows.
-    """
-    if compact is None:
-        def body(carry):
-            t, s = carry
-            return t + 1, step(data, s)
-
-        def cond(carry):
-            t, s = carry
-            return (t < max_steps) & ~jnp.all(s[done_index])
-
-        return lax.while_loop(cond, body, (0, state))[1]
-    g = state[done_index].shape[0]
-    chunk = int(min(compact, g))
-
-    def queue_body(st):
-        (idx,) = jnp.nonzero(~st[done_index], size=chunk, fill_value=g)
-        valid = idx < g
-        idx_c = jnp.minimum(idx, g - 1)
-        sub = tuple(x[idx_c] for x in st)
-        # empty slots read row g-1 marked done (step leaves it unchanged) and are dropped from the scatter
-        sub = tuple(jnp.where(valid, x, True) if i == done_index else x for i, x in enumerate(sub))
-        sub = step(tuple(x[idx_c] for x in data), sub)
-        tgt = jnp.where(valid, idx, g)
-        return tuple(x.at[tgt].set(y, mode="drop") for x, y in zip(st, sub))
-
-    # every row's own step count is bounded (``step`` marks it done at max_steps), so the queue empties
-    return lax.while_loop(lambda st: ~jnp.all(st[done_index]), queue_body, state)
 
 
 def fit_dispersion_grid(

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from diffbio_prob.cores.nb import _coef_pad, _masked, nb_log_pmf
+from diffbio_prob.cores.row_queue import masked_loop
 from diffbio_prob.cores.spd import spd_inverse, spd_solve, weighted_gram
 
 __all__ = [
@@ -54,6 +55,8 @@ def irls_fit(
     tol: float = 1e-8,
     max_iter: int = 100,
     large: float = 30.0,
+    compact: int | None = None,
+    active=None,
     sample_mask=None,
     coef_mask=None,
 ):
@@ -77,6 +80,11 @@ def irls_fit(
         tol: deviance tolerance (DESeq2 ``betaTol``, 1e-8).
         max_iter: iteration cap (DESeq2 ``maxit``, 100).
         large: divergence bound on ``|beta|``.
+        compact: ``chunk`` to iterate the unfinished genes ``chunk`` at a time as a work queue
+            (:func:`diffbio_prob.cores.row_queue.masked_loop`; same results, less work on large problems);
+            ``None`` for one batch.
+        active: optional ``Bool[Array, "G"]``: the genes to fit; the others are not iterated
+            (``n_iter == 0``; their values are to be ignored).
         sample_mask: optional ``Float[Array, "N"]`` 0/1 marking padded samples (0) that take no part.
         coef_mask: optional ``Float[Array, "P"]`` 0/1 marking padded all-zero design columns (0); they
             get an identity block and stay at 0.
@@ -115,52 +123,52 @@ def irls_fit(
     r_col = size[:, None]
     saturated = deviance(counts)
 
-    def deviance_iter(mu):
-        y_term = jnp.where(counts > 0, counts * jnp.log1p((counts - mu) / mu), 0.0)  # 0 log 0 = 0
-        ulp = y_term - (counts + r_col) * jnp.log1p((counts - mu) / (mu + r_col))
-        return saturated + 2.0 * jnp.sum(_masked(ulp, sample_mask), -1)
+    def deviance_iter(mu, cnt=counts, r=r_col, sat=saturated):
+        y_term = jnp.where(cnt > 0, cnt * jnp.log1p((cnt - mu) / mu), 0.0)  # 0 log 0 = 0
+        ulp = y_term - (cnt + r) * jnp.log1p((cnt - mu) / (mu + r))
+        return sat + 2.0 * jnp.sum(_masked(ulp, sample_mask), -1)
 
-    def mean_of(beta):
-        return jnp.maximum(offset * jnp.exp(beta @ design.T), min_mu)
+    def mean_of(beta, off=offset):
+        return jnp.maximum(off * jnp.exp(beta @ design.T), min_mu)
 
-    def body(state):
-        t, beta, mu, dev_old, n_iter, done, dev_last = state
-        active = ~done
-        w = _masked(mu / (1.0 + alpha[:, None] * mu), sample_mask)
-        z = jnp.log(mu / offset) + (counts - mu) / mu
+    def step(data, state):
+        cnt, off, alp, r, sat = data
+        beta, mu, dev_old, n_iter, done, dev_last = state
+        active_now = ~done
+        w = _masked(mu / (1.0 + alp[:, None] * mu), sample_mask)
+        z = jnp.log(mu / off) + (cnt - mu) / mu
         lhs = weighted_gram(design, w) + ridge_m
         rhs = jnp.einsum("gn,np->gp", w * z, design)
         beta_new = spd_solve(lhs, rhs)
         diverged = jnp.any(jnp.abs(beta_new) > large, axis=-1) | jnp.any(~jnp.isfinite(beta_new), -1)
-        mu_new = mean_of(beta_new)
-        dev = deviance_iter(mu_new)
+        mu_new = mean_of(beta_new, off)
+        dev = deviance_iter(mu_new, cnt, r, sat)
         conv_test = jnp.abs(dev - dev_old) / (jnp.abs(dev) + 0.1)
         is_nan = jnp.isnan(conv_test)
-        converged = (t > 0) & (conv_test < tol_eff)
-        n_iter_new = jnp.where(active, n_iter + 1, n_iter)
+        # not on a gene's first pass (its own count, so the work queue stops each gene where R does)
+        converged = (n_iter > 0) & (conv_test < tol_eff)
+        n_iter_new = jnp.where(active_now, n_iter + 1, n_iter)
         # A divergent gene keeps its large beta (as fitBeta does) but not the new mean.
-        beta = jnp.where(active[:, None], beta_new, beta)
-        keep_mu = active & ~diverged
+        beta = jnp.where(active_now[:, None], beta_new, beta)
+        keep_mu = active_now & ~diverged
         mu = jnp.where(keep_mu[:, None], mu_new, mu)
         dev_last = jnp.where(keep_mu, dev, dev_last)
-        fail = active & (diverged | (~diverged & is_nan))
-        stop = active & (fail | (~diverged & converged))
+        fail = active_now & (diverged | (~diverged & is_nan))
+        stop = active_now & (fail | (~diverged & converged))
         n_iter_new = jnp.where(fail, max_iter, n_iter_new)
-        dev_old = jnp.where(active, dev, dev_old)
+        dev_old = jnp.where(active_now, dev, dev_old)
         done = done | stop | (n_iter_new >= max_iter)
-        return t + 1, beta, mu, dev_old, n_iter_new, done, dev_last
-
-    def cond(state):
-        t, *_, done, _ = state
-        return (t < max_iter) & ~jnp.all(done)
+        return beta, mu, dev_old, n_iter_new, done, dev_last
 
     beta0 = jnp.asarray(beta_init, dtype)
     mu0 = mean_of(beta0)
     zeros = jnp.zeros(g, dtype)
-    state = (0, beta0, mu0, zeros, jnp.zeros(g, jnp.int32), jnp.zeros(g, bool), zeros)
+    done0 = jnp.zeros(g, bool) if active is None else ~jnp.asarray(active, bool)
+    state = (beta0, mu0, zeros, jnp.zeros(g, jnp.int32), done0, zeros)
     if max_iter > 0:
-        state = lax.while_loop(cond, body, state)
-    _, beta, mu, _, n_iter, _, dev_last = state
+        data = (counts, offset, alpha, r_col, saturated)
+        state = masked_loop(step, data, state, done_index=4, max_steps=max_iter, compact=compact)
+    beta, mu, _, n_iter, _, dev_last = state
     loglik = -0.5 * deviance_iter(offset * jnp.exp(beta @ design.T))  # the unfloored mean, as R
     return IRLSResult(beta=beta, n_iter=n_iter, deviance=dev_last, mu=mu, log_likelihood=loglik)
 

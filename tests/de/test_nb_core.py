@@ -247,6 +247,54 @@ def test_line_search_compaction_changes_nothing():
         np.testing.assert_allclose(np.asarray(v), np.asarray(u), rtol=1e-12, atol=1e-11)
 
 
+@partial(_jit0, static_argnames=("compact",))
+def _ls_active(y, mu, x, start, active, compact=None):
+    return nb_dispersion.fit_dispersion_line_search(
+        y, mu, x, start, start + 0.5, 0.8, use_prior=True, min_log_alpha=np.log(1e-9), compact=compact,
+        active=active,
+    )
+
+
+@partial(_jit0, static_argnames=("compact",))
+def _irls_queue(y, x, log_sf, alpha, b0, ridge, active=None, compact=None):
+    return nb_glm_fit.irls_fit(y, x, log_sf, alpha, b0, ridge, compact=compact, active=active)
+
+
+def test_line_search_skips_inactive_rows_and_fits_the_others_as_alone():
+    y, x, mu, start = _disp_problem()
+    active = np.array([True, False, True, True, False, False, True, False])
+    alone = _ls(y[active], mu[active], x, start[active])
+    for compact in (None, 2):
+        fit = _ls_active(y, mu, x, start, active, compact=compact)
+        assert np.all(np.asarray(fit.n_iter)[~active] == 0)
+        np.testing.assert_array_equal(np.asarray(fit.n_iter)[active], np.asarray(alone.n_iter))
+        for u, v in zip(alone, fit):
+            np.testing.assert_allclose(np.asarray(v)[active], np.asarray(u), rtol=1e-12, atol=1e-11)
+
+
+def test_irls_work_queue_and_inactive_rows_change_nothing():
+    # the queue stops each gene at its own convergence, as the one-batch loop does; an inactive row is not
+    # iterated, and the others come out as when fitted alone
+    y, x, sf, alpha = _problem(g=9, n=12, seed=7)
+    ridge = np.full(3, 1e-6 / np.log(2) ** 2)
+    b0, log_sf = _init(y, x, sf), np.log(sf)
+    one = _irls_queue(y, x, log_sf, alpha, b0, ridge)
+    assert len(set(np.asarray(one.n_iter).tolist())) > 1  # genes converge after different numbers of steps
+    queue = _irls_queue(y, x, log_sf, alpha, b0, ridge, compact=2)
+    np.testing.assert_array_equal(np.asarray(queue.n_iter), np.asarray(one.n_iter))
+    for u, v in zip(one, queue):
+        np.testing.assert_allclose(np.asarray(v), np.asarray(u), rtol=1e-12, atol=1e-10)
+    active = np.arange(9) % 3 != 1
+    alone = _irls_queue(y[active], x, log_sf, alpha[active], b0[active], ridge)
+    for compact in (None, 2):
+        part = _irls_queue(y, x, log_sf, alpha, b0, ridge, active=active, compact=compact)
+        assert np.all(np.asarray(part.n_iter)[~active] == 0)
+        np.testing.assert_array_equal(np.asarray(part.n_iter)[active], np.asarray(alone.n_iter))
+        for name in ("beta", "mu", "deviance", "log_likelihood"):
+            np.testing.assert_allclose(np.asarray(getattr(part, name))[active], np.asarray(getattr(alone, name)),
+                                       rtol=1e-12, atol=1e-10)
+
+
 def test_line_search_first_margin_is_the_first_steps_share_of_the_margin():
     y, x, mu, start = _disp_problem()
     fit = _ls(y, mu, x, start)

@@ -27,12 +27,17 @@ class DESeq2Data:
         size_factors: ``(N,)`` size factors, or ``None`` when ``normalization_factors`` is given.
         normalization_factors: ``(G, N)`` gene x sample normalisation factors (R's
             ``normalizationFactors``), or ``None``.
+        batch_rows: run the per-gene programs that skip inactive rows (the line search, the IRLS) on at
+            least this many rows: a few genes refitted after outlier replacement then run in the main
+            fit's compiled programs, at the cost of their own rows, instead of compiling programs of
+            their own. 0: the genes' own count.
     """
 
     counts: np.ndarray
     design: np.ndarray
     size_factors: np.ndarray | None = None
     normalization_factors: np.ndarray | None = None
+    batch_rows: int = 0
 
     def __post_init__(self):
         g, n = self.counts.shape
@@ -84,7 +89,7 @@ class DESeq2Data:
 
     @functools.cached_property
     def padding(self) -> Padding:
-        return Padding.of(self.design, self.n_genes)
+        return Padding.of(self.design, max(self.n_genes, self.batch_rows))
 
     @functools.cached_property
     def padded_counts(self) -> np.ndarray:
@@ -113,6 +118,7 @@ class DESeq2Data:
             design=self.design,
             size_factors=self.size_factors,
             normalization_factors=None if self.normalization_factors is None else self.normalization_factors[sel],
+            batch_rows=self.batch_rows,
         )
 
     def with_counts(self, counts: np.ndarray) -> "DESeq2Data":

@@ -81,7 +81,8 @@ def _fit_f64(data: DESeq2Data, mu, log_alpha0, prior_mean, prior_var, use_prior,
         )
     if opts.dispersion_fit == "deseq2":
         return run_batched(
-            kernels.k_line_search, gene_args, shared, shard=shard, **line_search_options(opts)
+            kernels.k_line_search, gene_args, shared, shard=shard, min_rows=data.batch_rows,
+            **line_search_options(opts)
         )
     raise ValueError(f"dispersion_fit: expected 'deseq2' or 'newton', got {opts.dispersion_fit!r}")
 

@@ -123,6 +123,7 @@ def fit_glm(
         (data.padded_counts, data.padded_log_offset, alpha, pad.coefs(beta_init)),
         shared,
         shard=shard,
+        min_rows=data.batch_rows,
         **irls_options(opts),
     )
     beta = np.array(beta[:, :p])

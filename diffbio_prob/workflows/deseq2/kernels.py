@@ -12,11 +12,24 @@ import jax.numpy as jnp
 from diffbio_prob.cores import nb, nb_dispersion, nb_glm_fit
 from diffbio_prob.parallel import kernel
 
-__all__ = ["k_irls", "k_beta_newton", "k_line_search", "k_disp_newton", "k_grid", "k_loglik"]
+__all__ = ["QUEUE_ROWS", "k_irls", "k_beta_newton", "k_line_search", "k_disp_newton", "k_grid", "k_loglik"]
 
 
-@kernel("min_mu", "tol", "max_iter")
-def k_irls(counts, log_sf, alpha, beta_init, design, ridge, smask, cmask, *, min_mu, tol, max_iter):
+#: from this many rows the line search and the IRLS iterate as a work queue
+QUEUE_ROWS = 4096
+
+
+def _compact(g: int):
+    # Large problems: a work queue of g/16 rows (at least 1024) at a time (cores.row_queue). DESeq2's line
+    # search needs ~12 steps for most genes and ~25-40 for the slowest; measured on 10,000 and 20,000
+    # genes, the queue runs in 0.7x and 0.27x the time of one batch, and a chunk of g/16 beats g/8 on the
+    # larger table. A few genes in a large batch (the Cook's refit in the main fit's program) then cost
+    # the passes of one chunk.
+    return max(1024, g // 16) if g >= QUEUE_ROWS else None
+
+
+@kernel("min_mu", "tol", "max_iter", masks_rows=True)
+def k_irls(counts, log_sf, alpha, beta_init, active, design, ridge, smask, cmask, *, min_mu, tol, max_iter):
     res = nb_glm_fit.irls_fit(
         counts,
         design,
@@ -27,6 +40,8 @@ def k_irls(counts, log_sf, alpha, beta_init, design, ridge, smask, cmask, *, min
         min_mu=min_mu,
         tol=tol,
         max_iter=max_iter,
+        compact=_compact(counts.shape[0]),
+        active=active,
         sample_mask=smask,
         coef_mask=cmask,
     )
@@ -48,12 +63,13 @@ def k_beta_newton(counts, log_sf, alpha, beta_init, design, ridge, smask, cmask,
     return beta, conv, sigma, mu_raw, loglik
 
 
-@kernel("min_log_alpha", "kappa_0", "tol", "max_iter")
+@kernel("min_log_alpha", "kappa_0", "tol", "max_iter", masks_rows=True)
 def k_line_search(
     counts,
     mu,
     log_alpha0,
     prior_mean,
+    active,
     design,
     prior_var,
     use_prior,
@@ -65,12 +81,6 @@ def k_line_search(
     tol,
     max_iter,
 ):
-    g = counts.shape[0]
-    # Large problems: a work queue of g/16 genes (at least 1024) at a time. DESeq2's line search needs ~12
-    # steps for most genes and ~25-40 for the slowest (cores.nb_dispersion._masked_loop); measured on
-    # 10,000 and 20,000 genes, the queue runs in 0.7x and 0.27x the time of one batch, and a chunk of g/16
-    # beats g/8 on the larger table.
-    compact = max(1024, g // 16) if g >= 4096 else None
     return nb_dispersion.fit_dispersion_line_search(
         counts,
         mu,
@@ -83,7 +93,8 @@ def k_line_search(
         kappa_0=kappa_0,
         tol=tol,
         max_iter=max_iter,
-        compact=compact,
+        compact=_compact(counts.shape[0]),
+        active=active,
         sample_mask=smask,
         coef_mask=cmask,
     )
