@@ -191,7 +191,8 @@ def precompile(kern: Kernel, batch_specs: tuple, shared_args: tuple = (), *, sha
     mesh = batch_mesh(shard)
     n_dev = 1 if mesh is None else mesh.size
     size = padded_size(g, n_dev)
-    shapes = [(size,) + tuple(a.shape[1:]) for a in batch_specs]
+    specs = list(batch_specs) + ([np.zeros((), bool)] if kern.masks_rows else [])  # + run_batched's row mask
+    shapes = [(size,) + tuple(a.shape[1:]) for a in specs]
     fn, key = _build(kern, size, n_dev, shapes)
     x64 = jax.dtypes.canonicalize_dtype(np.float64) == np.float64
 
@@ -201,9 +202,7 @@ def precompile(kern: Kernel, batch_specs: tuple, shared_args: tuple = (), *, sha
         sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS, *([None] * (len(shape) - 1))))
         return jax.ShapeDtypeStruct(shape, jax.dtypes.canonicalize_dtype(a.dtype), sharding=sharding)
 
-    batch = [spec(a, shape) for a, shape in zip(batch_specs, shapes)]
-    if kern.masks_rows:
-        batch.append(spec(np.zeros((), bool), (size,)))
+    batch = [spec(a, shape) for a, shape in zip(specs, shapes)]
     shared = _place_shared(mesh, shared_args)
 
     def compile_():

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffbio_prob import compile_queue
+from diffbio_prob import compile_queue, parallel
 from diffbio_prob.parallel import kernel, precompile, run_batched
 from diffbio_prob.workflows.deseq2 import fit_deseq2, kernels, warmup
 from diffbio_prob.workflows.deseq2.options import DESeq2Options
@@ -59,6 +59,30 @@ def test_precompiled_program_is_the_one_the_call_runs():
         out = run_batched(k_toy, (a, b), (w,), k=3.0)
     assert [n for n in names if "k_toy" in n]
     np.testing.assert_allclose(out, a * w + b.sum(-1) + 3.0, rtol=1e-14)
+
+
+@kernel("k", masks_rows=True)
+def k_masked(a, active, *, k):
+    return a * k + active
+
+
+def test_a_call_waits_for_its_program_queued_a_moment_before(monkeypatch):
+    # run_batched adds the row mask of a masks_rows kernel; the program precompile queued (mask included) is
+    # the one the call waits for, and the padding rows come out inactive
+    a = np.arange(300.0)
+    waited = []
+    wait = parallel._wait_pending
+    monkeypatch.setattr(parallel, "_wait_pending", lambda key: (waited.append(key), wait(key)))
+    with compiled() as names:
+        precompile(k_masked, (jax.ShapeDtypeStruct(a.shape, a.dtype),), k=7.0)
+        out = run_batched(k_masked, (a,), k=7.0)
+    assert sum("k_masked" in n for n in names) == 1, names
+    assert [k for k in compile_queue._BY_KEY if k[:3] == waited[0]], (waited, list(compile_queue._BY_KEY))
+    np.testing.assert_array_equal(out, a * 7.0 + 1.0)
+    with compiled() as names:
+        out = run_batched(k_masked, (a[:5],), min_rows=300, k=7.0)  # a few rows in the same program
+    assert not [n for n in names if "k_masked" in n], names
+    np.testing.assert_array_equal(out, a[:5] * 7.0 + 1.0)
 
 
 def test_deseq2_warmup_compiles_what_the_fit_runs():
