@@ -184,8 +184,9 @@ def precompile(kern: Kernel, batch_specs: tuple, shared_args: tuple = (), *, sha
     that is on), where the later call finds it; that call waits for this one. A mismatched spec only costs
     the background work: the call then compiles its own program as usual. Runs under the calling thread's
     ``jax_enable_x64`` setting (JAX's configuration contexts are per thread). The programs are compiled in
-    the order they were asked for (:mod:`diffbio_prob.compile_queue`: one worker thread, and any thread
-    waiting for one of them); the same program asked for twice is compiled once.
+    the order they were asked for (:mod:`diffbio_prob.compile_queue`: worker threads, and a thread waiting
+    for one of them, which also lowers the programs queued after it); the same program asked for twice is
+    compiled once.
     """
     g = int(batch_specs[0].shape[0])
     mesh = batch_mesh(shard)
@@ -205,14 +206,18 @@ def precompile(kern: Kernel, batch_specs: tuple, shared_args: tuple = (), *, sha
     batch = [spec(a, shape) for a, shape in zip(specs, shapes)]
     shared = _place_shared(mesh, shared_args)
 
-    def compile_():
+    def lower():
         with jax.enable_x64(x64):
-            fn.lower(*batch, *shared, **static).compile()
+            return fn.lower(*batch, *shared, **static)
+
+    def compile_(lowered):
+        with jax.enable_x64(x64):
+            lowered.compile()
 
     shared_key = tuple((np.shape(a), np.result_type(a).str) if hasattr(a, "shape") else type(a).__name__
                        for a in shared_args)
     full_key = key + (tuple(a.dtype.str for a in batch), shared_key, tuple(sorted(static.items())), x64, n_dev)
-    return compile_queue.submit(full_key, compile_)
+    return compile_queue.submit(full_key, compile_, prepare=lower)
 
 
 def _wait_pending(key) -> None:

@@ -14,7 +14,6 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy import optimize
 
 from diffbio_prob.parallel import Padding, run_batched
 from diffbio_prob.workflows.deseq2 import kernels, rstats
@@ -227,6 +226,8 @@ def optim_fallback(counts, design, norm_factors, alpha, start_log2, lam, min_mu)
                 lo[i] = t
                 g[i] = (v1 - fn(lo)) / (e_hi + e_lo)
             return g
+
+        from scipy import optimize  # ~0.1 s to import, for the rare rows IRLS does not fit
 
         res = optimize.minimize(
             fn, np.asarray(start_log2[r], float), jac=gr, method="L-BFGS-B", bounds=[(-large, large)] * p,

@@ -13,7 +13,7 @@ import dataclasses
 from typing import NamedTuple
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 from diffbio_prob.cores import nb_glm_fit
 from diffbio_prob.workflows.deseq2 import kernels, rstats
@@ -140,6 +140,8 @@ def _size_factors_iterate(counts: np.ndarray, opts: DESeq2Options, niter: int = 
                 e[k] = eps
                 g[k] = (fn(p + e) - fn(p - e)) / (2 * eps)
             return g
+
+        from scipy import optimize  # ~0.1 s to import; only the iterative size factors need it
 
         res = optimize.minimize(
             fn, np.log(old), jac=grad, method="L-BFGS-B", options={"maxcor": 5, "ftol": 1e7 * np.finfo(float).eps, "gtol": 0.0}
