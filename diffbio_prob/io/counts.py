@@ -204,6 +204,11 @@ def validate_counts(values: np.ndarray, *, name: str = "counts", row_names=None,
         return where + (f" ({', '.join(named)})" if named else "")
 
     arr = np.asarray(values)
+    if np.issubdtype(arr.dtype, np.integer) and arr.ndim == 2 and arr.size:
+        # integers (what a count CSV parses to) are finite and whole: only the range needs a look
+        lo, hi = arr.min(), arr.max()
+        if lo >= 0 and hi <= MAX_COUNT:
+            return arr.astype(float)
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
         try:
             arr = arr.astype(float)

@@ -27,3 +27,24 @@ def test_r_log_of_non_integers_is_libm_log():
     a = rng.gamma(0.5, 20.0, (100, 60)) + 0.1
     a[0, :3] = [0.0, np.nan, np.inf]
     np.testing.assert_array_equal(rstats.r_log(a), _libm(a))
+
+
+def test_r_row_vars_adds_in_order_like_matrixstats():
+    # matrixStats' rowVars: a running double sum for the mean, then for the squared deviations; magnitudes
+    # spread over 12 orders make any other summation order differ in the last bits
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(40, 57)) * 10.0 ** rng.integers(-6, 6, size=(40, 57))
+
+    def loop(row):
+        s = 0.0
+        for v in row:
+            s += v
+        mu = s / len(row)
+        s = 0.0
+        for v in row:
+            s += (v - mu) * (v - mu)
+        return s / (len(row) - 1)
+
+    expected = np.array([loop(r) for r in a.tolist()])
+    np.testing.assert_array_equal(rstats.r_row_vars(a), expected)
+    assert not np.array_equal(np.var(a, axis=1, ddof=1), expected)  # numpy's pairwise sums round otherwise

@@ -661,19 +661,16 @@ def r_mean(v) -> float:
 
 
 def r_row_vars(a) -> np.ndarray:
-    """matrixStats ``rowVars`` (double accumulation: the mean, then squared deviations / (n - 1))."""
-    out = []
-    for row in np.asarray(a, dtype=float).tolist():
-        s = 0.0
-        for v in row:
-            s += v
-        mu = s / len(row)
-        s = 0.0
-        for v in row:
-            d = v - mu
-            s += d * d
-        out.append(s / (len(row) - 1))
-    return np.array(out)
+    """matrixStats ``rowVars`` (double accumulation: the mean, then squared deviations / (n - 1)).
+
+    ``np.add.accumulate`` adds strictly left to right (unlike ``np.sum``'s pairwise blocks), so its last
+    column is matrixStats' running double sum, bit for bit.
+    """
+    a = np.atleast_2d(np.asarray(a, dtype=float))
+    n = a.shape[1]
+    mu = np.add.accumulate(a, axis=1)[:, -1] / n
+    d = a - mu[:, None]
+    return np.add.accumulate(d * d, axis=1)[:, -1] / (n - 1)
 
 
 def _ddot(a, b) -> float:
