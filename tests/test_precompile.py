@@ -144,9 +144,9 @@ def test_compile_queue_runs_each_task_once_and_the_waiting_thread_compiles_only_
 
 @pytest.mark.slow
 def test_cooks_refit_of_a_large_table_runs_in_the_main_fit_programs(monkeypatch):
-    # From kernels.QUEUE_ROWS genes on, the genes refitted after outlier replacement run through the main
-    # fit's line search and IRLS (their rows active, the rest skipped) instead of programs of their own;
-    # the answers are those of the refit in its own programs.
+    # From kernels.QUEUE_ROWS genes on (tables up to kernels.SHARE_MAX_ENTRIES), the genes refitted after
+    # outlier replacement run through the main fit's line search and IRLS (their rows active, the rest
+    # skipped) instead of programs of their own; the answers are those of the refit in its own programs.
     rng = np.random.default_rng(11)
     g, n = kernels.QUEUE_ROWS + 104, 14
     mu = 2.0 ** rng.normal(5.0, 1.5, g)[:, None] * np.where(np.arange(n) < n // 2, 1.0, 1.5)

@@ -300,9 +300,7 @@ def cooks_and_refit(
     disp2 = test2 = None
     if refit.any():
         sub = data.with_counts(new).rows(refit)
-        if data.n_genes >= kernels.QUEUE_ROWS:
-            # the main fit's programs step only the refitted genes (a chunk of the work queue at a time):
-            # on 10,000 genes that beats compiling two programs for them on a first run
+        if kernels.refit_shares_programs(data.n_genes, data.n_samples):
             sub = dataclasses.replace(sub, batch_rows=data.n_genes)
         disp2 = estimate_dispersions(sub, opts, trend=dispersions.trend, shard=shard)
         test2 = _run_test(sub, disp2, opts, test, reduced_design, shard)

@@ -4,8 +4,9 @@ A first ``DESeq()`` on 10,000 genes spends ~5 s in XLA compiling four programs, 
 first calls and each on one core, while the host work between them (size factors, the host refits of the
 gene-wise line search, the trend) leaves the other core idle. :func:`start` hands the same programs to
 :func:`diffbio_prob.parallel.precompile` before the size factors are computed: the line search and the
-IRLS for every non-zero gene, and, on mid-sized tables where some count is replaceable, the small builds
-the Cook's-distance refit of up to 256 genes will call (larger tables refit in the main programs). The shapes, shared arguments and static options are
+IRLS for every non-zero gene, and, on large tables where some count is replaceable, the small builds the
+Cook's-distance refit of up to 256 genes will call unless it runs in the main programs
+(:func:`.kernels.refit_shares_programs`). The shapes, shared arguments and static options are
 exactly those :mod:`.dispersion` and :mod:`.glm` pass, so the later calls find the compiled programs.
 """
 
@@ -70,10 +71,11 @@ def start(counts: np.ndarray, design: np.ndarray, opts: DESeq2Options, *, test: 
     just_intercept = is_just_intercept(design, np.full(p, RIDGE_LOG2))
     if not just_intercept:
         _irls(n_genes, design, opts, shard)
-    # The Cook's refit (Wald test): on a large table some genes almost always have a replaced count. From
-    # kernels.QUEUE_ROWS genes on, the refit runs in the programs above (steps.cooks_and_refit).
+    # The Cook's refit (Wald test): on a large table some genes almost always have a replaced count; it
+    # runs in the programs above or in small ones of its own (kernels.refit_shares_programs)
     replaceable = rstats.n_or_more_in_cell(design, opts.min_replicates_for_replace).any()
-    if test == "wald" and replaceable and SMALL_BATCH < n_genes < kernels.QUEUE_ROWS:
+    shares = kernels.refit_shares_programs(n_genes, m)
+    if test == "wald" and replaceable and n_genes > SMALL_BATCH and not shares:
         _line_search(BUCKET, design, opts, shard)
         if not just_intercept:
             _irls(BUCKET, design, opts, shard)
