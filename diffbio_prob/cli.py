@@ -80,6 +80,32 @@ def _count(flag: str, value: int, minimum: int = 1, maximum: int = _INT32_MAX, w
     return value
 
 
+#: fit_nuts's chain methods (inference.chains.chain_method_names() less any a user registers): spelled out
+#: here, because the parser is built before JAX is imported
+_CHAIN_METHODS = ("auto", "sequential", "lax_map", "vectorized", "parallel")
+_CHAIN_METHOD_HELP = (
+    "with {needs}: how NUTS runs its chains: auto (the default: parallel when this is the only process and "
+    "at least two of its devices can each take an equal share of the chains, else sequential; on one device "
+    "it is sequential), sequential (one compiled chain program, called per chain), lax_map (one program, "
+    "chains in turn), vectorized (one program, chains in lock step) or parallel (chains sharded over the "
+    "devices; on a CPU set XLA_FLAGS=--xla_force_host_platform_device_count=N)")
+
+
+def _add_chain_method(parser: argparse.ArgumentParser, needs: str) -> None:
+    # default None: a value the user gave is told apart from the default, and refused with a fit that is not NUTS
+    parser.add_argument("--chain-method", choices=_CHAIN_METHODS, default=None,
+                        help=_CHAIN_METHOD_HELP.format(needs=needs))
+
+
+def _chain_method(args, nuts: bool, needs: str) -> str:
+    """``--chain-method`` for a NUTS fit (``auto`` when not given); with any other fit, a UsageError if given."""
+    if nuts:
+        return args.chain_method or "auto"
+    if args.chain_method is not None:
+        raise UsageError(f"--chain-method: only used with {needs}")
+    return "sequential"  # the workflows' default; no NUTS runs
+
+
 def _check_common(args) -> None:
     if not 0 <= args.seed < 2**32:
         raise UsageError(f"--seed: expected an integer in [0, 2^32), got {args.seed}")
@@ -518,6 +544,7 @@ def _add_hmm(sub) -> None:
             examples:
               diffbio-prob hmm --input reads.fa --states 2 --alphabet ACGT --out hmm_out
               diffbio-prob hmm --input rolls.txt --states 2 --fit nuts --out casino --seed 1
+              diffbio-prob hmm --input rolls.txt --states 2 --fit nuts --chains 4 --chain-method parallel --out c4
               diffbio-prob hmm --input genome.fa --states 3 --alphabet ACGT --missing N --format csv --out gc
               diffbio-prob hmm --emission poisson --input depth.bedgraph --states 3 --out cn
               diffbio-prob hmm --emission bernoulli --input BINARY/ --states 8 --bin-size 200 --out chromhmm
@@ -558,6 +585,7 @@ def _add_hmm(sub) -> None:
     p.add_argument("--num-warmup", type=int, default=500, help="NUTS warmup draws per chain (default 500)")
     p.add_argument("--num-samples", type=int, default=500, help="NUTS draws per chain (default 500)")
     p.add_argument("--chains", type=int, default=2, help="NUTS chains (default 2)")
+    _add_chain_method(p, "--fit nuts")
     _common(p)
     p.set_defaults(run=_run_hmm)
 
@@ -580,6 +608,7 @@ def _run_hmm(args) -> int:
         for flag, given in (("--alphabet", args.alphabet is not None), ("--missing", bool(args.missing))):
             if given:
                 raise UsageError(f"{flag}: only used with --emission categorical")
+    chain_method = _chain_method(args, args.fit == "nuts", "--fit nuts")
     if args.bin_size is not None and emission != "bernoulli":
         raise UsageError("--bin-size: only used with --emission bernoulli (a bedGraph's lines are its bins)")
     bin_size = 200 if args.bin_size is None else _count("--bin-size", args.bin_size)
@@ -597,7 +626,8 @@ def _run_hmm(args) -> int:
         args.input if emission == "bernoulli" else args.input[0], args.states, args.out, emission=emission,
         bin_size=bin_size, alphabet=args.alphabet, missing=args.missing, fit=args.fit,
         fmt=args.format, seed=args.seed, num_iters=args.iters, restarts=args.restarts,
-        num_warmup=args.num_warmup, num_samples=args.num_samples, num_chains=args.chains, quiet=args.quiet,
+        num_warmup=args.num_warmup, num_samples=args.num_samples, num_chains=args.chains, chain_method=chain_method,
+        quiet=args.quiet,
     )
     return 0
 
@@ -632,6 +662,8 @@ def _add_quant(sub) -> None:
                   --transcripts transcripts.txt --lengths lengths.tsv --fld flens.txt \\
                   --length-formula kallisto --out quant.sf
               diffbio-prob quant --eq-classes eq.txt.gz --lengths quant.sf --posterior nuts --out q.sf
+              diffbio-prob quant --eq-classes eq.txt.gz --lengths quant.sf --posterior nuts --chain-method vectorized \\
+                  --out q.sf
               diffbio-prob quant --eq-classes quant/*/aux_info/eq_classes.txt.gz --lengths quant/*/quant.sf \\
                   --num-bootstraps 30 --out-dir requant           # requant/A1/, requant/A2/, ...
             sample names (several --eq-classes files):
@@ -671,6 +703,7 @@ def _add_quant(sub) -> None:
                    "(with --out: a table of per-transcript mean, sd, 95%% interval)")
     p.add_argument("--num-samples", type=int, default=None,
                    help="--posterior draws (default: NUTS 500 per chain, SVI 1000, bootstrap and Gibbs 30)")
+    _add_chain_method(p, "--posterior nuts")
     p.add_argument("--posterior-out", metavar="FILE",
                    help="table of the draws (default with --out: OUT with .posterior.tsv; with --out-dir: none)")
     p.add_argument("--out", metavar="FILE", help="output quant.sf")
@@ -754,8 +787,13 @@ def _run_quant(args) -> int:
         thinning_factor=16 if args.thinning_factor is None else args.thinning_factor,
         seed=args.seed,
         quiet=args.quiet,
+        chain_method=_quant_chain_method(args),
     )
     return 0
+
+
+def _quant_chain_method(args) -> str:
+    return _chain_method(args, args.posterior == "nuts", "--posterior nuts")
 
 
 def _quant_draw_checks(args) -> list[str]:
@@ -765,6 +803,7 @@ def _quant_draw_checks(args) -> list[str]:
                             ("--posterior", args.posterior)) if v is not None]
     if len(draws) > 1:
         raise UsageError(f"{draws[1]}: give one way to draw replicates, not {' and '.join(draws)}")
+    _quant_chain_method(args)
     for flag, value in (("--num-bootstraps", args.num_bootstraps), ("--num-gibbs-samples", args.num_gibbs_samples),
                         ("--thinning-factor", args.thinning_factor)):
         if value is not None:
@@ -830,7 +869,7 @@ def _run_quant_many(args) -> int:
         min_iter=args.min_iter, posterior_method=args.posterior, num_samples=args.num_samples,
         num_bootstraps=args.num_bootstraps, num_gibbs_samples=args.num_gibbs_samples,
         thinning_factor=16 if args.thinning_factor is None else args.thinning_factor, seed=args.seed,
-        quiet=args.quiet)
+        quiet=args.quiet, chain_method=_quant_chain_method(args))
     return 0
 
 

@@ -15,10 +15,14 @@ of keys and returns the outputs stacked on a leading chain axis, compiling what 
   leaves a model's batch unsplit: the chains hold the devices.
 
 :func:`register_chain_map` adds a map under a new name (e.g. a multi-host one).
+
+``"auto"`` is no map but a rule (:func:`resolve_chain_method`): ``"parallel"`` when the chains can be spread
+over two or more devices of a single process, else ``"sequential"``.
 """
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Callable
 
 import jax
@@ -26,7 +30,11 @@ import jax.numpy as jnp
 
 from diffbio_prob import parallel
 
-__all__ = ["ChainMap", "chain_map", "chain_map_names", "register_chain_map"]
+__all__ = ["AUTO", "ChainMap", "chain_map", "chain_map_names", "chain_method_names", "check_chain_method",
+           "register_chain_map", "resolve_chain_method"]
+
+#: The chain method that picks a chain map for the devices at hand (:func:`resolve_chain_method`).
+AUTO = "auto"
 
 #: ``chain_map(chain, keys, inputs) -> outputs`` with a leading chain axis.
 ChainMap = Callable[[Callable, jax.Array, Any], Any]
@@ -74,13 +82,16 @@ def _vectorized(chain: Callable, keys, inputs):
     return jax.jit(jax.vmap(chain, in_axes=(0, 0, None)))(keys, _indices(keys), inputs)
 
 
+def _parallel_size(num_chains: int) -> int:
+    """How many devices ``"parallel"`` runs ``num_chains`` chains on: the most that divide them evenly."""
+    return max(d for d in range(1, min(num_chains, jax.device_count()) + 1) if num_chains % d == 0)
+
+
 def _parallel(chain: Callable, keys, inputs):
     """One program sharded over a 1-d device mesh (axis ``"chain"``), each device's chains vectorised."""
     from jax.sharding import PartitionSpec
 
-    n = _num_chains(keys)
-    size = max(d for d in range(1, min(n, jax.device_count()) + 1) if n % d == 0)
-    mesh = parallel.device_mesh("chain", size)
+    mesh = parallel.device_mesh("chain", _parallel_size(_num_chains(keys)))
     block = jax.vmap(chain, in_axes=(0, 0, None))
     sharded = jax.shard_map(block, mesh=mesh, in_specs=(PartitionSpec("chain"), PartitionSpec("chain"), PartitionSpec()),
                             out_specs=PartitionSpec("chain"), check_vma=False)
@@ -107,10 +118,46 @@ def chain_map(name: str) -> ChainMap:
     return _CHAIN_MAPS[name]
 
 
+def chain_method_names() -> tuple[str, ...]:
+    """What ``fit_nuts(chain_method=...)`` takes: ``"auto"`` and the registered chain maps' names."""
+    return (AUTO, *_CHAIN_MAPS)
+
+
+def check_chain_method(chain_method) -> str:
+    """``chain_method`` if it is ``"auto"`` or a registered chain map's name; else a ``ValueError`` naming it."""
+    if not isinstance(chain_method, str) or chain_method not in chain_method_names():
+        raise ValueError(f"chain_method: expected one of {', '.join(map(repr, chain_method_names()))}, "
+                         f"got {chain_method!r}")
+    return chain_method
+
+
+def resolve_chain_method(chain_method: str, num_chains: int) -> str:
+    """The chain map ``chain_method`` names: itself, or for ``"auto"`` the one that suits the devices.
+
+    ``"auto"`` is ``"parallel"`` when this is the only process (``jax.process_count() == 1``) and at least
+    two of its devices would run chains: some ``d >= 2`` with ``d <= jax.device_count()`` divides
+    ``num_chains`` (what ``"parallel"`` shards over, see :func:`_parallel_size`); otherwise
+    ``"sequential"``. So one device, one chain, or 3 chains on 2 devices give ``"sequential"``: a
+    ``"parallel"`` run on one device would only vectorise the chains. In a job of several processes
+    ``"parallel"`` would span the other processes' devices too (``jax.devices()``), and chains on that
+    global mesh are not built yet (docs/design.md, "Planned"), so ``"auto"`` stays sequential there.
+    """
+    check_chain_method(chain_method)
+    if chain_method != AUTO:
+        return chain_method
+    if isinstance(num_chains, bool) or not isinstance(num_chains, numbers.Integral) or num_chains < 1:
+        raise ValueError(f"num_chains: expected a positive integer, got {num_chains!r}")
+    if jax.process_count() == 1 and _parallel_size(int(num_chains)) >= 2:
+        return "parallel"
+    return "sequential"
+
+
 def register_chain_map(name: str, fn: ChainMap) -> None:
     """Register ``fn(chain, keys, inputs) -> outputs stacked on a leading chain axis`` as ``name``."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"name: expected a non-empty string, got {name!r}")
+    if name == AUTO:
+        raise ValueError(f"name: {AUTO!r} is resolve_chain_method's rule, not a chain map; pick another name")
     if not callable(fn):
         raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
     _CHAIN_MAPS[name] = fn

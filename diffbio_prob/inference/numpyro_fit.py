@@ -52,7 +52,7 @@ from numpyro.optim import optax_to_numpyro
 from numpyro.util import fori_collect
 
 from diffbio_prob.inference._numpyro_compat import TraceELBOInOrder, bind_submodules, log_density
-from diffbio_prob.inference.chains import chain_map, chain_map_names
+from diffbio_prob.inference.chains import chain_map, check_chain_method, resolve_chain_method
 from diffbio_prob.inference.progress import Progress, step_counter
 from diffbio_prob.inference.results import FitResult
 
@@ -565,7 +565,11 @@ def fit_nuts(
         chain_method: a chain map of :mod:`diffbio_prob.inference.chains`: ``"sequential"`` (one compiled
             chain program run per chain), ``"lax_map"`` (one program, chains in turn), ``"vectorized"``
             (one program, chains in lock step) or ``"parallel"`` (chains sharded over devices; on a CPU
-            set ``XLA_FLAGS=--xla_force_host_platform_device_count=N``).
+            set ``XLA_FLAGS=--xla_force_host_platform_device_count=N``); or ``"auto"``: ``"parallel"``
+            when this is the only process and two or more of its devices would each run chains (some
+            ``d`` in ``2..jax.device_count()`` divides ``num_chains``), else ``"sequential"`` (so on one
+            device ``"auto"`` is ``"sequential"``: the same program, the same draws). See
+            :func:`~diffbio_prob.inference.chains.resolve_chain_method`.
         init_params: ``{site: constrained value}`` to start every chain from (e.g. a gradient or EM fit).
         rng_key: an int seed or a single JAX PRNG key; chain ``i`` uses ``jax.random.split(key, num_chains)[i]``
             (the key itself for one chain), as ``numpyro.infer.MCMC`` does.
@@ -583,7 +587,8 @@ def fit_nuts(
         ``sample_stats`` under ``az.from_numpyro``'s names (``lp``, ``acceptance_rate``, ``step_size``,
         ``n_steps``, ``tree_depth``, ``reached_max_tree_depth``, ``diverging``, ``energy``), ``params``
         (the posterior mean), the observed values, constant data and posterior predictive (and prior)
-        draws. ``extra``: ``"chain_method"``, ``"concrete_data"``.
+        draws. ``extra``: ``"chain_method"`` (the chain map that ran: what ``"auto"`` resolved to),
+        ``"concrete_data"``.
 
     Raises:
         RuntimeError: the log density at a chain's start is not finite.
@@ -592,11 +597,11 @@ def fit_nuts(
         >>> result = fit_nuts(hmm_model, rolls, num_states=2, num_emissions=6)   # doctest: +SKIP
         >>> result.print_summary()                                               # doctest: +SKIP
     """
-    if chain_method not in chain_map_names():
-        chain_map(chain_method)  # raises, naming the valid ones
+    check_chain_method(chain_method)
     for name, value in (("num_warmup", num_warmup), ("num_samples", num_samples), ("num_chains", num_chains)):
         if not isinstance(value, (int, np.integer)) or value < (0 if name == "num_warmup" else 1):
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    chain_method = resolve_chain_method(chain_method, int(num_chains))
     prior_draws = _check_record_args(posterior_predictive, prior_draws)
     dims, coords = _check_dims(dims), _check_coords(coords)
     bind_submodules()

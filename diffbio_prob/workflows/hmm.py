@@ -160,6 +160,7 @@ def fit_hmm(
     num_warmup: int = 500,
     num_samples: int = 500,
     num_chains: int = 2,
+    chain_method: str = "sequential",
     order_symbol: int = -1,
     progress: bool = False,
 ) -> HMMFit:
@@ -185,6 +186,8 @@ def fit_hmm(
         num_steps: gradient or SVI steps.
         learning_rate: Adam's step size (default 0.05 for the gradient fit, 0.01 for SVI).
         num_warmup, num_samples, num_chains: NUTS (``num_samples`` per chain; for SVI the draws).
+        chain_method: how NUTS runs its chains (``fit_nuts``'s ``chain_method``, ``"auto"`` included);
+            checked for every method, used by ``"nuts"`` only.
         order_symbol: the emission symbol whose probability orders the states.
         progress: progress bars.
 
@@ -196,6 +199,9 @@ def fit_hmm(
     started = time.perf_counter()
     if method not in _METHODS:
         raise ValueError(f"method: expected one of {_METHODS}, got {method!r}")
+    from diffbio_prob.inference.chains import check_chain_method
+
+    check_chain_method(chain_method)  # before the EM start a NUTS fit waits for
     if restarts is None:
         restarts = 1 if init is not None else 3
     _check_count("restarts", restarts)
@@ -263,7 +269,7 @@ def fit_hmm(
         history = res.loss_history
     else:
         res = fit_nuts(hmm_model, *data, num_warmup=num_warmup, num_samples=num_samples,
-                       num_chains=num_chains, **kw)
+                       num_chains=num_chains, chain_method=chain_method, **kw)
     samples = relabel_states(res.samples, order_symbol)
     mean = {k: samples[k].mean(axis=(0, 1)) for k in _SITES}
     # rows of a posterior mean of simplex draws sum to 1 up to rounding; renormalise that rounding away
@@ -386,6 +392,7 @@ def run_hmm(
     num_warmup: int = 500,
     num_samples: int = 500,
     num_chains: int = 2,
+    chain_method: str = "sequential",
     quiet: bool = False,
 ) -> dict[str, Path]:
     """The ``diffbio-prob hmm`` command: read, fit, decode, write (every file atomically).
@@ -400,6 +407,9 @@ def run_hmm(
     (``input``: files and/or folders; bins of ``bin_size`` bp): ChromHMM's ``<cell>_<K>_segments.bed``,
     ``emissions_<K>.txt``, ``transitions_<K>.txt`` (see :mod:`diffbio_prob.io.chromhmm`) and
     ``parameters.json``.
+
+    ``num_warmup``, ``num_samples``, ``num_chains`` and ``chain_method`` are the NUTS settings of
+    ``fit="nuts"`` (see :func:`fit_hmm`).
 
     Returns:
         ``{name: path}`` of the written files.
@@ -420,6 +430,9 @@ def run_hmm(
         raise ValueError(f"fit: the {emission} emission is fitted by Baum-Welch only (fit='em'), got {fit!r}")
     if emission != "categorical" and (alphabet is not None or missing):
         raise ValueError(f"alphabet, missing: only used with categorical sequences, not the {emission} emission")
+    from diffbio_prob.inference.chains import check_chain_method
+
+    check_chain_method(chain_method)
     from diffbio_prob.io.atomic import check_output_path  # output paths checked before any work
 
     out = check_output_path(out, "out", "dir")
@@ -440,7 +453,8 @@ def run_hmm(
         print(f"hmm: {len(seqs.sequences)} sequence(s), {n} symbols, alphabet {''.join(seqs.alphabet)}; fitting {fit}")
     result = fit_hmm(
         seqs.sequences, states, seqs.num_symbols, fit, seed=seed, num_iters=num_iters, restarts=restarts,
-        num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains, progress=not quiet,
+        num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains, chain_method=chain_method,
+        progress=not quiet,
     )
     posteriors, paths = decode_hmm(result.params, seqs.sequences, seqs.names, seqs.alphabet)
 

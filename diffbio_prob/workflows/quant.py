@@ -385,6 +385,7 @@ def posterior(
     num_samples: int | None = None,
     num_warmup: int = 500,
     num_chains: int = 2,
+    chain_method: str = "sequential",
     num_steps: int = 3000,
     concentration: float = 1.0,
     algorithm: str = "vbem",
@@ -405,7 +406,8 @@ def posterior(
         table, effective_lengths: the data (see :func:`quantify`).
         method: ``"nuts"``, ``"svi"``, ``"bootstrap"`` or ``"gibbs"``.
         num_samples: draws (default 500 per NUTS chain, 1000 for SVI, 30 bootstraps or Gibbs draws).
-        num_warmup, num_chains: NUTS settings; num_steps: SVI steps.
+        num_warmup, num_chains, chain_method: NUTS settings (``chain_method`` as ``fit_nuts``'s, ``"auto"``
+            included; checked for every method, used by NUTS only); num_steps: SVI steps.
         concentration: the Dirichlet prior of ``em_model``.
         algorithm: what the bootstrap reruns (``"em"`` or ``"vbem"``), and the Gibbs sampler's prior rule.
         seed: random seed; progress: show progress bars.
@@ -419,6 +421,7 @@ def posterior(
         raise ValueError(f"num_samples: expected a positive integer or None (the default), got {num_samples!r}")
     if algorithm not in ("em", "vbem"):
         raise ValueError(f"algorithm: expected 'em' or 'vbem', got {algorithm!r}")
+    _check_chain_method(chain_method)
     eqc = to_eq_classes(table)
     eff = _check_lengths(effective_lengths, eqc.n_transcripts)
     names = list(table.names)
@@ -439,8 +442,8 @@ def posterior(
     init = (point + 1e-6 * point.sum() / point.size) / (point.sum() * (1 + 1e-6))  # off the simplex's boundary
     if method == "nuts":
         fit = fit_nuts(em_model, eqc, lengths, concentration=concentration, num_warmup=num_warmup,
-                       num_samples=num_samples or 500, num_chains=num_chains, rng_key=seed, progress=progress,
-                       init_params={"abundances": init})
+                       num_samples=num_samples or 500, num_chains=num_chains, chain_method=chain_method, rng_key=seed,
+                       progress=progress, init_params={"abundances": init})
     else:
         fit = fit_svi(em_model, eqc, lengths, concentration=concentration, num_steps=num_steps,
                       num_samples=num_samples or 1000, rng_key=seed, progress=progress,
@@ -778,11 +781,21 @@ def _positive(name, value, allow_none=True):
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
 
 
-def _check_run_choices(algorithm, posterior_method) -> None:
+def _check_run_choices(algorithm, posterior_method, chain_method) -> None:
     if algorithm not in ("em", "vbem"):
         raise ValueError(f"algorithm: expected 'em' or 'vbem', got {algorithm!r}")
     if posterior_method not in (None, "nuts", "svi", "bootstrap", "gibbs"):
         raise ValueError(f"posterior: expected 'nuts', 'svi', 'bootstrap' or 'gibbs', got {posterior_method!r}")
+    _check_chain_method(chain_method)
+
+
+def _check_chain_method(chain_method) -> None:
+    # the default needs no look-up: the registry's import (the inference package) would add ~40 ms to
+    # every quant run that draws nothing by NUTS
+    if chain_method != "sequential":
+        from diffbio_prob.inference.chains import check_chain_method
+
+        check_chain_method(chain_method)
 
 
 def _draw_method(posterior_method, num_samples, num_bootstraps, num_gibbs_samples, thinning_factor, posterior_out):
@@ -918,6 +931,7 @@ def run_quant(
     seed: int = 0,
     quiet: bool = False,
     command: dict | None = None,
+    chain_method: str = "sequential",
 ) -> tuple[QuantResult, PosteriorSummary | None]:
     """Read -> quantify -> write ``quant.sf`` (and the draws); what ``diffbio-prob quant`` runs.
 
@@ -930,11 +944,12 @@ def run_quant(
     The draws: ``num_bootstraps`` (salmon's bootstrap), ``num_gibbs_samples`` with ``thinning_factor``
     (salmon's Gibbs sampler) or ``posterior_method`` (``"nuts"``, ``"svi"``, ``"bootstrap"``, ``"gibbs"``)
     with ``num_samples``: at most one of the three. Each replicate sums to the number of fragments.
-    Several samples at once: :func:`run_quant_many`.
+    ``chain_method``: how NUTS runs its chains (see :func:`posterior`). Several samples at once:
+    :func:`run_quant_many`.
 
     Every argument and input is read and checked before anything is written; outputs are written atomically.
     """
-    _check_run_choices(algorithm, posterior_method)
+    _check_run_choices(algorithm, posterior_method, chain_method)
     if (out is None) == (out_dir is None):
         raise ValueError("out: give exactly one of out (a quant.sf file) and out_dir (a salmon output folder)")
     method, n_draws = _draw_method(posterior_method, num_samples, num_bootstraps, num_gibbs_samples, thinning_factor,
@@ -961,7 +976,7 @@ def run_quant(
     post = None
     if method is not None:
         post = posterior(table, eff, method, num_samples=n_draws, algorithm=algorithm, seed=seed,
-                         progress=not quiet, thinning_factor=thinning_factor, prior=prior,
+                         chain_method=chain_method, progress=not quiet, thinning_factor=thinning_factor, prior=prior,
                          per_nucleotide_prior=per_nucleotide_prior,
                          init=result.num_reads if method == "gibbs" else None)
         post.draws = _to_total(np.asarray(post.draws, np.float64), total)
@@ -1060,18 +1075,19 @@ def run_quant_many(
     quiet: bool = False,
     command: dict | None = None,
     batch_size: int | str | None = "auto",
+    chain_method: str = "sequential",
 ) -> tuple[list[str], list[QuantResult], list[PosteriorSummary | None]]:
     """:func:`run_quant` for several samples on one transcriptome: ``out_dir/<sample>/`` in salmon's layout each,
     the EM/VBEM of all samples in one program (:func:`quantify_many`), bootstraps and Gibbs draws too
     (:func:`bootstrap_counts_many`, :func:`gibbs_counts_many`; sample ``k`` draws with seed ``seed + k``);
-    NUTS and SVI run sample by sample.
+    NUTS (its chains run by ``chain_method``, see :func:`posterior`) and SVI run sample by sample.
 
     ``lengths``, ``ec_counts``, ``transcripts`` and ``fld`` are one path for all samples or one per
     eq-class file. Sample names: ``samples``, else :func:`sample_names`. Every sample is read in the
     first one's transcript order (another set of transcripts is an error naming the file); every input is
     read and every output path checked before anything is written. Returns ``(names, results, draws)``.
     """
-    _check_run_choices(algorithm, posterior_method)
+    _check_run_choices(algorithm, posterior_method, chain_method)
     paths = list(eq_classes) if not isinstance(eq_classes, (str, os.PathLike)) else [eq_classes]
     if not paths:
         raise ValueError("eq_classes: expected at least one file")
@@ -1115,7 +1131,8 @@ def run_quant_many(
         posts = [PosteriorSummary(list(tables[0].names), d, method) for d in draws]
     elif method is not None:
         posts = [posterior(t, e, method, num_samples=n_draws, algorithm=algorithm, seed=s, progress=not quiet,
-                           thinning_factor=thinning_factor, prior=prior, per_nucleotide_prior=per_nucleotide_prior)
+                           chain_method=chain_method, thinning_factor=thinning_factor, prior=prior,
+                           per_nucleotide_prior=per_nucleotide_prior)
                  for t, e, s in zip(tables, effs, seeds)]
     for post, table in zip(posts, tables):
         if post is not None:
