@@ -382,3 +382,15 @@ def test_hmm_model_emission_argument_errors():
         handlers.seed(hmm_model, 0)(num_steps=3, emission="multinomial", num_features=2)
     with pytest.raises(ValueError, match="emission: unknown 'gamma'"):
         hmm_model(np.array([1, 2]), emission="gamma")
+
+
+def test_validated_construction_with_constant_parameters_inside_a_trace():
+    # JAX arrays made outside a jit stay concrete inside it, but jnp ops on them there are staged: the
+    # emission check must not call bool() on a staged result (it raised TracerBoolConversionError)
+    pi, a, b = jnp.asarray(PI), jnp.asarray(A), jnp.asarray(B)
+    f = jax.jit(lambda v: DiscreteHMM(pi, a, b, num_steps=3, validate_args=True).log_prob(v))
+    expected = DiscreteHMM(PI, A, B, num_steps=3).log_prob(jnp.array([0, 1, 1]))
+    np.testing.assert_allclose(f(jnp.array([0, 1, 1])), expected, rtol=1e-12)
+    bad = b.at[0, 0].add(0.1)
+    with pytest.raises(ValueError, match="emission_probs: each row must be a probability vector"):
+        jax.jit(lambda v: DiscreteHMM(pi, a, bad, num_steps=3, validate_args=True).log_prob(v))(jnp.array([0, 1, 1]))
