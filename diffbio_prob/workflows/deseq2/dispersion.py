@@ -120,15 +120,18 @@ def gene_wise_dispersions(data: DESeq2Data, opts: DESeq2Options, *, shard: bool 
     min_disp = opts.min_disp
     max_disp = max(10.0, m)
     # rough estimate from a linear model fit of normalised counts, and moments
-    mu_lm = np.maximum(linear_model_mu(norm, design), 1.0)
+    lm = linear_model_mu(norm, design)
+    mu_lm = np.maximum(lm, 1.0)
     rough = np.maximum(np.sum(((norm - mu_lm) ** 2 - mu_lm) / mu_lm**2, axis=1) / (m - p), 0.0)
+    del mu_lm
     moments = (base_var - data.xim * base_mean) / base_mean**2
     alpha_init = np.clip(np.minimum(rough, moments), min_disp, max_disp)
     if _n_groups(design) == p:
-        mu = linear_model_mu(norm, design) * data.norm_factors
+        mu = lm * data.norm_factors
     else:
-        mu = fit_glm(data, alpha_init, opts, shard=shard).mu
-    mu = np.maximum(mu, opts.min_mu)
+        mu = np.array(fit_glm(data, alpha_init, opts, shard=shard).mu)
+    del lm
+    mu = np.maximum(mu, opts.min_mu, out=mu)  # in place: mu is this function's own array
     log_init = np.log(alpha_init)
     fit = _fit(data, mu, log_init, log_init, 1.0, False, opts, shard)
     log_alpha = np.array(fit.log_alpha, dtype=float)
