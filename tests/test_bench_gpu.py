@@ -7,23 +7,14 @@ quantification equals the loop). NUTS compiles two ~10 s programs, so its check 
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
-from pathlib import Path
 
 import pytest
 
 from diffbio_prob.cores import hmm as core
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "gpu.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_gpu", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.bench_scripts import load_bench
 
 
 def _rows(out: str, *first_cells: str) -> list[list[str]]:
@@ -46,7 +37,7 @@ def _check_ratios(out: str, at_least: int) -> None:
 
 @pytest.mark.float32
 def test_quick_hmm_de_quant(capsys):
-    assert _bench().main(["--quick", "--repeats", "1", "--skip", "nuts"]) == 0
+    assert load_bench("gpu").main(["--quick", "--repeats", "1", "--skip", "nuts"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"backend \w+, \d+ device\(s\)", out), out
     assert "## nuts: skipped (--skip)" in out
@@ -97,7 +88,7 @@ def test_quick_hmm_de_quant(capsys):
 @pytest.mark.long
 @pytest.mark.float32
 def test_quick_nuts_chain_methods(capsys):
-    assert _bench().main(["--quick", "--repeats", "1", "--skip", "hmm,de,quant"]) == 0
+    assert load_bench("gpu").main(["--quick", "--repeats", "1", "--skip", "hmm,de,quant"]) == 0
     out = capsys.readouterr().out
     for method in ("sequential", "vectorized"):
         (row,) = _rows(out, method)

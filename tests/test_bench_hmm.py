@@ -6,22 +6,13 @@ subset, extrapolated); the agreement check against hmmlearn (log-likelihood sum 
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
+from tests.bench_scripts import load_bench
+
 pytest.importorskip("hmmlearn")
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "hmm.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_hmm", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _rows(out: str, first_cell: str) -> list[list[str]]:
@@ -34,7 +25,7 @@ def _rows(out: str, first_cell: str) -> list[list[str]]:
 def test_batches_quick(capsys):
     argv = ["--batches", "50,200", "--quick", "--repeats", "1", "--chunk", "100",
             "--peer-budget", "0", "--peer-subset", "50"]
-    assert _bench().main(argv) == 0
+    assert load_bench("hmm").main(argv) == 0
     out = capsys.readouterr().out
 
     # the timing table: B, steps, ours, ..., hmmlearn log / scaling, how it was timed, the two ratios

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,14 +10,7 @@ import pytest
 
 from diffbio_prob.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _launcher():
-    spec = importlib.util.spec_from_file_location("launch_local", ROOT / "bench" / "launch_local.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.bench_scripts import load_bench
 
 
 @pytest.mark.slow
@@ -33,7 +24,7 @@ def test_two_processes_of_de_write_the_one_process_table(tmp_path, capsys):
     args = ["de", "--counts", str(tmp_path / "counts.csv"), "--metadata", str(tmp_path / "meta.csv"),
             "--design", "~condition", "--quiet", "--out"]
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
-    code = _launcher().launch(["diffbio-prob", *args, str(tmp_path / "two.csv")], 2, timeout=300, env=env)
+    code = load_bench("launch_local").launch(["diffbio-prob", *args, str(tmp_path / "two.csv")], 2, timeout=300, env=env)
     assert code == 0
     assert main([*args, str(tmp_path / "one.csv")]) == 0, capsys.readouterr().err
     two, one = pd.read_csv(tmp_path / "two.csv", index_col=0), pd.read_csv(tmp_path / "one.csv", index_col=0)
@@ -44,7 +35,7 @@ def test_two_processes_of_de_write_the_one_process_table(tmp_path, capsys):
 
 def test_a_failed_process_gives_its_exit_code(tmp_path, capfd):
     # tximport joins no JAX job, so this costs two interpreter starts; each process fails on its input
-    code = _launcher().launch(["tximport", "--salmon", str(tmp_path / "missing"), "--tx-out", "--out-dir",
+    code = load_bench("launch_local").launch(["tximport", "--salmon", str(tmp_path / "missing"), "--tx-out", "--out-dir",
                                str(tmp_path / "txi")], 2, timeout=120)
     err = capfd.readouterr().err
     assert code == 2
@@ -60,7 +51,7 @@ def test_a_failed_process_gives_its_exit_code(tmp_path, capfd):
 
 
 def test_arguments():
-    launch = _launcher().launch
+    launch = load_bench("launch_local").launch
     with pytest.raises(ValueError, match="--process-id given; the launcher sets the job flags itself"):
         launch(["de", "--process-id", "1"], 2)
     with pytest.raises(ValueError, match="num_processes: expected a positive integer, got 0"):

@@ -23,6 +23,8 @@ import pytest
 
 from diffbio_prob import parallel
 
+from tests.hmm.test_hmm_sharding import two_state_sequences
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent(
@@ -101,18 +103,10 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _data(seed=11):
-    rng = np.random.default_rng(seed)
-    b, t = 8, 30
-    z = np.zeros((b, t), int)
-    for i in range(b):
-        for j in range(1, t):
-            z[i, j] = z[i, j - 1] if rng.random() < 0.85 else 1 - z[i, j - 1]
-    symbols = np.where(z == 0, rng.choice(3, (b, t), p=[0.7, 0.2, 0.1]), rng.choice(3, (b, t), p=[0.1, 0.3, 0.6]))
-    counts = rng.poisson(np.where(z == 0, 2.0, 9.0))
-    lengths = rng.integers(12, t + 1, b)
-    symbols = np.where(np.arange(t) < lengths[:, None], symbols, -1)
-    return {"symbols": symbols, "counts": counts, "lengths": lengths}
+def _data():
+    data = two_state_sequences(seed=11, b=8, t=30, stay=0.85, rates=(2.0, 9.0), min_length=12)
+    data["symbols"] = np.where(np.arange(30) < data["lengths"][:, None], data["symbols"], -1)  # padding: -1
+    return data
 
 
 def _run(path, n_dev):

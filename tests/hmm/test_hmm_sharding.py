@@ -41,16 +41,16 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _data(seed=4):
+def two_state_sequences(seed=4, b=7, t=60, stay=0.9, rates=(3.0, 12.0), min_length=20):
+    """``b`` ragged sequences of a sticky two-state chain: 3-symbol and Poisson observations, lengths."""
     rng = np.random.default_rng(seed)
-    b, t = 7, 60
     z = np.zeros((b, t), int)
     for i in range(b):
         for j in range(1, t):
-            z[i, j] = z[i, j - 1] if rng.random() < 0.9 else 1 - z[i, j - 1]
+            z[i, j] = z[i, j - 1] if rng.random() < stay else 1 - z[i, j - 1]
     symbols = np.where(z == 0, rng.choice(3, (b, t), p=[0.7, 0.2, 0.1]), rng.choice(3, (b, t), p=[0.1, 0.3, 0.6]))
-    counts = rng.poisson(np.where(z == 0, 3.0, 12.0))
-    lengths = rng.integers(20, t + 1, b)
+    counts = rng.poisson(np.where(z == 0, *rates))
+    lengths = rng.integers(min_length, t + 1, b)
     return {"symbols": symbols, "counts": counts, "lengths": lengths}
 
 
@@ -58,7 +58,7 @@ def _data(seed=4):
 def test_baum_welch_on_4_devices_equals_one_device(tmp_path):
     from diffbio_prob.inference.baum_welch import baum_welch
 
-    data = _data()
+    data = two_state_sequences()
     np.savez(tmp_path / "d.npz", **data)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
                JAX_ENABLE_X64="1")

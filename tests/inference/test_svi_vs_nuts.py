@@ -9,27 +9,15 @@ margin for the Monte Carlo error of a 300-draw NUTS sd (about 5%).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "svi_vs_nuts.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_svi_vs_nuts", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+from tests.bench_scripts import load_bench
 
 
 @pytest.mark.slow  # 12-15 s on 2 cores: one NUTS and two SVI fits
 def test_full_rank_guide_recovers_the_nuts_sd_of_fold_changes_and_mean_field_does_not():
-    bench = _bench()
+    bench = load_bench("svi_vs_nuts")
     table = bench.run(small=True, models=["nb_glm"], guides=("normal", "full"))
     lfc = table[table["parameters"] == "log2 fold change"].set_index("guide")
     assert (lfc["n"] >= 5).all()
