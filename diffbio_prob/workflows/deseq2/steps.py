@@ -211,12 +211,20 @@ def max_cooks(cooks: np.ndarray, design: np.ndarray) -> np.ndarray:
     return np.full(cooks.shape[0], np.nan)
 
 
+_HOST_BLOCK = 2048  # genes per block of the host-side gene-wise arithmetic: its temporaries stay small
+
+
 def _cooks(data: DESeq2Data, fit: GLMFit, mu: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     # R's calculateCooksDistance reads assays(object)[["mu"]]: the GLM's mu after nbinomWaldTest, but
     # in nbinomLRT the assay still holds the dispersion step's mu (it is replaced after the Cook's).
-    alpha_rob = rstats.robust_method_of_moments_disp(data.normalized, data.design)
     mu = fit.mu if mu is None else mu
-    cooks = np.asarray(nb_glm_fit.cooks_distance(data.counts, mu, fit.hat, alpha_rob, data.n_coef))
+    cooks = np.empty(data.counts.shape)
+    # gene by gene arithmetic, in blocks: the sorts of the robust moments and the distance's terms made
+    # ~7 table-sized temporaries at once on the whole table
+    for start in range(0, data.n_genes, _HOST_BLOCK):
+        rows = slice(start, start + _HOST_BLOCK)
+        alpha_rob = rstats.robust_method_of_moments_disp(data.normalized[rows], data.design)
+        cooks[rows] = nb_glm_fit.cooks_distance(data.counts[rows], mu[rows], fit.hat[rows], alpha_rob, data.n_coef)
     return cooks, max_cooks(cooks, data.design)
 
 
