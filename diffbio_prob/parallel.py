@@ -254,7 +254,8 @@ def run_batched(kern: Kernel, batch_args: tuple, shared_args: tuple = (), *, sha
         padded.append(a)
     if kern.masks_rows:
         padded.append(np.arange(size) < g)
-    padded = place(mesh, padded)
+    # on the device(s) now, so the host's padded copies are freed before the call, not after it
+    padded = place(mesh, padded) if mesh is not None else [jax.device_put(a) for a in padded]
     shared = _place_shared(mesh, shared_args)
     fn, key = _build(kern, size, n_dev, [a.shape for a in padded])
     _wait_pending(key)
