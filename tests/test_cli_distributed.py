@@ -44,12 +44,12 @@ def _free_port() -> int:
 
 def _inputs(tmp_path, em_ref):
     from tests.de.test_de_sharding import _simulated
-    from tests.hmm.test_hmm_sharding import _data
+    from tests.hmm.test_hmm_sharding import two_state_sequences
 
     counts, meta = _simulated(g=120, m=8)
     counts.to_csv(tmp_path / "counts.csv")
     meta.rename_axis("sample").to_csv(tmp_path / "meta.csv")
-    h = _data()
+    h = two_state_sequences()
     with open(tmp_path / "seqs.txt", "w") as fh:
         for row, n in zip(h["symbols"], h["lengths"]):
             fh.write(" ".join(map(str, row[:n])) + "\n")

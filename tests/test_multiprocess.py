@@ -35,8 +35,8 @@ SCRIPT = textwrap.dedent(
     d = load_sample_data()
     q = quantify_many([d.table, d.table, d.table], d.effective_lengths)
     from diffbio_prob.inference.baum_welch import baum_welch
-    from tests.hmm.test_hmm_sharding import _data
-    h = _data()
+    from tests.hmm.test_hmm_sharding import two_state_sequences
+    h = two_state_sequences()
     bw = baum_welch(h["counts"], 2, lengths=h["lengths"], emission="poisson", num_iters=15, tol=0.0, seed=1)
     out = {"res": fit.results().to_numpy().tolist(), "disp": fit.gene["dispersion"].tolist(),
            "quant": [r.num_reads.tolist() for r in q], "rank": jax.process_index(),
@@ -89,9 +89,9 @@ def test_two_processes_equal_one(tmp_path):
 
     # Baum-Welch: the sequences split over both processes' devices, the expected counts gathered
     from diffbio_prob.inference.baum_welch import baum_welch
-    from tests.hmm.test_hmm_sharding import _data
+    from tests.hmm.test_hmm_sharding import two_state_sequences
 
-    h = _data()
+    h = two_state_sequences()
     bw = baum_welch(h["counts"], 2, lengths=h["lengths"], emission="poisson", num_iters=15, tol=0.0, seed=1)
     for got_v, want in zip(got[0]["hmm"], (bw.transition_probs, bw.emission_params["rates"],
                                           bw.log_likelihood_history)):
