@@ -20,7 +20,8 @@ each jitted function twice: XLA optimisation level 1 for large problems (as fast
 and ~20% quicker to compile), and level 0 for small ones, which compiles faster still and runs ~2x slower (a
 win below a few thousand rows, where compilation is most of the time); the numbers agree to rounding.
 
-Imports jax and numpy only; the workflows use it, the cores do not.
+Imports jax and numpy only; the workflows, the HMM operator and model and ``fit_nuts``'s chains use it, the
+cores do not.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from diffbio_prob import compile_queue
 
 __all__ = [
     "Padding", "Kernel", "kernel", "batch_mesh", "padded_size", "run_batched", "precompile", "place", "gather",
+    "constrain_batch", "constrain_gathered", "device_mesh",
 ]
 
 BUCKET = 256
@@ -48,10 +50,14 @@ def batch_mesh(shard: bool = True):
     """A one-axis mesh over all devices (every process's), or ``None`` with one device or ``shard=False``."""
     if not shard:
         return None
-    devices = jax.devices()
-    if len(devices) < 2:
+    if jax.device_count() < 2:
         return None
-    return jax.sharding.Mesh(np.array(devices), (AXIS,))
+    return device_mesh(AXIS)
+
+
+def _batch_sharding(mesh, ndim: int):
+    """``mesh``'s sharding of an array with ``ndim`` axes split along its first (batch) axis."""
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS, *([None] * (ndim - 1))))
 
 
 def place(mesh, tree, *, batched: bool = True):
@@ -64,9 +70,8 @@ def place(mesh, tree, *, batched: bool = True):
     def put(x):
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
             return x
-        spec = jax.sharding.PartitionSpec(AXIS, *([None] * (x.ndim - 1))) if batched and x.ndim else (
-            jax.sharding.PartitionSpec())
-        sharding = jax.sharding.NamedSharding(mesh, spec)
+        sharding = (_batch_sharding(mesh, x.ndim) if batched and x.ndim
+                    else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
         if local:
             return jax.device_put(x, sharding)
         x = np.asarray(x)  # a process-local jax.Array cannot be resharded onto other processes' devices
@@ -200,8 +205,8 @@ def precompile(kern: Kernel, batch_specs: tuple, shared_args: tuple = (), *, sha
     def spec(a, shape):
         if mesh is None:
             return np.broadcast_to(np.zeros((), a.dtype), shape)  # a zero-stride view: no memory
-        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS, *([None] * (len(shape) - 1))))
-        return jax.ShapeDtypeStruct(shape, jax.dtypes.canonicalize_dtype(a.dtype), sharding=sharding)
+        return jax.ShapeDtypeStruct(shape, jax.dtypes.canonicalize_dtype(a.dtype),
+                                    sharding=_batch_sharding(mesh, len(shape)))
 
     batch = [spec(a, shape) for a, shape in zip(specs, shapes)]
     shared = _place_shared(mesh, shared_args)
@@ -263,9 +268,6 @@ def run_batched(kern: Kernel, batch_args: tuple, shared_args: tuple = (), *, sha
     return jax.tree_util.tree_map(lambda x: x[:g], gather(out))
 
 
-__all__ += ["constrain_batch", "constrain_gathered", "device_mesh"]
-
-
 def _caller_owns_layout() -> bool:
     # Inside shard_map (manual mesh axes) or under jax.set_mesh a constraint naming the batch mesh is an
     # error or fights the caller's layout: the chains of fit_nuts(chain_method="parallel") already own the
@@ -297,8 +299,7 @@ def constrain_batch(tree, *, shard: bool = True):
     def split(x):
         if not hasattr(x, "shape") or not hasattr(x, "dtype") or not x.ndim or x.shape[0] % mesh.size:
             return x
-        spec = jax.sharding.PartitionSpec(AXIS, *([None] * (x.ndim - 1)))
-        return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, spec))
+        return jax.lax.with_sharding_constraint(x, _batch_sharding(mesh, x.ndim))
 
     return jax.tree_util.tree_map(split, tree)
 

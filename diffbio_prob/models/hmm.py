@@ -225,10 +225,9 @@ class DiscreteHMM(dist.Distribution):
         super().__init__(batch_shape=batch_shape, event_shape=(self.num_steps,) + tuple(event),
                          validate_args=validate_args)
         if self._validate_args and self.emission_probs is not None and not isinstance(self.emission_probs, jax.core.Tracer):
-            # in numpy: a constant built inside a trace (jit, a NumPyro model under NUTS) is concrete, but
-            # jnp ops on it there are staged, and bool() of their result fails
-            p = np.asarray(self.emission_probs)
-            if not (np.all(p >= 0) and np.all(np.abs(p.sum(-1) - 1.0) < 1e-6)):
+            # on a numpy copy: a constant built inside a trace (jit, a NumPyro model under NUTS) is concrete,
+            # but jnp ops on it there are staged, and bool() of their result fails
+            if not bool(np.all(constraints.simplex(np.asarray(self.emission_probs)))):
                 raise ValueError("emission_probs: each row must be a probability vector (non-negative, summing to 1)")
 
     @property
