@@ -56,8 +56,9 @@ def batch_mesh(shard: bool = True):
 
 
 def _batch_sharding(mesh, ndim: int):
-    """``mesh``'s sharding of an array with ``ndim`` axes split along its first (batch) axis."""
-    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS, *([None] * (ndim - 1))))
+    """``mesh``'s sharding of an array with ``ndim`` axes split along its first (batch) axis over the mesh's
+    axis (``"batch"``, or e.g. ``fit_nuts``'s ``"chain"``)."""
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names[0], *([None] * (ndim - 1))))
 
 
 def place(mesh, tree, *, batched: bool = True):

@@ -11,13 +11,15 @@ of keys and returns the outputs stacked on a leading chain axis, compiling what 
 - ``"parallel"``: one program sharded over a device mesh (``shard_map``, mesh axis ``"chain"``); each
   device runs its block of chains vectorised. Uses the largest number of devices (of ``jax.devices()``)
   that divides the number of chains (the mesh is :func:`diffbio_prob.parallel.device_mesh`); on a CPU,
-  ``XLA_FLAGS=--xla_force_host_platform_device_count=N``. Inside it :func:`diffbio_prob.parallel.constrain_batch`
+  ``XLA_FLAGS=--xla_force_host_platform_device_count=N``. In a job of several processes
+  (:func:`diffbio_prob.distributed.initialize`) the mesh spans every process's devices and every process
+  gets all the draws. Inside it :func:`diffbio_prob.parallel.constrain_batch`
   leaves a model's batch unsplit: the chains hold the devices.
 
 :func:`register_chain_map` adds a map under a new name (e.g. a multi-host one).
 
 ``"auto"`` is no map but a rule (:func:`resolve_chain_method`): ``"parallel"`` when the chains can be spread
-over two or more devices of a single process, else ``"sequential"``.
+over two or more devices (of one process or of several), else ``"sequential"``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from diffbio_prob import parallel
 
@@ -88,14 +91,30 @@ def _parallel_size(num_chains: int) -> int:
 
 
 def _parallel(chain: Callable, keys, inputs):
-    """One program sharded over a 1-d device mesh (axis ``"chain"``), each device's chains vectorised."""
+    """One program sharded over a 1-d device mesh (axis ``"chain"``), each device's chains vectorised.
+
+    With several processes the mesh spans their devices (``jax.devices()`` lists them all): the keys go
+    on it split by chain and the inputs whole on every device (:func:`diffbio_prob.parallel.place`; every
+    process passes the same values, as every process runs the same fit), and the draws come back to every
+    process (:func:`diffbio_prob.parallel.gather`), so the caller's code is the same on one process or many.
+    """
     from jax.sharding import PartitionSpec
 
     mesh = parallel.device_mesh("chain", _parallel_size(_num_chains(keys)))
+    specs = dict(mesh=mesh, in_specs=(PartitionSpec("chain"), PartitionSpec("chain"), PartitionSpec()),
+                 out_specs=PartitionSpec("chain"), check_vma=False)
     block = jax.vmap(chain, in_axes=(0, 0, None))
-    sharded = jax.shard_map(block, mesh=mesh, in_specs=(PartitionSpec("chain"), PartitionSpec("chain"), PartitionSpec()),
-                            out_specs=PartitionSpec("chain"), check_vma=False)
-    return jax.jit(sharded)(keys, _indices(keys), inputs)
+    if all(d.process_index == jax.process_index() for d in mesh.devices.flat):
+        return jax.jit(jax.shard_map(block, **specs))(keys, _indices(keys), inputs)
+    indices = _indices(keys)
+    if jnp.issubdtype(keys.dtype, jax.dtypes.prng_key):
+        # a process-spanning array is built from numpy blocks: the key data travel, the keys are rebuilt
+        impl, inner = jax.random.key_impl(keys), block
+        block = lambda data, index, inputs: inner(jax.random.wrap_key_data(data, impl=impl), index, inputs)  # noqa: E731
+        keys = jax.random.key_data(keys)
+    keys, indices = parallel.place(mesh, (np.asarray(keys), np.asarray(indices)), batched=True)
+    out = jax.jit(jax.shard_map(block, **specs))(keys, indices, parallel.place(mesh, inputs, batched=False))
+    return parallel.gather(out)
 
 
 _CHAIN_MAPS: dict[str, ChainMap] = {
@@ -134,20 +153,19 @@ def check_chain_method(chain_method) -> str:
 def resolve_chain_method(chain_method: str, num_chains: int) -> str:
     """The chain map ``chain_method`` names: itself, or for ``"auto"`` the one that suits the devices.
 
-    ``"auto"`` is ``"parallel"`` when this is the only process (``jax.process_count() == 1``) and at least
-    two of its devices would run chains: some ``d >= 2`` with ``d <= jax.device_count()`` divides
-    ``num_chains`` (what ``"parallel"`` shards over, see :func:`_parallel_size`); otherwise
-    ``"sequential"``. So one device, one chain, or 3 chains on 2 devices give ``"sequential"``: a
-    ``"parallel"`` run on one device would only vectorise the chains. In a job of several processes
-    ``"parallel"`` would span the other processes' devices too (``jax.devices()``), and chains on that
-    global mesh are not built yet (docs/design.md, "Planned"), so ``"auto"`` stays sequential there.
+    ``"auto"`` is ``"parallel"`` when at least two devices would run chains: some ``d >= 2`` with
+    ``d <= jax.device_count()`` divides ``num_chains`` (what ``"parallel"`` shards over, see
+    :func:`_parallel_size`); otherwise ``"sequential"``. So one device, one chain, or 3 chains on 2 devices
+    give ``"sequential"``: a ``"parallel"`` run on one device would only vectorise the chains. In a job of
+    several processes ``jax.device_count()`` counts every process's devices, so the chains spread over the
+    processes (each runs its share; every process gets all the draws).
     """
     check_chain_method(chain_method)
     if chain_method != AUTO:
         return chain_method
     if isinstance(num_chains, bool) or not isinstance(num_chains, numbers.Integral) or num_chains < 1:
         raise ValueError(f"num_chains: expected a positive integer, got {num_chains!r}")
-    if jax.process_count() == 1 and _parallel_size(int(num_chains)) >= 2:
+    if _parallel_size(int(num_chains)) >= 2:
         return "parallel"
     return "sequential"
 

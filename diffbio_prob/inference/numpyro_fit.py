@@ -565,9 +565,10 @@ def fit_nuts(
         chain_method: a chain map of :mod:`diffbio_prob.inference.chains`: ``"sequential"`` (one compiled
             chain program run per chain), ``"lax_map"`` (one program, chains in turn), ``"vectorized"``
             (one program, chains in lock step) or ``"parallel"`` (chains sharded over devices; on a CPU
-            set ``XLA_FLAGS=--xla_force_host_platform_device_count=N``); or ``"auto"``: ``"parallel"``
-            when this is the only process and two or more of its devices would each run chains (some
-            ``d`` in ``2..jax.device_count()`` divides ``num_chains``), else ``"sequential"`` (so on one
+            set ``XLA_FLAGS=--xla_force_host_platform_device_count=N``; in a job of several processes
+            the chains spread over every process's devices, and every process gets all the draws); or
+            ``"auto"``: ``"parallel"`` when two or more devices would each run chains (some ``d`` in
+            ``2..jax.device_count()`` divides ``num_chains``), else ``"sequential"`` (so on one
             device ``"auto"`` is ``"sequential"``: the same program, the same draws). See
             :func:`~diffbio_prob.inference.chains.resolve_chain_method`.
         init_params: ``{site: constrained value}`` to start every chain from (e.g. a gradient or EM fit).
