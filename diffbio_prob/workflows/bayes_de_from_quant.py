@@ -203,6 +203,7 @@ def bayes_de_from_quant(
     learning_rate: float = 0.02,
     num_warmup: int = 500,
     num_chains: int = 2,
+    chain_method: str = "sequential",
     min_count: float = 10.0,
     min_samples: int | None = None,
     hdi_prob: float = 0.94,
@@ -223,6 +224,8 @@ def bayes_de_from_quant(
         seed: random seed. lfc_threshold: ``T`` of ``prob_lfc_gt = P(|log2FC| > T)``.
         reference: the reference level. guide: ``"normal"`` or ``"lowrank"`` (AutoLowRankMultivariateNormal).
         learning_rate: Adam's step size for SVI. num_warmup, num_chains: NUTS sizes.
+        chain_method: how NUTS runs its chains, as ``fit_nuts``'s (``"auto"`` spreads them over the
+            devices, of every process in a multi-process job, when there are several); unused by SVI.
         min_count, min_samples: features are tested when at least ``min_samples`` samples (default: the
             smaller group's size) have ``count >= min_count``; the others get NaN.
         hdi_prob: HDI mass. progress: progress bar.
@@ -241,6 +244,9 @@ def bayes_de_from_quant(
         raise ValueError(f"level: expected 'transcript' or 'gene', got {level!r}")
     if method not in _METHODS:
         raise ValueError(f"method: expected 'svi' or 'nuts', got {method!r}")
+    from diffbio_prob.inference.chains import check_chain_method
+
+    check_chain_method(chain_method)
     for name, val in (("num_steps", num_steps), ("num_samples", num_samples)):
         if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
             raise ValueError(f"{name}: expected a positive integer, got {val!r}")
@@ -285,8 +291,8 @@ def bayes_de_from_quant(
                       progress=progress, posterior_predictive=False)
     else:
         fit = fit_nuts(quant_de_model, *args, num_warmup=int(num_warmup), num_samples=int(num_samples),
-                       num_chains=int(num_chains), rng_key=int(seed), init_params=init, progress=progress,
-                       posterior_predictive=False)
+                       num_chains=int(num_chains), chain_method=chain_method, rng_key=int(seed), init_params=init,
+                       progress=progress, posterior_predictive=False)
 
     from diffbio_prob.workflows.de_bayes import hdi
 

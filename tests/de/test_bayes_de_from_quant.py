@@ -163,6 +163,7 @@ def test_lfc_threshold_lowers_prob():
     ({"condition": "nope"}, "condition"),
     ({"level": "gene"}, "level"),
     ({"guide": "flow"}, "guide"),
+    ({"method": "nuts", "chain_method": "pmap"}, "chain_method"),
 ])
 def test_bad_inputs_raise_naming_the_argument(kwargs, name):
     txi, meta, _, _ = simulate(n_tx=20)
@@ -188,8 +189,9 @@ def test_bad_metadata_and_missing_replicates():
 def test_nuts_agrees_with_svi_on_a_small_problem():
     txi, meta, _truth, _changed = simulate(n_tx=60, seed=7)
     t_svi, _ = bayes_de_from_quant(txi, meta, num_steps=800, num_samples=200)
-    t_nuts, fit = bayes_de_from_quant(txi, meta, method="nuts", num_warmup=150, num_samples=150, num_chains=1)
-    assert fit.method == "nuts"
+    t_nuts, fit = bayes_de_from_quant(txi, meta, method="nuts", num_warmup=150, num_samples=150, num_chains=1,
+                                      chain_method="vectorized")
+    assert fit.method == "nuts" and fit.extra["chain_method"] == "vectorized"  # passed through to fit_nuts
     assert np.corrcoef(t_svi["log2FoldChange"], t_nuts["log2FoldChange"])[0, 1] > 0.99
     assert np.max(np.abs(t_svi["lfcSD"] - t_nuts["lfcSD"])) < 0.1
 
