@@ -393,7 +393,9 @@ class DiscreteHMM(dist.Distribution):
         if self.emission_probs is None:
             return self._log_prob(value)
         value, in_support = self._check_value(value)
-        return jnp.where(in_support, self._log_prob(value), -jnp.inf)
+        # a value or lengths committed to other devices (jax.device_put(x, device)) leave in_support there,
+        # away from the log-probabilities on the batch mesh
+        return jnp.where(parallel.constrain_shared(in_support), self._log_prob(value), -jnp.inf)
 
     def _log_prob(self, value):
         if self.emission_probs is not None:
@@ -404,12 +406,15 @@ class DiscreteHMM(dist.Distribution):
                 y = jnp.broadcast_to(value, batch_shape + (self.num_steps,)).reshape(-1, self.num_steps)
                 params = core.HMMParams(jnp.log(self.initial_probs), jnp.log(self.transition_probs))
                 log_b = jnp.log(self.emission_probs)
+                # parameters committed to other devices (jax.device_put(p, device)) join the split batch
+                params, log_b = parallel.constrain_shared((params, log_b))
                 y, lens = parallel.constrain_batch((y, self._flat_lengths(batch_shape)))
                 out = core.categorical_log_likelihood_batch(params, log_b, y, lens, method=self.method)
                 return parallel.constrain_gathered(out).reshape(batch_shape)
         log_pi, log_a, shared, ll, lens, batch_shape = self._core_args(value)
         ll, lens = parallel.constrain_batch((ll, lens))
         if shared:
+            log_pi, log_a = parallel.constrain_shared((log_pi, log_a))
             out = core.log_likelihood_batch(core.HMMParams(log_pi, log_a), ll, lens, method=self.method)
         else:
             # each sequence's chain parameters on its device, so none reads another's rows

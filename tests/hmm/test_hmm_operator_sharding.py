@@ -6,6 +6,11 @@ Both runs are subprocesses (the device count is fixed when JAX starts), in float
 reports, per batched output, whether its leading axis came back in 4 blocks (``Sharding.shard_shape``):
 the 4-device run must have split every one, the 1-device run none, so a sharded program is compared with
 an unsharded one.
+
+Inputs committed to one device (``jax.device_put(x, jax.devices()[0])``: observations, lengths, the
+operator's parameters, ``DiscreteHMM``'s probabilities) give the same values on 4 devices: before they
+were moved onto the batch mesh, the kernels' constraint to all 4 devices refused them ("Received
+incompatible devices for jitted computation").
 """
 
 from __future__ import annotations
@@ -103,24 +108,89 @@ SCRIPT = textwrap.dedent(
 )
 
 
+# Every input committed to device 0 (on one device that is the only device: the reference values). Eager
+# calls and eager gradients (the committed arrays are concrete, or the values jax.grad's tracers carry);
+# a jit closing over a committed observation array. Not a jit taking a committed argument: inside a trace
+# commitment cannot be seen (parallel.constrain_batch).
+COMMITTED_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np, numpyro.distributions as dist
+    from flax import nnx
+    from diffbio_prob.models.hmm import DiscreteHMM
+    from diffbio_prob.operators.statistical import DifferentiableHMM, HMMConfig
+
+    data = np.load(sys.argv[1])
+    commit = lambda tree: jax.device_put(tree, jax.devices()[0])
+    symbols, counts, lengths = (commit(data[k]) for k in ("symbols", "counts", "lengths"))
+    assert all(x.committed and x.sharding.device_set == {jax.devices()[0]} for x in (symbols, counts, lengths))
+    n_dev = jax.device_count()
+    values, split = {}, {}
+
+    def record(name, x, batched=True):
+        values[name] = np.asarray(x).tolist()
+        if batched:  # the batch still split over the devices
+            split[name] = x.sharding.shard_shape(x.shape)[0] * n_dev == x.shape[0] and n_dev > 1
+
+    def grads(prefix, tree):
+        for path, g in jax.tree_util.tree_leaves_with_path(tree):
+            record(f"{prefix}{jax.tree_util.keystr(path)}", g, batched=False)
+
+    for family, obs, cfg in (("categorical", symbols, HMMConfig(num_states=2, num_emissions=3)),
+                             ("poisson", counts, HMMConfig(num_states=2, emission="poisson"))):
+        op = DifferentiableHMM(cfg, rngs=nnx.Rngs(3))
+        out, _, _ = op.apply({"observations": obs, "lengths": lengths}, {}, None)
+        record(f"{family}/log_likelihood", out["log_likelihood"])
+        record(f"{family}/posteriors", out["state_posteriors"])
+        graphdef, params = nnx.split(op, nnx.Param)
+        loss = lambda p: jnp.sum(nnx.merge(graphdef, p).forward_pass(obs, lengths))
+        grads(f"{family}/grad", jax.grad(loss)(params))
+        grads(f"{family}/jit_grad", jax.jit(jax.grad(loss))(params))
+        # the operator's parameters committed as well (its state put on device 0)
+        committed_op = nnx.merge(graphdef, commit(params))
+        record(f"{family}/committed_params_log_likelihood", committed_op.forward_pass(obs, lengths))
+        grads(f"{family}/committed_params_grad", jax.grad(loss)(commit(params)))
+
+    # the gradient with respect to committed observations (a Gaussian emission: real-valued)
+    gauss = DifferentiableHMM(HMMConfig(num_states=2, emission="gaussian", num_features=1), rngs=nnx.Rngs(3))
+    x = commit(np.log1p(data["counts"])[..., None])
+    record("gaussian/grad_observations", jax.grad(lambda x: gauss.forward_pass(x, lengths).sum())(x), batched=False)
+
+    pi, a, b = commit((jnp.array([0.6, 0.4]), jnp.array([[0.9, 0.1], [0.2, 0.8]]),
+                       jnp.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])))
+    t = symbols.shape[1]
+    categorical = lambda a, b: DiscreteHMM(pi, a, b, t, lengths=lengths).log_prob(symbols)
+    a8 = jnp.broadcast_to(a, (8, 2, 2)) * jnp.linspace(0.9, 1.0, 8)[:, None, None]
+    a8 = commit(a8 / a8.sum(-1, keepdims=True))
+    poisson = lambda a8, rates: DiscreteHMM(pi, a8, observation_dist=dist.Poisson(rates), num_steps=t,
+                                            lengths=lengths).log_prob(counts)
+    for name, fn, args in (("categorical", categorical, (a, b)), ("poisson", poisson, (a8, commit(jnp.array([2.0, 9.0]))))):
+        record(f"discrete/{name}_log_prob", fn(*args))
+        g = jax.grad(lambda *p: fn(*p).sum(), argnums=(0, 1))(*args)
+        record(f"discrete/{name}_grad_chain", g[0], batched=False)
+        record(f"discrete/{name}_grad_emission", g[1], batched=False)
+    print(json.dumps({"devices": n_dev, "values": values, "split": split}))
+    """
+)
+
 def _data():
     data = two_state_sequences(seed=11, b=8, t=30, stay=0.85, rates=(2.0, 9.0), min_length=12)
     data["symbols"] = np.where(np.arange(30) < data["lengths"][:, None], data["symbols"], -1)  # padding: -1
     return data
 
 
-def _run(path, n_dev):
+def _run(path, n_dev, script=SCRIPT):
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_dev}", JAX_PLATFORMS="cpu",
                JAX_ENABLE_X64="1")
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(path)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-c", script, str(path)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.slow
-def test_hmm_operator_and_discrete_hmm_on_4_devices_equal_one_device(tmp_path):
+def _one_and_four(tmp_path, script=SCRIPT):
+    """``script``'s report on 1 and on 4 devices (both runs side by side)."""
     np.savez(tmp_path / "d.npz", **_data())
-    procs = {n: _run(tmp_path / "d.npz", n) for n in (1, 4)}
+    procs = {n: _run(tmp_path / "d.npz", n, script) for n in (1, 4)}
     got = {}
     try:
         for n, proc in procs.items():
@@ -132,7 +202,12 @@ def test_hmm_operator_and_discrete_hmm_on_4_devices_equal_one_device(tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-    one, four = got[1], got[4]
+    return got[1], got[4]
+
+
+@pytest.mark.slow
+def test_hmm_operator_and_discrete_hmm_on_4_devices_equal_one_device(tmp_path):
+    one, four = _one_and_four(tmp_path)
     assert one["devices"] == 1 and four["devices"] == 4
     assert set(four["split"]) == set(one["split"]) and len(four["split"]) == 8
     assert not any(one["split"].values())
@@ -145,6 +220,19 @@ def test_hmm_operator_and_discrete_hmm_on_4_devices_equal_one_device(tmp_path):
     # the chain map over 2 of the 4 devices: each chain's log_prob of the whole batch
     chains = np.asarray(four["values"]["chains/parallel_log_prob"])
     np.testing.assert_allclose(chains, np.sum(one["values"]["discrete/categorical_log_prob"]), rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_inputs_committed_to_one_device_on_4_devices_equal_one_device(tmp_path):
+    one, four = _one_and_four(tmp_path, COMMITTED_SCRIPT)
+    assert one["devices"] == 1 and four["devices"] == 4
+    assert set(four["values"]) == set(one["values"]) and sum("grad" in k for k in one["values"]) == 23
+    for key, value in four["values"].items():
+        np.testing.assert_allclose(np.asarray(value), np.asarray(one["values"][key]), rtol=1e-10, atol=1e-12,
+                                   err_msg=key)
+    # the committed inputs still run split over the 4 devices
+    assert set(four["split"]) == set(one["split"]) and len(four["split"]) == 8
+    assert all(four["split"].values()), {k: v for k, v in four["split"].items() if not v}
 
 
 def test_device_mesh_and_constrain_batch_arguments():

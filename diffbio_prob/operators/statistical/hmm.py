@@ -346,10 +346,17 @@ class DifferentiableHMM(OperatorModule):
         lens = self._lengths(obs, lengths)
         if self.is_categorical:
             fn = {"loglik": _batch_log_likelihood, "apply": _batch_apply, "viterbi": _batch_viterbi}[kind]
-            return fn(*self._logs(), obs, lens)
-        fn = {"loglik": _emission_log_likelihood, "apply": _emission_apply, "viterbi": _emission_viterbi}[kind]
-        params = self.hmm_params()
-        return fn(self._emission, params.log_initial, params.log_transition, self.emission_params(), obs, lens)
+            args = (*self._logs(), obs, lens)
+        else:
+            fn = {"loglik": _emission_log_likelihood, "apply": _emission_apply, "viterbi": _emission_viterbi}[kind]
+            params = self.hmm_params()
+            args = (params.log_initial, params.log_transition, self.emission_params(), obs, lens)
+            fn = functools.partial(fn, self._emission)
+        # Arguments committed to other devices than the batch mesh's (parameters after
+        # jax.device_put(nnx.state(op), device), say; concrete, or an eager jax.grad's tracers) would meet
+        # the kernels' constraint to the mesh ("incompatible devices"); replicated on the mesh, they run
+        # with the split batch.
+        return fn(*parallel.constrain_shared(args))
 
     @staticmethod
     def _lengths(obs: jax.Array, lengths):
