@@ -276,30 +276,12 @@ def _caller_owns_layout() -> bool:
     return not jax.sharding.get_abstract_mesh().empty
 
 
-def _concrete(x):
-    # x outside a trace; under an eager jax.grad or jax.jvp the value its tracer carries (None under jit,
-    # where no value exists yet)
-    if isinstance(x, jax.core.Tracer):
-        get = getattr(x, "to_concrete_value", None)
-        return get() if get is not None else None
-    return x
-
-
 def _off_mesh(x, mesh) -> bool:
     # An array committed to other devices than the mesh's (jax.device_put(x, jax.devices()[0])): a jitted
-    # call refuses it beside a constraint naming the mesh ("Received incompatible devices").
-    v = _concrete(x)
-    return (isinstance(v, jax.Array) and not isinstance(v, jax.core.Tracer) and v.committed
-            and v.sharding.device_set != set(mesh.devices.flat))
-
-
-def _move(mesh, x, *, batched: bool):
-    # onto the mesh, committed or not: place() for an array, jax.device_put for an eager grad's tracer
-    if isinstance(x, jax.core.Tracer):
-        sharding = (_batch_sharding(mesh, x.ndim) if batched
-                    else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-        return jax.device_put(x, sharding)
-    return place(mesh, x, batched=batched)
+    # call refuses it beside a constraint naming the mesh ("Received incompatible devices"). A tracer's
+    # placement cannot be seen (JAX keeps it private), so tracers are never moved.
+    return (isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and x.committed
+            and x.sharding.device_set != set(mesh.devices.flat))
 
 
 def constrain_batch(tree, *, shard: bool = True):
@@ -314,11 +296,11 @@ def constrain_batch(tree, *, shard: bool = True):
     every caller knows about, so a batch the devices do not divide runs unsplit. Outside a trace the
     leaves are moved onto the mesh (:func:`place`), those committed to other devices too (a user's
     ``jax.device_put(x, jax.devices()[0])``); such a leaf that cannot be split is replicated on the mesh
-    (:func:`constrain_shared`), so that the next jitted call does not find two device sets; the same under
-    an eager ``jax.grad`` or ``jax.jvp``, whose tracers carry their values. Under ``jit`` commitment cannot
-    be seen: an argument of the caller's own ``jit`` committed to other devices than the mesh's conflicts
-    with the constraint. With several processes every process must trace the same call with the same
-    values; pair the outputs with :func:`constrain_gathered`.
+    (:func:`constrain_shared`), so that the next jitted call does not find two device sets. Inside a trace
+    (``jit``, ``jax.grad``) commitment cannot be seen: an argument of the caller's own ``jit`` or
+    ``jax.grad`` committed to other devices than the mesh's conflicts with the constraint (place it with
+    :func:`place`, or pass it uncommitted). With several processes every process must trace the same call
+    with the same values; pair the outputs with :func:`constrain_gathered`.
 
     Example:
         >>> constrain_batch(np.zeros((8, 3)), shard=False).shape
@@ -333,9 +315,9 @@ def constrain_batch(tree, *, shard: bool = True):
             return x
         off = _off_mesh(x, mesh)
         if not x.ndim or x.shape[0] % mesh.size:
-            return _move(mesh, x, batched=False) if off else x
-        if not isinstance(x, jax.core.Tracer) or off:
-            return _move(mesh, x, batched=True)  # jax.device_put: a committed array moves too
+            return place(mesh, x, batched=False) if off else x
+        if not isinstance(x, jax.core.Tracer):
+            return place(mesh, x, batched=True)  # jax.device_put: a committed array moves too
         return jax.lax.with_sharding_constraint(x, _batch_sharding(mesh, x.ndim))
 
     return jax.tree_util.tree_map(split, tree)
@@ -348,12 +330,10 @@ def constrain_shared(tree, *, shard: bool = True):
 
     A jitted program constrained to the mesh refuses an argument committed to other devices (a user's
     ``jax.device_put(x, jax.devices()[0])``: "Received incompatible devices for jitted computation");
-    replicated on the mesh, it runs with the split batch and gives the same values. That covers concrete
-    arrays and the tracers of an eager ``jax.grad`` or ``jax.jvp`` (moved by ``jax.device_put``, which
-    carries the gradient back). Every other leaf is left as it is: tracers under ``jit`` (commitment cannot
-    be seen there), numpy and uncommitted arrays (jit puts them where the program runs) and arrays on the
-    mesh's devices; all of them with one device or ``shard=False``, and inside ``shard_map`` or under
-    ``jax.set_mesh`` (no constraint there).
+    replicated on the mesh, it runs with the split batch and gives the same values. Every other leaf is left
+    as it is: tracers (under ``jit`` or ``jax.grad`` commitment cannot be seen), numpy and uncommitted
+    arrays (jit puts them where the program runs) and arrays on the mesh's devices; all of them with one
+    device or ``shard=False``, and inside ``shard_map`` or under ``jax.set_mesh`` (no constraint there).
 
     Example:
         >>> constrain_shared(np.zeros(3), shard=False).shape
@@ -362,7 +342,7 @@ def constrain_shared(tree, *, shard: bool = True):
     mesh = batch_mesh(shard)
     if mesh is None or _caller_owns_layout():
         return tree
-    return jax.tree_util.tree_map(lambda x: _move(mesh, x, batched=False) if _off_mesh(x, mesh) else x, tree)
+    return jax.tree_util.tree_map(lambda x: place(mesh, x, batched=False) if _off_mesh(x, mesh) else x, tree)
 
 
 def constrain_gathered(tree, *, shard: bool = True):
