@@ -142,19 +142,23 @@ def test_compile_queue_runs_each_task_once_and_the_waiting_thread_compiles_only_
     assert again is compile_queue.submit(tag + ("a",), task("a-third"))
 
 
+def _two_groups_with_outliers(seed: int, g: int, n: int, *, log2_sd: float):
+    """NB counts of two groups of n/2 samples, with one outlier count (x40) in each of 40 genes."""
+    rng = np.random.default_rng(seed)
+    mu = 2.0 ** rng.normal(5.0, log2_sd, g)[:, None] * np.where(np.arange(n) < n // 2, 1.0, 1.5)
+    counts = rng.negative_binomial(8.0, 8.0 / (8.0 + mu))
+    out = rng.choice(g, 40, replace=False)
+    counts[out, rng.integers(0, n, 40)] *= 40
+    counts = pd.DataFrame(counts, index=[f"g{i}" for i in range(g)], columns=[f"s{j}" for j in range(n)])
+    return counts, pd.DataFrame({"condition": ["A"] * (n // 2) + ["B"] * (n // 2)}, index=counts.columns)
+
+
 @pytest.mark.slow
 def test_cooks_refit_of_a_large_table_runs_in_the_main_fit_programs(monkeypatch):
     # From kernels.QUEUE_ROWS genes on (tables up to kernels.SHARE_MAX_ENTRIES), the genes refitted after
     # outlier replacement run through the main fit's line search and IRLS (their rows active, the rest
     # skipped) instead of programs of their own; the answers are those of the refit in its own programs.
-    rng = np.random.default_rng(11)
-    g, n = kernels.QUEUE_ROWS + 104, 14
-    mu = 2.0 ** rng.normal(5.0, 1.5, g)[:, None] * np.where(np.arange(n) < n // 2, 1.0, 1.5)
-    counts = rng.negative_binomial(8.0, 8.0 / (8.0 + mu))
-    out = rng.choice(g, 40, replace=False)
-    counts[out, rng.integers(0, n, 40)] *= 40  # one outlier count in each of 40 genes
-    counts = pd.DataFrame(counts, index=[f"g{i}" for i in range(g)], columns=[f"s{j}" for j in range(n)])
-    meta = pd.DataFrame({"condition": ["A"] * (n // 2) + ["B"] * (n // 2)}, index=counts.columns)
+    counts, meta = _two_groups_with_outliers(11, kernels.QUEUE_ROWS + 104, 14, log2_sd=1.5)
     opts = DESeq2Options(disp_maxit=98, beta_maxit=99)  # programs no other test compiles
     with compiled() as names:
         shared = fit_deseq2(counts, meta, "~condition", options=opts)
@@ -168,3 +172,29 @@ def test_cooks_refit_of_a_large_table_runs_in_the_main_fit_programs(monkeypatch)
     a, b = shared.results(), own.results()
     assert np.array_equal(a.isna().to_numpy(), b.isna().to_numpy())
     np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-10, atol=1e-300)
+
+
+@pytest.mark.slow
+def test_line_search_over_count_tails_in_its_own_program_and_the_refit_follows(monkeypatch):
+    # From kernels.TAIL_MIN_SAMPLES samples on, the genes of small integer counts (at most
+    # kernels.TAIL_WIDTH) sum their count-only terms over their count tails, in a program of their own;
+    # the others keep the program over samples; the Cook's refit runs in those same two programs. The
+    # answers are those of the fit without tails, to rounding (the line search's rounding-decided steps).
+    counts, meta = _two_groups_with_outliers(12, kernels.QUEUE_ROWS + 104, kernels.TAIL_MIN_SAMPLES + 16, log2_sd=2.0)
+    big = (counts.to_numpy() > kernels.TAIL_WIDTH).any(axis=1)
+    assert 50 < big.sum() < len(big) - 1000  # both programs have genes
+    opts = DESeq2Options(disp_maxit=97, beta_maxit=99)  # programs no other test compiles
+    with compiled() as names:
+        tails = fit_deseq2(counts, meta, "~condition", options=opts)
+    assert tails.gene["replace"].sum() >= 20
+    for k in (kernels.k_line_search_tail, kernels.k_line_search):
+        assert names.count(f"jit({k.__name__})") == 1, names  # the main fit and the refit share it
+    monkeypatch.setattr(kernels, "TAIL_MIN_SAMPLES", 10**9)
+    with compiled() as names:
+        plain = fit_deseq2(counts, meta, "~condition", options=opts)
+    assert f"jit({kernels.k_line_search_tail.__name__})" not in names, names
+    np.testing.assert_allclose(tails.gene["dispersion"], plain.gene["dispersion"], rtol=1e-6)
+    a, b = tails.results(), plain.results()
+    assert np.array_equal(a.isna().to_numpy(), b.isna().to_numpy())
+    np.testing.assert_allclose(a["log2FoldChange"], b["log2FoldChange"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(a["pvalue"], b["pvalue"], rtol=1e-4, atol=1e-300)

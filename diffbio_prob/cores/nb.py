@@ -30,6 +30,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -135,36 +137,56 @@ def _stirling_tail(x):
     return z * (1.0 / 12 - z2 * (1.0 / 360 - z2 * (1.0 / 1260 - z2 * (1.0 / 1680))))
 
 
-def _log_rising8(x):
-    # log(x (x+1) ... (x+7)): the Gamma-recursion shift lgamma(x) = lgamma(x + 8) - this.
-    if jnp.result_type(x) == jnp.float64:  # the product stays below 1.8e308 for any count
-        p = x
-        for i in range(1, 8):
-            p = p * (x + i)
-        return jnp.log(p)
-    # float32 overflows at x ~ 6e4: scale by max(x, 1) (each factor then lies in [1, 8])
-    s = jnp.maximum(x, 1.0)
-    inv = 1.0 / s
-    p = x * inv
-    for i in range(1, 8):
-        p = p * ((x + i) * inv)
-    return 8.0 * jnp.log(s) + jnp.log(p)
-
-
 def _shifted(r):
     small = r < _SHIFT
     return small, jnp.where(small, r + _SHIFT, r)
 
 
-def lgamma_ratio(y, r):
+class RatioShift(NamedTuple):
+    """What :func:`lgamma_ratio` and :func:`digamma_ratio` need of ``r`` alone (arrays of ``r``'s shape).
+
+    For a per-gene ``r`` of shape ``(G, 1)`` these are per-gene constants, which a sum over samples can
+    compute once, outside its fused loop (:func:`diffbio_prob.cores.nb_dispersion.row_sum`).
+    """
+
+    small: jax.Array  # 1.0 where r < 8 (shifted up by 8 by the Gamma recursion), else 0.0
+    shifted: jax.Array  # r + 8 where r < 8, else r
+    lgamma_const: jax.Array  # small * log(r (r+1) ... (r+7)) - Stirling tail at shifted
+    digamma_const: jax.Array  # small * sum_{i<8} 1/(r+i) - digamma tail at shifted
+
+
+def _scaled(x) -> bool:
+    return jnp.result_type(x) != jnp.float64
+
+
+def _log_rising8_and_recip(x, scaled: bool):
+    # log(x (x+1) ... (x+7)) and sum_{i<8} 1/(x+i) = P'(x) / P(x), from one product and its derivative
+    p, dp = _rising8(x, scaled)
+    log_p = jnp.log(p)
+    if scaled:
+        log_p = log_p + 8.0 * jnp.log(jnp.maximum(x, 1.0))
+    return log_p, dp / p
+
+
+def ratio_shift(r) -> RatioShift:
+    """The :class:`RatioShift` of ``r > 0``."""
+    r = jnp.asarray(r)
+    small, s = _shifted(r)
+    log_p, recip = _log_rising8_and_recip(r, _scaled(r))
+    small = small.astype(r.dtype)
+    return RatioShift(small, s, small * log_p - _stirling_tail(s), small * recip - _psi_tail(s))
+
+
+def lgamma_ratio(y, r, shift: RatioShift | None = None):
     """``lgamma(y + r) - lgamma(r)``, accurate for all ``r > 0`` and ``y >= 0`` (float32 too).
 
-    Stirling's series for the difference after shifting ``r`` above 8 (Abramowitz & Stegun 6.1.40
-    and the recursion 6.1.15); relative error below 1e-11 in float64.
+    Stirling's series for the difference after shifting ``r`` below 8 up by 8 (Abramowitz & Stegun
+    6.1.40 and the recursion 6.1.15); relative error below 1e-11 in float64.
 
     Args:
         y: ``Float[Array, "..."]`` non-negative values (counts).
         r: ``Float[Array, "..."]`` positive values, broadcastable against ``y``.
+        shift: ``ratio_shift(r)``, when the caller has it already (once per gene, say).
 
     Returns:
         ``Float[Array, "..."]``.
@@ -174,15 +196,13 @@ def lgamma_ratio(y, r):
         >>> round(float(lgamma_ratio(jnp.array(3.0), jnp.array(2.0))), 6)  # log(2*3*4)
         3.178054
     """
-    small, s = _shifted(r)
-    d = (
-        y * jnp.log(s + y)
-        + (s - 0.5) * jnp.log1p(y / s)
-        - y
-        + _stirling_tail(s + y)
-        - _stirling_tail(s)
-    )
-    return d + jnp.where(small, _log_rising8(r) - _log_rising8(y + r), 0.0)
+    sh = ratio_shift(r) if shift is None else shift
+    s = sh.shifted
+    # the shift's terms are multiplied by 0/1, not selected: a select with a (G, N) operand keeps XLA CPU
+    # from fusing a sum over samples into one vectorised kernel (docs/notes/de.md, section 20)
+    log_p_x, _ = _log_rising8_and_recip(y + r, _scaled(y))
+    return (y * jnp.log(s + y) + (s - 0.5) * jnp.log1p(y / s) - y + _stirling_tail(s + y) + sh.lgamma_const
+            - sh.small * log_p_x)
 
 
 def _psi_tail(x):
@@ -192,17 +212,7 @@ def _psi_tail(x):
     return -0.5 * z - z2 * (1.0 / 12 - z2 * (1.0 / 120 - z2 * (1.0 / 252 - z2 * (1.0 / 240))))
 
 
-def _recip_sum8(x):
-    # sum_{i<8} 1/(x+i) as P'(x)/P(x) of the rising product: one division instead of eight.
-    p = x
-    dp = jnp.ones_like(x)
-    for i in range(1, 8):
-        dp = dp * (x + i) + p
-        p = p * (x + i)
-    return dp / p
-
-
-def digamma_ratio(y, r):
+def digamma_ratio(y, r, shift: RatioShift | None = None):
     """``digamma(y + r) - digamma(r)``, accurate for all ``r > 0``, ``y >= 0`` (see :func:`lgamma_ratio`).
 
     Example:
@@ -210,16 +220,17 @@ def digamma_ratio(y, r):
         >>> round(float(digamma_ratio(jnp.array(2.0), jnp.array(1.0))), 6)  # 1/1 + 1/2
         1.5
     """
-    small, s = _shifted(r)
-    d = jnp.log1p(y / s) + _psi_tail(s + y) - _psi_tail(s)
-    return d + jnp.where(small, _recip_sum8(r) - _recip_sum8(y + r), 0.0)
+    sh = ratio_shift(r) if shift is None else shift
+    s = sh.shifted
+    _, recip_x = _log_rising8_and_recip(y + r, _scaled(y))
+    return jnp.log1p(y / s) + _psi_tail(s + y) + sh.digamma_const - sh.small * recip_x
 
 
 def _rising8(x, scaled: bool):
     # P(x) = x (x+1) ... (x+7) and P'(x); with ``scaled`` both divided by max(x, 1)^8 (float32 range).
     inv = 1.0 / jnp.maximum(x, 1.0) if scaled else None
     p = x * inv if scaled else x
-    dp = inv if scaled else jnp.ones_like(x)
+    dp = inv if scaled else 1.0
     for i in range(1, 8):
         f = (x + i) * inv if scaled else x + i
         dp = dp * f + p * (inv if scaled else 1.0)
@@ -227,32 +238,19 @@ def _rising8(x, scaled: bool):
     return p, dp
 
 
-def _lgamma_digamma_ratio(y, r):
-    """``(lgamma(y + r) - lgamma(r), digamma(y + r) - digamma(r))`` sharing every intermediate.
-
-    The dispersion fits need both at every step; computed together they cost about one of them
-    (one reciprocal, the logs and the shift products are shared).
-    """
-    small, s = _shifted(r)
+def _lgamma_digamma_ratio(y, r, shift: RatioShift | None = None):
+    """``(lgamma(y + r) - lgamma(r), digamma(y + r) - digamma(r))`` sharing every intermediate."""
+    sh = ratio_shift(r) if shift is None else shift
+    s = sh.shifted
     sy = s + y
     z = 1.0 / sy
-    log_sy = jnp.log(sy)
     l1p = jnp.log1p(y * (1.0 / s))
     z2 = z * z
     st_tail = z * (1.0 / 12 - z2 * (1.0 / 360 - z2 * (1.0 / 1260 - z2 * (1.0 / 1680))))
     ps_tail = -0.5 * z - z2 * (1.0 / 12 - z2 * (1.0 / 120 - z2 * (1.0 / 252 - z2 * (1.0 / 240))))
-    lg = y * log_sy + (s - 0.5) * l1p - y + st_tail - _stirling_tail(s)
-    dg = l1p + ps_tail - _psi_tail(s)
-    scaled = jnp.result_type(y) != jnp.float64
-    p_x, dp_x = _rising8(y + r, scaled)
-    p_r, dp_r = _rising8(r, scaled)
-    log_p_x = jnp.log(p_x)
-    log_p_r = jnp.log(p_r)
-    if scaled:
-        log_p_x = log_p_x + 8.0 * jnp.log(jnp.maximum(y + r, 1.0))
-        log_p_r = log_p_r + 8.0 * jnp.log(jnp.maximum(r, 1.0))
-    lg = lg + jnp.where(small, log_p_r - log_p_x, 0.0)
-    dg = dg + jnp.where(small, dp_r / p_r - dp_x / p_x, 0.0)
+    log_p_x, recip_x = _log_rising8_and_recip(y + r, _scaled(y))
+    lg = y * jnp.log(sy) + (s - 0.5) * l1p - y + st_tail + sh.lgamma_const - sh.small * log_p_x
+    dg = l1p + ps_tail + sh.digamma_const - sh.small * recip_x
     return lg, dg
 
 

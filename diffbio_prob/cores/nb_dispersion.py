@@ -14,9 +14,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from diffbio_prob.cores.nb import _coef_pad, _lgamma_digamma_ratio, _masked, lgamma_ratio, trigamma_ratio
+from diffbio_prob.cores.nb import _coef_pad, _masked, digamma_ratio, lgamma_ratio, ratio_shift, trigamma_ratio
 from diffbio_prob.cores.nb_glm_fit import _backtrack
 from diffbio_prob.cores.row_queue import masked_loop
+from diffbio_prob.cores.row_sum import row_sum
 from diffbio_prob.cores.spd import _chol_solve, spd_cholesky, weighted_gram
 
 __all__ = [
@@ -34,34 +35,80 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
+def _ll_mean_terms(counts, mu, size, alpha, sample_mask):
+    # _ll_terms less its lgamma ratio (the part that depends on the count alone)
+    return _masked(-counts * jnp.log(mu + size) - size * jnp.log1p(mu * alpha), sample_mask)
+
+
+def _score_mean_terms(counts, mu, size, alpha, sample_mask):
+    # _score_terms less its digamma ratio
+    return _masked((counts - mu) / (mu + size) + jnp.log1p(mu * alpha), sample_mask)
+
+
+def _tail_lgamma_terms(tail, size):
+    # sum_n [lgamma(y_n + r) - lgamma(r)] = sum_n sum_{i < y_n} log(r + i) = sum_i tail_i log(r + i),
+    # tail_i the number of samples with a count above i (integer counts)
+    return tail * jnp.log(size + jnp.arange(tail.shape[-1], dtype=tail.dtype))
+
+
+def _tail_digamma_terms(tail, size):
+    # sum_n [digamma(y_n + r) - digamma(r)] = sum_i tail_i / (r + i), likewise
+    return tail / (size + jnp.arange(tail.shape[-1], dtype=tail.dtype))
+
+
+def _ll_terms(counts, mu, size, alpha, shift, sample_mask):
+    # DESeq2's ll_part per sample: it leaves out -lgamma(y + 1) + y log(mu) (constant in alpha); its value
+    # enters DESeq2's "no increase" test, so we keep DESeq2's exact form.
+    return _masked(lgamma_ratio(counts, size, shift) - counts * jnp.log(mu + size) - size * jnp.log1p(mu * alpha),
+                   sample_mask)
+
+
+def _score_terms(counts, mu, size, alpha, shift, sample_mask):
+    # d ll_part / d size, negated, per sample: the derivative in log alpha is size times their sum
+    return _masked((counts - mu) / (mu + size) + jnp.log1p(mu * alpha) - digamma_ratio(counts, size, shift),
+                   sample_mask)
+
+
+def _score_slope_terms(counts, mu, size, alpha, sample_mask):
+    inv = 1.0 / (mu + size)
+    return _masked(-trigamma_ratio(counts, size) - counts * inv * inv - mu * inv * alpha + mu * inv * inv,
+                   sample_mask)
+
+
 def _cr_parts(
-    log_alpha, counts, mu, design, want_grad: bool, want_hess: bool, sample_mask=None, coef_mask=None
+    log_alpha, counts, mu, design, want_grad: bool, want_hess: bool, sample_mask=None, coef_mask=None,
+    count_tail=None,
 ):
-    """Likelihood part, Cox-Reid part and their log-alpha derivatives, as DESeq2 splits them."""
+    """Likelihood part, Cox-Reid part and their log-alpha derivatives, as DESeq2 splits them.
+
+    Each sum over samples is a :func:`~diffbio_prob.cores.row_sum.row_sum` of its own, with the per-gene
+    constants (``alpha``, ``1/alpha`` and its Gamma-recursion shift) computed before it. With
+    ``count_tail`` (``(G, K)``: how many of the gene's samples have a count above ``i``; every count an
+    integer of at most ``K``) the sums of the terms that depend on the count alone (``lgamma(y + r) -
+    lgamma(r)`` and its derivative, two thirds of the work) run over the ``K`` counts instead of the ``N``
+    samples, one ``log`` or one division each by the Gamma recursion, as glmGamPoi's overdispersion MLE
+    sums over a gene's unique counts (Ahlmann-Eltze & Huber 2021).
+    """
     alpha = jnp.exp(log_alpha)[:, None]
     size = jnp.exp(-log_alpha)[:, None]
-    log1p_ma = jnp.log1p(mu * alpha)
-    inv = 1.0 / (mu + size)
-    ratio = mu * inv  # mu alpha / (1 + mu alpha)
-    if want_grad or want_hess:
-        lgr, dgr = _lgamma_digamma_ratio(counts, size)
+    shift = ratio_shift(size)
+    if count_tail is None:
+        ll = row_sum(_ll_terms, counts, mu, size, alpha, shift, sample_mask)
     else:
-        lgr = lgamma_ratio(counts, size)
-    # DESeq2's ll_part leaves out -lgamma(y + 1) + y log(mu) (constant in alpha); its value enters
-    # DESeq2's "no increase" test, so we keep DESeq2's exact form.
-    ll_terms = _masked(lgr - counts * jnp.log(mu + size) - size * log1p_ma, sample_mask)
-    ll = jnp.sum(ll_terms, -1)
-    w = _masked(size * ratio, sample_mask)  # 1 / (1/mu + alpha)
+        ll = (row_sum(_tail_lgamma_terms, count_tail, size)
+              + row_sum(_ll_mean_terms, counts, mu, size, alpha, sample_mask))
+    w = _masked(size * mu / (mu + size), sample_mask)  # 1 / (1/mu + alpha)
     b = weighted_gram(design, w) + _coef_pad(design.shape[1], coef_mask, w.dtype)
     chol = spd_cholesky(b)
     cr = -jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)  # -0.5 log det
-    # sum |term|: the scale of the rounding error of a sum of the terms (unused outputs are dropped by XLA)
-    out = {"ll": ll, "cr": cr, "ll_abs": jnp.sum(jnp.abs(ll_terms), -1)}
+    out = {"ll": ll, "cr": cr}
     if want_grad or want_hess:
-        y_ratio = counts * inv
-        s_terms = _masked(-dgr + y_ratio + log1p_ma - ratio, sample_mask)
-        s_sum = jnp.sum(s_terms, -1)
-        out["dll_abs"] = jnp.sum(jnp.abs(s_terms), -1)
+        if count_tail is None:
+            s_sum = row_sum(_score_terms, counts, mu, size, alpha, shift, sample_mask)
+        else:
+            s_sum = (row_sum(_score_mean_terms, counts, mu, size, alpha, sample_mask)
+                     - row_sum(_tail_digamma_terms, count_tail, size))
+        out["score"] = s_sum
         r = size[:, 0]
         out["dll"] = r * s_sum
         db = weighted_gram(design, -(w * w))
@@ -70,16 +117,7 @@ def _cr_parts(
         a0 = alpha[:, 0]
         out["dcr"] = -0.5 * t1 * a0
         if want_hess:
-            s_prime = jnp.sum(
-                _masked(
-                    -trigamma_ratio(counts, size)
-                    - counts * inv * inv
-                    - ratio / size
-                    + mu * inv * inv,
-                    sample_mask,
-                ),
-                -1,
-            )
+            s_prime = row_sum(_score_slope_terms, counts, mu, size, alpha, sample_mask)
             out["d2ll"] = -r * s_sum - r * r * s_prime
             d2b = weighted_gram(design, 2.0 * w * w * w)
             t2 = jnp.trace(m1 @ m1, axis1=-2, axis2=-1)
@@ -174,6 +212,7 @@ def fit_dispersion_line_search(
     active=None,
     sample_mask=None,
     coef_mask=None,
+    count_tail=None,
 ):
     """DESeq2's dispersion line search (``fitDisp``), all genes at once.
 
@@ -200,6 +239,10 @@ def fit_dispersion_line_search(
         active: optional ``Bool[Array, "G"]``: the genes to fit; the others cost no step of the work queue
             and come back with ``n_iter == 0`` and values to be ignored.
         sample_mask, coef_mask: padding masks as in :func:`irls_fit`.
+        count_tail: optional ``Float[Array, "G K"]``, how many of each gene's (unmasked) samples have a
+            count above ``i``, for ``i < K``; every count must be an integer of at most ``K``. The same
+            fit, with the count-only terms summed over ``K`` counts instead of ``N`` samples (see
+            :func:`_cr_parts`).
 
     Returns:
         :class:`DispersionFit` (``n_iter == max_iter`` means not converged), with
@@ -222,10 +265,18 @@ def fit_dispersion_line_search(
     mu_max = jnp.max(jnp.where(valid, mu, 0.0), -1)
     mu_min = jnp.min(jnp.where(valid, mu, jnp.inf), -1)
     n_valid = jnp.sum(valid, -1).astype(dtype)
+    # For the bounds on R's rounding: sum |ll_part terms| and sum |score terms| from sums that do not
+    # depend on alpha (see _term_magnitudes), so a step sums over samples twice, not four times.
+    c_terms = jnp.where(valid, lax.lgamma(counts + 1.0) - counts * jnp.log(jnp.where(valid, mu, 1.0)), 0.0)
+    c_sum, c_abs = jnp.sum(c_terms, -1), jnp.sum(jnp.abs(c_terms), -1)
+    del c_terms
+    y_sum = jnp.sum(jnp.where(valid, counts, 0.0), -1)
+    n_pos = jnp.sum(jnp.where(valid, counts > 0, False), -1).astype(dtype)
 
     def step(data, st):
         """One pass of DESeq2's loop for every gene of ``data`` (a row subset of the problem)."""
-        cnt, m, pm, ymx, mmx, mmn, nv = data
+        cnt, m, pm, ymx, mmx, mmn, nv, csum, cabs, ysum, npos = data[:11]
+        tail = data[11] if len(data) > 11 else None
         (a, lp, dlp, kappa, n_iter, n_acc, done, change, lp0, started, drift, lp_err, dlp_err, margin, lp0_err,
          margin1) = st
         # One evaluation site: a gene's first pass evaluates its starting point, later passes
@@ -237,7 +288,7 @@ def fit_dispersion_line_search(
         kappa = jnp.where(active & (a_prop < -30.0), (-30.0 - a) / dlp, kappa)
         kappa = jnp.where(active & (a_prop > 10.0), (10.0 - a) / dlp, kappa)
         a_try = jnp.where(first, a, a + kappa * dlp)
-        parts = _cr_parts(a_try, cnt, m, design, True, False, sample_mask, coef_mask)
+        parts = _cr_parts(a_try, cnt, m, design, True, False, sample_mask, coef_mask, tail)
         dev = a_try - pm
         lp_try = parts["ll"] + parts["cr"] - prior_w * (0.5 * dev * dev / prior_var)
         dlp_try = parts["dll"] + parts["dcr"] - prior_w * (dev / prior_var)
@@ -255,7 +306,8 @@ def fit_dispersion_line_search(
         cont = accept & ~small & ~below
         # How far R's run of this step could be from ours: its lp and dlp carry rounding errors
         # (err_lp, err_dlp), and its a has drifted from ours by the dlp errors of earlier steps.
-        err_lp, err_dlp = _rounding_bounds(a_try, parts, ymx, mmx, mmn, nv)
+        ll_abs, score_abs = _term_magnitudes(a_try, parts, csum, cabs, ysum, npos)
+        err_lp, err_dlp = _rounding_bounds(a_try, parts, ll_abs, score_abs, ymx, mmx, mmn, nv)
         drift_try = jnp.where(first, 0.0, drift + kappa * dlp_err)
         lp_try_err = err_lp + jnp.abs(dlp_try) * drift_try
         lp0_err = jnp.where(first, lp_try_err, lp0_err)
@@ -309,7 +361,9 @@ def fit_dispersion_line_search(
         zeros,
         jnp.full(g, jnp.inf, dtype),
     )
-    data = (counts, mu, prior_mean, y_max, mu_max, mu_min, n_valid)
+    data = (counts, mu, prior_mean, y_max, mu_max, mu_min, n_valid, c_sum, c_abs, y_sum, n_pos)
+    if count_tail is not None:
+        data = data + (jnp.asarray(count_tail, dtype),)
     st = masked_loop(step, data, st, done_index=6, max_steps=max_iter + 1, compact=compact)
     a, lp, dlp, _, n_iter, n_acc, _, change, lp0, _, _, lp_err, _, margin, lp0_err, margin1 = st
     return DispersionFit(
@@ -335,7 +389,26 @@ def _lgamma_bound(x):
     return (x + 1.0) * jnp.abs(jnp.log(x)) + x + 1.0
 
 
-def _rounding_bounds(log_alpha, parts, y_max, mu_max, mu_min, n):
+def _term_magnitudes(log_alpha, parts, c_sum, c_abs, y_sum, n_pos):
+    """Upper bounds on ``sum_n |ll_part term|`` and ``sum_n |score term|`` at ``log_alpha``, per gene.
+
+    A term of DESeq2's ``ll_part`` is ``t = l + c``: ``l`` the NB log-pmf, never positive, and
+    ``c = lgamma(y + 1) - y log(mu)``, free of alpha. So ``sum |t| <= -sum l + sum |c| = sum c - ll +
+    sum |c|``, from the step's own ``ll`` and two sums made once per fit. A score term
+    ``(y - mu)/(mu + r) + log1p(mu/r) - [digamma(y + r) - digamma(r)]`` is ``p - q`` with
+    ``p = log1p(x) - x/(1 + x) + y/(mu + r) >= 0`` (``x = mu/r``) and ``q = sum_{k<y} 1/(r + k) >= 0``, so
+    ``sum |s| <= sum s + 2 sum q``; and ``q <= min(y/r, 1/r + log1p(y/r))`` for ``y >= 1``, whose sum
+    over the ``n_pos`` positive counts is at most ``n_pos (1/r + log1p(ybar/r))`` (log1p is concave).
+    """
+    alpha = jnp.exp(log_alpha)
+    ll_abs = jnp.maximum(c_sum - parts["ll"], 0.0) + c_abs
+    y_bar = y_sum / jnp.maximum(n_pos, 1.0)
+    q = jnp.minimum(y_sum * alpha, n_pos * (alpha + jnp.log1p(y_bar * alpha)))
+    score_abs = jnp.maximum(parts["score"] + 2.0 * q, 0.0)
+    return ll_abs, score_abs
+
+
+def _rounding_bounds(log_alpha, parts, ll_abs, score_abs, y_max, mu_max, mu_min, n):
     """Bounds on the rounding error of R's ``log_posterior`` and ``dlog_posterior`` at ``log_alpha``.
 
     R (DESeq2.cpp) computes, per sample, ``lgamma(y + 1/alpha) - lgamma(1/alpha) - y log(mu + 1/alpha) -
@@ -357,10 +430,10 @@ def _rounding_bounds(log_alpha, parts, y_max, mu_max, mu_min, n):
     parts_lp = n * (_lgamma_bound(y_max + an) + _lgamma_bound(an) + y_max * log_mu + an * l1p)
     # + ours: lgamma_ratio and digamma_ratio are off by up to ~7e-12 per sample, whatever the count
     # (measured against exact sums of logs and reciprocals over y, 1e-2 <= 1/alpha <= 1e8)
-    err_lp = eps * (parts_lp + (n + 2.0) * parts["ll_abs"] + 8.0 * jnp.abs(parts["cr"])) + n * _OUR_RATIO_ERROR
+    err_lp = eps * (parts_lp + (n + 2.0) * ll_abs + 8.0 * jnp.abs(parts["cr"])) + n * _OUR_RATIO_ERROR
     psi = lambda x: jnp.abs(jnp.log(x)) + 1.0 / x + 1.0  # noqa: E731  >= |digamma(x)| for x > 0
     parts_dlp = n * (psi(an) + psi(y_max + an) + l1p + 1.0 + y_max / (mu_min + an))
-    err_dlp = (eps * (an * (parts_dlp + (n + 2.0) * parts["dll_abs"]) + 8.0 * jnp.abs(parts["dcr"]))
+    err_dlp = (eps * (an * (parts_dlp + (n + 2.0) * score_abs) + 8.0 * jnp.abs(parts["dcr"]))
                + an * n * _OUR_RATIO_ERROR)
     return err_lp, err_dlp
 

@@ -334,3 +334,66 @@ def test_irls_on_a_batch_of_blocks_equals_the_rows_alone_and_keeps_temporaries_s
     compiled = _jit0(lambda c, o, a, b: nb_glm_fit.irls_fit(c, design, o, a, b, ridge, compact=1024)).lower(
         table, table, jax.ShapeDtypeStruct((g,), np.float64), jax.ShapeDtypeStruct((g, 3), np.float64)).compile()
     assert compiled.memory_analysis().temp_size_in_bytes <= 4 * g * n * 8
+
+
+def _tails(y, width):
+    # brute force: how many samples of each gene have a count above i
+    return np.array([[np.sum(row > i) for i in range(width)] for row in y], dtype=float)
+
+
+def test_line_search_over_count_tails_equals_the_sum_over_samples():
+    y, x, mu, start = _disp_problem()
+    width = int(y.max()) + 3
+    plain = _ls(y, mu, x, start)
+    tails = _jit0(lambda *a: nb_dispersion.fit_dispersion_line_search(
+        *a[:4], start + 0.5, 0.8, use_prior=True, min_log_alpha=np.log(1e-9), count_tail=a[4]))(
+        y, mu, x, start, _tails(y, width))
+    np.testing.assert_array_equal(np.asarray(tails.n_iter), np.asarray(plain.n_iter))
+    for name in ("log_alpha", "initial_lp", "last_lp", "last_dlp"):
+        np.testing.assert_allclose(np.asarray(getattr(tails, name)), np.asarray(getattr(plain, name)), rtol=1e-11,
+                                   atol=1e-11, err_msg=name)
+    # the sums over counts are the Gamma recursion's: exact sums of logs and reciprocals (math.fsum)
+    la = np.asarray(plain.log_alpha)
+    for use_tail in (False, True):
+        parts = nb_dispersion._cr_parts(jnp.asarray(la), y, mu, x, True, False,
+                                        count_tail=_tails(y, width) if use_tail else None)
+        r = np.exp(-la)[:, None] + np.zeros_like(y)
+        lg = _exact(y, r, np.log).sum(1)
+        dg = _exact(y, r, lambda v: 1.0 / v).sum(1)
+        ll_exact = lg - np.sum(y * np.log(mu + r) + r * np.log1p(mu / r), 1)
+        s_exact = np.sum((y - mu) / (mu + r) + np.log1p(mu / r), 1) - dg
+        np.testing.assert_allclose(np.asarray(parts["ll"]), ll_exact, rtol=1e-11)
+        np.testing.assert_allclose(np.asarray(parts["score"]), s_exact, rtol=1e-9, atol=1e-11)
+
+
+def test_term_magnitude_bounds_hold_and_are_not_loose():
+    rng = np.random.default_rng(3)
+    for log_alpha in (-9.0, -3.0, -0.5, 1.5):
+        y = rng.negative_binomial(2.0, 0.05, size=(6, 40)).astype(float)
+        y[0] = 0.0
+        mu = np.maximum(rng.uniform(0.3, 2.0, size=y.shape) * (y.mean(1, keepdims=True) + 0.5), 0.5)
+        la = np.full(6, log_alpha)
+        r = np.exp(-la)[:, None]
+        parts = nb_dispersion._cr_parts(jnp.asarray(la), y, mu, np.ones((40, 1)), True, False)
+        c = special.gammaln(y + 1) - y * np.log(mu)
+        ll_abs, score_abs = nb_dispersion._term_magnitudes(
+            jnp.asarray(la), parts, c.sum(1), np.abs(c).sum(1), y.sum(1), (y > 0).sum(1).astype(float))
+        ll_terms = special.gammaln(y + r) - special.gammaln(r) - y * np.log(mu + r) - r * np.log1p(mu / r)
+        s_terms = (y - mu) / (mu + r) + np.log1p(mu / r) - (special.digamma(y + r) - special.digamma(r))
+        true_ll, true_s = np.abs(ll_terms).sum(1), np.abs(s_terms).sum(1)
+        assert np.all(np.asarray(ll_abs) >= true_ll * (1 - 1e-9)), log_alpha
+        assert np.all(np.asarray(score_abs) >= true_s * (1 - 1e-9) - 1e-12), log_alpha
+        # what the bounds cost: the R-exactness margins use them in place of the true sums
+        assert np.all(np.asarray(ll_abs) <= 3.0 * true_ll + 1e-9), (log_alpha, np.asarray(ll_abs) / true_ll)
+
+
+def test_row_sum_is_the_sum_and_differentiates():
+    from diffbio_prob.cores.row_sum import row_sum
+
+    x = jnp.asarray(np.random.default_rng(0).uniform(0.5, 2.0, (3, 5)))
+    np.testing.assert_allclose(np.asarray(row_sum(lambda v, m: jnp.log(v) * m, x, None if False else 2.0)),
+                               2.0 * np.log(np.asarray(x)).sum(1), rtol=1e-14)
+    g = jax.grad(lambda v: row_sum(jnp.log, v).sum())(x)
+    np.testing.assert_allclose(np.asarray(g), 1.0 / np.asarray(x), rtol=1e-14)
+    batched = jax.vmap(lambda v: row_sum(jnp.log, v))(x[None])
+    np.testing.assert_allclose(np.asarray(batched)[0], np.log(np.asarray(x)).sum(1), rtol=1e-14)

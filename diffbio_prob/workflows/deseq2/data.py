@@ -14,7 +14,12 @@ import numpy as np
 
 from diffbio_prob.parallel import Padding
 
-__all__ = ["DESeq2Data"]
+__all__ = ["DESeq2Data", "small_integer_rows"]
+
+
+def small_integer_rows(counts: np.ndarray, width: int) -> np.ndarray:
+    """The rows of ``counts`` whose values are all integers of at most ``width`` (a boolean mask)."""
+    return np.all((counts <= width) & (counts == np.floor(counts)), axis=1)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -31,6 +36,8 @@ class DESeq2Data:
             least this many rows: a few genes refitted after outlier replacement then run in the main
             fit's compiled programs, at the cost of their own rows, instead of compiling programs of
             their own. 0: the genes' own count.
+        tail_rows: with ``batch_rows``, how many of the main fit's genes its line search ran with count
+            tails (``count_tail``) and how many without: the refit's genes go to the same two programs.
     """
 
     counts: np.ndarray
@@ -38,6 +45,7 @@ class DESeq2Data:
     size_factors: np.ndarray | None = None
     normalization_factors: np.ndarray | None = None
     batch_rows: int = 0
+    tail_rows: tuple[int, int] | None = None
 
     def __post_init__(self):
         g, n = self.counts.shape
@@ -111,6 +119,22 @@ class DESeq2Data:
     def coef_mask(self) -> np.ndarray:
         return self.padding.coef_mask
 
+    def count_tail(self, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, tail)``: the genes whose counts are all integers of at most ``width`` (a boolean mask)
+        and, for those, ``tail[:, i]`` = how many samples have a count above ``i`` (``(R, width)``)."""
+        cache = self.__dict__.setdefault("_count_tails", {})  # the gene-wise and the MAP fit ask for it
+        if width not in cache:
+            cache[width] = self._count_tail(width)
+        return cache[width]
+
+    def _count_tail(self, width: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = small_integer_rows(self.counts, width)
+        sub = self.counts[rows].astype(np.int64)
+        n_rows, n = sub.shape
+        hist = np.bincount((np.arange(n_rows)[:, None] * (width + 1) + sub).ravel(),
+                           minlength=n_rows * (width + 1)).reshape(n_rows, width + 1)
+        return rows, (n - np.cumsum(hist[:, :width], axis=1)).astype(float)
+
     def rows(self, sel) -> "DESeq2Data":
         """The same data restricted to the genes ``sel`` (boolean mask or indices)."""
         return DESeq2Data(
@@ -119,6 +143,7 @@ class DESeq2Data:
             size_factors=self.size_factors,
             normalization_factors=None if self.normalization_factors is None else self.normalization_factors[sel],
             batch_rows=self.batch_rows,
+            tail_rows=self.tail_rows,
         )
 
     def with_counts(self, counts: np.ndarray) -> "DESeq2Data":

@@ -17,13 +17,14 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from diffbio_prob.parallel import run_batched
+from diffbio_prob.parallel import BUCKET, run_batched
 from diffbio_prob.workflows.deseq2 import kernels, rstats
 from diffbio_prob.workflows.deseq2.data import DESeq2Data
 from diffbio_prob.workflows.deseq2.glm import fit_glm
 from diffbio_prob.workflows.deseq2.options import DESeq2Options
 
-__all__ = ["GeneDispersions", "MAPDispersions", "gene_wise_dispersions", "map_dispersions", "linear_model_mu"]
+__all__ = ["GeneDispersions", "MAPDispersions", "gene_wise_dispersions", "map_dispersions", "linear_model_mu",
+           "tail_split", "tails_possible", "tails_pay"]
 
 
 class GeneDispersions(NamedTuple):
@@ -80,11 +81,56 @@ def _fit_f64(data: DESeq2Data, mu, log_alpha0, prior_mean, prior_var, use_prior,
             lower=math.log(opts.min_disp), upper=math.log(max(10.0, data.n_samples)),
         )
     if opts.dispersion_fit == "deseq2":
-        return run_batched(
-            kernels.k_line_search, gene_args, shared, shard=shard, min_rows=data.batch_rows,
-            **line_search_options(opts)
-        )
+        split = tail_split(data)
+        if split is None:
+            main = data.tail_rows  # a refit after a main fit in two programs: its program without tails
+            full_min = data.batch_rows if main is None or main[1] == 0 else main[1]
+            return run_batched(kernels.k_line_search, gene_args, shared, shard=shard, min_rows=full_min,
+                               **line_search_options(opts))
+        rows, tail, (tail_min, full_min) = split
+        fits = [run_batched(kernels.k_line_search_tail, tuple(a[rows] for a in gene_args) + (tail,), shared,
+                            shard=shard, min_rows=tail_min, **line_search_options(opts))]
+        if not rows.all():
+            fits.append(run_batched(kernels.k_line_search, tuple(a[~rows] for a in gene_args), shared, shard=shard,
+                                    min_rows=full_min, **line_search_options(opts)))
+        order = np.argsort(np.concatenate([np.flatnonzero(rows), np.flatnonzero(~rows)]), kind="stable")
+        return type(fits[0])(*(None if parts[0] is None else np.concatenate(parts)[order]
+                               for parts in zip(*fits)))
     raise ValueError(f"dispersion_fit: expected 'deseq2' or 'newton', got {opts.dispersion_fit!r}")
+
+
+def tails_possible(n_samples: int, n_pad: int) -> bool:
+    """Whether a line search over ``n_samples`` (padded to ``n_pad``) may sum over count tails."""
+    return n_samples >= kernels.TAIL_MIN_SAMPLES and n_pad == n_samples
+
+
+def tails_pay(n_tail_genes: int) -> bool:
+    """Whether a main fit with this many genes of small integer counts runs them in a program of their own."""
+    return n_tail_genes >= BUCKET
+
+
+def tail_split(data: DESeq2Data):
+    """How the line search splits ``data``'s genes: ``None`` (one program, every gene over its samples), or
+    ``(rows, tail, (tail_min_rows, full_min_rows))``: the genes (a mask) that sum their count-only terms
+    over their counts (``kernels.k_line_search_tail``), their count tails, and the ``min_rows`` of the two
+    programs.
+
+    Only with ``kernels.TAIL_MIN_SAMPLES`` samples or more, and on a main fit of at least a bucket of such
+    genes (a second program then pays for itself); a refit of a few genes follows its main fit
+    (``DESeq2Data.tail_rows``), in the same two programs.
+    """
+    if not tails_possible(data.n_samples, data.padding.n_pad):
+        return None
+    main = data.tail_rows
+    if main is not None and main[0] == 0:
+        return None
+    rows, tail = data.count_tail(kernels.TAIL_WIDTH)
+    if not rows.any() or (main is None and not tails_pay(int(rows.sum()))):
+        return None
+    if main is not None and main[1] == 0 and not rows.all():
+        return None  # no program without tails to run the rest in: one program for all
+    mins = (0, 0) if main is None else main
+    return rows, tail, mins
 
 
 def _grid(data: DESeq2Data, mu, prior_mean, prior_var, use_prior, shard):

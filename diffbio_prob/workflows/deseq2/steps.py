@@ -23,6 +23,7 @@ from diffbio_prob.workflows.deseq2.dispersion import (
     MAPDispersions,
     gene_wise_dispersions,
     map_dispersions,
+    tail_split,
 )
 from diffbio_prob.workflows.deseq2.glm import GLMFit, fit_glm
 from diffbio_prob.workflows.deseq2.options import DESeq2Options
@@ -309,7 +310,9 @@ def cooks_and_refit(
     if refit.any():
         sub = data.with_counts(new).rows(refit)
         if kernels.refit_shares_programs(data.n_genes, data.n_samples):
-            sub = dataclasses.replace(sub, batch_rows=data.n_genes)
+            split = tail_split(data)  # the main fit's line search programs
+            tails = None if split is None else (int(split[0].sum()), int((~split[0]).sum()))
+            sub = dataclasses.replace(sub, batch_rows=data.n_genes, tail_rows=tails)
         disp2 = estimate_dispersions(sub, opts, trend=dispersions.trend, shard=shard)
         test2 = _run_test(sub, disp2, opts, test, reduced_design, shard)
     if replaceable.all():

@@ -17,25 +17,36 @@ import numpy as np
 
 from diffbio_prob.parallel import SMALL_BATCH, BUCKET, Padding, precompile
 from diffbio_prob.workflows.deseq2 import kernels, rstats
-from diffbio_prob.workflows.deseq2.dispersion import line_search_options
+from diffbio_prob.workflows.deseq2.data import small_integer_rows
+from diffbio_prob.workflows.deseq2.dispersion import line_search_options, tails_pay, tails_possible
 from diffbio_prob.workflows.deseq2.glm import LN2, RIDGE_LOG2, irls_options, is_just_intercept
 from diffbio_prob.workflows.deseq2.options import DESeq2Options
 
 __all__ = ["start"]
 
 
-def _line_search(n_genes: int, design: np.ndarray, opts: DESeq2Options, shard: bool) -> None:
+def _line_search(n_genes: int, design: np.ndarray, opts: DESeq2Options, shard: bool, n_tail: int = 0) -> None:
+    # n_tail: of the n_genes, those the fit runs with count tails (dispersion.tail_split), in a program of
+    # their own
     pad = Padding.of(design, n_genes)
     f64 = np.dtype(np.float64)
-    gene_specs = (
-        jax.ShapeDtypeStruct((n_genes, pad.n_pad), f64),  # counts
-        jax.ShapeDtypeStruct((n_genes, pad.n_pad), f64),  # mu
-        jax.ShapeDtypeStruct((n_genes,), f64),  # log alpha start
-        jax.ShapeDtypeStruct((n_genes,), f64),  # prior mean
-    )
+
+    def specs(rows: int, tail: bool):
+        return (
+            jax.ShapeDtypeStruct((rows, pad.n_pad), f64),  # counts
+            jax.ShapeDtypeStruct((rows, pad.n_pad), f64),  # mu
+            jax.ShapeDtypeStruct((rows,), f64),  # log alpha start
+            jax.ShapeDtypeStruct((rows,), f64),  # prior mean
+        ) + ((jax.ShapeDtypeStruct((rows, kernels.TAIL_WIDTH), f64),) if tail else ())  # count tails
+
     shared = (pad.design(design), 1.0, False, pad.sample_mask, pad.coef_mask)
     with jax.enable_x64(True):  # as dispersion._fit
-        precompile(kernels.k_line_search, gene_specs, shared, shard=shard, **line_search_options(opts))
+        if n_tail:
+            precompile(kernels.k_line_search_tail, specs(n_tail, True), shared, shard=shard,
+                       **line_search_options(opts))
+        if n_genes > n_tail:
+            precompile(kernels.k_line_search, specs(n_genes - n_tail, False), shared, shard=shard,
+                       **line_search_options(opts))
 
 
 def _irls(n_genes: int, design: np.ndarray, opts: DESeq2Options, shard: bool) -> None:
@@ -64,10 +75,15 @@ def start(counts: np.ndarray, design: np.ndarray, opts: DESeq2Options, *, test: 
     m, p = design.shape
     if m <= p:
         return  # no replicates: the fit stops with a ValueError
-    n_genes = int(np.count_nonzero(counts.sum(axis=1)))
+    nonzero = counts.sum(axis=1) != 0
+    n_genes = int(np.count_nonzero(nonzero))
     if n_genes == 0:
         return
-    _line_search(n_genes, design, opts, shard)
+    n_tail = 0
+    if tails_possible(m, Padding.of(design, n_genes).n_pad):
+        n_tail = int(np.count_nonzero(small_integer_rows(counts, kernels.TAIL_WIDTH) & nonzero))
+        n_tail = n_tail if tails_pay(n_tail) else 0
+    _line_search(n_genes, design, opts, shard, n_tail)
     just_intercept = is_just_intercept(design, np.full(p, RIDGE_LOG2))
     if not just_intercept:
         _irls(n_genes, design, opts, shard)
