@@ -146,13 +146,16 @@ class RatioShift(NamedTuple):
     """What :func:`lgamma_ratio` and :func:`digamma_ratio` need of ``r`` alone (arrays of ``r``'s shape).
 
     For a per-gene ``r`` of shape ``(G, 1)`` these are per-gene constants, which a sum over samples can
-    compute once, outside its fused loop (:func:`diffbio_prob.cores.nb_dispersion.row_sum`).
+    compute once, outside its fused loop (:func:`diffbio_prob.cores.row_sum.row_sum`). Each is kept apart
+    from the per-count term it cancels against, so a zero count gives exactly zero, as before.
     """
 
     small: jax.Array  # 1.0 where r < 8 (shifted up by 8 by the Gamma recursion), else 0.0
     shifted: jax.Array  # r + 8 where r < 8, else r
-    lgamma_const: jax.Array  # small * log(r (r+1) ... (r+7)) - Stirling tail at shifted
-    digamma_const: jax.Array  # small * sum_{i<8} 1/(r+i) - digamma tail at shifted
+    stirling_tail: jax.Array  # the Stirling tail at shifted
+    psi_tail: jax.Array  # the digamma tail at shifted
+    log_rising: jax.Array  # log(r (r+1) ... (r+7))
+    recip_rising: jax.Array  # sum_{i<8} 1/(r+i)
 
 
 def _scaled(x) -> bool:
@@ -173,8 +176,7 @@ def ratio_shift(r) -> RatioShift:
     r = jnp.asarray(r)
     small, s = _shifted(r)
     log_p, recip = _log_rising8_and_recip(r, _scaled(r))
-    small = small.astype(r.dtype)
-    return RatioShift(small, s, small * log_p - _stirling_tail(s), small * recip - _psi_tail(s))
+    return RatioShift(small.astype(r.dtype), s, _stirling_tail(s), _psi_tail(s), log_p, recip)
 
 
 def lgamma_ratio(y, r, shift: RatioShift | None = None):
@@ -198,11 +200,12 @@ def lgamma_ratio(y, r, shift: RatioShift | None = None):
     """
     sh = ratio_shift(r) if shift is None else shift
     s = sh.shifted
-    # the shift's terms are multiplied by 0/1, not selected: a select with a (G, N) operand keeps XLA CPU
-    # from fusing a sum over samples into one vectorised kernel (docs/notes/de.md, section 20)
-    log_p_x, _ = _log_rising8_and_recip(y + r, _scaled(y))
-    return (y * jnp.log(s + y) + (s - 0.5) * jnp.log1p(y / s) - y + _stirling_tail(s + y) + sh.lgamma_const
-            - sh.small * log_p_x)
+    # the shift's terms are multiplied by 0/1, not selected (the same value, bit for bit): a select with a
+    # (G, N) operand keeps XLA CPU from fusing a sum over samples into one vectorised kernel
+    # (docs/notes/de.md, section 20)
+    log_p_x, _ = _log_rising8_and_recip(y + r, _scaled(y + r))
+    return (y * jnp.log(s + y) + (s - 0.5) * jnp.log1p(y / s) - y + _stirling_tail(s + y) - sh.stirling_tail
+            + sh.small * (sh.log_rising - log_p_x))
 
 
 def _psi_tail(x):
@@ -222,8 +225,8 @@ def digamma_ratio(y, r, shift: RatioShift | None = None):
     """
     sh = ratio_shift(r) if shift is None else shift
     s = sh.shifted
-    _, recip_x = _log_rising8_and_recip(y + r, _scaled(y))
-    return jnp.log1p(y / s) + _psi_tail(s + y) + sh.digamma_const - sh.small * recip_x
+    _, recip_x = _log_rising8_and_recip(y + r, _scaled(y + r))
+    return jnp.log1p(y / s) + _psi_tail(s + y) - sh.psi_tail + sh.small * (sh.recip_rising - recip_x)
 
 
 def _rising8(x, scaled: bool):
@@ -248,9 +251,9 @@ def _lgamma_digamma_ratio(y, r, shift: RatioShift | None = None):
     z2 = z * z
     st_tail = z * (1.0 / 12 - z2 * (1.0 / 360 - z2 * (1.0 / 1260 - z2 * (1.0 / 1680))))
     ps_tail = -0.5 * z - z2 * (1.0 / 12 - z2 * (1.0 / 120 - z2 * (1.0 / 252 - z2 * (1.0 / 240))))
-    log_p_x, recip_x = _log_rising8_and_recip(y + r, _scaled(y))
-    lg = y * jnp.log(sy) + (s - 0.5) * l1p - y + st_tail + sh.lgamma_const - sh.small * log_p_x
-    dg = l1p + ps_tail + sh.digamma_const - sh.small * recip_x
+    log_p_x, recip_x = _log_rising8_and_recip(y + r, _scaled(y + r))
+    lg = y * jnp.log(sy) + (s - 0.5) * l1p - y + st_tail - sh.stirling_tail + sh.small * (sh.log_rising - log_p_x)
+    dg = l1p + ps_tail - sh.psi_tail + sh.small * (sh.recip_rising - recip_x)
     return lg, dg
 
 

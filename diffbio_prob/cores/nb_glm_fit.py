@@ -8,6 +8,7 @@ Shapes: ``counts`` and ``mu`` are ``(G, N)`` (genes by samples), ``design`` is `
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -16,6 +17,7 @@ from jax import lax
 
 from diffbio_prob.cores.nb import _coef_pad, _masked, nb_log_pmf
 from diffbio_prob.cores.row_queue import masked_loop
+from diffbio_prob.cores.row_sum import row_sum
 from diffbio_prob.cores.spd import spd_inverse, spd_solve, weighted_gram
 
 __all__ = [
@@ -104,7 +106,6 @@ def irls_fit(
     dtype = counts.dtype
     g, n = counts.shape
     log_offset = jnp.broadcast_to(jnp.asarray(log_offset, dtype), (g, n))
-    offset = jnp.exp(log_offset)
     alpha = jnp.asarray(alpha, dtype)
     size = 1.0 / alpha
     ridge_m = jnp.diag(jnp.asarray(ridge, dtype)) + _coef_pad(design.shape[1], coef_mask, dtype)
@@ -121,28 +122,35 @@ def irls_fit(
     # the whole batch XLA held ~7 table-sized temporaries of the saddle-point form at once.
     r_col = size[:, None]
     saturated = _by_row_blocks(
-        lambda c, r: -2.0 * jnp.sum(_masked(nb_log_pmf_accurate(c, c, r), sample_mask), -1), counts, r_col
+        lambda c, r: -2.0 * jnp.sum(_masked(nb_log_pmf_saturated(c, r), sample_mask), -1), counts, r_col
     )
 
-    def deviance_iter(mu, cnt=counts, r=r_col, sat=saturated):
-        y_term = jnp.where(cnt > 0, cnt * jnp.log1p((cnt - mu) / mu), 0.0)  # 0 log 0 = 0
-        ulp = y_term - (cnt + r) * jnp.log1p((cnt - mu) / (mu + r))
-        return sat + 2.0 * jnp.sum(_masked(ulp, sample_mask), -1)
+    def unit_deviance_terms(mu, cnt, r):
+        # y log(y / mu), 0 at y = 0, without a select on a (G, N) operand (it would split the fused sum,
+        # cores/row_sum.py): at y = 0 the log1p's argument is -1 + 1
+        y_term = cnt * jnp.log1p((cnt - mu) / mu + (cnt == 0))
+        return _masked(y_term - (cnt + r) * jnp.log1p((cnt - mu) / (mu + r)), sample_mask)
 
-    def mean_of(beta, off=offset):
-        return jnp.maximum(off * jnp.exp(beta @ design.T), min_mu)
+    def deviance_iter(mu, cnt=counts, r=r_col, sat=saturated):
+        return sat + 2.0 * row_sum(unit_deviance_terms, mu, cnt, r)
+
+    def mean_of(beta, log_off=log_offset):
+        return jnp.maximum(jnp.exp(beta @ design.T + log_off), min_mu)
+
+    log_min_mu = math.log(min_mu)
 
     def step(data, state):
-        cnt, off, alp, r, sat = data
+        cnt, log_off, alp, r, sat = data
         beta, mu, dev_old, n_iter, done, dev_last = state
         active_now = ~done
         w = _masked(mu / (1.0 + alp[:, None] * mu), sample_mask)
-        z = jnp.log(mu / off) + (cnt - mu) / mu
+        # log(mu / s) with mu = max(s exp(X b), min_mu), without a log per sample
+        z = jnp.maximum(beta @ design.T, log_min_mu - log_off) + (cnt - mu) / mu
         lhs = weighted_gram(design, w) + ridge_m
         rhs = jnp.einsum("gn,np->gp", w * z, design)
         beta_new = spd_solve(lhs, rhs)
         diverged = jnp.any(jnp.abs(beta_new) > large, axis=-1) | jnp.any(~jnp.isfinite(beta_new), -1)
-        mu_new = mean_of(beta_new, off)
+        mu_new = mean_of(beta_new, log_off)
         dev = deviance_iter(mu_new, cnt, r, sat)
         conv_test = jnp.abs(dev - dev_old) / (jnp.abs(dev) + 0.1)
         is_nan = jnp.isnan(conv_test)
@@ -167,10 +175,10 @@ def irls_fit(
     done0 = jnp.zeros(g, bool) if active is None else ~jnp.asarray(active, bool)
     state = (beta0, mu0, zeros, jnp.zeros(g, jnp.int32), done0, zeros)
     if max_iter > 0:
-        data = (counts, offset, alpha, r_col, saturated)
+        data = (counts, log_offset, alpha, r_col, saturated)
         state = masked_loop(step, data, state, done_index=4, max_steps=max_iter, compact=compact)
     beta, mu, _, n_iter, _, dev_last = state
-    loglik = -0.5 * deviance_iter(offset * jnp.exp(beta @ design.T))  # the unfloored mean, as R
+    loglik = -0.5 * deviance_iter(jnp.exp(beta @ design.T + log_offset))  # the unfloored mean, as R
     return IRLSResult(beta=beta, n_iter=n_iter, deviance=dev_last, mu=mu, log_likelihood=loglik)
 
 
@@ -406,6 +414,27 @@ def nb_log_pmf_accurate(counts, mean, size):
     general = jnp.where(q > 0, lead + lc - 0.5 * lf, -jnp.inf)
     out = jnp.where(y < 1e-10 * r, tiny, general)
     return jnp.where(y == 0, zero, out)
+
+
+def nb_log_pmf_saturated(counts, size):
+    """``dnbinom(y, size = size, mu = y, log = TRUE)``: :func:`nb_log_pmf_accurate` at the mean ``y``.
+
+    There ``dbinom_raw``'s two ``bd0`` terms are ``bd0(size, size)`` and ``bd0(y, y)``, zero, which leaves
+    the three ``stirlerr`` terms and the logs (R's value to rounding, at about half the cost: the
+    saturated deviance of every IRLS call).
+    """
+    y, r = jnp.broadcast_arrays(jnp.asarray(counts), jnp.asarray(size))
+    ys = jnp.where(y > 0, y, 1.0)
+    lg1 = jax.scipy.special.gammaln(ys + 1.0)
+    st_y = jnp.where(ys > 15.0, _stirlerr(jnp.where(ys > 15.0, ys, 16.0)),
+                     lg1 - (ys + 0.5) * jnp.log(ys) + ys - _LN_SQRT_2PI)  # _stirlerr(ys), sharing lgamma
+    n = ys + r
+    general = (jnp.where(ys < r, jnp.log1p(-ys / (r + ys)), jnp.log(r / (r + ys))) + _stirlerr(n) - _stirlerr(r)
+               - st_y - 0.5 * (_LN_2PI + jnp.log(r) + jnp.log1p(-r / n)))
+    # tiny counts relative to size (the Poisson limit), as nb_log_pmf_accurate
+    pt = jnp.where(r < ys, jnp.log(r / (1 + r / ys)), jnp.log(ys / (1 + ys / r)))
+    tiny = y * pt - y - lg1 + jnp.log1p(y * (y - 1) / (2 * r))
+    return jnp.where(y == 0, 0.0, jnp.where(y < 1e-10 * r, tiny, general))
 
 
 # --------------------------------------------------------------------------------------------

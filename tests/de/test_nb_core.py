@@ -397,3 +397,17 @@ def test_row_sum_is_the_sum_and_differentiates():
     np.testing.assert_allclose(np.asarray(g), 1.0 / np.asarray(x), rtol=1e-14)
     batched = jax.vmap(lambda v: row_sum(jnp.log, v))(x[None])
     np.testing.assert_allclose(np.asarray(batched)[0], np.log(np.asarray(x)).sum(1), rtol=1e-14)
+
+
+def test_saturated_log_pmf_is_the_accurate_log_pmf_at_the_mean():
+    # nb_log_pmf_saturated drops dbinom_raw's two bd0 terms, which vanish at mu = y
+    y = np.array([0, 1, 2, 3, 7, 14, 15, 16, 17, 40, 100, 1000, 12345, 1e6, 1e9], dtype=float)
+    for r in (1e-3, 0.37, 7.9, 8.0, 1e3, 1e8):
+        np.testing.assert_allclose(np.asarray(nb_glm_fit.nb_log_pmf_saturated(y, r)),
+                                   np.asarray(nb_glm_fit.nb_log_pmf_accurate(y, y, r)), rtol=1e-13, atol=1e-13,
+                                   err_msg=str(r))
+    # and R's dnbinom(y, size, mu = y, log = TRUE) from its lgamma form where that keeps its digits
+    y, r = np.array([1.0, 5.0, 30.0]), 2.5
+    ref = (special.gammaln(y + r) - special.gammaln(r) - special.gammaln(y + 1) + r * np.log(r / (r + y))
+           + y * np.log(y / (r + y)))
+    np.testing.assert_allclose(np.asarray(nb_glm_fit.nb_log_pmf_saturated(y, r)), ref, rtol=1e-13)
